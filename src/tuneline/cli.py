@@ -1,0 +1,160 @@
+"""The ``tuneline`` command: thin shells over the stage functions.
+
+Every command takes ``--config params.yaml`` and repeatable ``--set a.b=value`` overrides
+(the syntax of ``dvc exp run -S``). Expected failures (bad config, bad data, missing
+inputs) print one clear message and exit non-zero, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from tuneline.config import ConfigError, TunelineConfig, json_schema, load_config
+from tuneline.config.schema import Source
+from tuneline.progress import console, setup_logging
+
+app = typer.Typer(help="tuneline: conversations → fine-tuned, evaluated, registered, served LLM.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+config_app = typer.Typer(help="Inspect and validate params.yaml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="params.yaml to load.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a config value: KEY.PATH=VALUE.")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    from tuneline.stages.clean import CleanError
+    from tuneline.stages.ingest import IngestError
+    from tuneline.stages.split import SplitError
+
+    return IngestError, CleanError, SplitError
+
+
+def friendly(fn: F) -> F:
+    """Turn expected errors into a one-line message and an exit code (2: config, 1: stage)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        setup_logging()
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            console.print(f"[bold red]config error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except _expected_errors() as exc:
+            console.print(f"[bold red]{fn.__name__} failed:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config: Path, overrides: list[str] | None) -> TunelineConfig:
+    return load_config(config, overrides or ())
+
+
+@app.command()
+@friendly
+def ingest(
+    sources: Annotated[list[str] | None, typer.Argument(help="Files, globs, dirs, s3:// gs:// https:// URIs, hf:NAME.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.ingested).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Record format for SRC arguments (auto detects).")] = "auto",
+    config: ConfigOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Read raw sources into canonical sft.jsonl / preference.jsonl, quarantining bad records."""
+    from tuneline.stages.ingest import run_ingest
+
+    cfg = _load(config, set_)
+    try:
+        srcs = [Source(uri=s, format=fmt) for s in sources] if sources else None
+    except ValueError as exc:
+        raise ConfigError(f"--format: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+    result = run_ingest(cfg, srcs, out or Path(cfg.paths.ingested))
+    console.print(f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, "
+                  f"{result.quarantined} quarantined")
+
+
+@app.command()
+@friendly
+def clean(
+    src: Annotated[Path | None, typer.Argument(help="Ingest output directory (default: paths.ingested).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.cleaned).")] = None,
+    config: ConfigOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Normalize, redact PII, filter and deduplicate; every removal is recorded with its rule."""
+    from tuneline.stages.clean import run_clean
+
+    cfg = _load(config, set_)
+    result = run_clean(cfg, src or Path(cfg.paths.ingested), out or Path(cfg.paths.cleaned))
+    console.print(f"cleaned → {result.out}: kept {result.kept}, removed {sum(result.removed.values())} "
+                  f"{result.removed or ''}")
+
+
+@app.command()
+@friendly
+def split(
+    src: Annotated[Path | None, typer.Argument(help="Clean output directory (default: paths.cleaned).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.split).")] = None,
+    config: ConfigOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Split into train/val/test deterministically and audit train→val/test leakage."""
+    from tuneline.stages.split import run_split
+
+    cfg = _load(config, set_)
+    result = run_split(cfg, src or Path(cfg.paths.cleaned), out or Path(cfg.paths.split))
+    console.print(f"split → {result.out}: {result.counts}, leaked {result.leaked}")
+
+
+@app.command()
+@friendly
+def sample(
+    out: Annotated[Path, typer.Option(help="Directory to write the sample raw data into.")] = Path("data/raw"),
+    n: Annotated[int, typer.Option(help="Number of task examples.")] = 600,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+) -> None:
+    """(Re)generate the bundled sample dataset (several formats, with deliberate defects)."""
+    from tuneline.sample import write_sample
+
+    files = write_sample(out, n=n, seed=seed)
+    console.print(f"wrote {len(files)} files to {out}")
+
+
+@config_app.command("schema")
+@friendly
+def config_schema(
+    out: Annotated[Path | None, typer.Option(help="Write the JSON Schema here instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of params.yaml (for yaml-language-server and review)."""
+    text = json_schema()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        from tuneline.io.atomic import write_text_atomic
+
+        write_text_atomic(out, text)
+
+
+@config_app.command("show")
+@friendly
+def config_show(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Validate params.yaml (with overrides) and print the effective config."""
+    import yaml
+
+    sys.stdout.write(yaml.safe_dump(_load(config, set_).model_dump(mode="json"), sort_keys=False))
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,245 @@
+"""The one typed configuration of tuneline.
+
+``params.yaml`` is an instance of :class:`TunelineConfig`. DVC stages, the CLI and the
+Kubeflow pipeline all load it through :func:`tuneline.config.load_config`; defaults live
+here and nowhere else, and every field's description is its documentation (it feeds the
+JSON Schema that editors use through ``params.schema.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------- paths
+class PathsConfig(Section):
+    """Where each stage reads and writes on a workstation (``dvc repro``).
+
+    dvc.yaml interpolates these (``${paths.ingested}``) instead of restating them.
+    """
+
+    raw: str = Field("data/raw", description="Bundled or local raw data; ingested when data.sources is empty.")
+    ingested: str = Field("data/ingested", description="Output directory of the ingest stage.")
+    cleaned: str = Field("data/cleaned", description="Output directory of the clean stage.")
+    split: str = Field("data/split", description="Output directory of the split stage.")
+
+
+# ----------------------------------------------------------------------------- data
+RecordFormat = Literal["auto", "messages", "sharegpt", "alpaca", "preference"]
+FileKind = Literal["auto", "jsonl", "json", "csv", "parquet", "hf"]
+
+
+class Source(Section):
+    """One input: a path, glob, directory, ``s3://``/``gs://``/``https://`` URI or HF dataset."""
+
+    uri: str = Field(description="Local path/glob/dir, s3://, gs://, https:// URI, or hf:NAME / a saved HF dataset dir.")
+    format: RecordFormat = Field("auto", description="Record format; 'auto' detects it per record.")
+    kind: FileKind = Field("auto", description="File kind; 'auto' infers it from the extension.")
+    hf_split: str = Field("train", description="Split to read from a Hugging Face dataset.")
+
+
+def _source_from_str(value: object) -> object:
+    return {"uri": value} if isinstance(value, str) else value
+
+
+class DataConfig(Section):
+    """Ingestion: where records come from and how many bad ones are tolerated."""
+
+    sources: list[Annotated[Source, BeforeValidator(_source_from_str)]] = Field(
+        default_factory=list,
+        description="Inputs to ingest (a string is shorthand for {uri: ...}); empty means every file under paths.raw.",
+    )
+    max_bad_fraction: float = Field(
+        0.2, ge=0.0, le=1.0, description="Fail the ingest when more than this share of records is quarantined."
+    )
+    raw_preview_chars: int = Field(
+        500, ge=0, description="How much of a rejected record's raw text the quarantine keeps."
+    )
+    source_options: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="fsspec storage options per protocol (e.g. {s3: {endpoint_url: ...}}); secrets belong in env vars.",
+    )
+
+
+# ---------------------------------------------------------------------------- clean
+class NormalizeRule(Section):
+    enabled: bool = Field(True, description="Unicode-normalize text and strip control characters.")
+    form: Literal["NFC", "NFKC", "NFD", "NFKD"] = Field("NFKC", description="Unicode normalization form.")
+
+
+class ToggleRule(Section):
+    enabled: bool = Field(True, description="Whether the rule runs.")
+
+
+class NearDedupRule(Section):
+    enabled: bool = Field(True, description="Drop near duplicates found by MinHash LSH (datasketch).")
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Estimated Jaccard similarity that counts as duplicate.")
+    num_perm: int = Field(64, ge=16, le=512, description="MinHash permutations (accuracy vs. speed).")
+    shingle_words: int = Field(3, ge=1, le=10, description="Words per shingle.")
+
+
+class PiiRule(Section):
+    enabled: bool = Field(True, description="Redact PII with typed placeholders such as [EMAIL].")
+    email: bool = True
+    phone: bool = True
+    credit_card: bool = Field(True, description="Card numbers that pass the Luhn check.")
+    ssn: bool = True
+    ip_address: bool = True
+    iban: bool = Field(True, description="IBANs that pass the ISO 13616 mod-97 check.")
+    secrets: bool = Field(True, description="Cloud access keys, API tokens, private keys, JWTs.")
+    names: bool = Field(False, description="Person names via Presidio NER (needs the 'ner' extra).")
+
+
+class QualityRule(Section):
+    enabled: bool = Field(True, description="Drop records outside the length/turn/repetition bounds.")
+    min_chars: int = Field(2, ge=0, description="Minimum characters over all turns.")
+    max_chars: int = Field(32000, ge=1, description="Maximum characters over all turns.")
+    min_turns: int = Field(2, ge=1, description="Minimum messages per conversation (system included).")
+    max_turns: int = Field(128, ge=1, description="Maximum messages per conversation.")
+    max_repetition: float = Field(
+        0.5, gt=0.0, le=1.0, description="Maximum share of repeated word 3-grams in any one message."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> QualityRule:
+        if self.min_chars > self.max_chars:
+            raise ValueError(f"min_chars ({self.min_chars}) must not exceed max_chars ({self.max_chars})")
+        if self.min_turns > self.max_turns:
+            raise ValueError(f"min_turns ({self.min_turns}) must not exceed max_turns ({self.max_turns})")
+        return self
+
+
+class TokenLengthRule(Section):
+    enabled: bool = Field(False, description="Drop records longer than max_tokens under the configured tokenizer.")
+    max_tokens: int = Field(2048, ge=1, description="Token budget per record (usually model.max_seq_length).")
+    tokenizer: str | None = Field(
+        None, description="Tokenizer directory or hub id; defaults to model.base when that is not builtin."
+    )
+
+
+class CleanConfig(Section):
+    """Cleaning rules, each switchable; applied in the order listed here."""
+
+    normalize: NormalizeRule = NormalizeRule()
+    pii: PiiRule = PiiRule()
+    quality: QualityRule = QualityRule()
+    token_length: TokenLengthRule = TokenLengthRule()
+    exact_dedup: ToggleRule = ToggleRule()
+    near_dedup: NearDedupRule = NearDedupRule()
+    workers: int = Field(0, ge=0, description="Worker processes for per-record rules; 0 = one per CPU core.")
+    examples_per_rule: int = Field(3, ge=0, description="Examples per rule kept in the clean report.")
+
+
+# ---------------------------------------------------------------------------- split
+class SplitRatios(Section):
+    train: float = Field(0.8, ge=0.0, le=1.0)
+    val: float = Field(0.1, ge=0.0, le=1.0)
+    test: float = Field(0.1, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitRatios:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must be 1.0, got {total:g}")
+        return self
+
+
+class LeakageConfig(Section):
+    check: bool = Field(True, description="Look for exact and near duplicate prompts between train and val/test.")
+    threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Near-duplicate Jaccard threshold (MinHash).")
+    action: Literal["report", "remove", "fail"] = Field(
+        "remove", description="What to do with leaked val/test records: report only, remove them, or fail the stage."
+    )
+
+
+class SplitConfig(Section):
+    """How cleaned records are divided into train/val/test, deterministically."""
+
+    strategy: Literal["random", "stratified", "temporal", "group"] = Field(
+        "random",
+        description="random; stratified by `field`; temporal by timestamp `field` (oldest to train); "
+        "group keeps all records of a `field` value (default: source) in one split.",
+    )
+    field: str | None = Field(
+        None, description="Record field for stratified/temporal/group, e.g. 'meta.category' or 'source'."
+    )
+    ratios: SplitRatios = SplitRatios()
+    seed: int = Field(42, description="Seed of every random choice in the split.")
+    leakage: LeakageConfig = LeakageConfig()
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> SplitConfig:
+        if self.strategy in ("stratified", "temporal") and not self.field:
+            raise ValueError(f"strategy '{self.strategy}' needs split.field (e.g. 'meta.category')")
+        return self
+
+
+# ------------------------------------------------------------- model and training
+class ModelConfig(Section):
+    base: str = Field(
+        "builtin:tiny",
+        description="Base model: 'builtin:tiny' (built offline, mechanics only), a hub id, a local dir, or s3:// gs://.",
+    )
+    max_seq_length: int = Field(512, ge=16, description="Longest tokenized record used in training.")
+
+
+class LoraConfig(Section):
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["auto"] = Field("auto", description="Modules to adapt; 'auto' per architecture.")
+
+
+class TrainConfig(Section):
+    method: Literal["qlora", "lora", "dpo"] = Field("qlora", description="Fine-tuning method.")
+    epochs: float = Field(3.0, gt=0.0)
+    learning_rate: float = Field(2e-4, gt=0.0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    seed: int = Field(42)
+    merge: bool = Field(False, description="Also write a merged 16-bit model.")
+
+
+class EvalGate(Section):
+    min_judge_score: float = Field(5.0, ge=1.0, le=10.0, description="Minimum mean judge score (1-10).")
+    min_win_rate: float = Field(0.5, ge=0.0, le=1.0, description="Minimum win rate against the baseline (ties count half).")
+    max_regression: float = Field(0.02, ge=0.0, description="Largest tolerated drop on any reference metric.")
+
+
+class EvalConfig(Section):
+    judge_model: str = Field("builtin:tiny", description="Model served locally as judge, or an endpoint URL.")
+    max_new_tokens: int = Field(64, ge=1)
+    gate: EvalGate = EvalGate()
+
+
+class RegistryConfig(Section):
+    tracking_uri: str = Field("sqlite:///mlruns.db", description="MLflow tracking URI (MLFLOW_TRACKING_URI wins).")
+    model_name: str = Field("tuneline-chat", min_length=1, description="Registered model name.")
+
+
+class ServeConfig(Section):
+    runtime: Literal["tgi", "vllm"] = Field("tgi", description="Serving runtime rendered by the chart.")
+
+
+# ----------------------------------------------------------------------------- root
+class TunelineConfig(Section):
+    """Root of params.yaml."""
+
+    paths: PathsConfig = PathsConfig()
+    data: DataConfig = DataConfig()
+    clean: CleanConfig = CleanConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    registry: RegistryConfig = RegistryConfig()
+    serve: ServeConfig = ServeConfig()

@@ -1,0 +1,1 @@
+"""Reading and writing records: JSONL streams, atomic output directories, object stores."""

@@ -1,0 +1,140 @@
+"""The clean stage: canonical records → normalized, redacted, filtered, deduplicated records + audit."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneline.config.schema import TunelineConfig
+from tuneline.dedup import BandIndex
+from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.io.jsonl import JsonlWriter, count_lines, line_chunks
+from tuneline.parallel import chunk_mapper, resolve_workers
+from tuneline.progress import Rate, log, stage_progress
+from tuneline.stages.clean.rules import Cleaned, clean_chunk, init_worker
+
+KINDS = ("sft", "preference")
+REMOVED_FILE, REPORT_FILE = "removed.jsonl", "report.json"
+CHUNK = 1024
+
+
+class CleanError(RuntimeError):
+    """The clean stage cannot run (missing input, unusable tokenizer setting)."""
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    out: Path
+    kept: dict[str, int]
+    removed: dict[str, int]
+    report: dict[str, Any]
+
+
+def tokenizer_for(config: TunelineConfig) -> str | None:
+    tl = config.clean.token_length
+    if not tl.enabled:
+        return None
+    path = tl.tokenizer or config.model.base
+    if path.startswith("builtin:"):
+        raise CleanError(
+            "clean.token_length.enabled needs a real tokenizer: set clean.token_length.tokenizer "
+            f"(model.base is {config.model.base!r}, whose tokenizer is only built at training time)"
+        )
+    return path
+
+
+def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> CleanResult:
+    """Clean ``src/{sft,preference}.jsonl`` into ``out``; every removal is written to ``removed.jsonl`` with its rule.
+
+    Deterministic: decisions depend only on input order and config, not on the number of workers.
+    """
+    src, out = Path(src), Path(out)
+    inputs = {k: src / f"{k}.jsonl" for k in KINDS}
+    if not any(p.exists() for p in inputs.values()):
+        raise CleanError(f"no sft.jsonl or preference.jsonl in {src}: run `tuneline ingest` first")
+    tok = tokenizer_for(config)
+    cfg = config.clean
+    workers = resolve_workers(cfg.workers)
+    keep_examples = cfg.examples_per_rule
+
+    removed_by_rule: Counter = Counter()
+    redactions: Counter = Counter()
+    examples: dict[str, list[Any]] = defaultdict(list)
+    stats: dict[str, Counter] = {k: Counter() for k in KINDS}
+    rate = Rate()
+
+    with chunk_mapper(workers, init_worker, (cfg, tok)) as pmap, atomic_dir(out) as tmp, JsonlWriter(tmp / REMOVED_FILE) as removed, stage_progress("clean") as progress:
+        for kind in KINDS:
+            path = inputs[kind]
+            with JsonlWriter(tmp / f"{kind}.jsonl") as kept:
+                if not path.exists():
+                    continue
+                total = count_lines(path)
+                task = progress.add_task(kind, total=total, rate="")
+                exact_seen: dict[int, str] = {}
+                near_index = BandIndex()
+                kept_ids: list[str] = []
+                chunks = line_chunks(path, CHUNK)
+                results = pmap(clean_chunk, chunks)
+                st = stats[kind]
+                for batch in results:
+                    for c in batch:
+                        st["input"] += 1
+                        st["normalized"] += c.normalized
+                        if c.pii:
+                            st["with_pii"] += 1
+                            redactions.update(c.pii)
+                            for label in c.pii:
+                                if len(examples[f"pii.{label}"]) < keep_examples:
+                                    examples[f"pii.{label}"].append({"id": c.rid, "redacted": c.pii_example})
+                        reason = c.removed or _dedup(c, exact_seen, near_index, kept_ids)
+                        if reason is None:
+                            kept.write(c.record)
+                            continue
+                        rule, detail = reason
+                        removed_by_rule[rule] += 1
+                        st["removed"] += 1
+                        removed.write({"rule": rule, "detail": detail, "kind": kind, "id": c.rid,
+                                       "record": c.record})
+                        if len(examples[rule]) < keep_examples:
+                            examples[rule].append({"id": c.rid, "detail": detail})
+                    progress.update(task, advance=len(batch),
+                                    rate=f"{rate.per_second(sum(s['input'] for s in stats.values())):,.0f} rec/s")
+                st["output"] = kept.count
+                log.info("clean %s: %d in → %d kept, %d removed, %d with PII redacted", kind, st["input"],
+                         st["output"], st["removed"], st["with_pii"])
+        n_in = sum(s["input"] for s in stats.values())
+        report = {
+            "stage": "clean",
+            "input": {k: stats[k]["input"] for k in KINDS},
+            "output": {k: stats[k]["output"] for k in KINDS},
+            "removed": dict(sorted(removed_by_rule.items())),
+            "redactions": dict(sorted(redactions.items())),
+            "records_with_pii": sum(s["with_pii"] for s in stats.values()),
+            "normalized": sum(s["normalized"] for s in stats.values()),
+            "examples": dict(sorted(examples.items())),
+            "rules": cfg.model_dump(),
+            "workers": workers,
+            "seconds": round(rate.elapsed(), 3),
+            "records_per_second": round(rate.per_second(n_in), 1),
+        }
+        write_json_atomic(tmp / REPORT_FILE, report)
+    return CleanResult(out, report["output"], report["removed"], report)
+
+
+def _dedup(c: Cleaned, exact_seen: dict[int, str], near: BandIndex, kept_ids: list[str]) -> tuple[str, str] | None:
+    if c.exact_key:
+        first = exact_seen.get(c.exact_key)
+        if first is not None:
+            return "exact_dedup", f"same text as {first}"
+    if c.band_keys:
+        hit = near.find(c.band_keys)
+        if hit is not None:
+            return "near_dedup", f"near duplicate of {kept_ids[hit]}"
+        near.add(c.band_keys, len(kept_ids))
+    if c.exact_key:
+        exact_seen[c.exact_key] = c.rid
+    kept_ids.append(c.rid)
+    return None

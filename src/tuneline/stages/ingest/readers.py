@@ -1,0 +1,187 @@
+"""Per-file-kind readers yielding ``RawItem``s: a parsed object or the reason it could not be parsed.
+
+Readers never raise on a bad record: invalid UTF-8, invalid JSON and the like become
+items with an ``error`` so that the records around them survive. BOM, CRLF and blank
+lines are tolerated. Locations are 1-based physical lines for JSONL/CSV and 0-based
+row indices for JSON arrays, Parquet and HF datasets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import orjson
+
+from tuneline.stages.ingest.sources import ResolvedFile
+
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+_LIST_FIELDS = ("messages", "conversations", "chosen", "rejected", "prompt", "meta", "metadata")
+
+
+@dataclass(slots=True)
+class RawItem:
+    loc_kind: str  # "line" or "row"
+    loc: int
+    obj: Any = None
+    error: tuple[str, str] | None = None
+    raw: str = ""
+
+
+def _open(f: ResolvedFile, mode: str = "rb"):
+    return fsspec.open(f.uri, mode, compression=f.compression, **f.storage_options)
+
+
+def _utf8_error(line: bytes) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    return ""
+
+
+def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
+    with _open(f) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                yield RawItem("line", lineno, obj=orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raw = line.decode("utf-8", "replace")
+                bad_utf8 = _utf8_error(line)
+                if bad_utf8:
+                    yield RawItem("line", lineno, error=("invalid_utf8", bad_utf8), raw=raw)
+                else:
+                    yield RawItem("line", lineno, error=("invalid_json", f"invalid JSON: {exc}"), raw=raw)
+
+
+def _surrogate_error(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    m = _SURROGATE.search(text)
+    return f"invalid UTF-8 near character {m.start()}" if m else ""
+
+
+def read_json_array(f: ResolvedFile) -> Iterator[RawItem]:
+    with _open(f) as fh:
+        data = fh.read()
+    text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield RawItem("line", exc.lineno, error=("invalid_json", f"invalid JSON document: {exc.msg} (column {exc.colno})"),
+                      raw=text)
+        return
+    if isinstance(doc, dict) and not any(k in doc for k in ("messages", "conversations", "instruction", "chosen")):
+        # {"data": [...]} style wrappers: take the single list value.
+        lists = [v for v in doc.values() if isinstance(v, list)]
+        doc = lists[0] if len(lists) == 1 else doc
+    items = doc if isinstance(doc, list) else [doc]
+    for i, obj in enumerate(items):
+        bad = _surrogate_error(obj)
+        if bad:
+            yield RawItem("row", i, error=("invalid_utf8", bad), raw=json.dumps(obj, ensure_ascii=False)[:2000])
+        else:
+            yield RawItem("row", i, obj=obj)
+
+
+def _decode_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """CSV cells are strings: decode JSON in list-like fields, drop empty cells."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key is None:
+            continue
+        if isinstance(value, str):
+            if value == "":
+                continue
+            stripped = value.lstrip()
+            if key in _LIST_FIELDS and stripped[:1] in ("[", "{"):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"column {key!r} holds invalid JSON: {exc}") from None
+        out[key] = value
+    return out
+
+
+def read_csv(f: ResolvedFile) -> Iterator[RawItem]:
+    with _open(f) as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        reader = csv.DictReader(text)
+        start = reader.line_num + 1
+        for row in reader:
+            lineno = start
+            start = reader.line_num + 1
+            raw = ",".join(v for v in row.values() if isinstance(v, str))
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            bad = _surrogate_error(raw)
+            if bad:
+                yield RawItem("line", lineno, error=("invalid_utf8", bad), raw=raw.encode("utf-8", "replace").decode())
+                continue
+            if None in row:
+                yield RawItem("line", lineno, error=("invalid_csv", "row has more cells than the header"), raw=raw)
+                continue
+            try:
+                yield RawItem("line", lineno, obj=_decode_cells(row))
+            except ValueError as exc:
+                yield RawItem("line", lineno, error=("invalid_json", str(exc)), raw=raw)
+
+
+def _plain(value: Any) -> Any:
+    """Parquet/Arrow rows may hold numpy arrays or timestamps: make them JSON-able."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return value
+
+
+def read_parquet(f: ResolvedFile) -> Iterator[RawItem]:
+    import pyarrow.parquet as pq
+
+    with _open(f) as fh:
+        pf = pq.ParquetFile(fh)
+        row = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for obj in batch.to_pylist():
+                yield RawItem("row", row, obj={k: _plain(v) for k, v in obj.items() if v is not None})
+                row += 1
+
+
+def read_hf(f: ResolvedFile) -> Iterator[RawItem]:
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError("Hugging Face sources need the 'hf' extra: pip install 'tuneline[hf]'") from exc
+
+    if f.uri.startswith("hf:"):
+        ds = datasets.load_dataset(f.uri[3:], split=f.hf_split)
+    else:
+        ds = datasets.load_from_disk(f.uri)
+        if isinstance(ds, datasets.DatasetDict):
+            if f.hf_split not in ds:
+                raise ValueError(f"{f.uri} has no split {f.hf_split!r} (has: {', '.join(ds)})")
+            ds = ds[f.hf_split]
+    for i, obj in enumerate(ds):
+        yield RawItem("row", i, obj={k: _plain(v) for k, v in obj.items() if v is not None})
+
+
+READERS = {"jsonl": read_jsonl, "json": read_json_array, "csv": read_csv, "parquet": read_parquet, "hf": read_hf}
+
+
+def read_items(f: ResolvedFile) -> Iterator[RawItem]:
+    return READERS[f.kind](f)

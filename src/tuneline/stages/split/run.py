@@ -1,0 +1,164 @@
+"""The split stage: cleaned records → ``{sft,preference}/{train,val,test}.jsonl`` + leakage audit + report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tuneline.config.schema import TunelineConfig
+from tuneline.dedup import BandIndex
+from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.io.jsonl import JsonlWriter, line_chunks
+from tuneline.parallel import chunk_mapper, resolve_workers
+from tuneline.progress import Rate, log, stage_progress
+from tuneline.stages.split.assign import SPLITS, SplitError, assign, field_value
+from tuneline.stages.split.leakage import init_worker, prompt_keys_chunk
+
+KINDS = ("sft", "preference")
+LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
+CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    out: Path
+    counts: dict[str, dict[str, int]]
+    leaked: int
+    report: dict[str, Any]
+
+
+def split_path(root: str | Path, kind: str, split: str) -> Path:
+    """Where a split file lives; later stages use this instead of restating the layout."""
+    return Path(root) / kind / f"{split}.jsonl"
+
+
+def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
+    keys = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                rec = orjson.loads(line)
+                keys.append((rec["id"], field_value(rec, field) if field else None))
+    return keys
+
+
+def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: list[int],
+                           writers: dict[str, JsonlWriter], pmap: Any) -> dict[int, tuple[str, str]]:
+    """Write the train split; with ``pmap`` also find val/test records whose prompt occurs in train.
+
+    Returns ``{ordinal: (match, train_id)}`` for leaked val/test records. Train prompts are
+    indexed as they stream by; only val/test prompt keys (a small share) are held in memory.
+    """
+    exact: dict[int, str] = {}
+    near = BandIndex()
+    train_ids: list[str] = []
+    held: dict[int, Any] = {}
+    chunks = line_chunks(path, CHUNK)
+    keyed = pmap(prompt_keys_chunk, line_chunks(path, CHUNK)) if pmap is not None else None
+    ordinal = 0
+    for lines in chunks:
+        pk = next(keyed) if keyed is not None else None
+        for j, line in enumerate(lines):
+            if assignment[ordinal] == 0:
+                writers["train"].write(orjson.loads(line))
+                if pk is not None:
+                    exact.setdefault(pk[j].exact, keys[ordinal][0])
+                    near.add(pk[j].bands, len(train_ids))
+                    train_ids.append(keys[ordinal][0])
+            elif pk is not None:
+                held[ordinal] = pk[j]
+            ordinal += 1
+    leaks: dict[int, tuple[str, str]] = {}
+    for ordinal, k in held.items():
+        if k.exact in exact:
+            leaks[ordinal] = ("exact", exact[k.exact])
+        else:
+            hit = near.find(k.bands)
+            if hit is not None:
+                leaks[ordinal] = ("near", train_ids[hit])
+    return leaks
+
+
+def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> SplitResult:
+    """Split each kind of record deterministically and audit prompt leakage from train into val/test.
+
+    Leaked val/test records are reported in ``leakage.jsonl``; with ``leakage.action: remove``
+    they are dropped from val/test, with ``fail`` the stage stops and writes nothing.
+    """
+    cfg = config.split
+    src, out = Path(src), Path(out)
+    inputs = {k: src / f"{k}.jsonl" for k in KINDS}
+    if not any(p.exists() for p in inputs.values()):
+        raise SplitError(f"no sft.jsonl or preference.jsonl in {src}: run `tuneline clean` first")
+    field = cfg.field or ("source" if cfg.strategy == "group" else None)
+    rate = Rate()
+    counts: dict[str, dict[str, int]] = {}
+    leak_counts: Counter = Counter()
+    examples: list[dict[str, Any]] = []
+    workers = resolve_workers(config.clean.workers)
+
+    with chunk_mapper(workers, init_worker, (cfg.leakage,)) as pmap, atomic_dir(out) as tmp, \
+            JsonlWriter(tmp / LEAKAGE_FILE) as leakage, stage_progress("split") as progress:
+        for kind in KINDS:
+            path = inputs[kind]
+            (tmp / kind).mkdir()
+            writers = {s: JsonlWriter(split_path(tmp, kind, s)) for s in SPLITS}
+            try:
+                if not path.exists():
+                    continue
+                keys = _read_keys(path, field)
+                missing = sum(1 for _, v in keys if v is None) if field else 0
+                if missing and cfg.strategy in ("stratified", "temporal"):
+                    raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
+                assignment = assign(keys, cfg)
+                task = progress.add_task(kind, total=len(keys), rate="")
+                leaks = _write_train_and_audit(path, keys, assignment, writers, pmap if cfg.leakage.check else None)
+                for ordinal, (match, train_id) in sorted(leaks.items()):
+                    split = SPLITS[assignment[ordinal]]
+                    leak_counts[f"{kind}.{split}.{match}"] += 1
+                    entry = {"kind": kind, "split": split, "id": keys[ordinal][0], "match": match,
+                             "train_id": train_id, "action": cfg.leakage.action}
+                    leakage.write(entry)
+                    if len(examples) < 5:
+                        examples.append(entry)
+                drop = set(leaks) if cfg.leakage.action == "remove" else set()
+                with open(path, "rb") as fh:
+                    ordinal = 0
+                    for line in fh:
+                        if not line.strip():
+                            continue
+                        if assignment[ordinal] and ordinal not in drop:
+                            writers[SPLITS[assignment[ordinal]]].write(orjson.loads(line))
+                        ordinal += 1
+                        if ordinal % CHUNK == 0:
+                            progress.update(task, completed=ordinal)
+                progress.update(task, completed=len(keys))
+            finally:
+                for w in writers.values():
+                    w.close()
+            counts[kind] = {s: writers[s].count for s in SPLITS}
+            log.info("split %s: %s", kind, ", ".join(f"{s}={n}" for s, n in counts[kind].items()))
+
+        leaked = sum(leak_counts.values())
+        report = {
+            "stage": "split",
+            "strategy": cfg.strategy,
+            "field": field,
+            "seed": cfg.seed,
+            "ratios": cfg.ratios.model_dump(),
+            "counts": counts,
+            "leakage": {"checked": cfg.leakage.check, "action": cfg.leakage.action, "found": leaked,
+                        "by_kind_split_match": dict(sorted(leak_counts.items())), "examples": examples},
+            "seconds": round(rate.elapsed(), 3),
+        }
+        write_json_atomic(tmp / REPORT_FILE, report)
+        if leaked and cfg.leakage.action == "fail":
+            raise SplitError(f"{leaked} val/test records share a prompt with train ({dict(leak_counts)}); "
+                             "set split.leakage.action to 'remove' or fix the data")
+    if leaked:
+        log.warning("split: %d val/test records leak from train (%s)", leaked, cfg.leakage.action)
+    return SplitResult(out, counts, leaked, report)
