@@ -15,7 +15,7 @@ import orjson
 import xxhash
 
 from tuneline.config.schema import CleanConfig
-from tuneline.dedup import near_keys
+from tuneline.dedup import NearKeys, near_keys
 from tuneline.stages.clean.pii import Redactor
 from tuneline.stages.clean.text import canonical_text, messages_of, normalize_text, repetition_ratio
 
@@ -29,7 +29,7 @@ class Cleaned:
     pii: dict[str, int] = field(default_factory=dict)
     pii_example: str = ""
     exact_key: int = 0
-    band_keys: tuple[int, ...] = ()
+    near: NearKeys | None = None
 
 
 def _snippet(text: str, label_start: int, width: int = 40) -> str:
@@ -74,7 +74,7 @@ class RecordCleaner:
                 out.exact_key = xxhash.xxh3_64_intdigest(canon.encode())
             if cfg.near_dedup.enabled:
                 nd = cfg.near_dedup
-                out.band_keys = near_keys(" ".join(m["content"] for m in msgs), nd.threshold, nd.num_perm,
+                out.near = near_keys(" ".join(m["content"] for m in msgs), nd.threshold, nd.num_perm,
                                           nd.shingle_words)
         return out
 

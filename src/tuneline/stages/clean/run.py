@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config.schema import TunelineConfig
-from tuneline.dedup import BandIndex
+from tuneline.dedup import NearDuplicateIndex
 from tuneline.io.atomic import atomic_dir, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter, count_lines, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
@@ -55,6 +55,11 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     if not any(p.exists() for p in inputs.values()):
         raise CleanError(f"no sft.jsonl or preference.jsonl in {src}: run `tuneline ingest` first")
     tok = tokenizer_for(config)
+    if config.clean.pii.enabled and config.clean.pii.names:
+        import importlib.util
+
+        if importlib.util.find_spec("presidio_analyzer") is None:
+            raise CleanError("clean.pii.names needs Presidio: pip install 'tuneline[ner]' (or set clean.pii.names=false)")
     cfg = config.clean
     workers = resolve_workers(cfg.workers)
     keep_examples = cfg.examples_per_rule
@@ -74,8 +79,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                 total = count_lines(path)
                 task = progress.add_task(kind, total=total, rate="")
                 exact_seen: dict[int, str] = {}
-                near_index = BandIndex()
-                kept_ids: list[str] = []
+                near_index = NearDuplicateIndex(cfg.near_dedup.threshold, cfg.near_dedup.num_perm)
                 chunks = line_chunks(path, CHUNK)
                 results = pmap(clean_chunk, chunks)
                 st = stats[kind]
@@ -89,7 +93,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                             for label in c.pii:
                                 if len(examples[f"pii.{label}"]) < keep_examples:
                                     examples[f"pii.{label}"].append({"id": c.rid, "redacted": c.pii_example})
-                        reason = c.removed or _dedup(c, exact_seen, near_index, kept_ids)
+                        reason = c.removed or _dedup(c, exact_seen, near_index)
                         if reason is None:
                             kept.write(c.record)
                             continue
@@ -124,17 +128,17 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     return CleanResult(out, report["output"], report["removed"], report)
 
 
-def _dedup(c: Cleaned, exact_seen: dict[int, str], near: BandIndex, kept_ids: list[str]) -> tuple[str, str] | None:
+def _dedup(c: Cleaned, exact_seen: dict[int, str], near: NearDuplicateIndex) -> tuple[str, str] | None:
+    """Ordered dedup decisions: the first record of a duplicate group is kept."""
     if c.exact_key:
         first = exact_seen.get(c.exact_key)
         if first is not None:
             return "exact_dedup", f"same text as {first}"
-    if c.band_keys:
-        hit = near.find(c.band_keys)
+    if c.near is not None:
+        hit = near.find(c.near)
         if hit is not None:
-            return "near_dedup", f"near duplicate of {kept_ids[hit]}"
-        near.add(c.band_keys, len(kept_ids))
+            return "near_dedup", f"near duplicate of {hit}"
+        near.add(c.near, c.rid)
     if c.exact_key:
         exact_seen[c.exact_key] = c.rid
-    kept_ids.append(c.rid)
     return None

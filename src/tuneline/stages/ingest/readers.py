@@ -95,14 +95,12 @@ def read_json_array(f: ResolvedFile) -> Iterator[RawItem]:
 
 
 def _decode_cells(row: dict[str, Any]) -> dict[str, Any]:
-    """CSV cells are strings: decode JSON in list-like fields, drop empty cells."""
+    """CSV cells are strings: decode JSON in list-like fields (empty cells stay empty strings)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if key is None:
             continue
         if isinstance(value, str):
-            if value == "":
-                continue
             stripped = value.lstrip()
             if key in _LIST_FIELDS and stripped[:1] in ("[", "{"):
                 try:

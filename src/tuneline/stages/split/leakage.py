@@ -8,17 +8,17 @@ import orjson
 import xxhash
 
 from tuneline.config.schema import LeakageConfig
-from tuneline.dedup import near_keys
+from tuneline.dedup import NearKeys, near_keys
 from tuneline.stages.clean.text import prompt_text
 
 _CFG: LeakageConfig | None = None
-_NUM_PERM, _SHINGLE = 64, 3
+NUM_PERM, _SHINGLE = 64, 3
 
 
 @dataclass(slots=True)
 class PromptKeys:
     exact: int
-    bands: tuple[int, ...]
+    near: NearKeys
 
 
 def init_worker(cfg: LeakageConfig) -> None:
@@ -31,5 +31,5 @@ def prompt_keys_chunk(lines: list[bytes]) -> list[PromptKeys]:
     out = []
     for line in lines:
         text = prompt_text(orjson.loads(line))
-        out.append(PromptKeys(xxhash.xxh3_64_intdigest(text.encode()), near_keys(text, _CFG.threshold, _NUM_PERM, _SHINGLE)))
+        out.append(PromptKeys(xxhash.xxh3_64_intdigest(text.encode()), near_keys(text, _CFG.threshold, NUM_PERM, _SHINGLE)))
     return out

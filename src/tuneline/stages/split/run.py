@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 
 from tuneline.config.schema import TunelineConfig
-from tuneline.dedup import BandIndex
+from tuneline.dedup import NearDuplicateIndex
 from tuneline.io.atomic import atomic_dir, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, field_value
-from tuneline.stages.split.leakage import init_worker, prompt_keys_chunk
+from tuneline.stages.split.leakage import NUM_PERM, init_worker, prompt_keys_chunk
 
 KINDS = ("sft", "preference")
 LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
@@ -47,15 +47,14 @@ def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
 
 
 def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: list[int],
-                           writers: dict[str, JsonlWriter], pmap: Any) -> dict[int, tuple[str, str]]:
+                           writers: dict[str, JsonlWriter], pmap: Any, threshold: float) -> dict[int, tuple[str, str]]:
     """Write the train split; with ``pmap`` also find val/test records whose prompt occurs in train.
 
     Returns ``{ordinal: (match, train_id)}`` for leaked val/test records. Train prompts are
     indexed as they stream by; only val/test prompt keys (a small share) are held in memory.
     """
     exact: dict[int, str] = {}
-    near = BandIndex()
-    train_ids: list[str] = []
+    near = NearDuplicateIndex(threshold, NUM_PERM)
     held: dict[int, Any] = {}
     chunks = line_chunks(path, CHUNK)
     keyed = pmap(prompt_keys_chunk, line_chunks(path, CHUNK)) if pmap is not None else None
@@ -67,8 +66,7 @@ def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: 
                 writers["train"].write(orjson.loads(line))
                 if pk is not None:
                     exact.setdefault(pk[j].exact, keys[ordinal][0])
-                    near.add(pk[j].bands, len(train_ids))
-                    train_ids.append(keys[ordinal][0])
+                    near.add(pk[j].near, keys[ordinal][0])
             elif pk is not None:
                 held[ordinal] = pk[j]
             ordinal += 1
@@ -77,9 +75,9 @@ def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: 
         if k.exact in exact:
             leaks[ordinal] = ("exact", exact[k.exact])
         else:
-            hit = near.find(k.bands)
+            hit = near.find(k.near)
             if hit is not None:
-                leaks[ordinal] = ("near", train_ids[hit])
+                leaks[ordinal] = ("near", hit)
     return leaks
 
 
@@ -116,7 +114,8 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                     raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
                 assignment = assign(keys, cfg)
                 task = progress.add_task(kind, total=len(keys), rate="")
-                leaks = _write_train_and_audit(path, keys, assignment, writers, pmap if cfg.leakage.check else None)
+                leaks = _write_train_and_audit(path, keys, assignment, writers,
+                                               pmap if cfg.leakage.check else None, cfg.leakage.threshold)
                 for ordinal, (match, train_id) in sorted(leaks.items()):
                     split = SPLITS[assignment[ordinal]]
                     leak_counts[f"{kind}.{split}.{match}"] += 1

@@ -1,0 +1,100 @@
+"""The clean stage on real files: normalization, PII, quality, dedup, audit trail, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat, read_jsonl, write_jsonl
+from tuneline.stages.clean import CleanError, run_clean
+
+LONG = ("The quarterly report shows revenue grew in every region while costs stayed flat, "
+        "and the board approved the new hiring plan for the data platform team next year.")
+
+
+def ingested(tmp_path: Path, sft: list[dict], pref: list[dict] | None = None) -> Path:
+    d = tmp_path / "ingested"
+    write_jsonl(d / "sft.jsonl", [dict(r, id=f"s{i}", source="t", meta={}) for i, r in enumerate(sft)])
+    write_jsonl(d / "preference.jsonl", [dict(r, id=f"p{i}", source="t", meta={}) for i, r in enumerate(pref or [])])
+    return d
+
+
+def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
+    src = ingested(tmp_path, [
+        chat("Is cafe\u0301 ok?\x07", "Ｙｅｓ\u200b."),                    # s0 normalized
+        chat("mail me: bob@example.com", "ok"),                              # s1 PII
+        chat(LONG, "Noted."),                                                # s2 kept
+        chat(LONG.replace("flat", "flat,").upper(), "noted."),               # s3 near dup of s2 (case, punctuation)
+        chat("  " + LONG + "  ", "Noted."),                                  # s4 exact dup of s2 after normalization
+        chat("spam " * 40, "spam spam spam spam spam spam"),                 # s5 repetition
+        {"messages": [{"role": "assistant", "content": "lonely"}]},          # s6 too few turns
+        chat("\u200b\u200b", "x"),                                           # s7 empty after normalization
+    ], pref=[{"prompt": [{"role": "user", "content": "call 415-555-2671?"}],
+              "chosen": [{"role": "assistant", "content": "yes"}], "rejected": [{"role": "assistant", "content": "no"}]}])
+    res = run_clean(make_config(), src, tmp_path / "c")
+    kept = {r["id"]: r for r in read_jsonl(tmp_path / "c/sft.jsonl")}
+    assert set(kept) == {"s0", "s1", "s2"}
+    assert kept["s0"]["messages"][0]["content"] == "Is café ok?" and kept["s0"]["messages"][1]["content"] == "Yes."
+    assert kept["s1"]["messages"][0]["content"] == "mail me: [EMAIL]"
+    pref = read_jsonl(tmp_path / "c/preference.jsonl")
+    assert pref[0]["prompt"][0]["content"] == "call [PHONE]?"
+    removed = {r["id"]: r for r in read_jsonl(tmp_path / "c/removed.jsonl")}
+    assert {k: v["rule"] for k, v in removed.items()} == {
+        "s3": "near_dedup", "s4": "exact_dedup", "s5": "quality.repetition", "s6": "quality.min_turns",
+        "s7": "quality.empty_after_cleaning"}
+    assert removed["s4"]["detail"] == "same text as s2" and removed["s3"]["detail"] == "near duplicate of s2"
+    assert res.report["redactions"] == {"email": 1, "phone": 1}
+    assert res.report["removed"]["near_dedup"] == 1
+    assert res.report["examples"]["pii.email"] == [{"id": "s1", "redacted": "mail me: [EMAIL]"}]
+    assert res.report["input"] == {"sft": 8, "preference": 1} and res.report["output"] == {"sft": 3, "preference": 1}
+
+
+def test_rules_are_switchable(tmp_path: Path, make_config):
+    src = ingested(tmp_path, [chat(LONG, "a"), chat(LONG, "a"), chat("x@example.com", "b")])
+    run_clean(make_config("clean.exact_dedup.enabled=false", "clean.near_dedup.enabled=false",
+                          "clean.pii.enabled=false"), src, tmp_path / "c")
+    kept = read_jsonl(tmp_path / "c/sft.jsonl")
+    assert len(kept) == 3 and kept[2]["messages"][0]["content"] == "x@example.com"
+
+
+def test_near_dedup_threshold_is_configurable(tmp_path: Path, make_config):
+    words = LONG.split()
+    variant = " ".join(words[:-4] + ["completely", "different", "closing", "words"])
+    src = ingested(tmp_path, [chat(LONG, "a"), chat(variant, "a")])
+    run_clean(make_config("clean.near_dedup.threshold=0.5"), src, tmp_path / "loose")
+    run_clean(make_config("clean.near_dedup.threshold=0.95"), src, tmp_path / "strict")
+    assert len(read_jsonl(tmp_path / "loose/sft.jsonl")) == 1
+    assert len(read_jsonl(tmp_path / "strict/sft.jsonl")) == 2
+
+
+def test_result_does_not_depend_on_worker_count(tmp_path: Path, make_config):
+    recs = [chat(f"{LONG} variant {i % 37} " + "x" * (i % 5), f"answer {i % 11}") for i in range(3000)]
+    src = ingested(tmp_path, recs)
+    run_clean(make_config("clean.workers=1"), src, tmp_path / "one")
+    run_clean(make_config("clean.workers=2"), src, tmp_path / "two")
+    for name in ("sft.jsonl", "removed.jsonl"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    assert 0 < len(read_jsonl(tmp_path / "one/sft.jsonl")) < 3000
+
+
+def test_token_length_filter_uses_the_configured_tokenizer(tmp_path: Path, make_config):
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
+    src = ingested(tmp_path, [chat("hello " * 3, "ok"), chat("hello " * 30, "ok")])
+    res = run_clean(make_config("clean.quality.enabled=false", "clean.token_length.enabled=true", "clean.token_length.max_tokens=20",
+                                f"clean.token_length.tokenizer={tmp_path / 'tok'}"), src, tmp_path / "c")
+    assert res.removed == {"token_length": 1}
+    # 30 "hello" + 1 "ok" + 4 template tokens per message
+    assert read_jsonl(tmp_path / "c/removed.jsonl")[0]["detail"] == "39 tokens > 20"
+
+
+def test_token_length_with_builtin_model_and_missing_input_fail_clearly(tmp_path: Path, make_config):
+    src = ingested(tmp_path, [chat("a", "b")])
+    with pytest.raises(CleanError, match="clean.token_length.tokenizer"):
+        run_clean(make_config("clean.token_length.enabled=true"), src, tmp_path / "c")
+    with pytest.raises(CleanError, match="run `tuneline ingest` first"):
+        run_clean(make_config(), tmp_path / "nothing", tmp_path / "c")
