@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuneline.config import ConfigError, TunelineConfig, apply_overrides, json_schema, load_config
 from tests.conftest import REPO
+from tuneline.config import ConfigError, TunelineConfig, apply_overrides, json_schema, load_config
 
 
 def test_params_yaml_is_a_valid_instance_and_matches_the_defaults():

@@ -11,7 +11,7 @@ from tests.conftest import chat, read_jsonl, write_jsonl
 from tuneline.stages.split import SplitError, run_split, split_path
 
 SPLITS = ("train", "val", "test")
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
 
 
 def unique_prompt(i: int) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.console import Console
 
 from tuneline.config import ConfigError, TunelineConfig, json_schema, load_config
 from tuneline.config.schema import Source
@@ -24,9 +25,10 @@ app = typer.Typer(help="tuneline: conversations → fine-tuned, evaluated, regis
 config_app = typer.Typer(help="Inspect and validate params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="params.yaml to load.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: ./params.yaml if present).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a config value: KEY.PATH=VALUE.")]
 F = TypeVar("F", bound=Callable[..., Any])
+stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress go to stderr
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
@@ -55,7 +57,7 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(config: Path, overrides: list[str] | None) -> TunelineConfig:
+def _load(config: Path | None, overrides: list[str] | None) -> TunelineConfig:
     return load_config(config, overrides or ())
 
 
@@ -65,7 +67,7 @@ def ingest(
     sources: Annotated[list[str] | None, typer.Argument(help="Files, globs, dirs, s3:// gs:// https:// URIs, hf:NAME.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.ingested).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Record format for SRC arguments (auto detects).")] = "auto",
-    config: ConfigOpt = Path("params.yaml"),
+    config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Read raw sources into canonical sft.jsonl / preference.jsonl, quarantining bad records."""
@@ -77,7 +79,7 @@ def ingest(
     except ValueError as exc:
         raise ConfigError(f"--format: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     result = run_ingest(cfg, srcs, out or Path(cfg.paths.ingested))
-    console.print(f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, "
+    stdout.print(f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, "
                   f"{result.quarantined} quarantined")
 
 
@@ -86,7 +88,7 @@ def ingest(
 def clean(
     src: Annotated[Path | None, typer.Argument(help="Ingest output directory (default: paths.ingested).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.cleaned).")] = None,
-    config: ConfigOpt = Path("params.yaml"),
+    config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Normalize, redact PII, filter and deduplicate; every removal is recorded with its rule."""
@@ -94,7 +96,7 @@ def clean(
 
     cfg = _load(config, set_)
     result = run_clean(cfg, src or Path(cfg.paths.ingested), out or Path(cfg.paths.cleaned))
-    console.print(f"cleaned → {result.out}: kept {result.kept}, removed {sum(result.removed.values())} "
+    stdout.print(f"cleaned → {result.out}: kept {result.kept}, removed {sum(result.removed.values())} "
                   f"{result.removed or ''}")
 
 
@@ -103,7 +105,7 @@ def clean(
 def split(
     src: Annotated[Path | None, typer.Argument(help="Clean output directory (default: paths.cleaned).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.split).")] = None,
-    config: ConfigOpt = Path("params.yaml"),
+    config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Split into train/val/test deterministically and audit train→val/test leakage."""
@@ -111,7 +113,7 @@ def split(
 
     cfg = _load(config, set_)
     result = run_split(cfg, src or Path(cfg.paths.cleaned), out or Path(cfg.paths.split))
-    console.print(f"split → {result.out}: {result.counts}, leaked {result.leaked}")
+    stdout.print(f"split → {result.out}: {result.counts}, leaked {result.leaked}")
 
 
 @app.command()
@@ -125,7 +127,7 @@ def sample(
     from tuneline.sample import write_sample
 
     files = write_sample(out, n=n, seed=seed)
-    console.print(f"wrote {len(files)} files to {out}")
+    stdout.print(f"wrote {len(files)} files to {out}")
 
 
 @config_app.command("schema")
@@ -145,7 +147,7 @@ def config_schema(
 
 @config_app.command("show")
 @friendly
-def config_show(config: ConfigOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Validate params.yaml (with overrides) and print the effective config."""
     import yaml
 

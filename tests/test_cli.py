@@ -1,0 +1,56 @@
+"""The CLI shell, once per command, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO, chat, write_jsonl
+
+
+def tuneline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "tuneline", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_ingest_clean_split_chain_with_overrides(tmp_path: Path):
+    write_jsonl(tmp_path / "raw/a.jsonl", [chat(f"question {i} about topic {i * 7}", f"answer {i}") for i in range(50)])
+    r = tuneline("ingest", "raw", "--out", "i", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "50 sft" in r.stdout
+    r = tuneline("clean", "i", "--out", "c", "--set", "clean.workers=1", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = tuneline("split", "c", "--out", "s", "-S", "split.ratios={train: 0.6, val: 0.2, test: 0.2}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "s/report.json").read_text())
+    assert report["counts"]["sft"] == {"train": 30, "val": 10, "test": 10}
+
+
+def test_config_errors_name_the_key_and_exit_2_without_traceback(tmp_path: Path):
+    (tmp_path / "params.yaml").write_text("split:\n  strategy: alphabetical\n  sed: 3\n")
+    r = tuneline("split", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "split.strategy: Input should be 'random', 'stratified', 'temporal' or 'group'" in r.stderr
+    assert "split.sed: unknown key" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = tuneline("ingest", "--set", "data.max_bad_fraction", cwd=tmp_path)
+    assert r.returncode == 2 and "expected KEY.PATH=VALUE" in r.stderr
+
+
+def test_stage_errors_exit_1_with_a_clear_message(tmp_path: Path):
+    write_jsonl(tmp_path / "bad.jsonl", ["{nope", "[]"])
+    r = tuneline("ingest", "bad.jsonl", "--out", "i", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "no valid records" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "i/quarantine.jsonl").exists()
+
+
+def test_config_schema_and_show(tmp_path: Path):
+    r = tuneline("config", "show", "-c", str(REPO / "params.yaml"), "--set", "split.seed=5", cwd=tmp_path)
+    assert r.returncode == 0 and "seed: 5" in r.stdout
+    r = tuneline("config", "schema", cwd=tmp_path)
+    assert json.loads(r.stdout)["title"] == "tuneline params.yaml"
