@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from tests.conftest import REPO
 from tuneline.config import ConfigError, TunelineConfig, apply_overrides, json_schema, load_config
@@ -64,7 +65,7 @@ def test_malformed_overrides_are_rejected(bad: str):
 
 def test_config_is_immutable_and_schema_has_descriptions():
     cfg = TunelineConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.split.seed = 3  # type: ignore[misc]
     schema = json.loads(json_schema())
     assert schema["$defs"]["NearDedupRule"]["properties"]["threshold"]["description"]

@@ -27,6 +27,7 @@ _SEED = 1
 _WEIGHTS = (0.3, 0.7)  # (false positive, false negative) weights for the band/row optimizer
 _WORD = re.compile(r"\w+")
 _BLOCK = 65536
+_DTYPE = np.uint32  # datasketch's affine32 scheme
 
 
 @lru_cache(maxsize=8)
@@ -50,9 +51,9 @@ def shingles(text: str, n: int) -> set[bytes]:
 
 @dataclass(slots=True)
 class NearKeys:
-    """What a worker sends back per record: the MinHash signature and its LSH band keys."""
+    """What a worker sends back per record: the MinHash signature (raw uint32 bytes, cheap to pickle) and its band keys."""
 
-    signature: np.ndarray
+    signature: bytes
     bands: tuple[int, ...]
 
 
@@ -63,7 +64,7 @@ def near_keys(text: str, threshold: float, num_perm: int, shingle_words: int) ->
     sig = m.hashvalues
     bands, rows = lsh_params(threshold, num_perm)
     keys = tuple(xxhash.xxh3_64_intdigest(sig[b * rows:(b + 1) * rows].tobytes(), seed=b) for b in range(bands))
-    return NearKeys(sig, keys)
+    return NearKeys(sig.tobytes(), keys)
 
 
 class NearDuplicateIndex:
@@ -84,12 +85,15 @@ class NearDuplicateIndex:
 
     def find(self, keys: NearKeys) -> str | None:
         tried: set[int] = set()
+        sig: np.ndarray | None = None
         for k in keys.bands:
             ordinal = self._first.get(k)
             if ordinal is None or ordinal in tried:
                 continue
             tried.add(ordinal)
-            similarity = float(np.count_nonzero(self._signature(ordinal) == keys.signature)) / self.num_perm
+            if sig is None:
+                sig = np.frombuffer(keys.signature, dtype=_DTYPE)
+            similarity = float(np.count_nonzero(self._signature(ordinal) == sig)) / self.num_perm
             if similarity >= self.threshold:
                 return self._ids[ordinal]
         return None
@@ -97,8 +101,8 @@ class NearDuplicateIndex:
     def add(self, keys: NearKeys, rid: str) -> None:
         ordinal = len(self._ids)
         if ordinal % _BLOCK == 0:
-            self._blocks.append(np.empty((_BLOCK, self.num_perm), dtype=keys.signature.dtype))
-        self._blocks[-1][ordinal % _BLOCK] = keys.signature
+            self._blocks.append(np.empty((_BLOCK, self.num_perm), dtype=_DTYPE))
+        self._blocks[-1][ordinal % _BLOCK] = np.frombuffer(keys.signature, dtype=_DTYPE)
         self._ids.append(rid)
         for k in keys.bands:
             self._first.setdefault(k, ordinal)

@@ -31,6 +31,13 @@ class JsonlWriter:
         if len(self._buf) >= self._limit:
             self.flush()
 
+    def write_raw(self, line: bytes) -> None:
+        """Write one already-serialized JSON line (must end with a newline)."""
+        self._buf.append(line)
+        self.count += 1
+        if len(self._buf) >= self._limit:
+            self.flush()
+
     def write_many(self, records: Iterable[Any]) -> None:
         for record in records:
             self.write(record)

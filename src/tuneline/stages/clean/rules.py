@@ -22,8 +22,10 @@ from tuneline.stages.clean.text import canonical_text, messages_of, normalize_te
 
 @dataclass(slots=True)
 class Cleaned:
+    """One record's outcome; ``line`` is the cleaned record already serialized (cheap to send between processes)."""
+
     rid: str
-    record: dict[str, Any]
+    line: bytes = b""
     removed: tuple[str, str] | None = None
     normalized: bool = False
     pii: dict[str, int] = field(default_factory=dict)
@@ -49,7 +51,7 @@ class RecordCleaner:
 
     def __call__(self, line: bytes) -> Cleaned:
         rec = orjson.loads(line)
-        out = Cleaned(rid=rec["id"], record=rec)
+        out = Cleaned(rid=rec["id"])
         msgs = list(messages_of(rec))
         cfg = self.cfg
         if cfg.normalize.enabled:
@@ -68,6 +70,7 @@ class RecordCleaner:
                     if not out.pii_example:
                         out.pii_example = _snippet(text, text.find("["))
         out.removed = self._filter(rec, msgs)
+        out.line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
         if out.removed is None:
             canon = canonical_text(rec)
             if cfg.exact_dedup.enabled:

@@ -10,7 +10,7 @@ from typing import Any
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import NearDuplicateIndex
 from tuneline.io.atomic import atomic_dir, write_json_atomic
-from tuneline.io.jsonl import JsonlWriter, count_lines, line_chunks
+from tuneline.io.jsonl import JsonlWriter, count_lines, dumps, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.stages.clean.rules import Cleaned, clean_chunk, init_worker
@@ -95,13 +95,13 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                                     examples[f"pii.{label}"].append({"id": c.rid, "redacted": c.pii_example})
                         reason = c.removed or _dedup(c, exact_seen, near_index)
                         if reason is None:
-                            kept.write(c.record)
+                            kept.write_raw(c.line)
                             continue
                         rule, detail = reason
                         removed_by_rule[rule] += 1
                         st["removed"] += 1
-                        removed.write({"rule": rule, "detail": detail, "kind": kind, "id": c.rid,
-                                       "record": c.record})
+                        head = dumps({"rule": rule, "detail": detail, "kind": kind, "id": c.rid})
+                        removed.write_raw(head[:-2] + b',"record":' + c.line[:-1] + b"}\n")
                         if len(examples[rule]) < keep_examples:
                             examples[rule].append({"id": c.rid, "detail": detail})
                     progress.update(task, advance=len(batch),

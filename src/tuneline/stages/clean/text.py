@@ -51,5 +51,5 @@ def repetition_ratio(text: str, n: int = 3) -> float:
     words = text.split()
     if len(words) < n + 2:
         return 0.0
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return 1.0 - len(set(grams)) / len(grams)
+    total = len(words) - n + 1
+    return 1.0 - len(set(zip(*(words[i:] for i in range(n)), strict=False))) / total

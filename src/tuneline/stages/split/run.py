@@ -36,6 +36,10 @@ def split_path(root: str | Path, kind: str, split: str) -> Path:
     return Path(root) / kind / f"{split}.jsonl"
 
 
+def _nl(line: bytes) -> bytes:
+    return line if line.endswith(b"\n") else line + b"\n"
+
+
 def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
     keys = []
     with open(path, "rb") as fh:
@@ -63,7 +67,7 @@ def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: 
         pk = next(keyed) if keyed is not None else None
         for j, line in enumerate(lines):
             if assignment[ordinal] == 0:
-                writers["train"].write(orjson.loads(line))
+                writers["train"].write_raw(_nl(line))
                 if pk is not None:
                     exact.setdefault(pk[j].exact, keys[ordinal][0])
                     near.add(pk[j].near, keys[ordinal][0])
@@ -131,7 +135,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                         if not line.strip():
                             continue
                         if assignment[ordinal] and ordinal not in drop:
-                            writers[SPLITS[assignment[ordinal]]].write(orjson.loads(line))
+                            writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
                         ordinal += 1
                         if ordinal % CHUNK == 0:
                             progress.update(task, completed=ordinal)

@@ -1,0 +1,215 @@
+"""Data-prep benchmark: ingest → clean → split on N synthetic chat records vs. a naive baseline.
+
+    python benchmarks/data_prep.py --n 1000000
+
+Generates N records (~500 characters each) with known shares of exact duplicates, near
+duplicates and PII, runs each tuneline stage as its own CLI process (as DVC does) while
+sampling the RSS of the whole process tree (workers included), then runs a naive
+baseline (pandas + re + datasketch MinHashLSH, everything in memory, one process) on a
+subset and prints one table. Records/s are comparable across sizes; the baseline runs on
+``--baseline-n`` records because it is slow and holds everything in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unicodedata
+from pathlib import Path
+
+import psutil
+
+WORDS = ("data model train token query index cache batch epoch layer vector server client answer question "
+         "report update order account refund invoice shipping deliver payment window screen button error "
+         "network storage backup restore deploy release version config option value result status").split()
+
+
+def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float = 0.05, pii: float = 0.1) -> dict:
+    rng = random.Random(seed)
+    counts = {"exact_dup": 0, "near_dup": 0, "pii": 0}
+    recent: list[tuple[str, str]] = []
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            r = rng.random()
+            if recent and r < dup:
+                user, answer = rng.choice(recent)
+                counts["exact_dup"] += 1
+            elif recent and r < dup + near:
+                user, answer = rng.choice(recent)
+                answer = answer + " thanks"
+                counts["near_dup"] += 1
+            else:
+                user = " ".join(rng.choices(WORDS, k=30)) + f" ticket {i}?"
+                answer = " ".join(rng.choices(WORDS, k=45)) + "."
+                if rng.random() < pii:
+                    user += f" Reach me at user{i}@example.com or 415-555-{i % 10000:04d}."
+                    counts["pii"] += 1
+                recent.append((user, answer))
+                if len(recent) > 1000:
+                    recent.pop(rng.randrange(len(recent)))
+            fh.write(json.dumps({"messages": [{"role": "user", "content": user},
+                                              {"role": "assistant", "content": answer}]}) + "\n")
+    return counts
+
+
+class PeakRss:
+    """Samples the summed RSS of a process and its children."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def run_stage(args: list[str], cwd: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "tuneline", *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    meter = PeakRss(proc.pid)
+    _, err = proc.communicate()
+    peak = meter.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"tuneline {' '.join(args)} failed:\n{err}")
+    return time.perf_counter() - start, peak
+
+
+# ------------------------------------------------------------------ naive baseline
+_BASE_PII = [(re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
+             (re.compile(r"\b\d{3}[-. ]\d{3}[-. ]\d{4}\b"), "[PHONE]"),
+             (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
+             (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[CREDIT_CARD]"),
+             (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "[IP_ADDRESS]"),
+             (re.compile(r"\bAKIA[A-Z0-9]{16}\b"), "[AWS_ACCESS_KEY]")]
+
+
+def baseline(path: Path, out: Path) -> None:
+    """What a first script looks like: load everything with pandas, apply regexes, MinHashLSH, sample."""
+    import pandas as pd
+    from datasketch import MinHash, MinHashLSH
+
+    df = pd.read_json(path, lines=True)
+
+    def clean(msgs: list) -> list:
+        res = []
+        for m in msgs:
+            text = unicodedata.normalize("NFKC", m["content"])
+            for pat, label in _BASE_PII:
+                text = pat.sub(label, text)
+            res.append({"role": m["role"], "content": text})
+        return res
+
+    df["messages"] = df["messages"].apply(clean)
+    df["text"] = df["messages"].apply(lambda ms: "\n".join(m["content"] for m in ms).lower())
+    df = df.drop_duplicates("text")
+    lsh = MinHashLSH(threshold=0.8, num_perm=64)
+    keep = []
+    for i, text in enumerate(df["text"]):
+        words = text.split()
+        m = MinHash(num_perm=64)
+        for j in range(len(words) - 2):
+            m.update(" ".join(words[j:j + 3]).encode())
+        if lsh.query(m):
+            keep.append(False)
+        else:
+            lsh.insert(str(i), m)
+            keep.append(True)
+    df = df[keep].drop(columns=["text"])
+    df = df.sample(frac=1.0, random_state=42)
+    n = len(df)
+    out.mkdir(parents=True, exist_ok=True)
+    df.iloc[: int(n * 0.8)].to_json(out / "train.jsonl", orient="records", lines=True)
+    df.iloc[int(n * 0.8): int(n * 0.9)].to_json(out / "val.jsonl", orient="records", lines=True)
+    df.iloc[int(n * 0.9):].to_json(out / "test.jsonl", orient="records", lines=True)
+
+
+def run_baseline(path: Path, out: Path) -> tuple[float, int]:
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import data_prep; " \
+           f"data_prep.baseline(__import__('pathlib').Path({str(path)!r}), __import__('pathlib').Path({str(out)!r}))"
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    meter = PeakRss(proc.pid)
+    proc.wait()
+    peak = meter.stop()
+    if proc.returncode:
+        raise SystemExit("baseline failed")
+    return time.perf_counter() - start, peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000, help="synthetic records for tuneline")
+    ap.add_argument("--baseline-n", type=int, default=100_000, help="records for the naive baseline (0: skip)")
+    ap.add_argument("--workdir", type=Path, default=None, help="where to write data (default: a temp dir)")
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="tuneline-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / "raw" / "chats.jsonl"
+    raw.parent.mkdir(exist_ok=True)
+    t = time.perf_counter()
+    planted = generate(raw, args.n)
+    print(f"generated {args.n:,} records ({raw.stat().st_size / args.n:.0f} bytes/record) in "
+          f"{time.perf_counter() - t:.1f}s; planted {planted}", file=sys.stderr)
+    (work / "params.yaml").write_text("")  # defaults, as shipped
+
+    rows = []
+    total_t, total_peak = 0.0, 0
+    for stage, stage_args in (("ingest", ["ingest", "raw", "--out", "ingested"]),
+                              ("clean", ["clean", "ingested", "--out", "cleaned"]),
+                              ("split", ["split", "cleaned", "--out", "split"])):
+        secs, peak = run_stage(stage_args, work)
+        rows.append((f"tuneline {stage}", args.n, secs, peak))
+        total_t += secs
+        total_peak = max(total_peak, peak)
+        print(f"{stage}: {secs:.1f}s", file=sys.stderr)
+    rows.append(("tuneline chain", args.n, total_t, total_peak))
+    clean_report = json.loads((work / "cleaned" / "report.json").read_text())
+
+    if args.baseline_n:
+        sub = work / "raw_baseline.jsonl"
+        with open(raw) as src, open(sub, "w") as dst:
+            for i, line in enumerate(src):
+                if i >= args.baseline_n:
+                    break
+                dst.write(line)
+        secs, peak = run_baseline(sub, work / "baseline_out")
+        rows.append(("naive baseline chain", args.baseline_n, secs, peak))
+
+    cpu = f"{os.cpu_count()} cores"
+    print(f"\nData-prep benchmark ({cpu}, python {sys.version.split()[0]}); clean removed {clean_report['removed']}, "
+          f"redacted {clean_report['redactions']}\n")
+    print("| step | records | seconds | records/s | records/min | peak RSS (MiB) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, n, secs, peak in rows:
+        print(f"| {name} | {n:,} | {secs:.1f} | {n / secs:,.0f} | {60 * n / secs:,.0f} | {peak / 2**20:,.0f} |")
+    if args.baseline_n:
+        speedup = (args.n / total_t) / (args.baseline_n / rows[-1][2])
+        print(f"\nspeed-up of the tuneline chain over the naive baseline (records/s): {speedup:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
