@@ -32,7 +32,7 @@ def normalize_text(text: str, form: str) -> str:
 
 def canonical_text(rec: dict[str, Any]) -> str:
     """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content."""
-    return "\x1e".join(m["role"] + "\x1f" + _SPACE.sub(" ", m["content"]).strip().casefold() for m in messages_of(rec))
+    return "\x1e".join(m["role"] + "\x1f" + " ".join(m["content"].casefold().split()) for m in messages_of(rec))
 
 
 def prompt_text(rec: dict[str, Any]) -> str:
