@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -15,8 +16,9 @@ WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 
 
 def unique_prompt(i: int) -> str:
-    # distinct word sequences so no two prompts are near duplicates
-    return " ".join(WORDS[(i * 7 + k * (i % 13 + 1)) % len(WORDS)] for k in range(16)) + f" number {i}"
+    # 16 random words from 256 (seeded per record): no two prompts are near duplicates
+    rng = random.Random(i)
+    return " ".join(f"{rng.choice(WORDS)}{rng.randrange(16)}" for _ in range(16)) + f" number {i}"
 
 
 def cleaned(tmp_path: Path, n: int = 200, **meta_fn) -> Path:

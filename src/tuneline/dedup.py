@@ -1,20 +1,26 @@
-"""Near-duplicate detection: datasketch MinHash signatures + a compact, verified LSH band index.
+"""Near-duplicate detection: MinHash signatures (datasketch's scheme) + a compact, verified LSH band index.
 
-Signatures come from datasketch (``MinHash`` with shared permutations, xxhash shingle
-hashes) and the band/row split from datasketch's own optimizer, weighted towards recall
-(false negatives cost 0.7, false positives 0.3) because every candidate is then verified
-against the stored signature's estimated Jaccard similarity, which removes the extra
-false positives again.
+Signatures follow datasketch's ``affine32`` MinHash scheme with datasketch's own permutations
+(``MinHash(num_perm, seed=1).permutations``) and ``_fmix`` pre-mix, and the band/row split comes
+from datasketch's optimizer. Two things are ours, both for scale (measured in benchmarks/):
 
-Why not ``datasketch.MinHashLSH``: measured here it costs ~1.9 KB per indexed record
-(≈1.9 GB at a million records). Dedup only needs "was a similar record kept already, and
-which one", so this index keeps one 64-bit key per band in a dict and the signatures in
-contiguous numpy blocks (4 bytes per permutation).
+* ``batch_signatures`` computes the signatures of a whole chunk of documents in a few numpy
+  operations. ``MinHash.update_batch`` works one document per call, and at a million records
+  its per-call overhead (plus hashing every shingle string in Python) dominated the clean
+  stage. tests/test_dedup.py checks that the result equals datasketch's ``MinHash`` fed the
+  same shingle hashes, value for value.
+* ``NearDuplicateIndex`` replaces ``MinHashLSH``, measured here at ~1.9 KB per indexed record
+  (≈1.9 GB at a million): it keeps one 64-bit key per band in a dict and the signatures in
+  numpy blocks, and verifies every LSH candidate against its stored signature. Banding is
+  therefore weighted towards recall (false negatives cost 0.7, false positives 0.3): the
+  verification removes the extra false positives again.
+
+Shingles are word n-grams of the case-folded text with punctuation dropped; word characters
+are ASCII letters, digits, '_' and any non-ASCII UTF-8 byte.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,16 +28,27 @@ import numpy as np
 import xxhash
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
+from datasketch.minhash import _fmix
 
 _SEED = 1
 _WEIGHTS = (0.3, 0.7)  # (false positive, false negative) weights for the band/row optimizer
-_WORD = re.compile(r"\w+")
 _BLOCK = 65536
 _DTYPE = np.uint32  # datasketch's affine32 scheme
 
+_WORD_BYTE = np.zeros(256, dtype=bool)
+for _c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_":
+    _WORD_BYTE[_c] = True
+_WORD_BYTE[0x80:] = True
+_P = np.uint64(0x100000001B3)  # odd, hence invertible modulo 2**64
+_P_INV = np.uint64(pow(int(_P), -1, 2**64))
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+_ZERO = np.zeros(1, dtype=np.uint64)
+_powers_cache: dict[str, np.ndarray] = {}
+
 
 @lru_cache(maxsize=8)
-def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+def permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's permutations for ``num_perm`` (affine32 scheme, seed 1)."""
     return MinHash(num_perm=num_perm, seed=_SEED, scheme="affine32").permutations
 
 
@@ -41,30 +58,102 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return _optimal_param(threshold, num_perm, *_WEIGHTS)
 
 
-def shingles(text: str, n: int) -> set[bytes]:
-    """Word n-grams over case-folded words, punctuation dropped (so trivial edits do not hide a duplicate)."""
-    words = _WORD.findall(text.casefold())
-    if len(words) <= n:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i:i + n]).encode() for i in range(len(words) - n + 1)}
+def _cumpow(base: np.uint64, size: int) -> np.ndarray:
+    out = np.empty(size, dtype=np.uint64)
+    out[0] = 1
+    with np.errstate(over="ignore"):
+        np.cumprod(np.full(size - 1, base, dtype=np.uint64), out=out[1:])
+    return out
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**i and P**-i modulo 2**64 for i < n (wrapping uint64 arithmetic), grown on demand."""
+    if len(_powers_cache.get("p", ())) < n:
+        size = max(n, 2 * len(_powers_cache.get("p", ())), 1 << 16)
+        _powers_cache["p"], _powers_cache["inv"] = _cumpow(_P, size), _cumpow(_P_INV, size)
+    return _powers_cache["p"], _powers_cache["inv"]
+
+
+def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of every document's word n-grams, and the document index of each.
+
+    Each word gets a polynomial hash from prefix sums over the concatenated UTF-8 bytes; n
+    consecutive words of the same document are mixed into one n-gram hash. A document with
+    fewer than n words yields one hash of all its words (a document with none, a constant).
+    """
+    encoded = [t.casefold().encode("utf-8") for t in texts]
+    data = np.frombuffer(b"\x00".join(encoded), dtype=np.uint8)  # NUL is no word byte: words never span documents
+    doc_start = np.zeros(len(encoded), dtype=np.int64)
+    if len(encoded) > 1:
+        np.cumsum([len(e) + 1 for e in encoded[:-1]], out=doc_start[1:])
+    edges = np.diff(np.concatenate(([0], _WORD_BYTE[data].view(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    word_doc = np.searchsorted(doc_start, starts, side="right") - 1
+    pw, inv = _powers(len(data) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.concatenate((_ZERO, np.cumsum(data.astype(np.uint64) * pw[: len(data)])))
+        words = (prefix[ends] - prefix[starts]) * inv[starts] + (ends - starts).astype(np.uint64)
+        counts = np.bincount(word_doc, minlength=len(texts))
+        gram_hash, gram_doc = [], []
+        if len(words) >= n:
+            m = len(words) - n + 1
+            g = words[:m] * _MIX[0]
+            for j in range(1, n):
+                g = (g ^ (g >> np.uint64(29))) + words[j: m + j] * _MIX[j % 3]
+            same_doc = word_doc[:m] == word_doc[n - 1:]
+            gram_hash.append(g[same_doc])
+            gram_doc.append(word_doc[:m][same_doc])
+        short = np.flatnonzero(counts < n)
+        if len(short):  # documents with fewer than n words: one gram over all their words
+            first = np.searchsorted(word_doc, short)
+            for d, f in zip(short.tolist(), first.tolist(), strict=True):
+                g = np.uint64(0x5F3759DF)
+                for j in range(int(counts[d])):
+                    g = (g ^ (g >> np.uint64(29))) + words[f + j] * _MIX[j % 3]
+                gram_hash.append(np.array([g], dtype=np.uint64))
+                gram_doc.append(np.array([d], dtype=np.int64))
+        hashes = np.concatenate(gram_hash) if gram_hash else np.zeros(0, dtype=np.uint64)
+        docs = np.concatenate(gram_doc) if gram_doc else np.zeros(0, dtype=np.int64)
+        hashes ^= hashes >> np.uint64(32)
+    order = np.argsort(docs, kind="stable")
+    return hashes[order].astype(np.uint32), docs[order]
+
+
+def batch_signatures(texts: list[str], num_perm: int, n: int) -> np.ndarray:
+    """MinHash signatures, shape (len(texts), num_perm): datasketch's affine32 scheme over ``batch_shingles``."""
+    hashes, docs = batch_shingles(texts, n)
+    a, b = permutations(num_perm)
+    with np.errstate(over="ignore"):
+        # (num_perm, grams): the per-document min then runs along contiguous memory
+        phv = a.reshape(-1, 1) * _fmix(hashes, 32).reshape(1, -1) + b.reshape(-1, 1)
+    first = np.searchsorted(docs, np.arange(len(texts)))
+    return np.ascontiguousarray(np.minimum.reduceat(phv, first, axis=1).T).astype(_DTYPE, copy=False)
 
 
 @dataclass(slots=True)
 class NearKeys:
-    """What a worker sends back per record: the MinHash signature (raw uint32 bytes, cheap to pickle) and its band keys."""
+    """What a worker sends back per record: the signature (raw uint32 bytes, cheap to pickle) and its band keys."""
 
     signature: bytes
     bands: tuple[int, ...]
 
 
-def near_keys(text: str, threshold: float, num_perm: int, shingle_words: int) -> NearKeys:
-    m = MinHash(num_perm=num_perm, hashfunc=xxhash.xxh32_intdigest, permutations=_permutations(num_perm),
-                scheme="affine32")
-    m.update_batch(shingles(text, shingle_words))
-    sig = m.hashvalues
+def batch_near_keys(texts: list[str], threshold: float, num_perm: int, shingle_words: int) -> list[NearKeys]:
+    if not texts:
+        return []
+    sigs = batch_signatures(texts, num_perm, shingle_words)
     bands, rows = lsh_params(threshold, num_perm)
-    keys = tuple(xxhash.xxh3_64_intdigest(sig[b * rows:(b + 1) * rows].tobytes(), seed=b) for b in range(bands))
-    return NearKeys(sig.tobytes(), keys)
+    out = []
+    for sig in sigs:
+        raw = sig.tobytes()
+        width = rows * 4
+        out.append(NearKeys(raw, tuple(xxhash.xxh3_64_intdigest(raw[i * width:(i + 1) * width], seed=i)
+                                       for i in range(bands))))
+    return out
+
+
+def near_keys(text: str, threshold: float, num_perm: int, shingle_words: int) -> NearKeys:
+    return batch_near_keys([text], threshold, num_perm, shingle_words)[0]
 
 
 class NearDuplicateIndex:

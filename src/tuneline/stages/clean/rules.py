@@ -15,7 +15,7 @@ import orjson
 import xxhash
 
 from tuneline.config.schema import CleanConfig
-from tuneline.dedup import NearKeys, near_keys
+from tuneline.dedup import NearKeys, batch_near_keys
 from tuneline.stages.clean.pii import Redactor
 from tuneline.stages.clean.text import canonical_text, messages_of, normalize_text, repetition_ratio
 
@@ -49,7 +49,23 @@ class RecordCleaner:
 
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
 
-    def __call__(self, line: bytes) -> Cleaned:
+    def clean_many(self, lines: list[bytes]) -> list[Cleaned]:
+        """Clean a chunk; near-dup signatures are computed for the whole chunk at once (much faster)."""
+        results, texts = [], []
+        for line in lines:
+            c, text = self._clean_one(line)
+            results.append(c)
+            if text is not None:
+                texts.append(text)
+        if texts:
+            nd = self.cfg.near_dedup
+            keys = iter(batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words))
+            for c in results:
+                if c.removed is None:
+                    c.near = next(keys)
+        return results
+
+    def _clean_one(self, line: bytes) -> tuple[Cleaned, str | None]:
         rec = orjson.loads(line)
         out = Cleaned(rid=rec["id"])
         msgs = list(messages_of(rec))
@@ -71,15 +87,11 @@ class RecordCleaner:
                         out.pii_example = _snippet(text, text.find("["))
         out.removed = self._filter(rec, msgs)
         out.line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
-        if out.removed is None:
-            canon = canonical_text(rec)
-            if cfg.exact_dedup.enabled:
-                out.exact_key = xxhash.xxh3_64_intdigest(canon.encode())
-            if cfg.near_dedup.enabled:
-                nd = cfg.near_dedup
-                out.near = near_keys(" ".join(m["content"] for m in msgs), nd.threshold, nd.num_perm,
-                                          nd.shingle_words)
-        return out
+        if out.removed is not None:
+            return out, None
+        if cfg.exact_dedup.enabled:
+            out.exact_key = xxhash.xxh3_64_intdigest(canonical_text(rec).encode())
+        return out, " ".join(m["content"] for m in msgs) if cfg.near_dedup.enabled else None
 
     def _filter(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
         q = self.cfg.quality
@@ -119,4 +131,4 @@ def init_worker(config: CleanConfig, tokenizer_path: str | None) -> None:
 
 def clean_chunk(lines: list[bytes]) -> list[Cleaned]:
     assert _WORKER is not None, "init_worker was not called"
-    return [_WORKER(line) for line in lines]
+    return _WORKER.clean_many(lines)

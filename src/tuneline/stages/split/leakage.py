@@ -8,7 +8,7 @@ import orjson
 import xxhash
 
 from tuneline.config.schema import LeakageConfig
-from tuneline.dedup import NearKeys, near_keys
+from tuneline.dedup import NearKeys, batch_near_keys
 from tuneline.stages.clean.text import prompt_text
 
 _CFG: LeakageConfig | None = None
@@ -28,8 +28,6 @@ def init_worker(cfg: LeakageConfig) -> None:
 
 def prompt_keys_chunk(lines: list[bytes]) -> list[PromptKeys]:
     assert _CFG is not None
-    out = []
-    for line in lines:
-        text = prompt_text(orjson.loads(line))
-        out.append(PromptKeys(xxhash.xxh3_64_intdigest(text.encode()), near_keys(text, _CFG.threshold, NUM_PERM, _SHINGLE)))
-    return out
+    texts = [prompt_text(orjson.loads(line)) for line in lines]
+    near = batch_near_keys(texts, _CFG.threshold, NUM_PERM, _SHINGLE)
+    return [PromptKeys(xxhash.xxh3_64_intdigest(t.encode()), k) for t, k in zip(texts, near, strict=True)]
