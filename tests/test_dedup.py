@@ -44,10 +44,12 @@ def test_index_finds_near_duplicates_and_rejects_unrelated():
     rng = random.Random(1)
     docs = [" ".join(f"w{rng.randrange(5000)}" for _ in range(40)) for _ in range(500)]
     index = NearDuplicateIndex(0.8, 64)
-    for i, k in enumerate(batch_near_keys(docs, 0.8, 64, 3)):
-        index.add(k, f"d{i}")
-    near = [d + " extra" for d in docs]  # J = 38/39
-    hits = [index.find(k) for k in batch_near_keys(near, 0.8, 64, 3)]
+    sigs, bands = batch_near_keys(docs, 0.8, 64, 3)
+    for i, (b, s) in enumerate(zip(bands.tolist(), sigs, strict=True)):
+        index.add(b, s, f"d{i}")
+    sigs, bands = batch_near_keys([d + " extra" for d in docs], 0.8, 64, 3)  # J = 38/39
+    hits = [index.find(b, s) for b, s in zip(bands.tolist(), sigs, strict=True)]
     assert sum(h == f"d{i}" for i, h in enumerate(hits)) >= 495
     others = [" ".join(f"v{rng.randrange(5000)}" for _ in range(40)) for _ in range(500)]
-    assert all(index.find(k) is None for k in batch_near_keys(others, 0.8, 64, 3))
+    sigs, bands = batch_near_keys(others, 0.8, 64, 3)
+    assert all(index.find(b, s) is None for b, s in zip(bands.tolist(), sigs, strict=True))

@@ -21,11 +21,9 @@ are ASCII letters, digits, '_' and any non-ASCII UTF-8 byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import xxhash
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
@@ -130,30 +128,28 @@ def batch_signatures(texts: list[str], num_perm: int, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.minimum.reduceat(phv, first, axis=1).T).astype(_DTYPE, copy=False)
 
 
-@dataclass(slots=True)
-class NearKeys:
-    """What a worker sends back per record: the signature (raw uint32 bytes, cheap to pickle) and its band keys."""
-
-    signature: bytes
-    bands: tuple[int, ...]
+_BAND_MUL = np.uint64(0xFF51AFD7ED558CCD)
 
 
-def batch_near_keys(texts: list[str], threshold: float, num_perm: int, shingle_words: int) -> list[NearKeys]:
-    if not texts:
-        return []
-    sigs = batch_signatures(texts, num_perm, shingle_words)
-    bands, rows = lsh_params(threshold, num_perm)
-    out = []
-    for sig in sigs:
-        raw = sig.tobytes()
-        width = rows * 4
-        out.append(NearKeys(raw, tuple(xxhash.xxh3_64_intdigest(raw[i * width:(i + 1) * width], seed=i)
-                                       for i in range(bands))))
-    return out
+def band_keys(sigs: np.ndarray, threshold: float) -> np.ndarray:
+    """LSH band keys, shape (n, bands): each band's rows mixed into one uint64, vectorized over records."""
+    bands, rows = lsh_params(threshold, sigs.shape[1])
+    keys = np.empty((sigs.shape[0], bands), dtype=np.uint64)
+    wide = sigs.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        for b in range(bands):
+            h = np.full(sigs.shape[0], np.uint64(b) * _MIX[0] + _MIX[1], dtype=np.uint64)
+            for j in range(b * rows, (b + 1) * rows):
+                h = (h ^ wide[:, j]) * _BAND_MUL
+            keys[:, b] = h ^ (h >> np.uint64(31))
+    return keys
 
 
-def near_keys(text: str, threshold: float, num_perm: int, shingle_words: int) -> NearKeys:
-    return batch_near_keys([text], threshold, num_perm, shingle_words)[0]
+def batch_near_keys(texts: list[str], threshold: float, num_perm: int, shingle_words: int) \
+        -> tuple[np.ndarray, np.ndarray]:
+    """Signatures (n, num_perm) uint32 and band keys (n, bands) uint64 for a chunk of texts."""
+    sigs = batch_signatures(texts, num_perm, shingle_words) if texts else np.zeros((0, num_perm), dtype=_DTYPE)
+    return sigs, band_keys(sigs, threshold)
 
 
 class NearDuplicateIndex:
@@ -172,26 +168,24 @@ class NearDuplicateIndex:
     def _signature(self, ordinal: int) -> np.ndarray:
         return self._blocks[ordinal // _BLOCK][ordinal % _BLOCK]
 
-    def find(self, keys: NearKeys) -> str | None:
+    def find(self, bands: list[int], signature: np.ndarray) -> str | None:
+        """Id of a kept record sharing a band and estimated at or above the threshold, else None."""
         tried: set[int] = set()
-        sig: np.ndarray | None = None
-        for k in keys.bands:
+        for k in bands:
             ordinal = self._first.get(k)
             if ordinal is None or ordinal in tried:
                 continue
             tried.add(ordinal)
-            if sig is None:
-                sig = np.frombuffer(keys.signature, dtype=_DTYPE)
-            similarity = float(np.count_nonzero(self._signature(ordinal) == sig)) / self.num_perm
+            similarity = float(np.count_nonzero(self._signature(ordinal) == signature)) / self.num_perm
             if similarity >= self.threshold:
                 return self._ids[ordinal]
         return None
 
-    def add(self, keys: NearKeys, rid: str) -> None:
+    def add(self, bands: list[int], signature: np.ndarray, rid: str) -> None:
         ordinal = len(self._ids)
         if ordinal % _BLOCK == 0:
             self._blocks.append(np.empty((_BLOCK, self.num_perm), dtype=_DTYPE))
-        self._blocks[-1][ordinal % _BLOCK] = np.frombuffer(keys.signature, dtype=_DTYPE)
+        self._blocks[-1][ordinal % _BLOCK] = signature
         self._ids.append(rid)
-        for k in keys.bands:
+        for k in bands:
             self._first.setdefault(k, ordinal)

@@ -58,12 +58,16 @@ class Detector:
 # Pre-checks run in C (one regex search) and skip detectors that cannot match: most text has no secrets.
 # Cards, phones, SSNs and IBANs all hold 7+ digits with at most short separators between them.
 _has_long_number = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}").search
-_SECRET_MARKERS = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-",
-                   "xox", "AIza", "hf_", "eyJ", "glpat-", "sk_live_", "rk_live_")
+# Token prefixes, grouped by a character each group needs, so typical text is ruled out by 3-4 substring scans
+# (which run in C; a regex alternation over all prefixes was 3x slower).
+_SECRET_MARKERS = (("A", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIza")),
+                   ("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_", "sk_live_", "rk_live_")),
+                   ("-", ("sk-", "xox", "glpat-")),
+                   ("eyJ", ("eyJ",)))
 
 
 def _has_secret_marker(text: str) -> bool:
-    return any(m in text for m in _SECRET_MARKERS)  # substring tests run in C; faster than a regex alternation
+    return any(gate in text and any(m in text for m in markers) for gate, markers in _SECRET_MARKERS)
 
 
 _ipv4_shape = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d").search

@@ -1,9 +1,10 @@
 """The per-record part of cleaning, run in worker processes.
 
 :class:`RecordCleaner` applies normalization, PII redaction, the quality and token-length
-filters, and computes the dedup keys; the ordered, stateful dedup decisions stay in the
-parent process (:mod:`tuneline.stages.clean.run`) so results do not depend on the number
-of workers.
+filters, and computes the dedup keys for a chunk of records; the ordered, stateful dedup
+decisions stay in the parent process (:mod:`tuneline.stages.clean.run`) so results do not
+depend on the number of workers. A chunk travels back as one :class:`CleanedChunk` of
+serialized lines and numpy arrays, which is far cheaper to pickle than per-record objects.
 """
 
 from __future__ import annotations
@@ -11,27 +12,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import xxhash
 
 from tuneline.config.schema import CleanConfig
-from tuneline.dedup import NearKeys, batch_near_keys
+from tuneline.dedup import batch_near_keys
 from tuneline.stages.clean.pii import Redactor
 from tuneline.stages.clean.text import canonical_text, messages_of, normalize_text, repetition_ratio
 
 
 @dataclass(slots=True)
-class Cleaned:
-    """One record's outcome; ``line`` is the cleaned record already serialized (cheap to send between processes)."""
+class CleanedChunk:
+    """Outcome of one chunk. ``lines`` are the cleaned records, serialized; index i is record i everywhere."""
 
-    rid: str
-    line: bytes = b""
-    removed: tuple[str, str] | None = None
-    normalized: bool = False
-    pii: dict[str, int] = field(default_factory=dict)
-    pii_example: str = ""
-    exact_key: int = 0
-    near: NearKeys | None = None
+    ids: list[str] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    removed: list[tuple[str, str] | None] = field(default_factory=list)
+    pii: dict[int, tuple[dict[str, int], str]] = field(default_factory=dict)  # record index → (counts, example)
+    normalized: int = 0
+    exact: list[int] = field(default_factory=list)  # 0 when exact dedup is off or the record was removed
+    near_rows: list[int] = field(default_factory=list)  # row in sigs/bands per record, -1 when none
+    sigs: np.ndarray | None = None
+    bands: list[list[int]] | None = None
 
 
 def _snippet(text: str, label_start: int, width: int = 40) -> str:
@@ -49,49 +52,58 @@ class RecordCleaner:
 
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
 
-    def clean_many(self, lines: list[bytes]) -> list[Cleaned]:
+    def clean_many(self, lines: list[bytes]) -> CleanedChunk:
         """Clean a chunk; near-dup signatures are computed for the whole chunk at once (much faster)."""
-        results, texts = [], []
-        for line in lines:
-            c, text = self._clean_one(line)
-            results.append(c)
-            if text is not None:
-                texts.append(text)
-        if texts:
-            nd = self.cfg.near_dedup
-            keys = iter(batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words))
-            for c in results:
-                if c.removed is None:
-                    c.near = next(keys)
-        return results
-
-    def _clean_one(self, line: bytes) -> tuple[Cleaned, str | None]:
-        rec = orjson.loads(line)
-        out = Cleaned(rid=rec["id"])
-        msgs = list(messages_of(rec))
+        chunk = CleanedChunk()
+        texts: list[str] = []
         cfg = self.cfg
-        if cfg.normalize.enabled:
-            for m in msgs:
-                new = normalize_text(m["content"], cfg.normalize.form)
-                if new != m["content"]:
-                    m["content"] = new
-                    out.normalized = True
-        if self.redactor is not None:
-            for m in msgs:
-                text, counts = self.redactor.redact(m["content"])
-                if counts:
-                    m["content"] = text
-                    for k, v in counts.items():
-                        out.pii[k] = out.pii.get(k, 0) + v
-                    if not out.pii_example:
-                        out.pii_example = _snippet(text, text.find("["))
-        out.removed = self._filter(rec, msgs)
-        out.line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
-        if out.removed is not None:
-            return out, None
-        if cfg.exact_dedup.enabled:
-            out.exact_key = xxhash.xxh3_64_intdigest(canonical_text(rec).encode())
-        return out, " ".join(m["content"] for m in msgs) if cfg.near_dedup.enabled else None
+        for i, line in enumerate(lines):
+            rec = orjson.loads(line)
+            msgs = list(messages_of(rec))
+            chunk.ids.append(rec["id"])
+            if cfg.normalize.enabled:
+                chunk.normalized += self._normalize(msgs)
+            if self.redactor is not None:
+                self._redact(msgs, i, chunk)
+            removed = self._filter(rec, msgs)
+            chunk.removed.append(removed)
+            chunk.lines.append(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+            keep = removed is None
+            chunk.exact.append(xxhash.xxh3_64_intdigest(canonical_text(rec).encode())
+                               if keep and cfg.exact_dedup.enabled else 0)
+            if keep and cfg.near_dedup.enabled:
+                chunk.near_rows.append(len(texts))
+                texts.append(" ".join(m["content"] for m in msgs))
+            else:
+                chunk.near_rows.append(-1)
+        if texts:
+            nd = cfg.near_dedup
+            chunk.sigs, bands = batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words)
+            chunk.bands = bands.tolist()
+        return chunk
+
+    def _normalize(self, msgs: list[dict[str, Any]]) -> bool:
+        changed = False
+        for m in msgs:
+            new = normalize_text(m["content"], self.cfg.normalize.form)
+            if new != m["content"]:
+                m["content"] = new
+                changed = True
+        return changed
+
+    def _redact(self, msgs: list[dict[str, Any]], index: int, chunk: CleanedChunk) -> None:
+        assert self.redactor is not None
+        total: dict[str, int] = {}
+        example = ""
+        for m in msgs:
+            text, counts = self.redactor.redact(m["content"])
+            if counts:
+                m["content"] = text
+                for k, v in counts.items():
+                    total[k] = total.get(k, 0) + v
+                example = example or _snippet(text, text.find("["))
+        if total:
+            chunk.pii[index] = (total, example)
 
     def _filter(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
         q = self.cfg.quality
@@ -129,6 +141,6 @@ def init_worker(config: CleanConfig, tokenizer_path: str | None) -> None:
     _WORKER = RecordCleaner(config, tokenizer_path)
 
 
-def clean_chunk(lines: list[bytes]) -> list[Cleaned]:
+def clean_chunk(lines: list[bytes]) -> CleanedChunk:
     assert _WORKER is not None, "init_worker was not called"
     return _WORKER.clean_many(lines)

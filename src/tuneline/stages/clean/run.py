@@ -13,7 +13,7 @@ from tuneline.io.atomic import atomic_dir, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter, count_lines, dumps, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
-from tuneline.stages.clean.rules import Cleaned, clean_chunk, init_worker
+from tuneline.stages.clean.rules import CleanedChunk, clean_chunk, init_worker
 
 KINDS = ("sft", "preference")
 REMOVED_FILE, REPORT_FILE = "removed.jsonl", "report.json"
@@ -83,28 +83,28 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                 chunks = line_chunks(path, CHUNK)
                 results = pmap(clean_chunk, chunks)
                 st = stats[kind]
-                for batch in results:
-                    for c in batch:
-                        st["input"] += 1
-                        st["normalized"] += c.normalized
-                        if c.pii:
-                            st["with_pii"] += 1
-                            redactions.update(c.pii)
-                            for label in c.pii:
-                                if len(examples[f"pii.{label}"]) < keep_examples:
-                                    examples[f"pii.{label}"].append({"id": c.rid, "redacted": c.pii_example})
-                        reason = c.removed or _dedup(c, exact_seen, near_index)
+                for chunk in results:
+                    st["input"] += len(chunk.ids)
+                    st["normalized"] += chunk.normalized
+                    st["with_pii"] += len(chunk.pii)
+                    for i, (counts, example) in chunk.pii.items():
+                        redactions.update(counts)
+                        for label in counts:
+                            if len(examples[f"pii.{label}"]) < keep_examples:
+                                examples[f"pii.{label}"].append({"id": chunk.ids[i], "redacted": example})
+                    for i, rid in enumerate(chunk.ids):
+                        reason = chunk.removed[i] or _dedup(chunk, i, exact_seen, near_index)
                         if reason is None:
-                            kept.write_raw(c.line)
+                            kept.write_raw(chunk.lines[i])
                             continue
                         rule, detail = reason
                         removed_by_rule[rule] += 1
                         st["removed"] += 1
-                        head = dumps({"rule": rule, "detail": detail, "kind": kind, "id": c.rid})
-                        removed.write_raw(head[:-2] + b',"record":' + c.line[:-1] + b"}\n")
+                        head = dumps({"rule": rule, "detail": detail, "kind": kind, "id": rid})
+                        removed.write_raw(head[:-2] + b',"record":' + chunk.lines[i][:-1] + b"}\n")
                         if len(examples[rule]) < keep_examples:
-                            examples[rule].append({"id": c.rid, "detail": detail})
-                    progress.update(task, advance=len(batch),
+                            examples[rule].append({"id": rid, "detail": detail})
+                    progress.update(task, advance=len(chunk.ids),
                                     rate=f"{rate.per_second(sum(s['input'] for s in stats.values())):,.0f} rec/s")
                 st["output"] = kept.count
                 log.info("clean %s: %d in → %d kept, %d removed, %d with PII redacted", kind, st["input"],
@@ -128,17 +128,20 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     return CleanResult(out, report["output"], report["removed"], report)
 
 
-def _dedup(c: Cleaned, exact_seen: dict[int, str], near: NearDuplicateIndex) -> tuple[str, str] | None:
+def _dedup(chunk: CleanedChunk, i: int, exact_seen: dict[int, str], near: NearDuplicateIndex) \
+        -> tuple[str, str] | None:
     """Ordered dedup decisions: the first record of a duplicate group is kept."""
-    if c.exact_key:
-        first = exact_seen.get(c.exact_key)
+    key, row, rid = chunk.exact[i], chunk.near_rows[i], chunk.ids[i]
+    if key:
+        first = exact_seen.get(key)
         if first is not None:
             return "exact_dedup", f"same text as {first}"
-    if c.near is not None:
-        hit = near.find(c.near)
+    if row >= 0:
+        assert chunk.sigs is not None and chunk.bands is not None
+        hit = near.find(chunk.bands[row], chunk.sigs[row])
         if hit is not None:
             return "near_dedup", f"near duplicate of {hit}"
-        near.add(c.near, c.rid)
-    if c.exact_key:
-        exact_seen[c.exact_key] = c.rid
+        near.add(chunk.bands[row], chunk.sigs[row], rid)
+    if key:
+        exact_seen[key] = rid
     return None

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 import xxhash
 
 from tuneline.config.schema import LeakageConfig
-from tuneline.dedup import NearKeys, batch_near_keys
+from tuneline.dedup import batch_near_keys
 from tuneline.stages.clean.text import prompt_text
 
 _CFG: LeakageConfig | None = None
@@ -17,8 +18,11 @@ NUM_PERM, _SHINGLE = 64, 3
 
 @dataclass(slots=True)
 class PromptKeys:
-    exact: int
-    near: NearKeys
+    """Leakage keys of one chunk: exact prompt hashes, MinHash signatures and band keys, row i = record i."""
+
+    exact: list[int]
+    sigs: np.ndarray
+    bands: list[list[int]]
 
 
 def init_worker(cfg: LeakageConfig) -> None:
@@ -26,8 +30,8 @@ def init_worker(cfg: LeakageConfig) -> None:
     _CFG = cfg
 
 
-def prompt_keys_chunk(lines: list[bytes]) -> list[PromptKeys]:
+def prompt_keys_chunk(lines: list[bytes]) -> PromptKeys:
     assert _CFG is not None
     texts = [prompt_text(orjson.loads(line)) for line in lines]
-    near = batch_near_keys(texts, _CFG.threshold, NUM_PERM, _SHINGLE)
-    return [PromptKeys(xxhash.xxh3_64_intdigest(t.encode()), k) for t, k in zip(texts, near, strict=True)]
+    sigs, bands = batch_near_keys(texts, _CFG.threshold, NUM_PERM, _SHINGLE)
+    return PromptKeys([xxhash.xxh3_64_intdigest(t.encode()) for t in texts], sigs, bands.tolist())

@@ -69,17 +69,17 @@ def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: 
             if assignment[ordinal] == 0:
                 writers["train"].write_raw(_nl(line))
                 if pk is not None:
-                    exact.setdefault(pk[j].exact, keys[ordinal][0])
-                    near.add(pk[j].near, keys[ordinal][0])
+                    exact.setdefault(pk.exact[j], keys[ordinal][0])
+                    near.add(pk.bands[j], pk.sigs[j], keys[ordinal][0])
             elif pk is not None:
-                held[ordinal] = pk[j]
+                held[ordinal] = (pk.exact[j], pk.bands[j], pk.sigs[j].copy())
             ordinal += 1
     leaks: dict[int, tuple[str, str]] = {}
-    for ordinal, k in held.items():
-        if k.exact in exact:
-            leaks[ordinal] = ("exact", exact[k.exact])
+    for ordinal, (exact_key, bands, sig) in held.items():
+        if exact_key in exact:
+            leaks[ordinal] = ("exact", exact[exact_key])
         else:
-            hit = near.find(k.near)
+            hit = near.find(bands, sig)
             if hit is not None:
                 leaks[ordinal] = ("near", hit)
     return leaks
