@@ -41,12 +41,20 @@ def _nl(line: bytes) -> bytes:
 
 
 def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
+    """(id, field value) per record. Stage outputs start with ``{"id":"...`` (orjson keeps key order),
+    so without a field the id is sliced out instead of parsing the whole record."""
     keys = []
+    prefix = b'{"id":"'
     with open(path, "rb") as fh:
         for line in fh:
-            if line.strip():
-                rec = orjson.loads(line)
-                keys.append((rec["id"], field_value(rec, field) if field else None))
+            if not line.strip():
+                continue
+            if field is None and line.startswith(prefix):
+                end = line.find(b'"', len(prefix))
+                keys.append((line[len(prefix):end].decode(), None))
+                continue
+            rec = orjson.loads(line)
+            keys.append((rec["id"], field_value(rec, field) if field else None))
     return keys
 
 
