@@ -27,9 +27,7 @@ from pathlib import Path
 
 import psutil
 
-WORDS = ("data model train token query index cache batch epoch layer vector server client answer question "
-         "report update order account refund invoice shipping deliver payment window screen button error "
-         "network storage backup restore deploy release version config option value result status").split()
+WORDS = ["data", "model", "train", "token", "query", "index", "cache", "batch", "epoch", "layer", "vector", "server", "client", "answer", "question", "report", "update", "order", "account", "refund", "invoice", "shipping", "deliver", "payment", "window", "screen", "button", "error", "network", "storage", "backup", "restore", "deploy", "release", "version", "config", "option", "value", "result", "status"]
 
 
 def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float = 0.05, pii: float = 0.1) -> dict:
