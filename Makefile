@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_DATASETS_OFFLINE := 1
+# Model loading is offline: hub ids resolve from the local cache only (builtin:tiny needs no hub at all).
+export HF_HUB_OFFLINE := 1
 
 .PHONY: setup demo test lint schema bench clean-data
 
@@ -19,10 +21,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	touch $@
 
-## demo: the main job — ingest → clean → split on the bundled sample data, through dvc repro
+## demo: the main job — ingest → clean → split → train on the bundled sample data, through dvc repro
 demo: setup
 	dvc repro
-	@echo "outputs: data/ingested data/cleaned data/split (reports: */report.json)"
+	dvc metrics show
+	@echo "outputs: data/{ingested,cleaned,split} (reports: */report.json), models/candidate (adapter, train_summary.json)"
+	@echo "runs: mlflow ui --backend-store-uri sqlite:///mlruns.db"
 
 ## test: the whole test suite (what .ci/run calls)
 test: setup

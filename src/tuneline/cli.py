@@ -35,8 +35,9 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.stages.clean import CleanError
     from tuneline.stages.ingest import IngestError
     from tuneline.stages.split import SplitError
+    from tuneline.stages.train import TrainError
 
-    return IngestError, CleanError, SplitError
+    return IngestError, CleanError, SplitError, TrainError
 
 
 def friendly(fn: F) -> F:
@@ -114,6 +115,77 @@ def split(
     cfg = _load(config, set_)
     result = run_split(cfg, src or Path(cfg.paths.cleaned), out or Path(cfg.paths.split))
     stdout.print(f"split → {result.out}: {result.counts}, leaked {result.leaked}")
+
+
+@app.command()
+@friendly
+def train(
+    src: Annotated[Path | None, typer.Argument(help="Split directory (default: paths.split).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model directory (default: paths.model).")] = None,
+    checkpoints: Annotated[Path | None, typer.Option(help="Checkpoint directory (default: paths.checkpoints).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fine-tune the base model (QLoRA/LoRA SFT or DPO); resumes from the newest complete checkpoint."""
+    from tuneline.stages.train import run_train
+
+    cfg = _load(config, set_)
+    result = run_train(cfg, src, out, checkpoints)
+    s = result.summary
+    val = f", val loss {s['final_val_loss']:.4f}" if s["final_val_loss"] is not None else ""
+    stdout.print(
+        f"train → {result.out}: {s['steps']} steps, loss {s['final_train_loss']:.4f}{val}, "
+        f"{s['tokens_per_second']:,.0f} tok/s, peak {s['peak_memory_gib']:.2f} GiB, mlflow run {s['mlflow_run_id']}"
+    )
+
+
+@app.command()
+@friendly
+def plan(
+    model: Annotated[str | None, typer.Option(help="Base model: preset (llama-2-7b...), builtin:*, dir or hub id.")] = None,
+    method: Annotated[str | None, typer.Option(help="qlora | lora | full | dpo (default: train.method).")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Sequence length (default: model.max_seq_length).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Per-GPU batch (default: train.batch_size).")] = None,
+    tokens: Annotated[float, typer.Option(help="Training tokens per epoch, for time and cost.")] = 10e6,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Estimate peak GPU memory, the smallest fitting GPU, time and cost for a fine-tune."""
+    from rich.table import Table
+
+    from tuneline.planner import make_plan, node_selectors
+
+    cfg = _load(config, set_)
+    if method not in (None, "qlora", "lora", "full", "dpo"):
+        raise ConfigError(f"--method: expected qlora, lora, full or dpo, got {method!r}")
+    try:
+        result = make_plan(cfg, base=model, method=method, seq_len=seq_len, batch_size=batch_size,
+                           train_tokens=int(tokens))
+    except ValueError as exc:
+        raise ConfigError(f"--model: {exc}") from None
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+        return
+    memory = Table(title=f"{result.base} · {result.method} · seq {result.seq_len} × batch {result.batch_size}")
+    memory.add_column("memory term")
+    memory.add_column("GiB", justify="right")
+    for name, gib in result.memory.rows():
+        memory.add_row(name, f"{gib:.2f}")
+    stdout.print(memory)
+    gpus = Table(title=f"{result.train_tokens * cfg.train.epochs:,.0f} training tokens")
+    for col in ("GPU", "memory GiB", "fits", "tokens/s", "hours", "cost USD"):
+        gpus.add_column(col, justify="left" if col == "GPU" else "right")
+    for o in result.options:
+        gpus.add_row(o.gpu.name, f"{o.gpu.memory_gib:g}", "yes" if o.fits else "no", f"{o.tokens_per_second:,.0f}",
+                     f"{o.hours:.2f}", f"{o.cost_usd:.2f}")
+    stdout.print(gpus)
+    if result.recommended:
+        labels = ", ".join(f"{cloud}: {k}={v}" for cloud, sel in node_selectors(result.recommended).items()
+                           for k, v in sel.items())
+        stdout.print(f"recommended: {result.recommended.name} ({labels})")
+    else:
+        stdout.print("no GPU in the catalogue fits: use qlora, a shorter sequence, a smaller batch or several GPUs")
 
 
 @app.command()

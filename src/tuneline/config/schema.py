@@ -30,6 +30,10 @@ class PathsConfig(Section):
     ingested: str = Field("data/ingested", description="Output directory of the ingest stage.")
     cleaned: str = Field("data/cleaned", description="Output directory of the clean stage.")
     split: str = Field("data/split", description="Output directory of the split stage.")
+    model: str = Field("models/candidate", description="Output directory of the train stage (adapter, tokenizer, summary).")
+    checkpoints: str = Field(
+        "checkpoints/train", description="Training checkpoints; kept between runs so an interrupted run resumes."
+    )
 
 
 # ----------------------------------------------------------------------------- data
@@ -184,28 +188,98 @@ class SplitConfig(Section):
 
 # ------------------------------------------------------------- model and training
 class ModelConfig(Section):
+    """The base model that training adapts."""
+
     base: str = Field(
         "builtin:tiny",
         description="Base model: 'builtin:tiny' (built offline, mechanics only), a hub id, a local dir, or s3:// gs://.",
     )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of a hub base model.")
     max_seq_length: int = Field(512, ge=16, description="Longest tokenized record used in training.")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel; flash_attention_2 needs the flash-attn package and a GPU."
+    )
 
 
 class LoraConfig(Section):
     r: int = Field(8, ge=1, description="LoRA rank.")
     alpha: int = Field(16, ge=1, description="LoRA scaling alpha.")
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["auto"] = Field("auto", description="Modules to adapt; 'auto' per architecture.")
+    target_modules: list[str] | Literal["auto"] = Field(
+        "auto", description="Modules to adapt; 'auto' picks every linear projection of the architecture."
+    )
+
+
+class DpoConfig(Section):
+    """Direct preference optimisation on the preference split (train.method: dpo)."""
+
+    beta: float = Field(0.1, gt=0.0, description="Strength of the KL pull towards the reference model.")
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
+    sft_adapter: str | None = Field(
+        None,
+        description="Model dir of an SFT run (its adapter/ is trained further and is the reference); "
+        "null starts a fresh adapter on the base.",
+    )
+    load_in_4bit: bool = Field(True, description="Load the base in 4-bit NF4 (QLoRA-style DPO).")
 
 
 class TrainConfig(Section):
-    method: Literal["qlora", "lora", "dpo"] = Field("qlora", description="Fine-tuning method.")
-    epochs: float = Field(3.0, gt=0.0)
-    learning_rate: float = Field(2e-4, gt=0.0)
-    batch_size: int = Field(8, ge=1)
+    """Fine-tuning: method, schedule, checkpoints."""
+
+    method: Literal["qlora", "lora", "dpo"] = Field(
+        "qlora", description="qlora: LoRA on a 4-bit NF4 base; lora: LoRA on a 16-bit base; dpo: preference tuning."
+    )
+    full_finetune: bool = Field(
+        False, description="Train every weight instead of a LoRA adapter (method lora only; 4-bit weights are frozen)."
+    )
+    epochs: float = Field(5.0, gt=0.0)
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: run all epochs).")
+    learning_rate: float = Field(
+        2e-3, gt=0.0, description="Peak learning rate (high for the random-init built-in model; ~2e-4 for real models)."
+    )
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    batch_size: int = Field(8, ge=1, description="Sequences per device per step.")
+    eval_batch_size: int = Field(16, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    seed: int = Field(42)
-    merge: bool = Field(False, description="Also write a merged 16-bit model.")
+    seed: int = Field(42, description="Seeds data order, dropout, adapter init and the built-in model.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Compute dtype; auto: bf16 where the GPU supports it, else fp16 on GPU, fp32 on CPU."
+    )
+    optimizer: Literal["auto", "paged_adamw_8bit", "adamw_8bit", "adamw_torch"] = Field(
+        "auto", description="auto: paged 8-bit AdamW for qlora on GPU, adamw_torch elsewhere."
+    )
+    gradient_checkpointing: bool = Field(True, description="Recompute activations in backward to save memory.")
+    packing: bool = Field(False, description="Pack several records into one sequence (no padding waste).")
+    assistant_only_loss: bool = Field(True, description="Train on assistant tokens only.")
+    logging_steps: int = Field(5, ge=1, description="Log loss, tokens/s and learning rate every N steps.")
+    eval_steps: int = Field(25, ge=1, description="Validation loss every N steps.")
+    save_steps: int = Field(25, ge=1, description="Checkpoint every N steps (a multiple of logging_steps).")
+    save_total_limit: int = Field(3, ge=1, description="Checkpoints kept on disk.")
+    checkpoint_uri: str | None = Field(
+        None, description="Also mirror checkpoints to this s3:// gs:// or local prefix (survives a lost node)."
+    )
+    merge: bool = Field(False, description="Also write a merged 16-bit model (base reloaded in 16-bit first).")
+    memory_fraction: float = Field(
+        0.9, gt=0.0, le=1.0, description="Share of device memory the pre-flight plan may use."
+    )
+    dpo: DpoConfig = DpoConfig()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> TrainConfig:
+        if self.full_finetune and self.method != "lora":
+            raise ValueError(
+                f"full_finetune is only possible with method 'lora' (got '{self.method}'): "
+                "4-bit quantized weights cannot be trained; use method: lora, or full_finetune: false"
+            )
+        if self.save_steps % self.logging_steps:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of logging_steps ({self.logging_steps}) "
+                "so that a NaN loss is seen before a checkpoint is written"
+            )
+        return self
 
 
 class EvalGate(Section):
@@ -222,11 +296,52 @@ class EvalConfig(Section):
 
 class RegistryConfig(Section):
     tracking_uri: str = Field("sqlite:///mlruns.db", description="MLflow tracking URI (MLFLOW_TRACKING_URI wins).")
+    experiment: str = Field("tuneline", min_length=1, description="MLflow experiment of training and evaluation runs.")
     model_name: str = Field("tuneline-chat", min_length=1, description="Registered model name.")
 
 
 class ServeConfig(Section):
     runtime: Literal["tgi", "vllm"] = Field("tgi", description="Serving runtime rendered by the chart.")
+
+
+# -------------------------------------------------------------------------- planner
+class GpuSpec(Section):
+    """One accelerator of the catalogue: what the planner sizes against and how to schedule onto it."""
+
+    name: str = Field(description="Short name, also the node-pool suffix (gpu-<name>).")
+    memory_gib: float = Field(gt=0, description="Accelerator memory.")
+    bf16_tflops: float = Field(gt=0, description="Dense 16-bit tensor TFLOP/s (fp16 where bf16 is unsupported).")
+    bf16: bool = Field(True, description="Supports bfloat16 compute.")
+    hourly_usd: float = Field(ge=0, description="On-demand price of one GPU per hour (list price; edit for yours).")
+    eks_instance_type: str | None = Field(None, description="EC2 instance type of the EKS node pool.")
+    gke_accelerator: str | None = Field(None, description="GKE accelerator type (cloud.google.com/gke-accelerator).")
+    gke_machine_type: str | None = Field(None, description="GCE machine type of the GKE node pool.")
+
+
+def _default_gpus() -> list[GpuSpec]:
+    rows = [
+        ("t4", 16, 65, False, 0.53, "g4dn.xlarge", "nvidia-tesla-t4", "n1-standard-8"),
+        ("l4", 24, 121, True, 0.80, "g6.xlarge", "nvidia-l4", "g2-standard-8"),
+        ("a10g", 24, 125, True, 1.01, "g5.xlarge", None, None),
+        ("l40s", 48, 362, True, 1.86, "g6e.xlarge", None, None),
+        ("a100-40gb", 40, 312, True, 3.67, "p4d.24xlarge", "nvidia-tesla-a100", "a2-highgpu-1g"),
+        ("a100-80gb", 80, 312, True, 5.07, "p4de.24xlarge", "nvidia-a100-80gb", "a2-ultragpu-1g"),
+        ("h100-80gb", 80, 989, True, 11.06, "p5.48xlarge", "nvidia-h100-80gb", "a3-highgpu-1g"),
+    ]
+    keys = ["name", "memory_gib", "bf16_tflops", "bf16", "hourly_usd", "eks_instance_type", "gke_accelerator",
+            "gke_machine_type"]
+    return [GpuSpec(**dict(zip(keys, row, strict=True))) for row in rows]
+
+
+class PlanConfig(Section):
+    """Memory and cost planner (``tuneline plan`` and training's pre-flight)."""
+
+    gpus: list[GpuSpec] = Field(default_factory=_default_gpus, description="GPU catalogue, smallest first.")
+    mfu: dict[str, float] = Field(
+        default_factory=lambda: {"qlora": 0.30, "lora": 0.40, "full": 0.40, "dpo": 0.30},
+        description="Assumed model-FLOPs utilisation per method (qlora calibrated on HF's Llama-2-7B A100 figure).",
+    )
+    overhead_gib: float = Field(1.0, ge=0, description="CUDA context and allocator overhead per GPU.")
 
 
 # ----------------------------------------------------------------------------- root
@@ -243,3 +358,4 @@ class TunelineConfig(Section):
     eval: EvalConfig = EvalConfig()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    plan: PlanConfig = PlanConfig()

@@ -1,0 +1,85 @@
+"""Where a base model's files come from: built-in, local dir, object-store prefix or hub id.
+
+Object-store prefixes are copied once into a local cache keyed by URI (atomically, so an
+interrupted download is never mistaken for a model). Hub ids load with
+``local_files_only`` when ``HF_HUB_OFFLINE`` is set, which is how every offline run here
+works; the global offline flag is not set in-process because it would also stop
+``huggingface_hub``'s InferenceClient from reaching local servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from tuneline.io.atomic import atomic_dir
+from tuneline.models.builtin import build_builtin, is_builtin
+
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("TUNELINE_CACHE", Path.home() / ".cache" / "tuneline"))
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def fetch_remote(uri: str) -> Path:
+    """Copy an object-store model prefix to the local cache (once) and return the local dir."""
+    import fsspec
+
+    target = cache_root() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / "config.json").is_file():
+        return target
+    fs, root = fsspec.core.url_to_fs(uri)
+    if not fs.exists(f"{root.rstrip('/')}/config.json"):
+        raise FileNotFoundError(f"{uri} has no config.json: not a model directory")
+    with atomic_dir(target) as tmp:
+        fs.get(root.rstrip("/") + "/", str(tmp), recursive=True)
+    return target
+
+
+def resolve_base(base: str, builtin_dir: Path, texts: Callable[[], Iterable[str]], seed: int) -> str:
+    """Return a name or path that ``from_pretrained`` can load for ``base``.
+
+    ``builtin:*`` is built into ``builtin_dir`` from ``texts`` (its tokenizer is trained on
+    them), which makes the model directory self-contained.
+    """
+    if is_builtin(base):
+        return str(build_builtin(base, texts(), builtin_dir, seed=seed))
+    if base.startswith(REMOTE_SCHEMES):
+        return str(fetch_remote(base))
+    if Path(base).is_dir():
+        return str(Path(base).resolve())
+    return base
+
+
+def pretrained_kwargs(revision: str | None = None) -> dict:
+    kwargs: dict = {"local_files_only": offline()}
+    if revision:
+        kwargs["revision"] = revision
+    return kwargs
+
+
+def linear_target_modules(model: object) -> list[str]:
+    """LoRA targets for any architecture: the distinct names of linear layers inside the decoder blocks."""
+    import torch
+
+    linear_types: tuple[type, ...] = (torch.nn.Linear,)
+    try:
+        import bitsandbytes as bnb
+
+        linear_types += (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    except ImportError:  # pragma: no cover - bitsandbytes is a training dependency
+        pass
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()  # type: ignore[attr-defined]
+        if isinstance(module, linear_types) and module is not output and "." in name
+    }
+    return sorted(names)

@@ -1,0 +1,135 @@
+"""Checkpoints that survive ``kill -9`` and lost nodes.
+
+The HF Trainer writes ``checkpoint-N/`` non-atomically. After it finishes, a marker
+(``tuneline_checkpoint.json``) records the step, the run fingerprint and every file's
+size; only a checkpoint whose marker exists and matches its files counts as complete. On
+start, incomplete or corrupt checkpoints, and those of a different run (config or data
+changed), are moved aside to ``rejected/`` with a warning (never deleted), and training
+resumes from the newest complete one.
+
+With ``train.checkpoint_uri`` each complete checkpoint is mirrored to an object-store
+prefix (marker uploaded last), and missing ones are pulled back before resuming, so a
+replacement node continues where a preempted one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tuneline.io.atomic import write_json_atomic
+
+log = logging.getLogger("tuneline.train")
+MARKER = "tuneline_checkpoint.json"
+PREFIX = "checkpoint-"
+
+
+def _step(path: Path | str) -> int:
+    try:
+        return int(str(path).rstrip("/").rsplit(PREFIX, 1)[-1])
+    except ValueError:
+        return -1
+
+
+def file_sizes(ckpt: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(ckpt)): p.stat().st_size
+        for p in sorted(ckpt.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
+
+
+def mark_complete(ckpt: Path, step: int, fingerprint: str) -> None:
+    write_json_atomic(ckpt / MARKER, {"step": step, "fingerprint": fingerprint, "files": file_sizes(ckpt)})
+
+
+def problem(ckpt: Path, fingerprint: str) -> str | None:
+    """Why ``ckpt`` cannot be resumed from, or None when it is complete and belongs to this run."""
+    marker = ckpt / MARKER
+    if not marker.is_file():
+        return "incomplete (no completion marker: the run stopped while saving)"
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return "corrupt completion marker"
+    if meta.get("fingerprint") != fingerprint:
+        return "from a different run (config or data changed)"
+    actual = file_sizes(ckpt)
+    for name, size in meta.get("files", {}).items():
+        if actual.get(name) != size:
+            return f"corrupt: {name} is {'missing' if name not in actual else 'truncated or changed'}"
+    try:
+        json.loads((ckpt / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return "corrupt: unreadable trainer_state.json"
+    return None
+
+
+def checkpoints(ckpt_dir: Path) -> list[Path]:
+    return sorted((p for p in ckpt_dir.glob(f"{PREFIX}*") if p.is_dir() and _step(p) >= 0), key=_step, reverse=True)
+
+
+def latest_resumable(ckpt_dir: str | Path, fingerprint: str) -> Path | None:
+    """Newest complete checkpoint of this run; every unusable one is set aside with a warning."""
+    ckpt_dir = Path(ckpt_dir)
+    found = None
+    for ckpt in checkpoints(ckpt_dir):
+        reason = problem(ckpt, fingerprint)
+        if reason is None:
+            found = found or ckpt
+            continue
+        rejected = ckpt_dir / "rejected" / f"{ckpt.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        rejected.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(ckpt, rejected)
+        log.warning("skipping checkpoint %s: %s (moved to %s)", ckpt.name, reason, rejected)
+    return found
+
+
+# ------------------------------------------------------------------ object-store mirror
+def push(ckpt: Path, uri: str) -> None:
+    """Upload one complete checkpoint; the marker goes last so a partial upload is never complete."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri)
+    dest = f"{root.rstrip('/')}/{ckpt.name}"
+    for path in sorted(ckpt.rglob("*")):
+        if path.is_file() and path.name != MARKER:
+            fs.put_file(str(path), f"{dest}/{path.relative_to(ckpt).as_posix()}")
+    fs.put_file(str(ckpt / MARKER), f"{dest}/{MARKER}")
+
+
+def pull(uri: str, ckpt_dir: Path) -> int:
+    """Download the remote checkpoints that are complete there and missing here; returns how many."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri)
+    root = root.rstrip("/")
+    if not fs.exists(root):
+        return 0
+    pulled = 0
+    for remote in fs.ls(root, detail=False):
+        name = remote.rstrip("/").rsplit("/", 1)[-1]
+        if not name.startswith(PREFIX) or (ckpt_dir / name).exists() or not fs.exists(f"{remote}/{MARKER}"):
+            continue
+        tmp = ckpt_dir / f".{name}.pull"
+        shutil.rmtree(tmp, ignore_errors=True)
+        fs.get(remote.rstrip("/") + "/", str(tmp), recursive=True)
+        os.replace(tmp, ckpt_dir / name)
+        pulled += 1
+    if pulled:
+        log.info("pulled %d checkpoint(s) from %s", pulled, uri)
+    return pulled
+
+
+def prune_remote(uri: str, keep: set[str]) -> None:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri)
+    for remote in fs.ls(root.rstrip("/"), detail=False):
+        name = remote.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith(PREFIX) and name not in keep:
+            fs.rm(remote, recursive=True)

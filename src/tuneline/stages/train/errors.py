@@ -1,0 +1,2 @@
+class TrainError(RuntimeError):
+    """An expected training failure (bad inputs, incoherent config, divergence); the message says what to change."""

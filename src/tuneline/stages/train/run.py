@@ -1,0 +1,351 @@
+"""``run_train``: split dir in, model dir out.
+
+Model dir layout (the contract evaluate, register and serve rely on)::
+
+    adapter/                 LoRA adapter (safetensors + adapter_config.json) and tokenizer with chat template
+                             (for a full fine-tune: the whole model)
+    base/                    the base model when it is not a hub id (builtin:* or an object-store copy)
+    merged/                  base + adapter merged in 16-bit (train.merge)
+    tuneline_model.json      manifest: base reference, method, MLflow run id, data lineage
+    train_summary.json       steps, tokens, tokens/s, peak memory, wall time, final losses (DVC metrics)
+    plots/{train,val}_loss.csv, loss_curve.png
+
+The output dir is written atomically; checkpoints live in ``paths.checkpoints`` so that a
+re-run after any interruption resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import shutil
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneline.config.schema import TunelineConfig
+from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.models.builtin import is_builtin
+from tuneline.models.resolve import pretrained_kwargs, resolve_base
+from tuneline.models.trained import MANIFEST, ModelDirError, read_manifest
+from tuneline.planner import GIB
+from tuneline.stages.train import checkpoints, data
+from tuneline.stages.train.callbacks import CheckpointMarker, MlflowMetrics, NanGuard, Progress
+from tuneline.stages.train.curves import write_curves
+from tuneline.stages.train.errors import TrainError
+from tuneline.stages.train.model import load_base, lora_config
+from tuneline.stages.train.preflight import check_lengths, check_memory, decide, detect_device
+from tuneline.tracking import digest, flatten, git_commit, mlflow_run, split_lineage, tracking_uri
+
+log = logging.getLogger("tuneline.train")
+SUMMARY = "train_summary.json"
+RUN_FILE = "mlflow_run.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    summary: dict[str, Any]
+
+
+def fingerprint(config: TunelineConfig, lineage: dict[str, str]) -> str:
+    """Identity of a training run: checkpoints from another fingerprint are never resumed."""
+    train = config.train.model_dump(exclude={"save_total_limit", "checkpoint_uri", "merge", "memory_fraction"})
+    return digest({"model": config.model.model_dump(), "lora": config.lora.model_dump(), "train": train,
+                   "data": {k: v for k, v in lineage.items() if k != "dvc.lock"}})
+
+
+def _peak_memory(device_kind: str) -> tuple[int, str]:
+    if device_kind == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated()), "cuda max_memory_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024), "process peak RSS"
+
+
+def _dataset(rows: list[dict[str, Any]]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list([{k: v for k, v in r.items() if k != "id"} for r in rows])
+
+
+def _sft_rows_for_template(tokenizer: Any, rows: list[dict[str, Any]], assistant_only: bool) -> tuple[list, bool]:
+    """Keep conversations when the chat template can mask assistant turns, else use prompt/completion pairs."""
+    if not assistant_only:
+        return rows, False
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    if has_generation_markers(tokenizer.chat_template or ""):
+        return rows, True
+    try:
+        get_training_chat_template(tokenizer)
+        return rows, True
+    except Exception:  # noqa: BLE001 - TRL raises for templates it cannot patch
+        log.info("chat template has no {%% generation %%} markers: training on the last assistant turn only")
+        return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows], False
+
+
+def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val: bool) -> dict[str, Any]:
+    t = config.train
+    return dict(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=decisions.optimizer,
+        bf16=decisions.precision == "bf16",
+        fp16=decisions.precision == "fp16",
+        use_cpu=decisions.device.kind == "cpu",
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if has_val else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to="none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        max_length=config.model.max_seq_length,
+        dataloader_num_workers=0,
+    )
+
+
+def _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, ref_model, peft_cfg):
+    t = config.train
+    common = _common_args(config, decisions, ckpt_dir, bool(val_rows))
+    if t.method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
+        return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=_dataset(train_rows),
+                          eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
+                          peft_config=peft_cfg)
+    from trl import SFTConfig, SFTTrainer
+
+    train_rows, assistant_only = _sft_rows_for_template(tokenizer, train_rows, t.assistant_only_loss)
+    val_rows, _ = _sft_rows_for_template(tokenizer, val_rows, t.assistant_only_loss) if val_rows else ([], False)
+    args = SFTConfig(**common, packing=t.packing, assistant_only_loss=assistant_only)
+    return SFTTrainer(model=model, args=args, train_dataset=_dataset(train_rows),
+                      eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
+                      peft_config=peft_cfg)
+
+
+def run_train(
+    config: TunelineConfig,
+    split_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> TrainResult:
+    """Fine-tune the configured base on ``split_dir`` and write the model dir ``out``."""
+    from transformers import AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
+
+    started = time.perf_counter()
+    t = config.train
+    split_dir = Path(split_dir or config.paths.split)
+    out = Path(out or config.paths.model)
+    ckpt_dir = Path(checkpoint_dir or config.paths.checkpoints)
+    kind = data.kind_for(t.method)
+
+    # ---- pre-flight: inputs and config, before anything large is loaded
+    train_rows = data.rows_for(kind, data.load_records(split_dir, kind, "train"))
+    val_rows = data.rows_for(kind, data.load_records(split_dir, kind, "val", required=False))
+    sft_dir = Path(t.dpo.sft_adapter) if t.method == "dpo" and t.dpo.sft_adapter else None
+    try:
+        sft_manifest = read_manifest(sft_dir) if sft_dir else None
+    except ModelDirError as exc:
+        raise TrainError(f"train.dpo.sft_adapter: {exc}") from None
+    lineage = split_lineage(split_dir)
+    run_fp = fingerprint(config, lineage)
+    decisions = decide(config, detect_device())
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    with atomic_dir(out) as tmp:
+        base_ref = sft_manifest["base"] if sft_manifest else config.model.base
+        if sft_manifest and sft_manifest.get("base_dir"):
+            shutil.copytree(Path(sft_dir) / sft_manifest["base_dir"], tmp / "base")
+            base_path = str(tmp / "base")
+        else:
+            base_path = resolve_base(base_ref, tmp / "base", lambda: data.texts(split_dir), seed=t.seed)
+        bundled_base = Path(base_path) == tmp / "base"
+        if not bundled_base and base_path != base_ref and Path(base_path).is_dir() and not Path(base_ref).is_dir():
+            shutil.copytree(base_path, tmp / "base")  # object-store base: keep the model dir self-contained
+            bundled_base = True
+
+        tokenizer_src = str(Path(sft_dir) / "adapter") if sft_dir else base_path
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_src, **pretrained_kwargs(config.model.revision))
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if not tokenizer.chat_template:
+            raise TrainError(f"the tokenizer of {base_ref} has no chat template; use an instruct/chat base model")
+        lengths = data.token_lengths(tokenizer, train_rows)
+        check_lengths(lengths, [r["id"] for r in train_rows], config.model.max_seq_length, f"{kind}/train")
+        check_lengths(data.token_lengths(tokenizer, val_rows), [r["id"] for r in val_rows],
+                      config.model.max_seq_length, f"{kind}/val")
+        plan = check_memory(config, decisions.device, train_tokens=sum(lengths), base=base_path)
+
+        # ---- model, adapter, trainer
+        model = load_base(base_path, config, decisions)
+        ref_model = None
+        peft_cfg = None
+        if sft_dir:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(Path(sft_dir) / "adapter"), is_trainable=True)
+            ref_model = PeftModel.from_pretrained(load_base(base_path, config, decisions), str(Path(sft_dir) / "adapter"))
+            ref_model.eval()
+        elif not t.full_finetune:
+            peft_cfg = lora_config(config, model)
+
+        if t.checkpoint_uri:
+            checkpoints.pull(t.checkpoint_uri, ckpt_dir)
+        resume = checkpoints.latest_resumable(ckpt_dir, run_fp)
+        if resume:
+            log.info("resuming from %s", resume)
+        run_state_path = ckpt_dir / RUN_FILE
+        previous = _read_json(run_state_path)
+        run_id = previous.get("run_id") if resume and previous.get("fingerprint") == run_fp else None
+
+        trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, ref_model,
+                                 peft_cfg)
+        trainer.remove_callback(PrinterCallback)
+        progress = Progress()
+        for callback in (progress, NanGuard(), CheckpointMarker(run_fp, t.checkpoint_uri), MlflowMetrics(progress)):
+            trainer.add_callback(callback)
+
+        uri = tracking_uri(config.registry.tracking_uri)
+        with ExitStack() as stack:
+            try:
+                run = stack.enter_context(
+                    mlflow_run(uri, config.registry.experiment, run_name=f"train-{t.method}", run_id=run_id)
+                )
+            except ConnectionError as exc:
+                raise TrainError(str(exc)) from None
+            write_json_atomic(run_state_path, {"run_id": run.info.run_id, "fingerprint": run_fp})
+            if run_id is None:
+                _log_run_inputs(config, lineage, run_fp, plan, decisions)
+            tokens_before = trainer.state.num_input_tokens_seen
+            train_started = time.perf_counter()
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            train_seconds = time.perf_counter() - train_started
+            final_val = trainer.evaluate()["eval_loss"] if val_rows else None
+            if final_val is not None and not math.isfinite(final_val):
+                raise TrainError(f"validation loss is {final_val} after training; the adapter was not written")
+
+            trainer.save_model(str(tmp / "adapter"))
+            tokenizer.save_pretrained(str(tmp / "adapter"))
+            if t.merge and not t.full_finetune:
+                _merge(config, decisions, base_path, tmp)
+
+            peak, peak_kind = _peak_memory(decisions.device.kind)
+            tokens_seen = int(trainer.state.num_input_tokens_seen)
+            session_tokens = tokens_seen - int(tokens_before or 0)
+            losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+            summary = {
+                "method": t.method,
+                "base": base_ref,
+                "steps": int(trainer.state.global_step),
+                "epochs": float(trainer.state.epoch or 0.0),
+                "tokens_seen": tokens_seen,
+                "tokens_per_second": round(session_tokens / max(train_seconds, 1e-9), 2),
+                "peak_memory_gib": round(peak / GIB, 4),
+                "peak_memory_kind": peak_kind,
+                "planned_memory_gib": round(plan.memory.total / GIB, 4),
+                "wall_time_s": round(time.perf_counter() - started, 2),
+                "train_time_s": round(train_seconds, 2),
+                "final_train_loss": float(losses[-1]) if losses else float(output.training_loss),
+                "final_val_loss": final_val,
+                "trainable_params": int(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)),
+                "resumed_from": resume.name if resume else None,
+                "precision": decisions.precision,
+                "optimizer": decisions.optimizer,
+                "device": decisions.device.name,
+                "notes": decisions.notes,
+                "mlflow_run_id": run.info.run_id,
+                "fingerprint": run_fp,
+            }
+            write_json_atomic(tmp / SUMMARY, summary)
+            curve_files = write_curves(trainer.state.log_history, tmp)
+            write_json_atomic(tmp / MANIFEST, {
+                "base": base_ref,
+                "base_dir": "base" if bundled_base else None,
+                "adapter_dir": "adapter",
+                "full_finetune": t.full_finetune,
+                "merged_dir": "merged" if (tmp / "merged").is_dir() else None,
+                "method": t.method,
+                "sft_adapter": str(sft_dir) if sft_dir else None,
+                "mlflow_run_id": run.info.run_id,
+                "git_commit": git_commit(),
+                "data": lineage,
+                "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
+            })
+            _log_run_outputs(summary, tmp / SUMMARY, curve_files)
+    log.info("train: %d steps, final loss %.4f, model in %s", summary["steps"], summary["final_train_loss"], out)
+    return TrainResult(out=out, summary=summary)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _merge(config: TunelineConfig, decisions: Any, base_path: str, tmp: Path) -> None:
+    """Merge on a 16-bit reload of the base: merging into 4-bit weights would round the update away."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if decisions.precision == "bf16" else torch.float16
+    if decisions.device.kind == "cpu":
+        dtype = torch.float32
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, **pretrained_kwargs(config.model.revision))
+    merged = PeftModel.from_pretrained(base, str(tmp / "adapter")).merge_and_unload()
+    merged.save_pretrained(str(tmp / "merged"))
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(tmp / "adapter")).save_pretrained(str(tmp / "merged"))
+
+
+def _log_run_inputs(config: TunelineConfig, lineage: dict[str, str], run_fp: str, plan: Any, decisions: Any) -> None:
+    import mlflow
+
+    params = flatten(config.model_dump(include={"model", "lora", "train"}))
+    mlflow.log_params({k: v for k, v in params.items() if v is not None})
+    tags = {f"data.{k}": v for k, v in lineage.items()}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    tags.update({"tuneline.stage": "train", "tuneline.fingerprint": run_fp, "tuneline.device": decisions.device.name,
+                 "tuneline.precision": decisions.precision, "tuneline.optimizer": decisions.optimizer})
+    mlflow.set_tags(tags)
+    mlflow.log_dict(plan.to_dict(), "plan.json")
+
+
+def _log_run_outputs(summary: dict[str, Any], summary_path: Path, curve_files: list[Path]) -> None:
+    import mlflow
+
+    mlflow.log_metrics({f"summary.{k}": float(v) for k, v in summary.items()
+                        if isinstance(v, int | float) and not isinstance(v, bool) and v is not None})
+    mlflow.log_artifact(str(summary_path))
+    for path in curve_files:
+        mlflow.log_artifact(str(path), artifact_path="plots" if path.suffix == ".csv" else None)
