@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -41,3 +42,61 @@ def make_config(tmp_path: Path) -> Callable[..., TunelineConfig]:
 @pytest.fixture(autouse=True)
 def _chdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+
+
+def order_records(n: int, seed: int, preference: bool = False) -> list[dict[str, Any]]:
+    """Split-stage records of the sample orders→JSON task (what train/evaluate read)."""
+    import random
+
+    from tuneline.sample import order
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        prompt, answer, fields = order(rng)
+        rid = f"{'p' if preference else 's'}{seed}-{i}"
+        if preference:
+            wrong = answer.replace(f'"qty": {fields["qty"]}', f'"qty": {fields["qty"] + 1}')
+            out.append({"id": rid, "prompt": [{"role": "user", "content": prompt}],
+                        "chosen": [{"role": "assistant", "content": answer}],
+                        "rejected": [{"role": "assistant", "content": wrong}]})
+        else:
+            out.append({"id": rid, **chat(prompt, answer)})
+    return out
+
+
+@pytest.fixture
+def split_dir(tmp_path: Path) -> Path:
+    """A small split dir in the split stage's layout (sft and preference, train/val/test)."""
+    root = tmp_path / "split"
+    for split, n, seed in (("train", 64, 1), ("val", 16, 2), ("test", 16, 3)):
+        write_jsonl(root / "sft" / f"{split}.jsonl", order_records(n, seed))
+        write_jsonl(root / "preference" / f"{split}.jsonl", order_records(n // 2, seed + 10, preference=True))
+    return root
+
+
+# Small, fast training runs: 16 steps of 8 records, checkpoints every 4.
+TINY_TRAIN = ("train.max_steps=16", "train.logging_steps=2", "train.save_steps=4", "train.eval_steps=8",
+              "train.learning_rate=0.003")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -115,3 +115,29 @@ class MlflowMetrics(TrainerCallback):
             metrics["tokens_per_second"] = self.progress.tokens_per_second
             metrics["tokens_seen"] = float(state.num_input_tokens_seen)
         mlflow.log_metrics(metrics, step=state.global_step)
+
+
+class KeepTrainableDtype(TrainerCallback):
+    """Give resumed trainable weights (and their optimizer state) the dtype they had when the trainer was built.
+
+    TRL keeps QLoRA adapters in bf16, but the Trainer reloads a checkpoint's adapter through
+    PEFT, which upcasts it to fp32: without this, a resumed run would continue in another
+    precision and end with a different adapter than an uninterrupted one.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.dtypes = {name: p.dtype for name, p in model.named_parameters() if p.requires_grad}
+
+    def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+        changed = []
+        for name, param in model.named_parameters():
+            want = self.dtypes.get(name)
+            if want is not None and param.dtype != want:
+                param.data = param.data.to(want)
+                changed.append(param)
+        if optimizer is not None and changed:
+            inner = getattr(optimizer, "optimizer", optimizer)
+            for param in changed:
+                for key, value in inner.state.get(param, {}).items():
+                    if key != "step" and hasattr(value, "is_floating_point") and value.is_floating_point():
+                        inner.state[param][key] = value.to(param.dtype)

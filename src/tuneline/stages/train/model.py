@@ -38,6 +38,8 @@ def load_base(path: str, config: TunelineConfig, decisions: Decisions, quantize:
     if decisions.device.kind == "cuda":
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantize and decisions.device.kind == "cpu":
+        _keep_cpu_4bit_layout(model)
     if quantize:
         from peft import prepare_model_for_kbit_training
 
@@ -71,3 +73,18 @@ def lora_config(config: TunelineConfig, model: Any) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def _keep_cpu_4bit_layout(model: Any) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference during evaluation.
+
+    On CPUs with AVX512-BF16 an eval-mode forward repacks the NF4 weights and their quant
+    state, and saving a checkpoint unpacks them again, not bit-exactly: training after an
+    evaluation would then differ from training after a resume. One layout keeps runs
+    reproducible (a resumed run ends with the same adapter as an uninterrupted one).
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False

@@ -29,12 +29,11 @@ from typing import Any
 
 from tuneline.config.schema import TunelineConfig
 from tuneline.io.atomic import atomic_dir, write_json_atomic
-from tuneline.models.builtin import is_builtin
 from tuneline.models.resolve import pretrained_kwargs, resolve_base
 from tuneline.models.trained import MANIFEST, ModelDirError, read_manifest
 from tuneline.planner import GIB
 from tuneline.stages.train import checkpoints, data
-from tuneline.stages.train.callbacks import CheckpointMarker, MlflowMetrics, NanGuard, Progress
+from tuneline.stages.train.callbacks import CheckpointMarker, KeepTrainableDtype, MlflowMetrics, NanGuard, Progress
 from tuneline.stages.train.curves import write_curves
 from tuneline.stages.train.errors import TrainError
 from tuneline.stages.train.model import load_base, lora_config
@@ -126,14 +125,14 @@ def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val
     )
 
 
-def _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, ref_model, peft_cfg):
+def _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, peft_cfg):
     t = config.train
     common = _common_args(config, decisions, ckpt_dir, bool(val_rows))
     if t.method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
-        return DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=_dataset(train_rows),
+        return DPOTrainer(model=model, args=args, train_dataset=_dataset(train_rows),
                           eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
                           peft_config=peft_cfg)
     from trl import SFTConfig, SFTTrainer
@@ -151,8 +150,12 @@ def run_train(
     split_dir: str | Path | None = None,
     out: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainResult:
-    """Fine-tune the configured base on ``split_dir`` and write the model dir ``out``."""
+    """Fine-tune the configured base on ``split_dir`` and write the model dir ``out``.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (tests observe weights through them).
+    """
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
@@ -202,14 +205,11 @@ def run_train(
 
         # ---- model, adapter, trainer
         model = load_base(base_path, config, decisions)
-        ref_model = None
         peft_cfg = None
-        if sft_dir:
+        if sft_dir:  # TRL copies the SFT adapter into a frozen "ref" adapter: the reference is the SFT model
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(Path(sft_dir) / "adapter"), is_trainable=True)
-            ref_model = PeftModel.from_pretrained(load_base(base_path, config, decisions), str(Path(sft_dir) / "adapter"))
-            ref_model.eval()
         elif not t.full_finetune:
             peft_cfg = lora_config(config, model)
 
@@ -222,11 +222,10 @@ def run_train(
         previous = _read_json(run_state_path)
         run_id = previous.get("run_id") if resume and previous.get("fingerprint") == run_fp else None
 
-        trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, ref_model,
-                                 peft_cfg)
+        trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, peft_cfg)
         trainer.remove_callback(PrinterCallback)
         progress = Progress()
-        for callback in (progress, NanGuard(), CheckpointMarker(run_fp, t.checkpoint_uri), MlflowMetrics(progress)):
+        for callback in (KeepTrainableDtype(trainer.model), progress, NanGuard(), CheckpointMarker(run_fp, t.checkpoint_uri), MlflowMetrics(progress), *(callbacks or ())):
             trainer.add_callback(callback)
 
         uri = tracking_uri(config.registry.tracking_uri)
