@@ -154,15 +154,17 @@ def estimate_memory(
     gradient_checkpointing: bool = True,
     optimizer: str = "auto",
     overhead_gib: float = 1.0,
-    dpo_sequences: int = 2,
+    quantized: bool | None = None,
 ) -> MemoryPlan:
-    """Peak accelerator bytes of one training step (see the module docstring for the terms)."""
+    """Peak accelerator bytes of one training step (see the module docstring for the terms).
+
+    ``quantized`` (default: qlora and dpo) loads the linear layers in 4-bit; DPO runs chosen and
+    rejected sequences together, so it holds twice the activations of SFT at the same batch.
+    """
     full = method == "full"
-    quantized = method in ("qlora", "dpo")
-    if quantized:
-        weights = arch.linear_params * NF4_BITS / 8 + arch.embedding_params * 2
-    else:
-        weights = arch.total_params * 2.0
+    quantized = method in ("qlora", "dpo") if quantized is None else quantized
+    linear_bytes = NF4_BITS / 8 if quantized else 2.0
+    weights = arch.linear_params * linear_bytes + (arch.total_params - arch.linear_params) * 2.0
     trainable_params = arch.total_params if full else arch.lora_params(lora_r)
     eight_bit = optimizer in ("paged_adamw_8bit", "adamw_8bit") or (optimizer == "auto" and quantized)
     if full:
@@ -173,7 +175,7 @@ def estimate_memory(
         gradients = 4.0 * trainable_params
     optimizer_bytes = (2.0 if eight_bit else 8.0) * trainable_params
 
-    sequences = batch_size * (dpo_sequences if method == "dpo" else 1)
+    sequences = batch_size * (2 if method == "dpo" else 1)
     tokens = sequences * seq_len
     h, i = arch.hidden_size, arch.intermediate_size
     per_layer_token = 2.0 * (7 * h + 4 * i)  # 16-bit: q k v, attn out, norms, mlp in, gate, up, act, product
@@ -275,22 +277,19 @@ def make_plan(
     base = base or config.model.base
     if method is None:
         method = "full" if config.train.full_finetune else config.train.method
-    if method == "dpo" and not config.train.dpo.load_in_4bit:
-        method_for_memory = "lora"
-    else:
-        method_for_memory = method
     seq_len = seq_len or config.model.max_seq_length
     batch_size = batch_size or config.train.batch_size
     arch = architecture_of(base)
     memory = estimate_memory(
         arch,
-        method_for_memory if method != "dpo" else "dpo",
+        method,
         seq_len,
         batch_size,
         lora_r=config.lora.r,
         gradient_checkpointing=config.train.gradient_checkpointing,
         optimizer=config.train.optimizer,
         overhead_gib=config.plan.overhead_gib,
+        quantized=method == "qlora" or (method == "dpo" and config.train.dpo.load_in_4bit),
     )
     mfu = config.plan.mfu.get(method, 0.3)
     total_tokens = train_tokens * config.train.epochs * (2 if method == "dpo" else 1)
