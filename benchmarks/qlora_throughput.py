@@ -117,7 +117,7 @@ def run_recipe(base: Path, split: Path, work: Path, args: argparse.Namespace) ->
                                                  device_map={"": 0} if cuda else None)
     model = prepare_model_for_kbit_training(model)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    rows = [json.loads(line) for line in open(split / "sft" / "train.jsonl")]
+    rows = [json.loads(line) for line in (split / "sft" / "train.jsonl").read_text().splitlines()]
     data = Dataset.from_list([{"messages": r["messages"]} for r in rows])
     config = SFTConfig(output_dir=str(work / "recipe"), max_steps=args.steps, per_device_train_batch_size=args.batch,
                        learning_rate=2e-4, optim="paged_adamw_8bit" if cuda else "adamw_torch", bf16=cuda,
@@ -186,7 +186,7 @@ def main() -> None:
 
     recipe = results["recipe"]
     print(f"\nQLoRA throughput · {args.size} · seq {args.seq_len} × batch {args.batch} · {args.steps} steps · {device}\n")
-    print(f"| trainer | tokens/s | peak memory GiB | MFU | planner estimate GiB | speed vs recipe | memory vs recipe |")
+    print("| trainer | tokens/s | peak memory GiB | MFU | planner estimate GiB | speed vs recipe | memory vs recipe |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         mfu_s = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
