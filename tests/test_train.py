@@ -162,3 +162,29 @@ def test_builtin_model_is_deterministic(tmp_path):
     assert (a / "model.safetensors").read_bytes() != (c / "model.safetensors").read_bytes()
     with pytest.raises(ValueError, match="unknown built-in model 'builtin:huge'"):
         build_builtin("builtin:huge", texts, tmp_path / "d")
+
+
+def test_base_model_from_an_s3_prefix(make_config, split_dir, tmp_path, s3_endpoint, monkeypatch):
+    import boto3
+
+    from tuneline.models.builtin import build_builtin
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("TUNELINE_CACHE", str(tmp_path / "cache"))
+    local = build_builtin("builtin:tiny", ["Order: 3 x lamp for Alice", "Bob wants 2 mug"] * 20, tmp_path / "b")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="models")
+    for f in local.iterdir():
+        s3.upload_file(str(f), "models", f"tiny/{f.name}")
+
+    cfg = make_config(*TINY_TRAIN, "train.max_steps=2", "model.base=s3://models/tiny")
+    out = run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt").out
+    manifest = read_manifest(out)
+    assert manifest["base"] == "s3://models/tiny" and manifest["base_dir"] is None
+    assert len(list((tmp_path / "cache" / "models").iterdir())) == 1, "downloaded once into the cache"
+    model, tok = load_trained(out)
+    assert generate(model, tok, [[{"role": "user", "content": "Bob wants 2 mug"}]], 8)[0] is not None
+
+    cfg = make_config(*TINY_TRAIN, "model.base=s3://models/missing")
+    with pytest.raises(TrainError, match="s3://models/missing has no config.json"):
+        run_train(cfg, split_dir, tmp_path / "model2", tmp_path / "ckpt2")

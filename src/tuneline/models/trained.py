@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuneline.models.resolve import pretrained_kwargs
+from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote, pretrained_kwargs
 
 MANIFEST = "tuneline_model.json"
 
@@ -27,9 +27,12 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 
 def base_location(model_dir: str | Path, manifest: dict[str, Any] | None = None) -> str:
-    """Loadable base of a trained model dir: its bundled base/ or the hub id it names."""
+    """Loadable base of a trained model dir: its bundled base/, the local copy of an object-store base, or a hub id."""
     manifest = manifest or read_manifest(model_dir)
-    return str(Path(model_dir) / manifest["base_dir"]) if manifest.get("base_dir") else manifest["base"]
+    if manifest.get("base_dir"):
+        return str(Path(model_dir) / manifest["base_dir"])
+    base = manifest["base"]
+    return str(fetch_remote(base)) if base.startswith(REMOTE_SCHEMES) else base
 
 
 def load_trained(model_dir: str | Path, adapter: bool = True, dtype: Any = None) -> tuple[Any, Any]:

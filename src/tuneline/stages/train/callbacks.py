@@ -27,12 +27,12 @@ class Progress(TrainerCallback):
         self._task: Any = None
         self._start = 0.0
         self._start_step = 0
-        self._start_tokens = 0
+        self.start_tokens = 0
         self.tokens_per_second = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._start, self._start_step = time.perf_counter(), state.global_step
-        self._start_tokens = state.num_input_tokens_seen
+        self.start_tokens = state.num_input_tokens_seen
         if sys.stderr.isatty():
             self._ctx = stage_progress("train")
             self._bar = self._ctx.__enter__()
@@ -41,7 +41,7 @@ class Progress(TrainerCallback):
     def _rate(self, state) -> tuple[float, float]:
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         done = state.global_step - self._start_step
-        tps = (state.num_input_tokens_seen - self._start_tokens) / elapsed
+        tps = (state.num_input_tokens_seen - self.start_tokens) / elapsed
         eta = (state.max_steps - state.global_step) * elapsed / max(done, 1)
         return tps, eta
 

@@ -185,11 +185,11 @@ def run_train(
             shutil.copytree(Path(sft_dir) / sft_manifest["base_dir"], tmp / "base")
             base_path = str(tmp / "base")
         else:
-            base_path = resolve_base(base_ref, tmp / "base", lambda: data.texts(split_dir), seed=t.seed)
+            try:
+                base_path = resolve_base(base_ref, tmp / "base", lambda: data.texts(split_dir), seed=t.seed)
+            except (FileNotFoundError, ValueError) as exc:
+                raise TrainError(f"model.base: {exc}") from None
         bundled_base = Path(base_path) == tmp / "base"
-        if not bundled_base and base_path != base_ref and Path(base_path).is_dir() and not Path(base_ref).is_dir():
-            shutil.copytree(base_path, tmp / "base")  # object-store base: keep the model dir self-contained
-            bundled_base = True
 
         tokenizer_src = str(Path(sft_dir) / "adapter") if sft_dir else base_path
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_src, **pretrained_kwargs(config.model.revision))
@@ -225,7 +225,14 @@ def run_train(
         trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, peft_cfg)
         trainer.remove_callback(PrinterCallback)
         progress = Progress()
-        for callback in (KeepTrainableDtype(trainer.model), progress, NanGuard(), CheckpointMarker(run_fp, t.checkpoint_uri), MlflowMetrics(progress), *(callbacks or ())):
+        for callback in (
+            KeepTrainableDtype(trainer.model),
+            progress,
+            NanGuard(),
+            CheckpointMarker(run_fp, t.checkpoint_uri),
+            MlflowMetrics(progress),
+            *(callbacks or ()),
+        ):
             trainer.add_callback(callback)
 
         uri = tracking_uri(config.registry.tracking_uri)
@@ -239,7 +246,6 @@ def run_train(
             write_json_atomic(run_state_path, {"run_id": run.info.run_id, "fingerprint": run_fp})
             if run_id is None:
                 _log_run_inputs(config, lineage, run_fp, plan, decisions)
-            tokens_before = trainer.state.num_input_tokens_seen
             train_started = time.perf_counter()
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
             train_seconds = time.perf_counter() - train_started
@@ -254,7 +260,7 @@ def run_train(
 
             peak, peak_kind = _peak_memory(decisions.device.kind)
             tokens_seen = int(trainer.state.num_input_tokens_seen)
-            session_tokens = tokens_seen - int(tokens_before or 0)
+            session_tokens = tokens_seen - progress.start_tokens  # this invocation only, resumed or not
             losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
             summary = {
                 "method": t.method,
