@@ -92,14 +92,18 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     port = free_port()
+    import s3fs
     from moto.server import ThreadedMotoServer
 
+    # fsspec caches filesystem instances; one made for an earlier test's server must not be reused
+    s3fs.S3FileSystem.clear_instance_cache()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(scope="session")
