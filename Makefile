@@ -7,7 +7,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_DATASETS_OFFLINE := 1
 # Model loading is offline: hub ids resolve from the local cache only (builtin:tiny needs no hub at all).
-export HF_HUB_OFFLINE := 1
+# Not HF_HUB_OFFLINE: with it, huggingface_hub's InferenceClient refuses even the local judge server.
+export TUNELINE_OFFLINE := 1
 
 .PHONY: setup demo test lint schema bench clean-data
 
@@ -21,12 +22,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	touch $@
 
-## demo: the main job — ingest → clean → split → train on the bundled sample data, through dvc repro
+## demo: the main job — ingest → clean → split → train → evaluate → register on the bundled data, via dvc repro
 demo: setup
 	dvc repro
 	dvc metrics show
-	@echo "outputs: data/{ingested,cleaned,split} (reports: */report.json), models/candidate (adapter, train_summary.json)"
-	@echo "runs: mlflow ui --backend-store-uri sqlite:///mlruns.db"
+	@echo "outputs: data/{ingested,cleaned,split} (reports: */report.json), models/candidate, reports/eval/report.html"
+	$(BIN)/tuneline registry show
 
 ## test: the whole test suite (what .ci/run calls)
 test: setup

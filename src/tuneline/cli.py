@@ -32,12 +32,16 @@ stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress 
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
+    from tuneline.inference import EndpointError
+    from tuneline.registry import RegistryError
     from tuneline.stages.clean import CleanError
+    from tuneline.stages.evaluate import EvaluateError
     from tuneline.stages.ingest import IngestError
+    from tuneline.stages.register import RegisterError
     from tuneline.stages.split import SplitError
     from tuneline.stages.train import TrainError
 
-    return IngestError, CleanError, SplitError, TrainError
+    return IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError
 
 
 def friendly(fn: F) -> F:
@@ -137,6 +141,104 @@ def train(
         f"train → {result.out}: {s['steps']} steps, loss {s['final_train_loss']:.4f}{val}, "
         f"{s['tokens_per_second']:,.0f} tok/s, peak {s['peak_memory_gib']:.2f} GiB, mlflow run {s['mlflow_run_id']}"
     )
+
+
+@app.command()
+@friendly
+def evaluate(
+    model: Annotated[Path | None, typer.Argument(help="Model directory (default: paths.model).")] = None,
+    split_dir: Annotated[Path | None, typer.Option("--split", help="Split directory (default: paths.split).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.eval).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compare the candidate with a baseline: reference metrics, LLM-as-judge, quality gate, report."""
+    from tuneline.stages.evaluate import run_evaluate
+
+    cfg = _load(config, set_)
+    result = run_evaluate(cfg, model, split_dir, out)
+    m, g = result.metrics, result.gate
+    score = m["judge"]["candidate_score"]["mean"]
+    pw = m["judge"].get("pairwise") or {}
+    stdout.print(
+        f"evaluate → {result.out}: exact match {m['candidate']['exact_match']:.3f}, ROUGE-L "
+        f"{m['candidate']['rouge_l']:.3f}, judge score {'n/a' if score is None else f'{score:.2f}'}, win rate "
+        f"{'n/a' if pw.get('win_rate') is None else format(pw['win_rate'], '.3f')}, "
+        f"judge parse failures {m['judge']['parse_failure_rate']:.0%}"
+    )
+    stdout.print(f"gate: {'PASS' if g['passed'] else 'FAIL'}" + ("" if g["passed"] else " — " + "; ".join(g["reasons"])))
+
+
+@app.command()
+@friendly
+def register(
+    model: Annotated[Path | None, typer.Argument(help="Model directory (default: paths.model).")] = None,
+    eval_dir: Annotated[Path | None, typer.Option("--eval", help="Evaluate output (default: paths.eval).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Registration record (default: paths.registration).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Register the model in MLflow with its lineage; alias `candidate` when the gate passed."""
+    from tuneline.stages.register import run_register
+
+    cfg = _load(config, set_)
+    r = run_register(cfg, model, eval_dir, out)
+    _print_registration(r.record)
+
+
+def _print_registration(record: dict[str, Any]) -> None:
+    aliases = ", ".join(f"@{a}" for a in record["aliases"]) or "none"
+    stdout.print(f"registered: {record['model_name']} version {record['version']}"
+                 f"{' (already registered)' if record.get('existing') else ''}")
+    stdout.print(f"aliases: {aliases}")
+    stdout.print(f"gate: {'PASS' if record['gate_passed'] else 'FAIL'}"
+                 + ("" if record["gate_passed"] else " — " + "; ".join(record["gate_reasons"])))
+    stdout.print(f"storage: {record['storage_uri']}")
+    stdout.print(f"see it: {record['ui_hint']}")
+
+
+registry_app = typer.Typer(help="Read the MLflow model registry.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("show")
+@friendly
+def registry_show(
+    version: Annotated[str | None, typer.Option(help="Version number (default: the latest).")] = None,
+    alias: Annotated[str | None, typer.Option(help="Show the version carrying this alias instead.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Show a registered version: aliases, gate result, lineage tags and where its artifacts are."""
+    from tuneline.stages.register import describe_version
+
+    cfg = _load(config, set_)
+    _print_registration(describe_version(cfg, version=version, alias=alias))
+
+
+mlflow_app = typer.Typer(help="Local MLflow tracking server.", no_args_is_help=True)
+app.add_typer(mlflow_app, name="mlflow")
+
+
+@mlflow_app.command("up")
+@friendly
+def mlflow_up(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve the UI over the configured SQLite store (`registry.tracking_uri`) with an artifact proxy."""
+    import os
+
+    cfg = _load(config, set_)
+    store = cfg.registry.tracking_uri
+    if not store.startswith(("sqlite:", "postgresql", "mysql", "file:")) and "://" in store:
+        raise ConfigError(f"registry.tracking_uri is a server ({store}); open it in a browser instead")
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store,
+           "--artifacts-destination", str(Path("mlartifacts").resolve()), "--host", host, "--port", str(port)]
+    stdout.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop); then export MLFLOW_TRACKING_URI=http://{host}:{port}")
+    os.execv(cmd[0], cmd)  # noqa: S606 - replaces this process with the server
 
 
 @app.command()

@@ -34,6 +34,11 @@ class PathsConfig(Section):
     checkpoints: str = Field(
         "checkpoints/train", description="Training checkpoints; kept between runs so an interrupted run resumes."
     )
+    eval: str = Field("reports/eval", description="Output directory of the evaluate stage (report, metrics, gate).")
+    judge_cache: str = Field(
+        "cache/judge.sqlite", description="Cache of judge calls, kept between runs so a re-run does not pay twice."
+    )
+    registration: str = Field("reports/registration.json", description="What the register stage registered.")
 
 
 # ----------------------------------------------------------------------------- data
@@ -283,14 +288,68 @@ class TrainConfig(Section):
 
 
 class EvalGate(Section):
-    min_judge_score: float = Field(5.0, ge=1.0, le=10.0, description="Minimum mean judge score (1-10).")
-    min_win_rate: float = Field(0.5, ge=0.0, le=1.0, description="Minimum win rate against the baseline (ties count half).")
-    max_regression: float = Field(0.02, ge=0.0, description="Largest tolerated drop on any reference metric.")
+    """Quality gate: every check must pass for the registry to get the ``candidate`` alias."""
+
+    min_judge_score: float = Field(5.0, ge=1.0, le=10.0, description="Minimum mean judge score (1-10) of the candidate.")
+    min_win_rate: float = Field(
+        0.5, ge=0.0, le=1.0, description="Minimum pairwise win rate against the baseline (ties count half)."
+    )
+    max_regression: float = Field(
+        0.02, ge=0.0, description="Largest tolerated drop from the baseline on any metric in regression_metrics."
+    )
+    regression_metrics: list[Literal["exact_match", "rouge_l", "token_f1"]] = Field(
+        default_factory=lambda: ["exact_match", "rouge_l", "token_f1"],
+        description="Reference metrics (higher is better, 0-1) checked against the baseline.",
+    )
+    max_judge_parse_failures: float = Field(
+        0.2, ge=0.0, le=1.0, description="Largest tolerated share of judge outputs without a readable verdict."
+    )
+
+
+class JudgeConfig(Section):
+    """LLM-as-judge (MT-Bench method): single-answer grading and pairwise comparison in both orders."""
+
+    model: str = Field(
+        "builtin:tiny",
+        description="Judge served locally by `transformers serve` on 127.0.0.1: builtin:tiny, a model dir or a "
+        "cached hub id. Ignored when endpoint is set.",
+    )
+    endpoint: str | None = Field(
+        None, description="URL of a running TGI, vLLM or OpenAI-compatible server to use as judge instead."
+    )
+    api: Literal["chat", "generate"] = Field(
+        "chat", description="chat: /v1/chat/completions (TGI, vLLM, OpenAI); generate: TGI's native /generate."
+    )
+    prompts_dir: str | None = Field(
+        None, description="Directory with single.txt, pairwise.txt and/or rubric.txt replacing the bundled ones."
+    )
+    pairwise: bool = Field(True, description="Also compare candidate and baseline answers pairwise.")
+    max_new_tokens: int = Field(256, ge=1, description="Token budget of one judgement.")
+    concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Timeout of one request.")
+    max_retries: int = Field(3, ge=0, description="Retries of a request on timeouts, 429 and 5xx, with backoff.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
+    token_env: str = Field("HF_TOKEN", description="Environment variable holding the endpoint's bearer token.")
+    human_labels: str | None = Field(
+        None, description="JSONL of {id, winner: candidate|baseline|tie} to measure judge agreement against."
+    )
 
 
 class EvalConfig(Section):
-    judge_model: str = Field("builtin:tiny", description="Model served locally as judge, or an endpoint URL.")
-    max_new_tokens: int = Field(64, ge=1)
+    """Evaluation of the candidate against a baseline on the held-out split."""
+
+    split: Literal["test", "val"] = Field("test", description="Split to evaluate on.")
+    max_examples: int | None = Field(None, ge=1, description="Evaluate only the first N examples (None: all).")
+    max_new_tokens: int = Field(64, ge=1, description="Answer length when generating candidate and baseline answers.")
+    batch_size: int = Field(16, ge=1, description="Generation batch size in-process.")
+    candidate_endpoint: str | None = Field(
+        None, description="Generate candidate answers through this endpoint instead of in-process."
+    )
+    baseline: Literal["auto", "base", "champion", "none"] = Field(
+        "auto", description="auto: the registry's champion when one exists, else the untouched base model."
+    )
+    baseline_endpoint: str | None = Field(None, description="Generate baseline answers through this endpoint.")
+    judge: JudgeConfig = JudgeConfig()
     gate: EvalGate = EvalGate()
 
 

@@ -2,9 +2,9 @@
 
 Object-store prefixes are copied once into a local cache keyed by URI (atomically, so an
 interrupted download is never mistaken for a model). Hub ids load with
-``local_files_only`` when ``HF_HUB_OFFLINE`` is set, which is how every offline run here
-works; the global offline flag is not set in-process because it would also stop
-``huggingface_hub``'s InferenceClient from reaching local servers.
+``local_files_only`` when ``TUNELINE_OFFLINE`` (or ``HF_HUB_OFFLINE``) is set. Offline runs
+set ``TUNELINE_OFFLINE``: the global ``HF_HUB_OFFLINE`` flag would also stop
+``huggingface_hub``'s InferenceClient from reaching local servers (the judge).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def cache_root() -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    return any(os.environ.get(var, "").lower() in ("1", "true", "yes") for var in ("TUNELINE_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def fetch_remote(uri: str) -> Path:

@@ -1,0 +1,184 @@
+"""One chat endpoint behind TGI's two APIs, with bounded concurrency, timeouts and retries.
+
+Requests follow TGI's published OpenAPI contract (``/v1/chat/completions`` with a
+``ChatRequest`` body, ``/generate`` with a ``GenerateRequest`` body); the only response
+fields read are ``choices[0].message.content`` and ``usage`` (chat) and ``generated_text``
+(generate). ``tests/test_inference_contract.py`` checks both against the spec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+log = logging.getLogger("tuneline")
+
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+Api = Literal["chat", "generate"]
+
+
+class EndpointError(RuntimeError):
+    """The endpoint could not answer (unreachable, refused the request, or kept failing after retries)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _retryable(exc: BaseException) -> bool:
+    from huggingface_hub.errors import InferenceTimeoutError
+
+    if isinstance(exc, InferenceTimeoutError | asyncio.TimeoutError | ConnectionError | OSError):
+        return True
+    status = _status(exc)
+    if status is not None:
+        return status in RETRY_STATUS
+    # transport errors (connection refused/reset, read timeouts) carry no response
+    return type(exc).__name__.endswith(("ConnectError", "ReadError", "TimeoutException", "ReadTimeout",
+                                        "RemoteProtocolError", "WriteError"))
+
+
+def messages_to_prompt(messages: list[dict[str, str]]) -> str:
+    """Raw prompt for ``/generate``, which takes text: the turns' contents, system first."""
+    return "\n\n".join(m["content"] for m in messages)
+
+
+class Endpoint:
+    """An inference server at ``url`` (its root, e.g. ``http://host:8080``).
+
+    ``model`` is the id sent in chat requests; None asks ``/v1/models`` once (TGI, vLLM and
+    ``transformers serve`` all list the served model there) and falls back to ``"tgi"``.
+    """
+
+    def __init__(self, url: str, api: Api = "chat", model: str | None = None, concurrency: int = 4,
+                 timeout_s: float = 120.0, max_retries: int = 3, backoff_s: float = 1.0,
+                 token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        for suffix in ("/v1/chat/completions", "/v1", "/generate"):
+            self.url = self.url.removesuffix(suffix)
+        self.api = api
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.token = token
+        self._concurrency = concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._client: Any = None
+
+    @classmethod
+    def from_config(cls, url: str, judge: Any, **overrides: Any) -> Endpoint:
+        kwargs = dict(api=judge.api, concurrency=judge.concurrency, timeout_s=judge.timeout_s,
+                      max_retries=judge.max_retries, backoff_s=judge.backoff_s,
+                      token=os.environ.get(judge.token_env) or None)
+        return cls(url, **{**kwargs, **overrides})
+
+    def _ensure_client(self) -> Any:
+        if self._client is None:
+            if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+                raise EndpointError(
+                    "HF_HUB_OFFLINE is set, and huggingface_hub then refuses every URL, even 127.0.0.1. "
+                    "Unset it; set TUNELINE_OFFLINE=1 instead to keep model loading offline."
+                )
+            from huggingface_hub import AsyncInferenceClient
+
+            base = f"{self.url}/generate" if self.api == "generate" else self.url
+            self._client = AsyncInferenceClient(base_url=base, token=self.token, timeout=self.timeout_s)
+        return self._client
+
+    async def served_model(self) -> str:
+        if self.model is None:
+            self.model = await asyncio.to_thread(self._discover_model)
+        return self.model
+
+    def _discover_model(self) -> str:
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.url}/v1/models")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 - configured URL
+                data = json.load(resp).get("data") or []
+            return str(data[0]["id"]) if data else "tgi"
+        except (OSError, ValueError, KeyError, IndexError):
+            return "tgi"
+
+    async def complete(self, messages: list[dict[str, str]], max_new_tokens: int, seed: int = 0) -> Completion:
+        """Greedy completion of ``messages``; retried with exponential backoff on transient errors."""
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._concurrency)
+        client = self._ensure_client()
+        model = await self.served_model() if self.api == "chat" else None
+        async with self._semaphore:
+            for attempt in range(self.max_retries + 1):
+                try:
+                    return await self._request(client, model, messages, max_new_tokens, seed)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if type(exc).__name__ == "OfflineModeIsEnabled":
+                        raise EndpointError(str(exc)) from None
+                    if attempt == self.max_retries or not _retryable(exc):
+                        status = _status(exc)
+                        detail = f"HTTP {status}" if status else type(exc).__name__
+                        raise EndpointError(f"{self.url} ({self.api}): {detail}: {exc}") from None
+                    delay = self.backoff_s * 2**attempt * (1 + 0.1 * random.random())  # noqa: S311 - jitter
+                    log.warning("endpoint %s: %s, retry %d/%d in %.1fs", self.url, type(exc).__name__,
+                                attempt + 1, self.max_retries, delay)
+                    await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _request(self, client: Any, model: str | None, messages: list[dict[str, str]], max_new_tokens: int,
+                       seed: int) -> Completion:
+        if self.api == "generate":
+            out = await client.text_generation(messages_to_prompt(messages), max_new_tokens=max_new_tokens,
+                                               do_sample=False, seed=seed, details=True)
+            tokens = getattr(getattr(out, "details", None), "generated_tokens", None)
+            return Completion(text=out.generated_text, completion_tokens=tokens)
+        out = await client.chat_completion(messages, model=model, max_tokens=max_new_tokens, temperature=0.0,
+                                           seed=seed)
+        usage = out.usage
+        return Completion(text=out.choices[0].message.content or "",
+                          prompt_tokens=getattr(usage, "prompt_tokens", None),
+                          completion_tokens=getattr(usage, "completion_tokens", None))
+
+    async def aclose(self) -> None:
+        if self._client is not None and hasattr(self._client, "close"):
+            await self._client.close()
+        self._client = None
+        self._semaphore = None
+
+
+def run_all(endpoint: Endpoint, requests: list[list[dict[str, str]]], max_new_tokens: int,
+            on_done: Any = None) -> list[Completion | EndpointError]:
+    """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised."""
+
+    async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, Completion | EndpointError]:
+        try:
+            result: Completion | EndpointError = await endpoint.complete(messages, max_new_tokens)
+        except EndpointError as exc:
+            result = exc
+        if on_done:
+            on_done()
+        return i, result
+
+    async def main() -> list[Completion | EndpointError]:
+        try:
+            done = await asyncio.gather(*(one(i, m) for i, m in enumerate(requests)))
+        finally:
+            await endpoint.aclose()
+        return [r for _, r in sorted(done, key=lambda x: x[0])]
+
+    return asyncio.run(main())

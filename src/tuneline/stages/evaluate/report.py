@@ -1,0 +1,172 @@
+"""The evaluation report people read: markdown (KFP, MLflow, PR bodies) and a self-contained HTML page.
+
+Charts are PNGs: judge score histogram, pairwise win/tie/loss bar, reference metrics of
+candidate vs baseline. The HTML inlines them, so the one file can be attached anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+CHARTS = ("judge_scores.png", "pairwise.png", "reference_metrics.png")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_charts(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts = out / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bins = [b + 0.5 for b in range(0, 11)]
+    for key, color in (("candidate", "tab:blue"), ("baseline", "tab:gray")):
+        values = [r[f"judge_score_{key}"] for r in rows if r.get(f"judge_score_{key}") is not None]
+        if values:
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{key} (n={len(values)})", color=color)
+    ax.set(xlabel="judge score (1-10)", ylabel="answers", title="Judge scores", xticks=range(1, 11))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no readable judge score", ha="center", va="center", transform=ax.transAxes)
+    paths.append(_save(fig, charts / CHARTS[0]))
+
+    fig, ax = plt.subplots(figsize=(6, 1.8))
+    pairwise = metrics["judge"].get("pairwise") or {}
+    left = 0.0
+    for key, color in (("win", "tab:green"), ("tie", "tab:olive"), ("loss", "tab:red")):
+        share = pairwise.get(key) or 0.0
+        ax.barh([0], [share], left=left, color=color, label=f"{key} {share:.0%}")
+        left += share
+    ax.set(xlim=(0, 1), yticks=[], title=f"Candidate vs baseline (n={pairwise.get('n', 0)}, both orders)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
+    paths.append(_save(fig, charts / CHARTS[1]))
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    names = ["exact_match", "rouge_l", "token_f1"]
+    cand = [metrics["candidate"][n] for n in names]
+    ax.bar([i - 0.2 for i in range(3)], cand, width=0.4, label="candidate", color="tab:blue")
+    if metrics.get("baseline"):
+        ax.bar([i + 0.2 for i in range(3)], [metrics["baseline"][n] for n in names], width=0.4, label="baseline",
+               color="tab:gray")
+    ax.set(xticks=range(3), xticklabels=names, ylim=(0, 1), title="Reference metrics")
+    ax.legend()
+    paths.append(_save(fig, charts / CHARTS[2]))
+    return paths
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def per_category(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["category"]].append(row)
+    table = []
+    for category, items in sorted(groups.items()):
+        scores = [r["judge_score_candidate"] for r in items if r.get("judge_score_candidate") is not None]
+        outcomes = [r["pairwise"] for r in items if r.get("pairwise")]
+        table.append({
+            "category": category,
+            "n": len(items),
+            "exact_match": sum(r["candidate_exact_match"] for r in items) / len(items),
+            "rouge_l": sum(r["candidate_rouge_l"] for r in items) / len(items),
+            "judge_score": sum(scores) / len(scores) if scores else None,
+            "win_rate": (sum(o == "win" for o in outcomes) + sum(o == "tie" for o in outcomes) / 2) / len(outcomes)
+            if outcomes else None,
+        })
+    return table
+
+
+def markdown(metrics: dict[str, Any], gate: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, Any]) -> str:
+    j = metrics["judge"]
+    lines = [
+        f"# Evaluation: {run['candidate']}",
+        "",
+        f"**Gate: {'PASS' if gate['passed'] else 'FAIL'}**" + ("" if gate["passed"] else
+                                                               " — " + "; ".join(gate["reasons"])),
+        "",
+        f"- Examples: {metrics['examples']} from the `{run['split']}` split",
+        f"- Baseline: {run['baseline']}",
+        f"- Judge: {run['judge']} ({j['requests']} judgements, {j['cache_hits']} from cache, "
+        f"parse failures {_fmt(j['parse_failure_rate'])})",
+        "",
+        "## Gate checks",
+        "",
+        "| check | result | detail |",
+        "|---|---|---|",
+    ]
+    for c in gate["checks"]:
+        result = "skipped" if c["passed"] is None else ("pass" if c["passed"] else "**fail**")
+        lines.append(f"| {c['name']} | {result} | {c['detail']} |")
+    lines += ["", "## Metrics", "", "| metric | candidate | baseline |", "|---|---|---|"]
+    base = metrics.get("baseline") or {}
+    for name in ("exact_match", "rouge_l", "token_f1", "eval_loss", "perplexity"):
+        lines.append(f"| {name} | {_fmt(metrics['candidate'].get(name))} | {_fmt(base.get(name))} |")
+    cs, bs = j["candidate_score"], j.get("baseline_score") or {}
+    lines.append(f"| judge score (95% CI) | {_fmt(cs['mean'], 2)} [{_fmt(cs['ci_low'], 2)}, {_fmt(cs['ci_high'], 2)}]"
+                 f" | {_fmt(bs.get('mean'), 2)} [{_fmt(bs.get('ci_low'), 2)}, {_fmt(bs.get('ci_high'), 2)}] |")
+    pw = j.get("pairwise")
+    if pw:
+        lines += ["", "## Pairwise (both orders; a flip between orders is a tie)", "",
+                  f"win {_fmt(pw['win'])} · tie {_fmt(pw['tie'])} · loss {_fmt(pw['loss'])} · "
+                  f"win rate {_fmt(pw['win_rate'])} (n={pw['n']}, position-consistent "
+                  f"{_fmt(pw.get('position_consistency'))})"]
+    if j.get("agreement"):
+        a = j["agreement"]
+        lines += ["", f"Agreement with human labels: accuracy {_fmt(a['accuracy'])}, "
+                      f"Cohen's kappa {_fmt(a['cohen_kappa'])} (n={a['n']})"]
+    lines += ["", "## Charts", ""] + [f"![{c}](charts/{c})" for c in CHARTS]
+    lines += ["", "## Per category", "", "| category | n | exact match | ROUGE-L | judge score | win rate |",
+              "|---|---|---|---|---|---|"]
+    for c in per_category(rows):
+        lines.append(f"| {c['category']} | {c['n']} | {_fmt(c['exact_match'])} | {_fmt(c['rouge_l'])} | "
+                     f"{_fmt(c['judge_score'], 2)} | {_fmt(c['win_rate'])} |")
+    lines += ["", "## Examples (first 10; all in examples.jsonl)", "",
+              "| id | reference | candidate | baseline | score | pairwise |", "|---|---|---|---|---|---|"]
+    for r in rows[:10]:
+        cells = [r["id"], r["reference"], r["candidate"], r.get("baseline") or "", _fmt(r.get("judge_score_candidate")),
+                 r.get("pairwise") or "n/a"]
+        lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str, limit: int = 80) -> str:
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def html(markdown_text: str, out: Path) -> str:
+    """Self-contained HTML of the markdown report, charts inlined as data URIs."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    for chart in CHARTS:
+        path = out / "charts" / chart
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode()
+            body = body.replace(f'src="charts/{chart}"', f'src="data:image/png;base64,{data}"')
+    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>tuneline evaluation</title>" \
+           f"<style>{style}</style></head><body>{body}</body></html>\n"

@@ -1,0 +1,201 @@
+"""The register stage: one MLflow model version per distinct (model, evaluation), with full lineage.
+
+Order of operations makes failure safe: the artifacts are uploaded to a run first; only
+when every file is there is the version created, in one call that carries all its tags.
+A failed upload therefore leaves a FAILED run and no version. Re-running on the same
+inputs finds the version by its ``tuneline.input_digest`` tag instead of creating another.
+The ``candidate`` alias is set only when the gate passed; ``champion`` is never touched here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneline.config import TunelineConfig
+from tuneline.io.atomic import write_json_atomic
+from tuneline.models.trained import ModelDirError, read_manifest
+from tuneline.registry import CANDIDATE, MODEL_ARTIFACT, RegistryError, client, version_by_alias
+from tuneline.stages.evaluate.run import EVALUATION, GATE, METRICS
+from tuneline.tracking import file_md5, flatten, mlflow_run, tracking_uri
+
+log = logging.getLogger("tuneline")
+
+TAG_VALUE_LIMIT = 5000  # MLflow's limit on a model version tag value
+DIGEST_TAG = "tuneline.input_digest"
+
+
+class RegisterError(RuntimeError):
+    """Registration could not complete; the message says why and nothing half-registered remains."""
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    record: dict[str, Any]
+
+
+def input_digest(model_dir: Path, eval_dir: Path) -> str:
+    """Identity of what is registered: every file of the model dir plus the evaluation's metrics and gate."""
+    digest = hashlib.sha256()
+    files = [(f"model/{p.relative_to(model_dir).as_posix()}", p) for p in sorted(model_dir.rglob("*")) if p.is_file()]
+    files += [(f"eval/{name}", eval_dir / name) for name in (METRICS, GATE)]
+    for rel, path in files:
+        digest.update(f"{rel}:{file_md5(path)}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _read(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise RegisterError(f"{path} not found: {what}")
+    return json.loads(path.read_text())
+
+
+def lineage_tags(config: TunelineConfig, manifest: dict[str, Any], summary: dict[str, Any], metrics: dict[str, Any],
+                 gate: dict[str, Any], evaluation: dict[str, Any], digest: str) -> dict[str, str]:
+    tags: dict[str, Any] = {
+        DIGEST_TAG: digest,
+        "git_commit": manifest.get("git_commit") or "unknown",
+        "params_digest": manifest.get("params_digest") or "",
+        "base_model": manifest.get("base"),
+        "method": manifest.get("method"),
+        "train_run_id": manifest.get("mlflow_run_id") or "",
+        "eval_run_id": evaluation.get("mlflow_run_id") or "",
+        "eval.baseline": evaluation.get("baseline"),
+        "eval.judge": evaluation.get("judge"),
+        "gate.passed": str(bool(gate["passed"])).lower(),
+        "gate.reasons": "; ".join(gate["reasons"]) or "none",
+        **{f"data.{k}": v for k, v in (manifest.get("data") or {}).items()},
+        **flatten({k: v for k, v in summary.items() if k != "fingerprint"}, "train."),
+        **flatten({k: v for k, v in metrics.items() if k != "gate_passed"}, "eval."),
+    }
+    return {k: str(v)[:TAG_VALUE_LIMIT] for k, v in tags.items() if v is not None}
+
+
+def _data_reports(config: TunelineConfig) -> list[Path]:
+    paths = config.paths
+    candidates = [Path(paths.ingested) / "report.json", Path(paths.cleaned) / "report.json",
+                  Path(paths.split) / "report.json", Path(paths.split) / "leakage.jsonl"]
+    return [p for p in candidates if p.is_file()]
+
+
+def _ui_hint(config: TunelineConfig, name: str, version: str) -> str:
+    uri = tracking_uri(config.registry.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
+    return f"mlflow ui --backend-store-uri {uri}  (or `tuneline mlflow up`), then Models → {name} → version {version}"
+
+
+def run_register(config: TunelineConfig, model_dir: str | Path | None = None, eval_dir: str | Path | None = None,
+                 out: str | Path | None = None) -> RegisterResult:
+    from mlflow.exceptions import MlflowException
+
+    import mlflow
+
+    model_dir = Path(model_dir or config.paths.model)
+    eval_dir = Path(eval_dir or config.paths.eval)
+    out = Path(out or config.paths.registration)
+    name = config.registry.model_name
+    try:
+        manifest = read_manifest(model_dir)
+    except ModelDirError as exc:
+        raise RegisterError(str(exc)) from None
+    gate = _read(eval_dir / GATE, "run `tuneline evaluate` first")
+    metrics = _read(eval_dir / METRICS, "run `tuneline evaluate` first")
+    evaluation = _read(eval_dir / EVALUATION, "run `tuneline evaluate` first")
+    summary = _read(model_dir / "train_summary.json", "the model dir is incomplete; re-run `tuneline train`")
+    digest = input_digest(model_dir, eval_dir)
+
+    try:
+        mlc = client(config.registry.tracking_uri)
+        try:
+            mlc.create_registered_model(name, description="Fine-tuned by tuneline (see each version's tags).")
+        except MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+        existing = mlc.search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
+    except MlflowException as exc:
+        raise RegisterError(f"MLflow registry at {tracking_uri(config.registry.tracking_uri)}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - unreachable servers raise many types
+        raise RegisterError(f"cannot reach the MLflow registry at {tracking_uri(config.registry.tracking_uri)}: "
+                            f"{exc}") from None
+
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+        log.info("register: %s v%s already holds these inputs (digest %s); not creating another", name,
+                 version.version, digest)
+    else:
+        tags = lineage_tags(config, manifest, summary, metrics, gate, evaluation, digest)
+        try:
+            with mlflow_run(tracking_uri(config.registry.tracking_uri), config.registry.experiment,
+                            run_name="register", system_metrics=False) as run:
+                mlflow.set_tags({"tuneline.stage": "register", DIGEST_TAG: digest})
+                log.info("register: uploading %s", model_dir)
+                mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
+                mlflow.log_artifacts(str(eval_dir), "evaluation")
+                for report in _data_reports(config):
+                    mlflow.log_artifact(str(report), f"data_reports/{report.parent.name}")
+                storage_uri = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
+                tags["tuneline.storage_uri"] = storage_uri
+                version = mlc.create_model_version(
+                    name, source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}", run_id=run.info.run_id, tags=tags,
+                    description=f"{manifest.get('method')} on {manifest.get('base')}; gate "
+                                f"{'passed' if gate['passed'] else 'failed'}",
+                )
+        except ConnectionError as exc:
+            raise RegisterError(str(exc)) from None
+        except (MlflowException, OSError) as exc:
+            raise RegisterError(f"registration failed, nothing was registered: {exc}") from None
+        log.info("register: created %s v%s", name, version.version)
+
+    if gate["passed"]:
+        mlc.set_registered_model_alias(name, CANDIDATE, version.version)
+    else:
+        log.warning("register: gate failed, %s v%s registered without @%s: %s", name, version.version, CANDIDATE,
+                    "; ".join(gate["reasons"]))
+    record = describe_version(config, version=str(version.version))
+    record["existing"] = bool(existing)
+    write_json_atomic(out, record)
+    return RegisterResult(record=record)
+
+
+def describe_version(config: TunelineConfig, version: str | None = None, alias: str | None = None) -> dict[str, Any]:
+    """What a registered version is, read back from the registry (not from local files)."""
+    from mlflow.exceptions import MlflowException
+
+    name = config.registry.model_name
+    mlc = client(config.registry.tracking_uri)
+    try:
+        if alias:
+            mv = version_by_alias(config.registry.tracking_uri, name, alias)
+            if mv is None:
+                raise RegistryError(f"{name!r} has no version with alias @{alias}")
+        elif version:
+            mv = mlc.get_model_version(name, version)
+        else:
+            versions = mlc.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise RegistryError(f"no registered versions of {name!r} at "
+                                    f"{tracking_uri(config.registry.tracking_uri)}; run `tuneline register`")
+            mv = max(versions, key=lambda v: int(v.version))
+        aliases = sorted(mlc.get_model_version(name, mv.version).aliases)
+    except MlflowException as exc:
+        raise RegistryError(f"{name!r}: {exc.message}") from None
+    tags = dict(mv.tags)
+    return {
+        "model_name": name,
+        "version": str(mv.version),
+        "aliases": aliases,
+        "gate_passed": tags.get("gate.passed") == "true",
+        "gate_reasons": [r for r in tags.get("gate.reasons", "").split("; ") if r and r != "none"],
+        "storage_uri": tags.get("tuneline.storage_uri") or mv.source,
+        "source": mv.source,
+        "run_id": mv.run_id,
+        "input_digest": tags.get(DIGEST_TAG),
+        "tracking_uri": tracking_uri(config.registry.tracking_uri),
+        "ui_hint": _ui_hint(config, name, str(mv.version)),
+    }
+
