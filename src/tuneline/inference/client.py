@@ -40,11 +40,11 @@ def _status(exc: BaseException) -> int | None:
 def _retryable(exc: BaseException) -> bool:
     from huggingface_hub.errors import InferenceTimeoutError
 
-    if isinstance(exc, InferenceTimeoutError | asyncio.TimeoutError | ConnectionError | OSError):
-        return True
-    status = _status(exc)
+    status = _status(exc)  # first: HTTP errors are OSError subclasses too
     if status is not None:
         return status in RETRY_STATUS
+    if isinstance(exc, InferenceTimeoutError | asyncio.TimeoutError | ConnectionError | OSError):
+        return True
     # transport errors (connection refused/reset, read timeouts) carry no response
     return type(exc).__name__.endswith(("ConnectError", "ReadError", "TimeoutException", "ReadTimeout",
                                         "RemoteProtocolError", "WriteError"))
@@ -95,7 +95,9 @@ class Endpoint:
             from huggingface_hub import AsyncInferenceClient
 
             base = f"{self.url}/generate" if self.api == "generate" else self.url
-            self._client = AsyncInferenceClient(base_url=base, token=self.token, timeout=self.timeout_s)
+            # huggingface_hub sends ``token`` only to Hugging Face hosts; a self-hosted TGI gets an explicit header
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+            self._client = AsyncInferenceClient(base_url=base, headers=headers, timeout=self.timeout_s)
         return self._client
 
     async def served_model(self) -> str:
@@ -104,6 +106,7 @@ class Endpoint:
         return self.model
 
     def _discover_model(self) -> str:
+        """Served model id: OpenAI-style ``{"data": [{"id"}]}`` (vLLM, transformers) or TGI's ``ModelInfo``."""
         import json
         import urllib.request
 
@@ -112,10 +115,12 @@ class Endpoint:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 - configured URL
-                data = json.load(resp).get("data") or []
-            return str(data[0]["id"]) if data else "tgi"
-        except (OSError, ValueError, KeyError, IndexError):
+                body = json.load(resp)
+        except (OSError, ValueError):
             return "tgi"
+        if isinstance(body, dict) and body.get("data"):
+            return str(body["data"][0].get("id") or "tgi")
+        return str(body.get("id") or "tgi") if isinstance(body, dict) else "tgi"
 
     async def complete(self, messages: list[dict[str, str]], max_new_tokens: int, seed: int = 0) -> Completion:
         """Greedy completion of ``messages``; retried with exponential backoff on transient errors."""
@@ -173,6 +178,8 @@ def run_all(endpoint: Endpoint, requests: list[list[dict[str, str]]], max_new_to
         if on_done:
             on_done()
         return i, result
+
+    endpoint._ensure_client()  # a misconfigured client fails the whole batch, not each request
 
     async def main() -> list[Completion | EndpointError]:
         try:
