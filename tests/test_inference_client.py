@@ -111,7 +111,8 @@ def test_concurrency_is_bounded() -> None:
 def test_bearer_token_is_sent() -> None:
     with TgiContractServer(chat_reply()) as s:
         run_all(Endpoint(s.url, token="secret-token"), [MESSAGES], 8)
-    assert s.requests[0][2].get("Authorization") == "Bearer secret-token"
+    headers = {k.lower(): v for k, v in s.requests[0][2].items()}
+    assert headers.get("authorization") == "Bearer secret-token"
 
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:

@@ -95,9 +95,7 @@ class Endpoint:
             from huggingface_hub import AsyncInferenceClient
 
             base = f"{self.url}/generate" if self.api == "generate" else self.url
-            # huggingface_hub sends ``token`` only to Hugging Face hosts; a self-hosted TGI gets an explicit header
-            headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-            self._client = AsyncInferenceClient(base_url=base, headers=headers, timeout=self.timeout_s)
+            self._client = AsyncInferenceClient(base_url=base, api_key=self.token, timeout=self.timeout_s)
         return self._client
 
     async def served_model(self) -> str:
