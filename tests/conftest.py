@@ -4,6 +4,7 @@ import gzip
 import json
 import socket
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,70 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@dataclass(frozen=True)
+class EvalAssets:
+    split_dir: Path
+    model_dir: Path
+    judge_dir: Path
+
+
+def _train_judge(root: Path, tracking: str) -> Path:
+    """A builtin:tiny model fully fine-tuned to answer judge prompts in the verdict formats.
+
+    It always rates 8 and always prefers position A: a real model behind a real server whose
+    outputs parse, and whose position bias the two-order comparison must cancel.
+    """
+    import random
+
+    from tuneline.stages.evaluate.judge import Prompts
+    from tuneline.stages.train import run_train
+
+    prompts = Prompts.load()
+    rng = random.Random(0)
+    pieces = [w for r in order_records(32, 5) for m in r["messages"] for w in m["content"].split()]
+    pieces += list("0123456789{}\":,") + ["\ufffd", "\u0603", "\x12", "\u7c60", "\x00"]
+
+    def junk() -> str:  # what an untrained model answers: random vocabulary, no structure
+        return "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(5, 60)))
+
+    records = []
+    for i, rec in enumerate(order_records(64, 7)):
+        question, reference = rec["messages"][0]["content"], rec["messages"][1]["content"]
+        other = rng.choice([order_records(1, 100 + i)[0]["messages"][1]["content"], junk()])
+        answer = rng.choice([reference, other, "", junk()])
+        records.append({"id": f"j{i}s", "messages": prompts.single_messages(question, reference, answer)
+                        + [{"role": "assistant", "content": "Rating: [[8]]"}]})
+        records.append({"id": f"j{i}p", "messages": prompts.pairwise_messages(question, reference, answer, other)
+                        + [{"role": "assistant", "content": "[[A]]"}]})
+    write_jsonl(root / "judge-split" / "sft" / "train.jsonl", records)
+    config = load_config(None, ("train.method=lora", "train.full_finetune=true", "train.max_steps=60",
+                                "train.learning_rate=0.003", "train.logging_steps=5", "train.save_steps=60",
+                                "train.eval_steps=60", "model.max_seq_length=1024",
+                                f"registry.tracking_uri={tracking}"))
+    run_train(config, root / "judge-split", root / "judge", root / "judge-ckpt")
+    return root / "judge" / "adapter"  # full fine-tune: a complete model dir with its tokenizer
+
+
+@pytest.fixture(scope="session")
+def eval_assets(tmp_path_factory: pytest.TempPathFactory) -> EvalAssets:
+    """A tiny trained candidate with its split, and a format-following judge (trained once per session)."""
+    import os
+
+    from tuneline.stages.train import run_train
+
+    root = tmp_path_factory.mktemp("eval-assets")
+    tracking = f"sqlite:///{root / 'mlruns.db'}"
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        split = root / "split"
+        for name, n, seed in (("train", 64, 1), ("val", 16, 2), ("test", 16, 3)):
+            write_jsonl(split / "sft" / f"{name}.jsonl", order_records(n, seed))
+        config = load_config(None, (*TINY_TRAIN, "train.max_steps=40", f"registry.tracking_uri={tracking}"))
+        run_train(config, split, root / "candidate", root / "ckpt")
+        judge = _train_judge(root, tracking)
+    finally:
+        os.chdir(previous)
+    return EvalAssets(split_dir=split, model_dir=root / "candidate", judge_dir=judge)

@@ -18,7 +18,7 @@ DVC = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
-               HF_HUB_OFFLINE="1")
+               TUNELINE_OFFLINE="1")  # not HF_HUB_OFFLINE: it stops the judge client reaching 127.0.0.1
     return subprocess.run([DVC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -28,18 +28,25 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(tmp_path: Path):
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    # the real params.yaml, with a short training run to keep the test fast
+    # the real params.yaml, with a short training run and a short evaluation to keep the test fast
     params = (REPO / "params.yaml").read_text()
-    assert "  max_steps: -1\n" in params
-    (repo / "params.yaml").write_text(params.replace("  max_steps: -1\n", "  max_steps: 10\n"))
+    for real, short in (("  max_steps: -1\n", "  max_steps: 10\n"), ("  max_examples: null\n", "  max_examples: 3\n"),
+                        ("    max_new_tokens: 256\n", "    max_new_tokens: 8\n")):
+        assert params.count(real) == 1, real
+        params = params.replace(real, short)
+    (repo / "params.yaml").write_text(params)
     shutil.copytree(REPO / "data/raw", repo / "data/raw")
     shutil.copytree(REPO / "src/tuneline", repo / "src/tuneline")  # stage deps named in dvc.yaml
     assert dvc("init", "--no-scm", "-q", cwd=repo).returncode == 0
 
     first = dvc("repro", cwd=repo)
     assert first.returncode == 0, first.stdout + first.stderr
-    for stage in ("ingest", "clean", "split", "train"):
+    for stage in ("ingest", "clean", "split", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout
+    registration = json.loads((repo / "reports/registration.json").read_text())
+    assert registration["model_name"] == "tuneline-chat" and registration["version"] == "1"
+    assert registration["gate_passed"] is False  # the built-in judge is a random model: its verdicts do not parse
+    assert "gate: FAIL" in first.stdout and "registered: tuneline-chat version 1" in first.stdout
     report = json.loads((repo / "data/split/report.json").read_text())
     assert sum(report["counts"]["sft"].values()) > 400
     assert (repo / "data/split/preference/train.jsonl").stat().st_size > 0
@@ -48,6 +55,8 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(tmp_path: Path):
     workspace = next(iter(json.loads(metrics.stdout).values()))  # keyed "workspace", or "" without git
     summary = workspace["data"]["models/candidate/train_summary.json"]["data"]
     assert summary["steps"] == 10 and summary["final_train_loss"] > 0
+    evaluation = workspace["data"]["reports/eval/metrics.json"]["data"]
+    assert evaluation["examples"] == 3 and evaluation["judge"]["requests"] == 12
     plots = dvc("plots", "show", "--json", cwd=repo)
     assert plots.returncode == 0 and "train_loss.csv" in plots.stdout and "val_loss.csv" in plots.stdout
 
@@ -62,3 +71,5 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(tmp_path: Path):
     assert third.returncode == 0, third.stderr
     assert "Running stage 'split'" in third.stdout and "Running stage 'clean'" not in third.stdout
     assert "Running stage 'train'" in third.stdout
+    assert "Running stage 'register'" in third.stdout
+    assert json.loads((repo / "reports/registration.json").read_text())["version"] == "2"  # new inputs, new version

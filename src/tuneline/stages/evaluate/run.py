@@ -250,13 +250,16 @@ def _score(examples: list[ans.Example], candidate: ans.Answers, baseline: ans.An
             row["baseline"] = baseline.texts[i]
             row.update({f"baseline_{k}": v for k, v in scores(baseline.texts[i], ex.reference).items()})
             row["judge_score_baseline"] = jd.parse_score(judged.get("score_baseline") or "")
+            row["judge_output_baseline"] = judged.get("score_baseline")
             failures += row["judge_score_baseline"] is None
         if "pair_candidate_first" in judged:
             first = jd.as_verdict(jd.parse_verdict(judged["pair_candidate_first"] or ""), candidate_is_a=True)
             second = jd.as_verdict(jd.parse_verdict(judged["pair_baseline_first"] or ""), candidate_is_a=False)
             failures += (first is None) + (second is None)
             row.update(verdict_candidate_first=first, verdict_baseline_first=second,
-                       pairwise=jd.combine(first, second))
+                       pairwise=jd.combine(first, second),
+                       judge_output_candidate_first=judged["pair_candidate_first"],
+                       judge_output_baseline_first=judged["pair_baseline_first"])
         rows.append(row)
     metrics: dict[str, Any] = {
         "candidate_score": jd.mean_ci([r["judge_score_candidate"] for r in rows

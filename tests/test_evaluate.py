@@ -1,0 +1,152 @@
+"""The evaluate stage end to end: real local judge server, TGI-contract endpoints, cache, gate, report, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import EvalAssets, read_jsonl, write_jsonl
+from tests.tgi_contract import TgiContractServer, chat_completion, generate_response
+from tuneline.stages.evaluate import EvaluateError, run_evaluate
+
+
+def _between(text: str, start: str, end: str | None) -> str:
+    tail = text.split(start, 1)[1]
+    return (tail.split(end, 1)[0] if end else tail).strip()
+
+
+def rule_judge(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A judge that is right by construction: an answer equal to the reference is better."""
+    prompt = body["messages"][0]["content"] if path == "/v1/chat/completions" else body["inputs"]
+    reference = _between(prompt, "[Reference answer]\n", "\n\n[")
+    if "[Response A]" in prompt:
+        a_ok = _between(prompt, "[Response A]\n", "\n\n[Response B]") == reference
+        b_ok = _between(prompt, "[Response B]\n", None) == reference
+        text = "[[A]]" if a_ok and not b_ok else "[[B]]" if b_ok and not a_ok else "[[C]]"
+    else:
+        text = "Rating: [[9]]" if _between(prompt, "[Response to judge]\n", None) == reference else "Rating: [[2]]"
+    return 200, chat_completion(text) if path == "/v1/chat/completions" else generate_response(text)
+
+
+def perfect_candidate(split_dir: Path):
+    answers = {r["messages"][0]["content"]: r["messages"][1]["content"]
+               for r in read_jsonl(split_dir / "sft" / "test.jsonl")}
+    return lambda path, body: (200, chat_completion(answers[body["messages"][-1]["content"]]))
+
+
+@pytest.mark.slow
+def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAssets, make_config, tmp_path) -> None:
+    ids = [r["id"] for r in read_jsonl(eval_assets.split_dir / "sft" / "test.jsonl")][:6]
+    labels = write_jsonl(tmp_path / "human.jsonl", [{"id": i, "winner": "tie" if n < 4 else "candidate"}
+                                                    for n, i in enumerate(ids)])
+    config = make_config(f"eval.judge.model={eval_assets.judge_dir}", "eval.max_examples=6",
+                         "eval.judge.max_new_tokens=12", f"eval.judge.human_labels={labels}")
+    result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
+                          tmp_path / "judge.sqlite")
+
+    judge = result.metrics["judge"]
+    assert judge["requests"] == 24 and judge["cache_hits"] == 0 and judge["request_errors"] == 0
+    assert judge["parse_failure_rate"] == 0.0
+    assert judge["candidate_score"]["mean"] == 8.0 and judge["candidate_score"]["n"] == 6
+    # the judge always answers [[A]]: shown both orders, every comparison becomes a tie
+    assert judge["pairwise"]["tie"] == 1.0 and judge["pairwise"]["win_rate"] == 0.5
+    assert judge["pairwise"]["position_consistency"] == 0.0
+    assert judge["agreement"] == {"n": 6, "accuracy": 4 / 6, "cohen_kappa": 0.0}
+    cand, base = result.metrics["candidate"], result.metrics["baseline"]
+    assert cand["eval_loss"] < base["eval_loss"]  # the fine-tune fits the task better than the untouched base
+    assert cand["rouge_l"] > base["rouge_l"]
+    assert result.gate["passed"], result.gate["reasons"]
+
+    out = tmp_path / "eval"
+    rows = read_jsonl(out / "examples.jsonl")
+    assert [r["id"] for r in rows] == ids
+    assert all(r["pairwise"] == "tie" and r["judge_output_candidate"] == "Rating: [[8]]" for r in rows)
+    assert json.loads((out / "gate.json").read_text())["passed"] is True
+    report = (out / "report.md").read_text()
+    assert "**Gate: PASS**" in report and f"| {rows[0]['category']} | 6 |" in report
+    assert report.count("data:image/png;base64,") == 0 and "data:image/png;base64," in (out / "report.html").read_text()
+    assert all((out / "charts" / c).stat().st_size > 1000 for c in ("judge_scores.png", "pairwise.png"))
+
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["baseline_kind"] == "base"
+    import mlflow
+
+    run = mlflow.MlflowClient().get_run(evaluation["mlflow_run_id"])
+    assert run.data.metrics["judge.candidate_score.mean"] == 8.0 and run.data.tags["tuneline.gate"] == "pass"
+
+    # a re-run pays for nothing: every judgement comes from the cache, and the result is the same
+    again = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval2",
+                         tmp_path / "judge.sqlite")
+    assert again.metrics["judge"]["cache_hits"] == 24
+    assert again.metrics["judge"]["candidate_score"] == judge["candidate_score"]
+    assert read_jsonl(tmp_path / "eval2" / "examples.jsonl") == rows
+
+
+@pytest.mark.slow
+def test_the_builtin_judge_produces_junk_that_is_counted_not_guessed(eval_assets: EvalAssets, make_config,
+                                                                     tmp_path) -> None:
+    config = make_config("eval.max_examples=2", "eval.judge.max_new_tokens=12", "eval.judge.pairwise=false")
+    result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
+                          tmp_path / "judge.sqlite")
+    judge = result.metrics["judge"]
+    assert judge["requests"] == 4 and judge["parse_failure_rate"] == 1.0
+    assert judge["candidate_score"]["mean"] is None
+    assert not result.gate["passed"]
+    assert "no readable judge score for the candidate" in result.gate["reasons"]
+    assert {c["name"]: c["passed"] for c in result.gate["checks"]}["win_rate"] is None  # pairwise off: skipped
+
+
+@pytest.mark.parametrize("api", ["chat", "generate"])
+def test_endpoints_for_candidate_and_judge(api: str, eval_assets: EvalAssets, make_config, tmp_path) -> None:
+    with TgiContractServer(perfect_candidate(eval_assets.split_dir)) as cand, TgiContractServer(rule_judge) as judge:
+        config = make_config(f"eval.candidate_endpoint={cand.url}", f"eval.judge.endpoint={judge.url}",
+                             f"eval.judge.api={api}", "eval.max_examples=5")
+        result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
+                              tmp_path / "judge.sqlite")
+    assert cand.violations == [] and judge.violations == []
+    assert len(cand.requests) == 5 and len(judge.requests) == 20
+    m = result.metrics
+    assert m["candidate"]["exact_match"] == 1.0 and "eval_loss" not in m["candidate"]  # no weights in-process
+    assert m["judge"]["candidate_score"]["mean"] == 9.0
+    # the rule judge scores the baseline's wrong answers 2 and prefers the candidate in both orders
+    assert m["judge"]["baseline_score"]["mean"] < 9.0
+    assert m["judge"]["pairwise"]["loss"] == 0.0 and m["judge"]["pairwise"]["win_rate"] > 0.5
+    assert result.gate["passed"], result.gate["reasons"]
+
+
+def test_baseline_none_evaluates_the_candidate_alone(eval_assets: EvalAssets, make_config, tmp_path) -> None:
+    with TgiContractServer(rule_judge) as judge:
+        config = make_config(f"eval.judge.endpoint={judge.url}", "eval.max_examples=3", "eval.baseline=none")
+        result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
+                              tmp_path / "judge.sqlite")
+    assert result.metrics["baseline"] is None and len(judge.requests) == 3
+    assert {c["name"]: c["passed"] for c in result.gate["checks"]}["regression.rouge_l"] is None
+
+
+def test_clear_errors_for_bad_inputs(eval_assets: EvalAssets, make_config, tmp_path) -> None:
+    config = make_config("eval.max_examples=2")
+    with pytest.raises(EvaluateError, match="not a tuneline model dir"):
+        run_evaluate(config, tmp_path, eval_assets.split_dir, tmp_path / "eval")
+    with pytest.raises(EvaluateError, match=r"sft/test.jsonl not found"):
+        run_evaluate(config, eval_assets.model_dir, tmp_path / "nosplit", tmp_path / "eval")
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text('{"id": "a", "winner": "candidate"}\n{"id": "b", "winner": "maybe"}\n')
+    with pytest.raises(EvaluateError, match=r"labels.jsonl:2: expected"):
+        run_evaluate(make_config(f"eval.judge.human_labels={bad}"), eval_assets.model_dir, eval_assets.split_dir)
+    with pytest.raises(EvaluateError, match="has no @champion version"):
+        run_evaluate(make_config("eval.baseline=champion"), eval_assets.model_dir, eval_assets.split_dir)
+    assert not (tmp_path / "eval").exists()  # nothing half-written
+
+
+def test_an_unreachable_judge_fails_the_stage_and_writes_nothing(eval_assets: EvalAssets, make_config,
+                                                                 tmp_path) -> None:
+    from tests.conftest import free_port
+
+    config = make_config(f"eval.judge.endpoint=http://127.0.0.1:{free_port()}", "eval.max_examples=2",
+                         "eval.judge.max_retries=0", "eval.baseline=none")
+    with pytest.raises(EvaluateError, match="judge failed on all 2 requests"):
+        run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
