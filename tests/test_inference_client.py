@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.tgi_contract import TgiContractServer, chat_completion, generate_response, spec
 
+from tests.tgi_contract import TgiContractServer, chat_completion, generate_response, spec
 from tuneline.inference.cache import CallCache, cache_key
 from tuneline.inference.client import Endpoint, EndpointError, run_all
 

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tuneline.tracking import tracking_uri
+from tuneline.tracking import tracking_uri, use_tracking_uri
 
 log = logging.getLogger("tuneline")
 
@@ -25,11 +25,10 @@ class RegistryError(RuntimeError):
 
 
 def client(configured_uri: str) -> Any:
-    import mlflow
     from mlflow import MlflowClient
 
     uri = tracking_uri(configured_uri)
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -26,6 +26,22 @@ def tracking_uri(configured: str) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or configured
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Point MLflow's fluent API at ``uri`` without leaking it into ``MLFLOW_TRACKING_URI``.
+
+    ``mlflow.set_tracking_uri`` also writes the environment variable, which would then
+    override ``registry.tracking_uri`` for every later step in the same process.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 def file_md5(path: str | Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
@@ -88,7 +104,7 @@ def mlflow_run(
     """Start (or resume, given ``run_id``) an MLflow run; a run that raises is marked FAILED."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
+    use_tracking_uri(uri)
     try:
         mlflow.set_experiment(experiment)
     except Exception as exc:  # noqa: BLE001 - any backend error means tracking is unreachable
