@@ -75,7 +75,6 @@ def test_mlflow_up_serves_the_local_store(tmp_path) -> None:
     from pathlib import Path
 
     import mlflow
-
     from tests.conftest import free_port
     from tuneline.tracking import use_tracking_uri
 
