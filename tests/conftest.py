@@ -35,7 +35,10 @@ def make_config(tmp_path: Path) -> Callable[..., TunelineConfig]:
     """Config from defaults plus ``--set`` style overrides (workers=1 keeps unit tests light)."""
 
     def make(*overrides: str) -> TunelineConfig:
-        return load_config(None, ("clean.workers=1", *overrides))
+        # an absolute store per test: MLflow caches one SQLAlchemy engine per URI string, so the relative
+        # default would keep writing into whichever test directory used it first
+        tracking = f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"
+        return load_config(None, ("clean.workers=1", tracking, *overrides))
 
     return make
 

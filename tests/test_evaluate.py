@@ -74,7 +74,7 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
     assert evaluation["baseline_kind"] == "base"
     import mlflow
 
-    run = mlflow.MlflowClient().get_run(evaluation["mlflow_run_id"])
+    run = mlflow.MlflowClient(tracking_uri=config.registry.tracking_uri).get_run(evaluation["mlflow_run_id"])
     assert run.data.metrics["judge.candidate_score.mean"] == 8.0 and run.data.tags["tuneline.gate"] == "pass"
 
     # a re-run pays for nothing: every judgement comes from the cache, and the result is the same

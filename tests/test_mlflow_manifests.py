@@ -67,7 +67,7 @@ def test_server_is_hardened_and_takes_credentials_only_from_secrets() -> None:
 
 @pytest.mark.slow
 def test_mlflow_up_serves_the_local_store(tmp_path) -> None:
-    """`tuneline mlflow up` serves the default SQLite store: a run logged locally is visible over HTTP."""
+    """`tuneline mlflow up` serves the configured SQLite store: a run logged locally is visible over HTTP."""
     import json
     import sys
     import time
@@ -78,19 +78,21 @@ def test_mlflow_up_serves_the_local_store(tmp_path) -> None:
     from tests.conftest import free_port
     from tuneline.tracking import use_tracking_uri
 
-    use_tracking_uri("sqlite:///mlruns.db")
-    mlflow.set_experiment("tuneline")
+    store = f"sqlite:///{tmp_path / 'mlruns.db'}"  # absolute: MLflow caches engines per URI string
+    use_tracking_uri(store)
+    experiment = mlflow.set_experiment("tuneline").experiment_id
     with mlflow.start_run(run_name="seen-over-http"):
         mlflow.log_metric("x", 1.0)
     port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "tuneline"), "mlflow", "up", "--port", str(port)],
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "tuneline"), "mlflow", "up", "--port", str(port),
+                             "-S", f"registry.tracking_uri={store}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", method="POST",
-                                                 data=json.dumps({"experiment_ids": ["1"]}).encode(),
+                                                 data=json.dumps({"experiment_ids": [experiment]}).encode(),
                                                  headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=2) as resp:
                     runs = json.load(resp)["runs"]
