@@ -1,6 +1,6 @@
 """Evaluate: reference metrics and LLM-as-judge of the candidate against a baseline, a quality gate, a report."""
 
 from tuneline.stages.evaluate.errors import EvaluateError
-from tuneline.stages.evaluate.run import EvalResult, read_gate, run_evaluate
+from tuneline.stages.evaluate.run import EvalResult, run_evaluate
 
-__all__ = ["EvalResult", "EvaluateError", "read_gate", "run_evaluate"]
+__all__ = ["EvalResult", "EvaluateError", "run_evaluate"]

@@ -317,12 +317,3 @@ def _log_mlflow(config: TunelineConfig, metrics: dict[str, Any], gate: dict[str,
             return str(run.info.run_id)
     except ConnectionError as exc:
         raise EvaluateError(str(exc)) from None
-
-
-def read_gate(eval_dir: str | Path) -> dict[str, Any]:
-    path = Path(eval_dir) / GATE
-    if not path.is_file():
-        raise EvaluateError(f"{path} not found: run `tuneline evaluate` first")
-    return json.loads(path.read_text())
-
-
