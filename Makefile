@@ -3,6 +3,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# Linters whose pins clash with the app's (checkov downgrades boto3, packaging...) live in their own venv.
+TOOLS := .venv-tools
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_DATASETS_OFFLINE := 1
@@ -10,9 +12,9 @@ export HF_DATASETS_OFFLINE := 1
 # Not HF_HUB_OFFLINE: with it, huggingface_hub's InferenceClient refuses even the local judge server.
 export TUNELINE_OFFLINE := 1
 
-.PHONY: setup demo test lint schema bench clean-data
+.PHONY: setup demo test lint schema bench infra clean-data
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(TOOLS)/.installed
 
 # torch goes first, pinned by constraints.txt: an unpinned torch pulls GBs of CUDA wheels.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -20,6 +22,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
+	touch $@
+
+$(TOOLS)/.installed: Makefile
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --upgrade pip
+	$(TOOLS)/bin/pip install -q checkov==3.3.30
 	touch $@
 
 ## demo: the main job — ingest → clean → split → train → evaluate → register on the bundled data, via dvc repro
@@ -39,6 +47,12 @@ lint: setup
 ## schema: regenerate params.schema.json from the config model
 schema: setup
 	$(BIN)/tuneline config schema --out params.schema.json
+
+## infra: write infra/{eks,gke}/gpu_pools.auto.tfvars.json from params.yaml, then fmt and checkov
+infra: setup
+	$(BIN)/tuneline infra export
+	terraform fmt -recursive infra
+	$(TOOLS)/bin/checkov --config-file infra/.checkov.yaml
 
 bench: setup
 	$(BIN)/python benchmarks/data_prep.py

@@ -241,6 +241,54 @@ def mlflow_up(
     os.execv(cmd[0], cmd)  # noqa: S606 - replaces this process with the server
 
 
+infra_app = typer.Typer(help="GPU node pools shared by infra/, the training step and the chart.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+
+
+@infra_app.command("export")
+@friendly
+def infra_export(
+    infra_dir: Annotated[Path, typer.Option("--dir", help="The infra/ folder holding eks/ and gke/.")] = Path("infra"),
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when a committed file is stale.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write infra/{eks,gke}/gpu_pools.auto.tfvars.json from params.yaml (plan.gpus + infra.gpu_pools)."""
+    from tuneline.platform.gpu_pools import export_tfvars, stale_tfvars
+
+    cfg = _load(config, set_)
+    if check:
+        stale = stale_tfvars(cfg, infra_dir)
+        for path in stale:
+            console.print(f"[bold red]stale:[/] {path} (run: tuneline infra export)", highlight=False)
+        raise typer.Exit(1 if stale else 0)
+    for path in export_tfvars(cfg, infra_dir):
+        stdout.print(f"wrote {path}")
+
+
+@infra_app.command("scheduling")
+@friendly
+def infra_scheduling(
+    gpu: Annotated[str, typer.Argument(help="A GPU with a node pool (infra.gpu_pools).")],
+    cloud: Annotated[str | None, typer.Option(help="eks | gke (default: infra.cloud).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the nodeSelector and tolerations that put a pod on that GPU's pool, as JSON."""
+    import json
+
+    from tuneline.platform.gpu_pools import CLOUDS, UnknownGpuError, scheduling
+
+    cfg = _load(config, set_)
+    if cloud not in (None, *CLOUDS):
+        raise ConfigError(f"--cloud: expected eks or gke, got {cloud!r}")
+    try:
+        result = scheduling(cfg, gpu, cloud)  # type: ignore[arg-type]
+    except UnknownGpuError as exc:
+        raise ConfigError(str(exc)) from None
+    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+
+
 @app.command()
 @friendly
 def plan(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tuneline.config.schema import GpuSpec, TunelineConfig
 from tuneline.models.builtin import SHAPES, builtin_name, is_builtin
+from tuneline.platform.gpu_pools import CLOUDS, node_selector
 
 GIB = 1024**3
 NF4_BITS = 4 + 0.127  # 4-bit codes + double-quantised absmax constants (QLoRA paper, section 3)
@@ -257,12 +258,7 @@ class Plan:
 
 def node_selectors(gpu: GpuSpec) -> dict[str, dict[str, str]]:
     """Node labels that pin a pod to this GPU's pool, per cloud."""
-    out = {}
-    if gpu.eks_instance_type:
-        out["eks"] = {"node.kubernetes.io/instance-type": gpu.eks_instance_type}
-    if gpu.gke_accelerator:
-        out["gke"] = {"cloud.google.com/gke-accelerator": gpu.gke_accelerator}
-    return out
+    return {cloud: sel for cloud in CLOUDS if (sel := node_selector(gpu, cloud))}
 
 
 def make_plan(

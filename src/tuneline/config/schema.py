@@ -375,6 +375,8 @@ class GpuSpec(Section):
     eks_instance_type: str | None = Field(None, description="EC2 instance type of the EKS node pool.")
     gke_accelerator: str | None = Field(None, description="GKE accelerator type (cloud.google.com/gke-accelerator).")
     gke_machine_type: str | None = Field(None, description="GCE machine type of the GKE node pool.")
+    eks_gpus_per_node: int = Field(1, ge=1, description="GPUs on one node of the EKS instance type.")
+    gke_gpus_per_node: int = Field(1, ge=1, description="GPUs attached to one node of the GKE machine type.")
 
 
 def _default_gpus() -> list[GpuSpec]:
@@ -389,7 +391,11 @@ def _default_gpus() -> list[GpuSpec]:
     ]
     keys = ["name", "memory_gib", "bf16_tflops", "bf16", "hourly_usd", "eks_instance_type", "gke_accelerator",
             "gke_machine_type"]
-    return [GpuSpec(**dict(zip(keys, row, strict=True))) for row in rows]
+    eight_gpu_instances = {"p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge"}
+    return [
+        GpuSpec(**dict(zip(keys, row, strict=True)), eks_gpus_per_node=8 if row[5] in eight_gpu_instances else 1)
+        for row in rows
+    ]
 
 
 class PlanConfig(Section):
@@ -401,6 +407,39 @@ class PlanConfig(Section):
         description="Assumed model-FLOPs utilisation per method (qlora calibrated on HF's Llama-2-7B A100 figure).",
     )
     overhead_gib: float = Field(1.0, ge=0, description="CUDA context and allocator overhead per GPU.")
+
+
+# ---------------------------------------------------------------------------- infra
+class GpuTaint(Section):
+    """The taint every GPU node carries, so that only pods asking for a GPU land (and scale up) there."""
+
+    key: str = Field("nvidia.com/gpu", description="Taint key (GKE puts this one on GPU nodes itself).")
+    value: str = Field("present", description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field("NoSchedule", description="Taint effect.")
+
+
+class GpuPool(Section):
+    """One autoscaled GPU node pool; its machine shape comes from the ``plan.gpus`` entry of the same name."""
+
+    gpu: str = Field(description="Name of a plan.gpus entry; the pool is called gpu-<name>.")
+    max_nodes: int = Field(2, ge=1, description="Autoscaling ceiling; the floor is always 0 (scale from zero).")
+    spot: bool = Field(True, description="Spot (EKS) / Spot VMs (GKE): cheaper, may be preempted mid-run.")
+    disk_gib: int = Field(200, ge=50, description="Node boot disk (images with CUDA are large).")
+
+
+class InfraConfig(Section):
+    """GPU node pools: the one place that infra/ (Terraform), the training step and the serving chart read.
+
+    ``tuneline infra export`` writes the pools into each Terraform root as ``gpu_pools.auto.tfvars.json``.
+    """
+
+    cloud: Literal["eks", "gke"] = Field("eks", description="Whose node-label conventions pods are scheduled by.")
+    label_prefix: str = Field("tuneline.io", description="Prefix of the labels tuneline puts on its node pools.")
+    gpu_taint: GpuTaint = GpuTaint()
+    gpu_pools: list[GpuPool] = Field(
+        default_factory=lambda: [GpuPool(gpu="l4", max_nodes=2), GpuPool(gpu="a100-80gb", max_nodes=1, spot=False)],
+        description="GPU node pools the clusters get.",
+    )
 
 
 # ----------------------------------------------------------------------------- root
@@ -418,3 +457,21 @@ class TunelineConfig(Section):
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
     plan: PlanConfig = PlanConfig()
+    infra: InfraConfig = InfraConfig()
+
+    @model_validator(mode="after")
+    def _pools_in_catalogue(self) -> TunelineConfig:
+        known = {g.name: g for g in self.plan.gpus}
+        names = [p.gpu for p in self.infra.gpu_pools]
+        for i, name in enumerate(names):
+            if name not in known:
+                raise ValueError(f"infra.gpu_pools.{i}.gpu: '{name}' is not in plan.gpus ({', '.join(known)})")
+            if names.index(name) != i:
+                raise ValueError(f"infra.gpu_pools.{i}.gpu: '{name}' is listed twice")
+            gpu = known[name]
+            if not (gpu.eks_instance_type and gpu.gke_accelerator and gpu.gke_machine_type):
+                raise ValueError(
+                    f"infra.gpu_pools.{i}.gpu: '{name}' needs eks_instance_type, gke_accelerator and gke_machine_type "
+                    "in plan.gpus to get a pool on both clouds"
+                )
+        return self
