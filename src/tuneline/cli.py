@@ -39,9 +39,12 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.stages.ingest import IngestError
     from tuneline.stages.register import RegisterError
     from tuneline.stages.split import SplitError
+    from tuneline.pipeline.distributed import DistributedTrainingError
+    from tuneline.pipeline.submit import SubmitError
     from tuneline.stages.train import TrainError
 
-    return IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError
+    return (IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError,
+            SubmitError, DistributedTrainingError)
 
 
 def friendly(fn: F) -> F:
@@ -239,6 +242,107 @@ def mlflow_up(
            "--artifacts-destination", str(Path("mlartifacts").resolve()), "--host", host, "--port", str(port)]
     stdout.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop); then export MLFLOW_TRACKING_URI=http://{host}:{port}")
     os.execv(cmd[0], cmd)  # noqa: S606 - replaces this process with the server
+
+
+pipeline_app = typer.Typer(help="Kubeflow Pipelines: compile, submit, run locally.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("compile")
+@friendly
+def pipeline_compile(
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when a committed file is stale.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Compile pipelines/tuneline.yaml and components/*/component.yaml (defaults from params.yaml)."""
+    from tuneline.pipeline.compile import compile_all, stale
+
+    cfg = _load(config, set_)
+    if check:
+        paths = stale(cfg)
+        for path in paths:
+            console.print(f"[bold red]stale:[/] {path} (run: tuneline pipeline compile)", highlight=False)
+        raise typer.Exit(1 if paths else 0)
+    for path in compile_all(cfg):
+        stdout.print(f"wrote {path}")
+
+
+def _pipeline_args(params: list[str] | None, gpu: str | None, cfg: TunelineConfig) -> dict[str, Any]:
+    import json
+
+    import yaml
+
+    from tuneline.platform.gpu_pools import UnknownGpuError, scheduling
+
+    args: dict[str, Any] = {}
+    for item in params or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
+        args[key] = yaml.safe_load(value)
+    if "config_overrides" in args and not isinstance(args["config_overrides"], str):
+        args["config_overrides"] = json.dumps(args["config_overrides"])
+    if gpu:
+        try:
+            args["gpu_node_selector"] = scheduling(cfg, gpu).node_selector
+        except UnknownGpuError as exc:
+            raise ConfigError(f"--gpu: {exc}") from None
+    return args
+
+
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="Pipeline parameter NAME=VALUE (YAML).")]
+GpuOpt = Annotated[str | None, typer.Option(help="GPU pool for training (sets gpu_node_selector), e.g. l4.")]
+
+
+@pipeline_app.command("submit")
+@friendly
+def pipeline_submit(
+    package: Annotated[Path, typer.Option(help="Compiled pipeline.")] = Path("pipelines/tuneline.yaml"),
+    host: Annotated[str | None, typer.Option(help="KFP API URL (default: kubeflow.host; none: in-cluster).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace (default: kubeflow.namespace).")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment (default: kubeflow.experiment).")] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name (default: tuneline-<time>).")] = None,
+    param: ParamOpt = None,
+    gpu: GpuOpt = None,
+    wait: Annotated[bool, typer.Option(help="Follow the run until it ends; exit 1 unless it succeeded.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Start a run of the compiled pipeline on a KFP endpoint and print its URL."""
+    import time
+
+    from tuneline.pipeline.submit import submit
+
+    cfg = _load(config, set_)
+    if not package.is_file():
+        raise ConfigError(f"--package: {package} not found; run `tuneline pipeline compile`")
+    name = run_name or time.strftime("tuneline-%Y%m%d-%H%M%S")
+    result = submit(cfg, package, _pipeline_args(param, gpu, cfg), name, host, namespace, experiment, wait)
+    stdout.print(f"run {result.run_id}: {result.url}")
+    if wait:
+        stdout.print(f"state: {result.state}")
+        if result.state != "SUCCEEDED":
+            raise typer.Exit(1)
+
+
+@pipeline_app.command("run-local")
+@friendly
+def pipeline_run_local(
+    root: Annotated[Path, typer.Option(help="Pipeline root: one folder per run, per task, per output.")] = Path(
+        "kfp-local"),
+    param: ParamOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run the whole pipeline here with kfp.local (subprocesses, CPU, offline), same DAG as on the cluster."""
+    from tuneline.pipeline.local import run_local
+
+    cfg = _load(config, set_)
+    run_dir = run_local(cfg, root, _pipeline_args(param, None, cfg))
+    stdout.print(f"pipeline finished: {run_dir}")
+    for summary in sorted(run_dir.glob("*/summary")):
+        stdout.print(summary.read_text(encoding="utf-8"))
 
 
 infra_app = typer.Typer(help="GPU node pools shared by infra/, the training step and the chart.", no_args_is_help=True)

@@ -76,11 +76,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ConfigError(f"{params} must hold a mapping at the top level, got {type(raw).__name__}")
     elif path is not None:
         raise ConfigError(f"config file not found: {params}")
-    data = apply_overrides(raw, overrides)
+    return validate_mapping(apply_overrides(raw, overrides), str(params) + (" with --set overrides" if overrides else ""))
+
+
+def validate_mapping(data: Mapping[str, Any], origin: str) -> TunelineConfig:
+    """Validate an already-parsed config (e.g. the JSON a pipeline step receives); errors name the key."""
     try:
         return TunelineConfig.model_validate(data)
     except ValidationError as err:
-        origin = str(params) + (" with --set overrides" if overrides else "")
         raise ConfigError(_format_validation_error(err, origin)) from None
 
 

@@ -267,6 +267,10 @@ class TrainConfig(Section):
         None, description="Also mirror checkpoints to this s3:// gs:// or local prefix (survives a lost node)."
     )
     merge: bool = Field(False, description="Also write a merged 16-bit model (base reloaded in 16-bit first).")
+    num_gpus: int = Field(1, ge=1, description="GPUs per node; above 1 the step launches torchrun in its pod (DDP).")
+    num_nodes: int = Field(
+        1, ge=1, description="Nodes; above 1 the KFP train step runs a Kubeflow Trainer TrainJob (or a PyTorchJob)."
+    )
     memory_fraction: float = Field(
         0.9, gt=0.0, le=1.0, description="Share of device memory the pre-flight plan may use."
     )
@@ -363,6 +367,64 @@ class ServeConfig(Section):
     runtime: Literal["tgi", "vllm"] = Field("tgi", description="Serving runtime rendered by the chart.")
 
 
+# ------------------------------------------------------------------ images, Kubeflow
+class ImagesConfig(Section):
+    """Container images: the one place that the KFP pipeline, the serving chart and the CI image build read."""
+
+    cpu: str = Field("ghcr.io/tuneline/tuneline:0.1.0", description="Data, evaluation and registration steps.")
+    gpu: str = Field("ghcr.io/tuneline/tuneline-cuda:0.1.0", description="Training step (CUDA, bitsandbytes).")
+
+    @model_validator(mode="after")
+    def _pinned(self) -> ImagesConfig:
+        for key in ("cpu", "gpu"):
+            ref = getattr(self, key)
+            if "@sha256:" not in ref and (":" not in ref.rsplit("/", 1)[-1] or ref.endswith(":latest")):
+                raise ValueError(f"images.{key}: '{ref}' needs an exact tag or digest (not 'latest')")
+        return self
+
+
+class StepResources(Section):
+    cpu: str = Field(description="CPU request (Kubernetes quantity).")
+    memory: str = Field(description="Memory request and limit (Kubernetes quantity).")
+
+
+class SecretsConfig(Section):
+    """Kubernetes Secrets mounted as env vars into the steps (kfp-kubernetes); never pipeline parameters."""
+
+    hub_token: str | None = Field("hf-token", description="Secret with key HF_TOKEN (gated base models); null: none.")
+    mlflow: str | None = Field(
+        "mlflow-credentials", description="Secret with MLFLOW_TRACKING_URI (+ _USERNAME/_PASSWORD/_TOKEN); null: none."
+    )
+    object_store: str | None = Field(
+        None, description="Secret with AWS_*/GOOGLE_* keys; leave null with workload identity (the default on infra/)."
+    )
+
+
+class KubeflowConfig(Section):
+    """How the KFP pipeline runs on a cluster (``tuneline pipeline compile|submit``)."""
+
+    pipeline_name: str = Field("tuneline", description="Pipeline name shown in the KFP UI.")
+    host: str | None = Field(None, description="KFP API endpoint; null: in-cluster or the kube config's proxy.")
+    namespace: str = Field("kubeflow", description="Namespace (profile) runs are created in.")
+    experiment: str = Field("tuneline", description="KFP experiment runs are filed under.")
+    token_env: str = Field("KFP_TOKEN", description="Env var holding a bearer token for the KFP API, if any.")
+    train_gpu: str = Field("l4", description="GPU (an infra.gpu_pools entry) the train step is scheduled on.")
+    service_account: str = Field(
+        "pipeline-runner", description="Service account of the steps (workload identity to the bucket)."
+    )
+    cpu_step: StepResources = StepResources(cpu="2", memory="8Gi")
+    train_step: StepResources = StepResources(cpu="8", memory="48Gi")
+    retries: int = Field(3, ge=0, description="Retries of the train step (spot preemption); it resumes.")
+    retry_backoff: str = Field("120s", description="Wait before the first retry (doubles after each).")
+    cache_data_steps: bool = Field(True, description="Reuse ingest/clean/split outputs when inputs and config match.")
+    multi_node_api: Literal["trainjob", "pytorchjob"] = Field(
+        "trainjob", description="train.num_nodes > 1: Kubeflow Trainer v2 TrainJob, or Training Operator v1 PyTorchJob."
+    )
+    training_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime a TrainJob refers to.")
+    job_timeout_s: int = Field(86400, ge=60, description="Give up following a multi-node job after this long.")
+    secrets: SecretsConfig = SecretsConfig()
+
+
 # -------------------------------------------------------------------------- planner
 class GpuSpec(Section):
     """One accelerator of the catalogue: what the planner sizes against and how to schedule onto it."""
@@ -456,6 +518,8 @@ class TunelineConfig(Section):
     eval: EvalConfig = EvalConfig()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    images: ImagesConfig = ImagesConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
     plan: PlanConfig = PlanConfig()
     infra: InfraConfig = InfraConfig()
 
@@ -474,4 +538,8 @@ class TunelineConfig(Section):
                     f"infra.gpu_pools.{i}.gpu: '{name}' needs eks_instance_type, gke_accelerator and gke_machine_type "
                     "in plan.gpus to get a pool on both clouds"
                 )
+        if self.kubeflow.train_gpu not in names:
+            raise ValueError(
+                f"kubeflow.train_gpu: '{self.kubeflow.train_gpu}' has no node pool; infra.gpu_pools has {', '.join(names)}"
+            )
         return self

@@ -1,0 +1,101 @@
+"""One KFP v2 component per stage, each a one-call shell over :mod:`tuneline.pipeline.steps`.
+
+KFP ships a component's function *source* to the pod and runs it in the component's image, so each body
+imports what it needs; the image already holds tuneline (no ``packages_to_install``: nothing is fetched at
+run time). :func:`build` binds the functions to the images named in ``params.yaml`` (``images``).
+"""
+
+
+from dataclasses import dataclass
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from tuneline.config import TunelineConfig
+
+
+def resolve_config(
+    config: str, config_overrides: str, source_uri: str, base_model: str, method: str, epochs: float,
+    learning_rate: float, lora_r: int, num_gpus: int, judge_endpoint: str, model_name: str,
+    resolved: Output[Artifact],
+) -> str:
+    """Validate params.yaml (compiled in) + the run's knobs + the JSON overrides once, before any work."""
+    from tuneline.pipeline.steps import resolve
+
+    knobs = {"source_uri": source_uri, "base_model": base_model, "method": method, "epochs": epochs,
+             "learning_rate": learning_rate, "lora_r": lora_r, "num_gpus": num_gpus,
+             "judge_endpoint": judge_endpoint, "model_name": model_name}
+    resolve(config, config_overrides, {k: v for k, v in knobs.items() if v not in ("", 0, 0.0)}, resolved.path)
+    with open(resolved.path) as fh:
+        return fh.read()
+
+
+def ingest(config: str, ingested: Output[Dataset], summary: Output[Markdown]) -> None:
+    from tuneline.pipeline import steps
+
+    steps.ingest(config, ingested.path, summary.path)
+
+
+def clean(config: str, ingested: Input[Dataset], cleaned: Output[Dataset], summary: Output[Markdown]) -> None:
+    from tuneline.pipeline import steps
+
+    steps.clean(config, ingested.path, cleaned.path, summary.path)
+
+
+def split(config: str, cleaned: Input[Dataset], split: Output[Dataset], summary: Output[Markdown]) -> None:
+    from tuneline.pipeline import steps
+
+    steps.split(config, cleaned.path, split.path, summary.path)
+
+
+def train(config: str, split: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
+          run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER) -> None:
+    import os
+    import tempfile
+
+    from tuneline.pipeline import steps
+
+    checkpoints = os.path.join(tempfile.gettempdir(), "tuneline-checkpoints", run_id or "local")
+    for name, value in steps.train(config, split.path, model.path, checkpoints, run_id).items():
+        metrics.log_metric(name, value)
+
+
+def evaluate(config: str, model: Input[Model], split: Input[Dataset], evaluation: Output[Artifact],
+             metrics: Output[Metrics], report: Output[HTML], summary: Output[Markdown]) -> None:
+    from tuneline.pipeline import steps
+
+    for name, value in steps.evaluate(config, model.path, split.path, evaluation.path, report.path,
+                                      summary.path).items():
+        metrics.log_metric(name, value)
+
+
+def register(config: str, model: Input[Model], evaluation: Input[Artifact], split: Input[Dataset],
+             registration: Output[Artifact], summary: Output[Markdown]) -> None:
+    from tuneline.pipeline import steps
+
+    steps.register(config, model.path, evaluation.path, split.path, registration.path, summary.path)
+
+
+@dataclass(frozen=True)
+class Components:
+    resolve_config: Any
+    ingest: Any
+    clean: Any
+    split: Any
+    train: Any
+    evaluate: Any
+    register: Any
+
+
+def build(config: TunelineConfig) -> Components:
+    """The seven components bound to the configured images (the train step to the CUDA one)."""
+
+    def bind(func: Any, image: str) -> Any:
+        return dsl.component(func, base_image=image, install_kfp_package=False)
+
+    cpu, gpu = config.images.cpu, config.images.gpu
+    return Components(
+        resolve_config=bind(resolve_config, cpu), ingest=bind(ingest, cpu), clean=bind(clean, cpu),
+        split=bind(split, cpu), train=bind(train, gpu), evaluate=bind(evaluate, cpu), register=bind(register, cpu),
+    )

@@ -1,0 +1,97 @@
+"""The tuneline pipeline: resolve config → ingest → clean → split → train (GPU pool) → evaluate → register.
+
+``build_pipeline(config)`` bakes params.yaml into the pipeline's defaults at compile time; the knobs a user
+changes per run are pipeline parameters (visible and editable in the KFP UI), anything else goes through the
+``config_overrides`` JSON object, validated by the first step. Scheduling of the train step (GPU pool node
+selector, toleration, accelerator count, requests, retries) and the Secrets the steps read come from the
+config too, through kfp-kubernetes.
+"""
+
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+
+from tuneline.config import TunelineConfig
+from tuneline.pipeline.components import build
+from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
+
+#: Env var names each Secret is expected to hold, mounted with kfp-kubernetes (never pipeline parameters).
+SECRET_KEYS = {
+    "hub_token": ["HF_TOKEN"],
+    "mlflow": ["MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"],
+    "object_store": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS_JSON"],
+}
+
+
+def _secrets(task: Any, config: TunelineConfig, which: tuple[str, ...]) -> None:
+    for kind in which:
+        name = getattr(config.kubeflow.secrets, kind)
+        if name:
+            kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env={k: k for k in SECRET_KEYS[kind]},
+                                         optional=True)
+
+
+def _cpu_step(task: Any, config: TunelineConfig, secrets: tuple[str, ...] = ("object_store",)) -> Any:
+    res = config.kubeflow.cpu_step
+    task.set_cpu_request(res.cpu).set_memory_request(res.memory).set_memory_limit(res.memory)
+    _secrets(task, config, secrets)
+    return task
+
+
+def build_pipeline(config: TunelineConfig) -> Any:
+    """A ``@dsl.pipeline`` function whose parameter defaults are this config's values."""
+    settings = config  # the pipeline below has a parameter named `config` (the JSON it carries)
+    c = build(config)
+    kf = config.kubeflow
+    sched = scheduling(config, kf.train_gpu)
+    config_json = config.model_dump_json()
+    default_source = config.data.sources[0].uri if config.data.sources else ""
+
+    @dsl.pipeline(name=kf.pipeline_name, description="Conversations → QLoRA fine-tune → LLM-as-judge eval → MLflow.")
+    def tuneline(
+        source_uri: str = default_source,
+        base_model: str = config.model.base,
+        method: str = config.train.method,
+        epochs: float = config.train.epochs,
+        learning_rate: float = config.train.learning_rate,
+        lora_r: int = config.lora.r,
+        num_gpus: int = config.train.num_gpus,
+        gpu_node_selector: dict = sched.node_selector,
+        judge_endpoint: str = config.eval.judge.endpoint or "",
+        model_name: str = config.registry.model_name,
+        config_overrides: str = "{}",
+        config: str = config_json,
+    ) -> None:
+        resolved = c.resolve_config(
+            config=config, config_overrides=config_overrides, source_uri=source_uri, base_model=base_model,
+            method=method, epochs=epochs, learning_rate=learning_rate, lora_r=lora_r, num_gpus=num_gpus,
+            judge_endpoint=judge_endpoint, model_name=model_name,
+        ).set_display_name("resolve config")
+        _cpu_step(resolved, settings, ())
+        cfg = resolved.outputs["Output"]
+
+        ingest = _cpu_step(c.ingest(config=cfg).set_display_name("ingest"), settings)
+        clean = _cpu_step(c.clean(config=cfg, ingested=ingest.outputs["ingested"]).set_display_name("clean"), settings)
+        split = _cpu_step(c.split(config=cfg, cleaned=clean.outputs["cleaned"]).set_display_name("split"), settings)
+        for task in (ingest, clean, split):
+            task.set_caching_options(kf.cache_data_steps)
+
+        train = c.train(config=cfg, split=split.outputs["split"]).set_display_name("train (GPU)")
+        step = kf.train_step
+        (train.set_cpu_request(step.cpu).set_memory_request(step.memory).set_memory_limit(step.memory)
+         .set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(num_gpus)
+         .set_retry(num_retries=kf.retries, backoff_duration=kf.retry_backoff, backoff_factor=2.0)
+         .set_caching_options(False))
+        kubernetes.add_node_selector_json(train, gpu_node_selector)
+        kubernetes.add_toleration_json(train, sched.tolerations)
+        _secrets(train, settings, ("hub_token", "mlflow", "object_store"))
+
+        evaluate = c.evaluate(config=cfg, model=train.outputs["model"], split=split.outputs["split"])
+        _cpu_step(evaluate.set_display_name("evaluate").set_caching_options(False), settings,
+                  ("hub_token", "mlflow", "object_store"))
+        register = c.register(config=cfg, model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
+                              split=split.outputs["split"])
+        _cpu_step(register.set_display_name("register").set_caching_options(False), settings, ("mlflow", "object_store"))
+
+    return tuneline

@@ -1,0 +1,175 @@
+"""Training beyond one GPU.
+
+* ``train.num_gpus > 1`` on one node: the train step re-launches itself under ``torchrun`` in its pod (DDP;
+  the HF Trainer picks the ranks up from the environment).
+* ``train.num_nodes > 1``: the pod cannot hold the job, so the step stages the split and the resolved config
+  under ``train.checkpoint_uri``/<run id>, creates a Kubeflow Trainer ``TrainJob`` (or a Training Operator
+  ``PyTorchJob``) through the Kubernetes API, follows it to completion, and fetches the model rank 0 wrote.
+  Every node runs ``torchrun -m tuneline.pipeline.node <stage URI>``.
+
+The manifests are plain dicts built here and validated in tests against the published CRD schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tuneline.config import ConfigError, TunelineConfig
+from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
+
+log = logging.getLogger(__name__)
+MANAGER = "tuneline.io/pipeline"
+TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
+
+
+class DistributedTrainingError(RuntimeError):
+    """The multi-node job failed, timed out or could not be created."""
+
+
+def torchrun_command(config_file: str, nproc: int, split_dir: str, model: str, checkpoints: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "tuneline.pipeline.node", "--local", config_file, split_dir, model, checkpoints]
+
+
+def run_torchrun(config: TunelineConfig, split_dir: str, model: str, checkpoints: str) -> None:
+    config_file = Path(checkpoints).parent / "train_config.json"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(config.model_dump_json())
+    cmd = torchrun_command(str(config_file), config.train.num_gpus, split_dir, model, checkpoints)
+    proc = subprocess.run(cmd, check=False)  # noqa: S603 - our own interpreter and module
+    if proc.returncode:
+        raise DistributedTrainingError(f"torchrun exited with {proc.returncode}")
+
+
+def job_name(run_id: str) -> str:
+    return f"tuneline-train-{run_id[:8].lower() or 'local'}"
+
+
+def stage_uri(config: TunelineConfig, run_id: str) -> str:
+    if not config.train.checkpoint_uri:
+        raise ConfigError("train.num_nodes > 1 needs train.checkpoint_uri (an s3:// or gs:// prefix all nodes reach)")
+    return f"{config.train.checkpoint_uri.rstrip('/')}/{run_id}"
+
+
+def _node_pod(config: TunelineConfig) -> dict[str, Any]:
+    sched = scheduling(config, config.kubeflow.train_gpu)
+    return {"nodeSelector": sched.node_selector, "tolerations": sched.tolerations,
+            "serviceAccountName": config.kubeflow.service_account}
+
+
+def _resources(config: TunelineConfig) -> dict[str, Any]:
+    step = config.kubeflow.train_step
+    gpus = str(config.train.num_gpus)
+    return {"requests": {"cpu": step.cpu, "memory": step.memory, GPU_RESOURCE: gpus},
+            "limits": {"memory": step.memory, GPU_RESOURCE: gpus}}
+
+
+def trainjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> dict[str, Any]:
+    """A Kubeflow Trainer v2 TrainJob on the configured torch runtime, pinned to the train GPU pool."""
+    node_cmd = ["torchrun", "-m", "tuneline.pipeline.node", stage_uri(config, run_id)]
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": job_name(run_id), "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63]}},
+        "spec": {
+            "runtimeRef": {"name": config.kubeflow.training_runtime},
+            "trainer": {
+                "image": config.images.gpu,
+                "command": node_cmd,
+                "numNodes": config.train.num_nodes,
+                "numProcPerNode": config.train.num_gpus,
+                "resourcesPerNode": _resources(config),
+            },
+            "runtimePatches": [{
+                "manager": MANAGER,
+                "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
+                    "name": "node",
+                    "template": {"spec": {"template": {"spec": _node_pod(config)}}},
+                }]}}},
+            }],
+        },
+    }
+
+
+def pytorchjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> dict[str, Any]:
+    """The same job for clusters on the Training Operator v1 (PyTorchJob: one Master, num_nodes-1 Workers)."""
+
+    def replica(n: int) -> dict[str, Any]:
+        return {"replicas": n, "restartPolicy": "OnFailure", "template": {"spec": {
+            **_node_pod(config),
+            "containers": [{"name": "pytorch", "image": config.images.gpu,
+                            "command": ["torchrun", "-m", "tuneline.pipeline.node", stage_uri(config, run_id)],
+                            "resources": _resources(config)}],
+        }}}
+
+    specs = {"Master": replica(1)}
+    if config.train.num_nodes > 1:
+        specs["Worker"] = replica(config.train.num_nodes - 1)
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": job_name(run_id), "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63]}},
+        "spec": {"nprocPerNode": str(config.train.num_gpus), "runPolicy": {"backoffLimit": config.kubeflow.retries},
+                 "pytorchReplicaSpecs": specs},
+    }
+
+
+def job_state(obj: dict[str, Any]) -> str | None:
+    """'Complete' or 'Failed' once a TrainJob/PyTorchJob has finished (their conditions agree on these), else None."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Succeeded"):
+            return "Complete"
+        if cond.get("status") == "True" and cond.get("type") == "Failed":
+            return "Failed"
+    return None
+
+
+def follow(api: Any, group: str, version: str, plural: str, namespace: str, name: str, timeout_s: float,
+           poll_s: float = 15.0) -> dict[str, Any]:
+    """Poll a custom object until it finishes; ``api`` is a ``kubernetes.client.CustomObjectsApi``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        obj = api.get_namespaced_custom_object(group, version, namespace, plural, name)
+        state = job_state(obj)
+        if state == "Complete":
+            return obj
+        if state == "Failed":
+            msg = next((c.get("message", "") for c in obj["status"]["conditions"] if c.get("type") == "Failed"), "")
+            raise DistributedTrainingError(f"{plural[:-1]} {name} failed: {msg}")
+        if time.monotonic() > deadline:
+            raise DistributedTrainingError(f"{plural[:-1]} {name} did not finish within {timeout_s:.0f}s")
+        time.sleep(poll_s)
+
+
+def run_multi_node(config: TunelineConfig, split_dir: str, model: str, run_id: str) -> None:
+    import fsspec
+    from kubernetes import client, config as kube_config
+
+    base = stage_uri(config, run_id)
+    fs, root = fsspec.core.url_to_fs(base)
+    fs.put(str(split_dir).rstrip("/") + "/", f"{root}/split", recursive=True)
+    with fs.open(f"{root}/config.json", "w") as fh:
+        fh.write(config.model_dump_json())
+    kube_config.load_incluster_config()
+    namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    api = client.CustomObjectsApi()
+    if config.kubeflow.multi_node_api == "trainjob":
+        group, version, plural = TRAINJOB
+        body = trainjob_manifest(config, run_id, namespace)
+    else:
+        group, version, plural = PYTORCHJOB
+        body = pytorchjob_manifest(config, run_id, namespace)
+    api.create_namespaced_custom_object(group, version, namespace, plural, body)
+    log.info("created %s %s/%s; following it", body["kind"], namespace, body["metadata"]["name"])
+    follow(api, group, version, plural, namespace, body["metadata"]["name"], config.kubeflow.job_timeout_s)
+    fs.get(f"{root}/model/", str(model).rstrip("/") + "/", recursive=True)
+    log.info("fetched the model rank 0 wrote: %s", json.dumps(sorted(p.name for p in Path(model).iterdir())))

@@ -1,0 +1,144 @@
+"""What each KFP component runs: parse the config it was handed, point the paths at the step's artifacts,
+call the stage function, and describe the result for the KFP UI (Markdown, Metrics).
+
+Every function takes paths and returns nothing but files, so a component body is one import and one call.
+The config travels between steps as the validated JSON that :func:`resolve` produced once at the start of
+the run, so a bad override fails the first step, naming the key, before anything is computed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tuneline.config import ConfigError, TunelineConfig, apply_overrides
+from tuneline.config.loader import validate_mapping
+from tuneline.io.atomic import write_text_atomic
+
+#: Pipeline parameters that override one config key each (the knobs shown in the KFP UI).
+KNOBS: dict[str, str] = {
+    "source_uri": "data.sources",
+    "base_model": "model.base",
+    "method": "train.method",
+    "epochs": "train.epochs",
+    "learning_rate": "train.learning_rate",
+    "lora_r": "lora.r",
+    "num_gpus": "train.num_gpus",
+    "judge_endpoint": "eval.judge.endpoint",
+    "model_name": "registry.model_name",
+}
+
+
+def resolve(config_json: str, overrides_json: str, knobs: Mapping[str, Any], out: str) -> None:
+    """Apply the per-run knobs (empty = keep the compiled default) and a JSON override object, validate, write."""
+    try:
+        overrides = json.loads(overrides_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config_overrides is not JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError("config_overrides must be a JSON object of dotted keys, e.g. {\"train.max_steps\": 50}")
+    pairs = {KNOBS[k]: v for k, v in knobs.items() if v not in ("", None) and k in KNOBS}
+    if "data.sources" in pairs:
+        pairs["data.sources"] = [pairs["data.sources"]]
+    pairs.update(overrides)
+    data = apply_overrides(json.loads(config_json), [f"{k}={json.dumps(v)}" for k, v in pairs.items()])
+    config = validate_mapping(data, "pipeline config with overrides " + ", ".join(sorted(pairs)) if pairs else "pipeline config")
+    write_text_atomic(out, config.model_dump_json())
+
+
+def load(config_json: str, **paths: str) -> TunelineConfig:
+    """The resolved config with ``paths.<name>`` pointed at this step's artifact directories."""
+    data = json.loads(config_json)
+    data["paths"] = {**data["paths"], **paths}
+    return validate_mapping(data, "pipeline config")
+
+
+def _markdown(title: str, rows: Mapping[str, Any]) -> str:
+    lines = [f"## {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def ingest(config_json: str, ingested: str, summary: str) -> None:
+    from tuneline.stages.ingest import run_ingest
+    from tuneline.stages.ingest.run import default_sources
+
+    config = load(config_json, ingested=ingested)
+    result = run_ingest(config, default_sources(config), ingested)
+    write_text_atomic(summary, _markdown("Ingest", {"SFT records": result.sft, "preference records": result.preference,
+                                                     "quarantined (file, line, reason)": result.quarantined}))
+
+
+def clean(config_json: str, ingested: str, cleaned: str, summary: str) -> None:
+    from tuneline.stages.clean import run_clean
+
+    config = load(config_json, ingested=ingested, cleaned=cleaned)
+    result = run_clean(config, ingested, cleaned)
+    write_text_atomic(summary, _markdown("Clean", {**{f"kept {k}": v for k, v in result.kept.items()},
+                                                    **{f"removed: {k}": v for k, v in result.removed.items()}}))
+
+
+def split(config_json: str, cleaned: str, split_dir: str, summary: str) -> None:
+    from tuneline.stages.split import run_split
+
+    config = load(config_json, cleaned=cleaned, split=split_dir)
+    result = run_split(config, cleaned, split_dir)
+    rows = {f"{kind} {name}": n for kind, counts in result.counts.items() for name, n in counts.items()}
+    write_text_atomic(summary, _markdown("Split", {**rows, "leaked records handled": result.leaked}))
+
+
+def train(config_json: str, split_dir: str, model: str, checkpoints: str, run_id: str) -> dict[str, float]:
+    """Train into ``model``; checkpoints go under ``train.checkpoint_uri``/<run id> too, so a retried or
+    preempted pod resumes instead of starting over. Returns the numeric summary for the Metrics artifact."""
+    from tuneline.pipeline import distributed
+    from tuneline.stages.train import run_train
+
+    config = load(config_json, split=split_dir, model=model, checkpoints=checkpoints)
+    if config.train.checkpoint_uri and run_id:
+        config = config.model_copy(update={"train": config.train.model_copy(
+            update={"checkpoint_uri": f"{config.train.checkpoint_uri.rstrip('/')}/{run_id}"})})
+    if config.train.num_nodes > 1:
+        distributed.run_multi_node(config, split_dir, model, run_id)
+        summary = json.loads((Path(model) / "train_summary.json").read_text())
+    elif config.train.num_gpus > 1 and not os.environ.get("LOCAL_RANK"):
+        distributed.run_torchrun(config, split_dir, model, checkpoints)
+        summary = json.loads((Path(model) / "train_summary.json").read_text())
+    else:
+        summary = run_train(config, split_dir, model, checkpoints).summary
+    return {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def evaluate(config_json: str, model: str, split_dir: str, evaluation: str, report_html: str,
+             summary: str) -> dict[str, float]:
+    from tuneline.stages.evaluate import run_evaluate
+
+    config = load(config_json, model=model, split=split_dir, eval=evaluation)
+    cache = Path(evaluation).parent / "judge_cache.sqlite"  # per run; the SQLite cache only spares repeats within it
+    result = run_evaluate(config, model, split_dir, evaluation, cache_path=cache)
+    write_text_atomic(report_html, (Path(evaluation) / "report.html").read_text(encoding="utf-8"))
+    write_text_atomic(summary, (Path(evaluation) / "report.md").read_text(encoding="utf-8"))
+    return _numeric(result.metrics)
+
+
+def register(config_json: str, model: str, evaluation: str, split_dir: str, registration: str, summary: str) -> None:
+    from tuneline.stages.register import run_register
+
+    config = load(config_json, model=model, eval=evaluation, split=split_dir, registration=registration)
+    record = run_register(config, model, evaluation, registration).record
+    write_text_atomic(summary, _markdown("Registered model", {
+        "name": record["model_name"], "version": record["version"], "aliases": ", ".join(record["aliases"]) or "none",
+        "gate": "PASS" if record["gate_passed"] else "FAIL: " + "; ".join(record["gate_reasons"]),
+        "storage": record["storage_uri"]}))
+
+
+def _numeric(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_numeric(v, f"{prefix}{k}."))
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
