@@ -33,14 +33,14 @@ stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.inference import EndpointError
+    from tuneline.pipeline.distributed import DistributedTrainingError
+    from tuneline.pipeline.submit import SubmitError
     from tuneline.registry import RegistryError
     from tuneline.stages.clean import CleanError
     from tuneline.stages.evaluate import EvaluateError
     from tuneline.stages.ingest import IngestError
     from tuneline.stages.register import RegisterError
     from tuneline.stages.split import SplitError
-    from tuneline.pipeline.distributed import DistributedTrainingError
-    from tuneline.pipeline.submit import SubmitError
     from tuneline.stages.train import TrainError
 
     return (IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError,

@@ -152,7 +152,8 @@ def follow(api: Any, group: str, version: str, plural: str, namespace: str, name
 
 def run_multi_node(config: TunelineConfig, split_dir: str, model: str, run_id: str) -> None:
     import fsspec
-    from kubernetes import client, config as kube_config
+    from kubernetes import client
+    from kubernetes import config as kube_config
 
     base = stage_uri(config, run_id)
     fs, root = fsspec.core.url_to_fs(base)

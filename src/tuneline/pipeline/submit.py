@@ -42,6 +42,7 @@ def submit(config: TunelineConfig, package: Path, arguments: dict[str, Any], run
            wait: bool = False, timeout_s: float = 86400, poll_s: float = 10.0) -> Submitted:
     """Create a run of ``package``; with ``wait``, poll it until it reaches a final state."""
     from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
     host = host or config.kubeflow.host
     namespace = namespace or config.kubeflow.namespace
@@ -55,8 +56,10 @@ def submit(config: TunelineConfig, package: Path, arguments: dict[str, Any], run
     except ApiException as exc:
         raise SubmitError(f"KFP API at {host or 'in-cluster'} answered {exc.status}: {exc.reason} {exc.body or ''}") \
             from None
-    except (OSError, ValueError) as exc:
-        raise SubmitError(f"cannot reach the KFP API at {host or 'in-cluster'}: {exc}") from None
+    except (OSError, ValueError, HTTPError) as exc:
+        hint = f" (a token from ${config.kubeflow.token_env} was sent: check it)" \
+            if os.environ.get(config.kubeflow.token_env) else ""
+        raise SubmitError(f"cannot reach the KFP API at {host or 'in-cluster'}{hint}: {exc}") from None
     url = f"{(host or '').rstrip('/')}/#/runs/details/{result.run_id}"
     if not wait:
         return Submitted(result.run_id, url)
