@@ -259,12 +259,17 @@ def pipeline_compile(
     from tuneline.pipeline.compile import compile_all, stale
 
     cfg = _load(config, set_)
+    _write_generated(check, lambda: stale(cfg), lambda: compile_all(cfg), "tuneline pipeline compile")
+
+
+def _write_generated(check: bool, stale: Callable[[], list[Path]], write: Callable[[], list[Path]], fix: str) -> None:
+    """Write committed generated files, or with ``check`` list the stale ones and exit 1 if there are any."""
     if check:
-        paths = stale(cfg)
+        paths = stale()
         for path in paths:
-            console.print(f"[bold red]stale:[/] {path} (run: tuneline pipeline compile)", highlight=False)
+            console.print(f"[bold red]stale:[/] {path} (run: {fix})", highlight=False)
         raise typer.Exit(1 if paths else 0)
-    for path in compile_all(cfg):
+    for path in write():
         stdout.print(f"wrote {path}")
 
 
@@ -361,13 +366,8 @@ def infra_export(
     from tuneline.platform.gpu_pools import export_tfvars, stale_tfvars
 
     cfg = _load(config, set_)
-    if check:
-        stale = stale_tfvars(cfg, infra_dir)
-        for path in stale:
-            console.print(f"[bold red]stale:[/] {path} (run: tuneline infra export)", highlight=False)
-        raise typer.Exit(1 if stale else 0)
-    for path in export_tfvars(cfg, infra_dir):
-        stdout.print(f"wrote {path}")
+    _write_generated(check, lambda: stale_tfvars(cfg, infra_dir), lambda: export_tfvars(cfg, infra_dir),
+                     "tuneline infra export")
 
 
 @infra_app.command("scheduling")

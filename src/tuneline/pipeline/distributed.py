@@ -58,6 +58,10 @@ def stage_uri(config: TunelineConfig, run_id: str) -> str:
     return f"{config.train.checkpoint_uri.rstrip('/')}/{run_id}"
 
 
+def _node_command(config: TunelineConfig, run_id: str) -> list[str]:
+    return ["torchrun", "-m", "tuneline.pipeline.node", stage_uri(config, run_id)]
+
+
 def _node_pod(config: TunelineConfig) -> dict[str, Any]:
     sched = scheduling(config, config.kubeflow.train_gpu)
     return {"nodeSelector": sched.node_selector, "tolerations": sched.tolerations,
@@ -73,7 +77,6 @@ def _resources(config: TunelineConfig) -> dict[str, Any]:
 
 def trainjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> dict[str, Any]:
     """A Kubeflow Trainer v2 TrainJob on the configured torch runtime, pinned to the train GPU pool."""
-    node_cmd = ["torchrun", "-m", "tuneline.pipeline.node", stage_uri(config, run_id)]
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainJob",
@@ -83,7 +86,7 @@ def trainjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> di
             "runtimeRef": {"name": config.kubeflow.training_runtime},
             "trainer": {
                 "image": config.images.gpu,
-                "command": node_cmd,
+                "command": _node_command(config, run_id),
                 "numNodes": config.train.num_nodes,
                 "numProcPerNode": config.train.num_gpus,
                 "resourcesPerNode": _resources(config),
@@ -106,7 +109,7 @@ def pytorchjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> 
         return {"replicas": n, "restartPolicy": "OnFailure", "template": {"spec": {
             **_node_pod(config),
             "containers": [{"name": "pytorch", "image": config.images.gpu,
-                            "command": ["torchrun", "-m", "tuneline.pipeline.node", stage_uri(config, run_id)],
+                            "command": _node_command(config, run_id),
                             "resources": _resources(config)}],
         }}}
 
