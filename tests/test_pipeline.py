@@ -131,7 +131,8 @@ def test_run_local_runs_the_whole_pipeline_and_its_data_matches_dvc_repro(tmp_pa
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     os.chdir(work)
-    sets = [*SHORT, f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"]
+    # no retries: a failing step should fail the test now, not after 14 minutes of backoff
+    sets = [*SHORT, "kubeflow.retries=0", f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"]
     result = CliRunner().invoke(app, ["pipeline", "run-local", "--root", str(tmp_path / "kfp"), "--config",
                                       "params.yaml", *[a for s in sets for a in ("--set", s)]])
     assert result.exit_code == 0, result.output

@@ -86,6 +86,20 @@ def test_checkpoints_of_another_config_are_never_resumed(make_config, split_dir,
     assert [p.name.split("-2")[0] for p in (tmp_path / "ckpt" / "rejected").iterdir()] == ["checkpoint-4"]
 
 
+def test_a_checkpoint_whose_mlflow_run_is_gone_resumes_under_a_new_run(make_config, split_dir, tmp_path):
+    """Checkpoints outlive tracking stores (a reused scratch folder, another server): resume, log afresh."""
+    first = make_config(*TINY_TRAIN, "train.max_steps=4", f"registry.tracking_uri=sqlite:///{tmp_path / 'a.db'}")
+    old = run_train(first, split_dir, tmp_path / "m1", tmp_path / "ckpt").summary["mlflow_run_id"]
+    second = make_config(*TINY_TRAIN, "train.max_steps=4", f"registry.tracking_uri=sqlite:///{tmp_path / 'b.db'}")
+    summary = run_train(second, split_dir, tmp_path / "m2", tmp_path / "ckpt").summary
+    assert summary["resumed_from"] == "checkpoint-4"
+    assert summary["mlflow_run_id"] != old
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}").get_run(summary["mlflow_run_id"])
+    assert run.data.params, "the new run carries the run's inputs"
+
+
 def test_checkpoints_mirrored_to_s3_resume_on_a_fresh_machine(make_config, split_dir, tmp_path, s3_endpoint,
                                                               monkeypatch):
     import boto3

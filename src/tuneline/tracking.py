@@ -97,6 +97,18 @@ def flatten(payload: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def run_exists(run_id: str) -> bool:
+    """Whether the current tracking store holds ``run_id``."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 @contextmanager
 def mlflow_run(
     uri: str, experiment: str, run_name: str, run_id: str | None = None, system_metrics: bool = True
@@ -109,6 +121,10 @@ def mlflow_run(
         mlflow.set_experiment(experiment)
     except Exception as exc:  # noqa: BLE001 - any backend error means tracking is unreachable
         raise ConnectionError(f"cannot reach the MLflow tracking server at {uri}: {exc}") from exc
+    if run_id is not None and not run_exists(run_id):
+        # a checkpoint can outlive its tracking store (another server, a wiped SQLite file): log afresh
+        log.warning("MLflow run %s is not in %s; starting a new run", run_id, uri)
+        run_id = None
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(2)
         mlflow.set_system_metrics_samples_before_logging(1)

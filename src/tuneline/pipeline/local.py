@@ -8,6 +8,7 @@ Each component runs as a subprocess of this interpreter's environment, exchangin
 from __future__ import annotations
 
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ def run_local(config: TunelineConfig, pipeline_root: Path, arguments: dict[str, 
     pipeline_root = Path(pipeline_root).resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = set(pipeline_root.iterdir())
+    # kfp.local draws run ids from the global `random`, which training code seeds: without a reseed two
+    # runs in one process share an id, and with it the train step's checkpoint folder
+    random.seed()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root), raise_on_error=True)
     build_pipeline(config)(**(arguments or {}))
     [run_dir] = [p for p in pipeline_root.iterdir() if p not in before]

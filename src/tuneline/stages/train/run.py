@@ -244,7 +244,7 @@ def run_train(
             except ConnectionError as exc:
                 raise TrainError(str(exc)) from None
             write_json_atomic(run_state_path, {"run_id": run.info.run_id, "fingerprint": run_fp})
-            if run_id is None:
+            if run.info.run_id != run_id:  # a new run, not the resumed one
                 _log_run_inputs(config, lineage, run_fp, plan, decisions)
             train_started = time.perf_counter()
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
