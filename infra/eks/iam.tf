@@ -40,7 +40,7 @@ module "workload_irsa" {
   oidc_providers = {
     main = {
       provider_arn               = module.eks.oidc_provider_arn
-      namespace_service_accounts = [each.value]
+      namespace_service_accounts = each.key == "serving" ? [for ns in var.serving_namespaces : "${ns}:${split(":", each.value)[1]}"] : [each.value]
     }
   }
 }

@@ -82,3 +82,11 @@ variable "tags" {
     managed-by = "terraform"
   }
 }
+
+# Also written by `tuneline infra export`, from serve.environments: each environment's namespace gets the
+# serving identity, so the chart's tuneline-serving account reads the bucket wherever it is released.
+variable "serving_namespaces" {
+  description = "Namespaces of the serving chart's environments; the tuneline-serving account is bound in each."
+  type        = list(string)
+  default     = ["tuneline"]
+}

@@ -20,6 +20,14 @@ module "workload_identity" {
   annotate_k8s_sa     = false
 }
 
+# The serving identity is shared by every environment's namespace (serve.environments in params.yaml).
+resource "google_service_account_iam_member" "serving_environments" {
+  for_each           = toset([for ns in var.serving_namespaces : ns if ns != local.workload_service_accounts.serving.namespace])
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${module.workload_identity["serving"].gcp_service_account_email}"
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[${each.value}/${local.workload_service_accounts.serving.name}]"
+}
+
 resource "google_storage_bucket_iam_member" "artifacts" {
   for_each = module.workload_identity
   bucket   = google_storage_bucket.artifacts.name

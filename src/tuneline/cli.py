@@ -36,6 +36,9 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.pipeline.distributed import DistributedTrainingError
     from tuneline.pipeline.submit import SubmitError
     from tuneline.registry import RegistryError
+    from tuneline.serving.github import GitHubError
+    from tuneline.serving.promote import PromoteError
+    from tuneline.serving.smoke import SmokeError
     from tuneline.stages.clean import CleanError
     from tuneline.stages.evaluate import EvaluateError
     from tuneline.stages.ingest import IngestError
@@ -44,7 +47,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.stages.train import TrainError
 
     return (IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError,
-            SubmitError, DistributedTrainingError)
+            SubmitError, DistributedTrainingError, PromoteError, SmokeError, GitHubError)
 
 
 def friendly(fn: F) -> F:
@@ -469,6 +472,98 @@ def config_schema(
         from tuneline.io.atomic import write_text_atomic
 
         write_text_atomic(out, text)
+
+
+deploy_app = typer.Typer(help="Serving: the chart's generated defaults and the Argo CD apps.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("export")
+@friendly
+def deploy_export(
+    root: Annotated[Path, typer.Option("--root", help="Repository root.")] = Path("."),
+    check: Annotated[bool, typer.Option(help="Write nothing; exit 1 when a committed file is stale.")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write charts/tuneline/files/platform.json and deploy/argocd/<env>.yaml from params.yaml (serve, images)."""
+    from tuneline.serving.gitops import export, stale
+
+    cfg = _load(config, set_)
+    _write_generated(check, lambda: stale(cfg, root), lambda: export(cfg, root), "tuneline deploy export")
+
+
+@app.command("promote")
+@friendly
+def promote_cmd(
+    env: Annotated[str, typer.Option("--env", help="Target environment (serve.environments).")],
+    version: Annotated[str | None, typer.Option(help="Registered version to promote.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Promote the version carrying this alias (default: candidate).")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Promote even though the evaluation gate failed or is missing.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why --force: recorded in the commit and the pull request.")]
+    = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the values diff and the PR body; change nothing.")]
+    = False,
+    repo: Annotated[Path, typer.Option(help="The git checkout to promote from.")] = Path("."),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Open a pull request that points an environment's values at a registered model version."""
+    from tuneline.serving import promote as promotion
+
+    cfg = _load(config, set_)
+    if dry_run:
+        result = promotion.plan(cfg, env, version, alias, force, reason, repo=repo)
+        stdout.print(f"branch: {result.branch}\n\n{result.diff}\n--- pull request: {result.title}\n\n{result.body}")
+        return
+    result = promotion.promote(cfg, env, version, alias, force, reason, repo=repo)
+    stdout.print(f"pushed {result.branch} ({result.commit[:12] if result.commit else ''})")
+    stdout.print(f"pull request: {result.pr_url}")
+
+
+@registry_app.command("sync-alias")
+@friendly
+def registry_sync_alias(
+    env: Annotated[str, typer.Option("--env", help="Environment whose values file names the version.")],
+    repo: Annotated[Path, typer.Option(help="Repository root.")] = Path("."),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Set the environment's MLflow alias on the version its values deploy (the promotion follow-up)."""
+    from tuneline.serving.promote import sync_alias
+
+    name, version, alias = sync_alias(_load(config, set_), env, repo)
+    stdout.print(f"{name} v{version} is now @{alias}")
+
+
+@app.command("smoke")
+@friendly
+def smoke_cmd(
+    url: Annotated[str, typer.Option(help="Root URL of the inference server (TGI, vLLM, transformers serve).")],
+    model: Annotated[str | None, typer.Option(help="Model (or LoRA adapter) name to ask; default: /v1/models.")]
+    = None,
+    prompt: Annotated[str, typer.Option(help="The one user message sent.")] = "Say hello in five words.",
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate.")] = 16,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 120.0,
+    token_env: Annotated[str, typer.Option(help="Env var with a bearer token, if the endpoint needs one.")]
+    = "TUNELINE_ENDPOINT_TOKEN",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Health check plus one chat completion, with latencies; exit 1 when either fails."""
+    import json
+    import os
+
+    from tuneline.serving.smoke import smoke
+
+    result = smoke(url, model, prompt, max_tokens, timeout, os.environ.get(token_env) or None)
+    if json_out:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    stdout.print(f"health: HTTP {result.health_status} in {result.health_s * 1000:.0f} ms")
+    stdout.print(f"chat ({result.model}): {result.chat_s * 1000:.0f} ms, {result.completion_tokens} tokens: "
+                 f"{result.reply.strip()[:200]!r}")
+    stdout.print("smoke: OK")
 
 
 @config_app.command("show")

@@ -8,9 +8,10 @@ JSON Schema that editors use through ``params.schema.json``).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -363,8 +364,52 @@ class RegistryConfig(Section):
     model_name: str = Field("tuneline-chat", min_length=1, description="Registered model name.")
 
 
+class EnvironmentConfig(Section):
+    """One deployment environment: where Argo CD syncs the chart and which MLflow alias marks what it serves."""
+
+    alias: str = Field(pattern=r"^[a-z][a-z0-9_-]*$",
+                       description="MLflow alias set on the version this environment serves, once merged.")
+    namespace: str = Field("tuneline", description="Namespace of the release (the serving identity is bound here).")
+    cluster: str = Field("https://kubernetes.default.svc", description="Argo CD destination server of this env.")
+    require_gate: bool = Field(True, description="Refuse to promote a version whose evaluation gate failed.")
+    auto_sync: bool = Field(True, description="Argo CD syncs on merge (false: someone presses Sync).")
+
+
+def _default_environments() -> dict[str, EnvironmentConfig]:
+    return {
+        "dev": EnvironmentConfig(alias="dev", namespace="tuneline-dev", require_gate=False),
+        "staging": EnvironmentConfig(alias="staging", namespace="tuneline-staging"),
+        "prod": EnvironmentConfig(alias="champion", auto_sync=False),
+    }
+
+
 class ServeConfig(Section):
+    """Serving: the chart's defaults that come from here, the environments and GitOps promotion."""
+
     runtime: Literal["tgi", "vllm"] = Field("tgi", description="Serving runtime rendered by the chart.")
+    gpu: str = Field("l4", description="Default GPU pool of the chart (one of infra.gpu_pools).")
+    chart: str = Field("charts/tuneline", description="The serving chart, relative to the repository root.")
+    values_dir: str = Field("deploy/environments", description="One values file per environment (differences only).")
+    apps_dir: str = Field("deploy/argocd", description="One Argo CD Application per environment (generated).")
+    environments: dict[str, EnvironmentConfig] = Field(
+        default_factory=_default_environments, description="Deployment environments, in promotion order.")
+    repo_url: str = Field("https://github.com/tuneline/tuneline.git", description="Git repository Argo CD syncs.")
+    base_branch: str = Field("main", description="Branch that promotion pull requests target.")
+    remote: str = Field("origin", description="Git remote that promotion branches are pushed to.")
+    github_api: str = Field("https://api.github.com", description="GitHub REST API (GitHub Enterprise: its /api/v3).")
+    token_env: str = Field("GITHUB_TOKEN", description="Environment variable holding the token for pull requests.")
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+
+
+        if not value:
+            raise ValueError("at least one environment is needed")
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+                raise ValueError(f"environment name '{name}' must be lowercase letters, digits and '-'")
+        return value
 
 
 # ------------------------------------------------------------------ images, Kubeflow
@@ -373,10 +418,13 @@ class ImagesConfig(Section):
 
     cpu: str = Field("ghcr.io/tuneline/tuneline:0.1.0", description="Data, evaluation and registration steps.")
     gpu: str = Field("ghcr.io/tuneline/tuneline-cuda:0.1.0", description="Training step (CUDA, bitsandbytes).")
+    tgi: str = Field("ghcr.io/huggingface/text-generation-inference:3.3.6",
+                     description="TGI serving runtime (the chart's flags are checked against this version).")
+    vllm: str = Field("vllm/vllm-openai:v0.11.0", description="vLLM serving runtime (OpenAI-compatible server).")
 
     @model_validator(mode="after")
     def _pinned(self) -> ImagesConfig:
-        for key in ("cpu", "gpu"):
+        for key in ("cpu", "gpu", "tgi", "vllm"):
             ref = getattr(self, key)
             if "@sha256:" not in ref and (":" not in ref.rsplit("/", 1)[-1] or ref.endswith(":latest")):
                 raise ValueError(f"images.{key}: '{ref}' needs an exact tag or digest (not 'latest')")
@@ -538,6 +586,8 @@ class TunelineConfig(Section):
                     f"infra.gpu_pools.{i}.gpu: '{name}' needs eks_instance_type, gke_accelerator and gke_machine_type "
                     "in plan.gpus to get a pool on both clouds"
                 )
+        if self.serve.gpu not in names:
+            raise ValueError(f"serve.gpu: '{self.serve.gpu}' has no node pool; infra.gpu_pools has {', '.join(names)}")
         if self.kubeflow.train_gpu not in names:
             raise ValueError(
                 f"kubeflow.train_gpu: '{self.kubeflow.train_gpu}' has no node pool; infra.gpu_pools has {', '.join(names)}"

@@ -94,7 +94,8 @@ def terraform_vars(config: TunelineConfig, cloud: Cloud) -> dict:
             shape = {"machine_type": spec.gke_machine_type, "accelerator_type": spec.gke_accelerator,
                      "gpus_per_node": spec.gke_gpus_per_node}
         pools[pool_name(pool.gpu)] = {**shape, **common}
-    return {"gpu_pools": pools}
+    namespaces = sorted({env.namespace for env in config.serve.environments.values()})
+    return {"gpu_pools": pools, "serving_namespaces": namespaces}
 
 
 def render_tfvars(config: TunelineConfig, cloud: Cloud) -> str:

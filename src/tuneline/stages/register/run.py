@@ -189,13 +189,24 @@ def describe_version(config: TunelineConfig, version: str | None = None, alias: 
         "model_name": name,
         "version": str(mv.version),
         "aliases": aliases,
+        "gate_recorded": "gate.passed" in tags,
         "gate_passed": tags.get("gate.passed") == "true",
         "gate_reasons": [r for r in tags.get("gate.reasons", "").split("; ") if r and r != "none"],
         "storage_uri": tags.get("tuneline.storage_uri") or mv.source,
         "source": mv.source,
         "run_id": mv.run_id,
         "input_digest": tags.get(DIGEST_TAG),
+        "base_model": tags.get("base_model"),
+        "metrics": {k.removeprefix("eval."): _number(v) for k, v in sorted(tags.items())
+                    if k.startswith("eval.") and k not in ("eval.baseline", "eval.judge")},
         "tracking_uri": tracking_uri(config.registry.tracking_uri),
         "ui_hint": _ui_hint(config, name, str(mv.version)),
     }
 
+
+
+def _number(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value

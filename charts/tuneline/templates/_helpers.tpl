@@ -1,0 +1,132 @@
+{{/* Names, labels and the params.yaml-derived defaults. Every helper is namespaced "tuneline.". */}}
+
+{{- define "tuneline.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tuneline.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 45 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 45 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tuneline.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tuneline.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tuneline.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tuneline.labels" -}}
+helm.sh/chart: {{ include "tuneline.chart" . }}
+{{ include "tuneline.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: tuneline
+app.kubernetes.io/component: inference
+tuneline.io/model: {{ .Values.model.name | quote }}
+tuneline.io/model-version: {{ .Values.model.version | quote }}
+{{- end }}
+
+{{/* Pods of the predictor, as KServe labels them (for the PDB and the metrics Service). */}}
+{{- define "tuneline.predictorSelector" -}}
+serving.kserve.io/inferenceservice: {{ include "tuneline.fullname" . }}
+component: predictor
+{{- end }}
+
+{{/* files/platform.json: images, GPU pools and defaults exported from params.yaml. */}}
+{{- define "tuneline.platform" -}}
+{{- .Files.Get "files/platform.json" }}
+{{- end }}
+
+{{- define "tuneline.runtimeKind" -}}
+{{- $p := include "tuneline.platform" . | fromJson }}
+{{- default $p.runtime .Values.runtime.kind }}
+{{- end }}
+
+{{- define "tuneline.runtimeImage" -}}
+{{- $p := include "tuneline.platform" . | fromJson }}
+{{- $image := default (index $p.images (include "tuneline.runtimeKind" .)) .Values.runtime.image }}
+{{- if or (hasSuffix ":latest" $image) (not (regexMatch "(:[^/]+|@sha256:[0-9a-f]{64})$" $image)) }}
+{{- fail (printf "runtime.image %q needs an exact tag or digest (not latest)" $image) }}
+{{- end }}
+{{- $image }}
+{{- end }}
+
+{{- define "tuneline.testImage" -}}
+{{- $p := include "tuneline.platform" . | fromJson }}
+{{- default $p.images.test .Values.helmTest.image }}
+{{- end }}
+
+{{- define "tuneline.runtimeName" -}}
+{{- printf "%s-%s" (include "tuneline.fullname" .) (include "tuneline.runtimeKind" .) }}
+{{- end }}
+
+{{- define "tuneline.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tuneline.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The GPU pool's scheduling for the chosen cloud: {pool, nodeSelector, tolerations, gpusPerNode}. */}}
+{{- define "tuneline.gpuScheduling" -}}
+{{- $p := include "tuneline.platform" . | fromJson }}
+{{- $pool := default $p.gpu .Values.gpu.pool }}
+{{- $cloud := default $p.cloud .Values.gpu.cloud }}
+{{- if not (hasKey $p.gpuPools $pool) }}
+{{- fail (printf "gpu.pool %q has no node pool; infra.gpu_pools has: %s" $pool (keys $p.gpuPools | sortAlpha | join ", ")) }}
+{{- end }}
+{{- $s := index $p.gpuPools $pool $cloud }}
+{{- if gt (int .Values.gpu.count) (int $s.gpusPerNode) }}
+{{- fail (printf "gpu.count %d is more than a %s node has on %s (%d)" (int .Values.gpu.count) $pool $cloud (int $s.gpusPerNode)) }}
+{{- end }}
+{{- toJson $s }}
+{{- end }}
+
+{{/* LoRA adapters as TGI's LORA_ADAPTERS / vLLM's --lora-modules want them: name=path. TGI takes a hub
+adapter by its id alone (requests then name it by that id), vLLM always as name=id. */}}
+{{- define "tuneline.adapterSpecs" -}}
+{{- $tgi := eq (include "tuneline.runtimeKind" .) "tgi" }}
+{{- $specs := list }}
+{{- range .Values.model.adapters }}
+{{- if and $tgi (not (hasPrefix "/" .path)) }}
+{{- $specs = append $specs .path }}
+{{- else }}
+{{- $specs = append $specs (printf "%s=%s" .name .path) }}
+{{- end }}
+{{- end }}
+{{- toJson $specs }}
+{{- end }}
+
+{{/* The model name a chat request sends: the first adapter, else the registered model. */}}
+{{- define "tuneline.servedModel" -}}
+{{- if .Values.model.adapters }}{{ (first .Values.model.adapters).name }}{{ else }}{{ .Values.model.name }}{{ end }}
+{{- end }}
+
+{{- define "tuneline.queueQuery" -}}
+{{- if .Values.autoscaling.keda.query }}
+{{- .Values.autoscaling.keda.query }}
+{{- else }}
+{{- $metric := ternary "tgi_queue_size" "vllm:num_requests_waiting" (eq (include "tuneline.runtimeKind" .) "tgi") }}
+{{- printf "sum(%s{namespace=\"%s\", pod=~\"%s-predictor-.*\"})" $metric .Release.Namespace (include "tuneline.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Container resources: the values' CPU and memory plus the GPUs, requested and limited alike. */}}
+{{- define "tuneline.resources" -}}
+{{- $r := deepCopy .Values.resources }}
+{{- $_ := set $r.requests "nvidia.com/gpu" (int .Values.gpu.count) }}
+{{- $_ := set $r.limits "nvidia.com/gpu" (int .Values.gpu.count) }}
+{{- toYaml $r }}
+{{- end }}
