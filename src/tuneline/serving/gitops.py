@@ -84,9 +84,19 @@ def generated_files(config: TunelineConfig) -> dict[str, str]:
     return files
 
 
+def _orphans(config: TunelineConfig, root: Path, files: dict[str, str]) -> list[Path]:
+    """Argo CD apps of environments that params.yaml no longer has (the folder is generated as a whole)."""
+    apps = Path(root) / config.serve.apps_dir
+    known = {Path(rel).name for rel in files}
+    return [p for p in sorted(apps.glob("*.yaml")) if p.name not in known] if apps.is_dir() else []
+
+
 def export(config: TunelineConfig, root: Path) -> list[Path]:
+    files = generated_files(config)
+    for orphan in _orphans(config, root, files):
+        orphan.unlink()
     written = []
-    for rel, text in generated_files(config).items():
+    for rel, text in files.items():
         write_text_atomic(Path(root) / rel, text)
         written.append(Path(root) / rel)
     return written
@@ -97,8 +107,4 @@ def stale(config: TunelineConfig, root: Path) -> list[Path]:
     files = generated_files(config)
     out = [Path(root) / rel for rel, text in files.items()
            if not (Path(root) / rel).is_file() or (Path(root) / rel).read_text() != text]
-    apps = Path(root) / config.serve.apps_dir
-    if apps.is_dir():
-        known = {Path(rel).name for rel in files}
-        out += [p for p in sorted(apps.glob("*.yaml")) if p.name not in known]
-    return out
+    return out + _orphans(config, root, files)
