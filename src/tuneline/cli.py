@@ -495,7 +495,7 @@ def deploy_export(
 
 @app.command("promote")
 @friendly
-def promote_cmd(
+def promote(
     env: Annotated[str, typer.Option("--env", help="Target environment (serve.environments).")],
     version: Annotated[str | None, typer.Option(help="Registered version to promote.")] = None,
     alias: Annotated[str | None, typer.Option(help="Promote the version carrying this alias (default: candidate).")]
@@ -539,7 +539,7 @@ def registry_sync_alias(
 
 @app.command("smoke")
 @friendly
-def smoke_cmd(
+def smoke(
     url: Annotated[str, typer.Option(help="Root URL of the inference server (TGI, vLLM, transformers serve).")],
     model: Annotated[str | None, typer.Option(help="Model (or LoRA adapter) name to ask; default: /v1/models.")]
     = None,
@@ -554,9 +554,9 @@ def smoke_cmd(
     import json
     import os
 
-    from tuneline.serving.smoke import smoke
+    from tuneline.serving.smoke import smoke as run_smoke
 
-    result = smoke(url, model, prompt, max_tokens, timeout, os.environ.get(token_env) or None)
+    result = run_smoke(url, model, prompt, max_tokens, timeout, os.environ.get(token_env) or None)
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return

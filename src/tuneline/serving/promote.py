@@ -203,8 +203,7 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
             write_text_atomic(tree / promotion.values_path, promotion.content)
             _git(tree, "checkout", "--quiet", "-B", promotion.branch)
             _git(tree, "add", promotion.values_path)
-            trailer = f"Forced-past-gate: {reason}" if force and not promotion.version["gate_passed"] else \
-                "Gate: passed" if promotion.version["gate_passed"] else "Gate: not required"
+            trailer = _gate_trailer(promotion.version, env, reason if force else None)
             _git(tree, "-c", "user.name=tuneline", "-c", "user.email=tuneline@users.noreply.github.com",
                  "commit", "--quiet", "-m", promotion.title, "-m",
                  f"MLflow: {promotion.version['ui_hint']}\nStorage: {promotion.version['storage_uri']}\n\n{trailer}")
@@ -222,6 +221,14 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
         raise PromoteError(f"branch {promotion.branch} ({commit[:12]}) was pushed, but the pull request failed: "
                            f"{exc}") from None
     return Promotion(**{**promotion.__dict__, "commit": commit, "pr_url": pr.url})
+
+
+def _gate_trailer(record: dict[str, Any], env: str, forced_reason: str | None) -> str:
+    if record["gate_passed"]:
+        return "Gate: passed"
+    if forced_reason:
+        return f"Forced-past-gate: {forced_reason}"
+    return f"Gate: {'failed' if record['gate_recorded'] else 'missing'} (not required for {env})"
 
 
 def sync_alias(config: TunelineConfig, env: str, repo: Path = Path(".")) -> tuple[str, str, str]:
