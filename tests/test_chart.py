@@ -380,3 +380,16 @@ def test_helm_test_pod_runs_tuneline_smoke_against_the_cluster_local_predictor()
     assert cmd[:2] == ["tuneline", "smoke"]
     assert f"--url=http://{isvc}-predictor.tuneline.svc.cluster.local" in cmd
     assert "--model=tuneline" in cmd  # the registered adapter's name
+
+
+def test_infra_app_of_apps_follows_the_same_repository_branch_and_folder():
+    from tests.test_infra import load_tf
+
+    cfg = config()
+    for cloud in ("eks", "gke"):
+        tfvars = json.loads((REPO / "infra" / cloud / "gpu_pools.auto.tfvars.json").read_text())
+        assert tfvars["gitops_repo_url"] == cfg.serve.repo_url
+    variables = {k: v for block in load_tf(REPO / "infra" / "modules" / "platform")["variable"]
+                 for k, v in block.items()}
+    assert variables["gitops_revision"]["default"] == cfg.serve.base_branch
+    assert variables["gitops_apps_path"]["default"] == cfg.serve.apps_dir

@@ -61,7 +61,7 @@ variable "gpu_pools" {
 }
 
 variable "gitops_repo_url" {
-  description = "Git URL of this repository (Argo CD syncs deploy/argocd from it)."
+  description = "Git URL of this repository (Argo CD syncs deploy/argocd from it); written from serve.repo_url by tuneline infra export."
   type        = string
 }
 

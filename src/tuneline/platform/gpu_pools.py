@@ -95,7 +95,7 @@ def terraform_vars(config: TunelineConfig, cloud: Cloud) -> dict:
                      "gpus_per_node": spec.gke_gpus_per_node}
         pools[pool_name(pool.gpu)] = {**shape, **common}
     namespaces = sorted({env.namespace for env in config.serve.environments.values()})
-    return {"gpu_pools": pools, "serving_namespaces": namespaces}
+    return {"gpu_pools": pools, "serving_namespaces": namespaces, "gitops_repo_url": config.serve.repo_url}
 
 
 def render_tfvars(config: TunelineConfig, cloud: Cloud) -> str:
