@@ -62,6 +62,14 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
+def _identity(repo: Path) -> list[str]:
+    """The committer: the user's git identity, or tuneline's where none is configured (CI runners)."""
+    proc = subprocess.run(["git", "config", "user.email"], cwd=repo, capture_output=True, text=True)  # noqa: S603, S607
+    if proc.returncode == 0 and proc.stdout.strip():
+        return []
+    return ["-c", "user.name=tuneline", "-c", "user.email=tuneline@users.noreply.github.com"]
+
+
 def _load_values(text: str | None) -> dict[str, Any]:
     data = yaml.safe_load(text) if text else None
     return data if isinstance(data, dict) else {}
@@ -204,8 +212,7 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
             _git(tree, "checkout", "--quiet", "-B", promotion.branch)
             _git(tree, "add", promotion.values_path)
             trailer = _gate_trailer(promotion.version, env, reason if force else None)
-            _git(tree, "-c", "user.name=tuneline", "-c", "user.email=tuneline@users.noreply.github.com",
-                 "commit", "--quiet", "-m", promotion.title, "-m",
+            _git(tree, *_identity(tree), "commit", "--quiet", "-m", promotion.title, "-m",
                  f"MLflow: {promotion.version['ui_hint']}\nStorage: {promotion.version['storage_uri']}\n\n{trailer}")
             commit = _git(tree, "rev-parse", "HEAD")
             _git(tree, "push", "--quiet", "--force-with-lease", serve.remote, f"HEAD:refs/heads/{promotion.branch}")
