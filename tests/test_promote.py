@@ -256,3 +256,18 @@ def test_after_merge_sync_alias_moves_the_environment_alias(world):
     assert result.exit_code == 0, result.output
     assert str(world["client"].get_model_version_by_alias(MODEL, "champion").version) == v2
     assert f"{MODEL} v2 is now @champion" in said(result)
+
+
+def test_a_version_stored_on_a_local_disk_cannot_be_promoted(world):
+    version = str(world["client"].create_model_version(
+        MODEL, source="/tmp/x", tags={"tuneline.storage_uri": "/home/me/mlruns/1/abc/artifacts/model",
+                                      "gate.passed": "true", "gate.reasons": "none"}).version)
+    result = cli(world, "promote", "--env", "dev", "--version", version, "--dry-run")
+    assert result.exit_code == 1 and "which a cluster cannot fetch" in said(result)
+
+
+def test_promotion_keeps_the_order_and_comments_of_the_values_file(world):
+    v2 = world["register"](True, 7.0)
+    plan = promotion.plan(world["config"], "dev", version=v2, repo=world["work"])
+    before = (world["work"] / "deploy" / "environments" / "dev.yaml").read_text()
+    assert plan.content.startswith(before)  # the env's own lines stay as they were; model and runtime follow

@@ -12,6 +12,7 @@ and the pull request).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import logging
 import os
@@ -34,6 +35,8 @@ log = logging.getLogger("tuneline")
 
 #: Where KServe's storage initializer puts the model version inside the predictor.
 MOUNT = "/mnt/models"
+#: URI schemes KServe's storage initializer can fetch (and the chart's schema accepts).
+STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "https://")
 
 
 class PromoteError(RuntimeError):
@@ -90,7 +93,7 @@ def served_base(record: dict[str, Any]) -> str:
 
 
 def new_values(config: TunelineConfig, env: str, current: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    values = yaml.safe_load(yaml.safe_dump(current)) or {}  # deep copy
+    values = copy.deepcopy(current)
     runtime = (values.get("runtime") or {}).get("kind") or config.serve.runtime
     model = values.setdefault("model", {})
     model.update({"name": record["model_name"], "version": str(record["version"]),
@@ -165,6 +168,10 @@ def plan(config: TunelineConfig, env: str, version: str | None = None, alias: st
     if force and not (reason and reason.strip()):
         raise ConfigError("--force needs --reason: it goes into the commit and the pull request")
     record = describe_version(config, version=version, alias=None if version else (alias or CANDIDATE))
+    if not str(record["storage_uri"]).startswith(STORAGE_SCHEMES):
+        raise PromoteError(f"{record['model_name']} v{record['version']} is stored at {record['storage_uri']}, which a "
+                           f"cluster cannot fetch (KServe reads {', '.join(STORAGE_SCHEMES)}); register it against an "
+                           "MLflow server whose artifacts live in the bucket (infra/ deploys one)")
     target = envs[env]
     if target.require_gate and not record["gate_passed"]:
         why = ("; ".join(record["gate_reasons"]) or "failed") if record["gate_recorded"] else "no gate result recorded"
