@@ -49,7 +49,8 @@ def test_kill_9_then_rerun_resumes_and_ends_with_the_same_adapter(make_config, s
     assert not (tmp_path / "killed").exists(), "a killed run leaves no partial model dir"
     survivors = [p.name for p in ckpts.checkpoints(ckpt)]
     assert "checkpoint-24" not in survivors
-    run_id = json.loads((ckpt / "mlflow_run.json").read_text())["run_id"]
+    run_id = ckpts.mlflow_run_of(ckpts.checkpoints(ckpt)[0])
+    assert run_id
 
     # a checkpoint whose file was truncated and one cut off before its marker: both must be skipped
     newest = ckpts.checkpoints(ckpt)[0]

@@ -35,7 +35,7 @@ class DistributedTrainingError(RuntimeError):
 
 def torchrun_command(config_file: str, nproc: int, split_dir: str, model: str, checkpoints: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "tuneline.pipeline.node", "--local", config_file, split_dir, model, checkpoints]
+            "-m", "tuneline.pipeline.node", "local", config_file, split_dir, model, checkpoints]
 
 
 def run_torchrun(config: TunelineConfig, split_dir: str, model: str, checkpoints: str) -> None:

@@ -1,7 +1,8 @@
 """Entry point of each torchrun process.
 
 ``torchrun -m tuneline.pipeline.node <stage URI>``: one node of a multi-node job (below).
-``torchrun -m tuneline.pipeline.node --local CONFIG SPLIT MODEL CHECKPOINTS``: one GPU of a single-node DDP run.
+``torchrun -m tuneline.pipeline.node local CONFIG SPLIT MODEL CHECKPOINTS``: one GPU of a single-node DDP run
+(a word, not ``--local``: torchrun would take an option for an abbreviation of its own ``--local-addr``).
 
 Reads the resolved config and the split that the KFP train step staged under the URI, trains (the HF Trainer
 joins the torchrun process group), and rank 0 uploads the model dir to ``<stage URI>/model``.
@@ -40,7 +41,7 @@ def main_local(config_file: str, split_dir: str, model: str, checkpoints: str) -
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--local":
+    if sys.argv[1] == "local":
         main_local(*sys.argv[2:6])
     else:
         main(sys.argv[1])

@@ -83,17 +83,21 @@ class NanGuard(TrainerCallback):
 
 
 class CheckpointMarker(TrainerCallback):
-    """Mark each checkpoint complete once the Trainer has written it, then mirror it."""
+    """Mark each checkpoint complete once the Trainer has written it, then mirror it.
+
+    ``mlflow_run_id`` is set once the run is open; the marker carries it so that a resume on another node
+    (no local state but the pulled checkpoint) continues the same MLflow run."""
 
     def __init__(self, fingerprint: str, mirror_uri: str | None) -> None:
         self.fingerprint = fingerprint
         self.mirror_uri = mirror_uri
+        self.mlflow_run_id: str | None = None
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = Path(args.output_dir) / f"{checkpoints.PREFIX}{state.global_step}"
         if not ckpt.is_dir():
             return
-        checkpoints.mark_complete(ckpt, state.global_step, self.fingerprint)
+        checkpoints.mark_complete(ckpt, state.global_step, self.fingerprint, self.mlflow_run_id)
         if self.mirror_uri:
             checkpoints.push(ckpt, self.mirror_uri)
             checkpoints.prune_remote(self.mirror_uri, {p.name for p in checkpoints.checkpoints(ckpt.parent)})

@@ -1,15 +1,15 @@
 """Checkpoints that survive ``kill -9`` and lost nodes.
 
 The HF Trainer writes ``checkpoint-N/`` non-atomically. After it finishes, a marker
-(``tuneline_checkpoint.json``) records the step, the run fingerprint and every file's
-size; only a checkpoint whose marker exists and matches its files counts as complete. On
+(``tuneline_checkpoint.json``) records the step, the run fingerprint, the MLflow run the
+resumed training goes on logging to, and every file's size; only a checkpoint whose marker exists and matches its files counts as complete. On
 start, incomplete or corrupt checkpoints, and those of a different run (config or data
 changed), are moved aside to ``rejected/`` with a warning (never deleted), and training
 resumes from the newest complete one.
 
 With ``train.checkpoint_uri`` each complete checkpoint is mirrored to an object-store
-prefix (marker uploaded last), and missing ones are pulled back before resuming, so a
-replacement node continues where a preempted one stopped.
+prefix or a mounted volume (``file://``; marker written last), and missing ones are pulled back
+before resuming, so a replacement node continues where a preempted one stopped.
 """
 
 from __future__ import annotations
@@ -43,8 +43,17 @@ def file_sizes(ckpt: Path) -> dict[str, int]:
     }
 
 
-def mark_complete(ckpt: Path, step: int, fingerprint: str) -> None:
-    write_json_atomic(ckpt / MARKER, {"step": step, "fingerprint": fingerprint, "files": file_sizes(ckpt)})
+def mark_complete(ckpt: Path, step: int, fingerprint: str, mlflow_run_id: str | None = None) -> None:
+    write_json_atomic(ckpt / MARKER, {"step": step, "fingerprint": fingerprint, "mlflow_run_id": mlflow_run_id,
+                                      "files": file_sizes(ckpt)})
+
+
+def mlflow_run_of(ckpt: Path) -> str | None:
+    """The MLflow run that wrote a complete checkpoint (resuming continues it)."""
+    try:
+        return json.loads((ckpt / MARKER).read_text()).get("mlflow_run_id")
+    except (OSError, ValueError):
+        return None
 
 
 def problem(ckpt: Path, fingerprint: str) -> str | None:
@@ -96,8 +105,11 @@ def push(ckpt: Path, uri: str) -> None:
 
     fs, root = fsspec.core.url_to_fs(uri)
     dest = f"{root.rstrip('/')}/{ckpt.name}"
+    fs.makedirs(dest, exist_ok=True)  # object stores have no folders; a mounted volume (file://) does
     for path in sorted(ckpt.rglob("*")):
-        if path.is_file() and path.name != MARKER:
+        if path.is_dir():
+            fs.makedirs(f"{dest}/{path.relative_to(ckpt).as_posix()}", exist_ok=True)
+        elif path.name != MARKER:
             fs.put_file(str(path), f"{dest}/{path.relative_to(ckpt).as_posix()}")
     fs.put_file(str(ckpt / MARKER), f"{dest}/{MARKER}")
 

@@ -12,17 +12,24 @@ Model dir layout (the contract evaluate, register and serve rely on)::
 
 The output dir is written atomically; checkpoints live in ``paths.checkpoints`` so that a
 re-run after any interruption resumes instead of starting over.
+
+Under torchrun (``train.num_gpus > 1`` or a multi-node job) every rank runs this function: all of them train
+and evaluate (collectives), while only global rank 0 tracks to MLflow, marks and mirrors checkpoints and writes
+the model dir; each node's local rank 0 pulls mirrored checkpoints before the others look for one to resume.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import resource
 import shutil
 import sys
+import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,6 @@ from tuneline.tracking import digest, flatten, git_commit, mlflow_run, split_lin
 
 log = logging.getLogger("tuneline.train")
 SUMMARY = "train_summary.json"
-RUN_FILE = "mlflow_run.json"
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val
         use_cpu=decisions.device.kind == "cpu",
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
+        ddp_find_unused_parameters=False,  # every trainable (LoRA) weight is used in each forward pass
         logging_steps=t.logging_steps,
         eval_strategy="steps" if has_val else "no",
         eval_steps=t.eval_steps,
@@ -178,8 +185,11 @@ def run_train(
     run_fp = fingerprint(config, lineage)
     decisions = decide(config, detect_device())
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    # RANK from torchrun's environment: the process group must not exist yet while each rank builds the
+    # built-in base below, or transformers' save_pretrained would write it on rank 0 only
+    main_rank = int(os.environ.get("RANK", "0")) == 0
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) if main_rank else _scratch_dir() as tmp:
         base_ref = sft_manifest["base"] if sft_manifest else config.model.base
         if sft_manifest and sft_manifest.get("base_dir"):
             shutil.copytree(Path(sft_dir) / sft_manifest["base_dir"], tmp / "base")
@@ -213,14 +223,15 @@ def run_train(
         elif not t.full_finetune:
             peft_cfg = lora_config(config, model)
 
-        if t.checkpoint_uri:
+        ranks = _ranks(cpu=decisions.device.kind == "cpu")
+        if t.checkpoint_uri and ranks.is_local_main_process:
             checkpoints.pull(t.checkpoint_uri, ckpt_dir)
+        ranks.wait_for_everyone()
         resume = checkpoints.latest_resumable(ckpt_dir, run_fp)
         if resume:
             log.info("resuming from %s", resume)
-        run_state_path = ckpt_dir / RUN_FILE
-        previous = _read_json(run_state_path)
-        run_id = previous.get("run_id") if resume and previous.get("fingerprint") == run_fp else None
+        run_id = checkpoints.mlflow_run_of(resume) if resume else None
+        marker = CheckpointMarker(run_fp, t.checkpoint_uri)
 
         trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, peft_cfg)
         trainer.remove_callback(PrinterCallback)
@@ -229,23 +240,24 @@ def run_train(
             KeepTrainableDtype(trainer.model),
             progress,
             NanGuard(),
-            CheckpointMarker(run_fp, t.checkpoint_uri),
-            MlflowMetrics(progress),
+            *((marker, MlflowMetrics(progress)) if ranks.is_main_process else ()),
             *(callbacks or ()),
         ):
             trainer.add_callback(callback)
 
         uri = tracking_uri(config.registry.tracking_uri)
         with ExitStack() as stack:
-            try:
-                run = stack.enter_context(
-                    mlflow_run(uri, config.registry.experiment, run_name=f"train-{t.method}", run_id=run_id)
-                )
-            except ConnectionError as exc:
-                raise TrainError(str(exc)) from None
-            write_json_atomic(run_state_path, {"run_id": run.info.run_id, "fingerprint": run_fp})
-            if run.info.run_id != run_id:  # a new run, not the resumed one
-                _log_run_inputs(config, lineage, run_fp, plan, decisions)
+            run_ref = None
+            if ranks.is_main_process:
+                try:
+                    run = stack.enter_context(
+                        mlflow_run(uri, config.registry.experiment, run_name=f"train-{t.method}", run_id=run_id)
+                    )
+                except ConnectionError as exc:
+                    raise TrainError(str(exc)) from None
+                run_ref = marker.mlflow_run_id = run.info.run_id
+                if run_ref != run_id:  # a new run, not the resumed one
+                    _log_run_inputs(config, lineage, run_fp, plan, decisions)
             train_started = time.perf_counter()
             output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
             train_seconds = time.perf_counter() - train_started
@@ -255,6 +267,8 @@ def run_train(
 
             trainer.save_model(str(tmp / "adapter"))
             tokenizer.save_pretrained(str(tmp / "adapter"))
+            if not ranks.is_main_process:  # the others only had to join the collectives of train and evaluate
+                return TrainResult(out=out, summary={"rank": ranks.process_index})
             if t.merge and not t.full_finetune:
                 _merge(config, decisions, base_path, tmp)
 
@@ -282,8 +296,9 @@ def run_train(
                 "optimizer": decisions.optimizer,
                 "device": decisions.device.name,
                 "notes": decisions.notes,
-                "mlflow_run_id": run.info.run_id,
+                "mlflow_run_id": run_ref,
                 "fingerprint": run_fp,
+                "world_size": ranks.num_processes,
             }
             write_json_atomic(tmp / SUMMARY, summary)
             curve_files = write_curves(trainer.state.log_history, tmp)
@@ -295,7 +310,7 @@ def run_train(
                 "merged_dir": "merged" if (tmp / "merged").is_dir() else None,
                 "method": t.method,
                 "sft_adapter": str(sft_dir) if sft_dir else None,
-                "mlflow_run_id": run.info.run_id,
+                "mlflow_run_id": run_ref,
                 "git_commit": git_commit(),
                 "data": lineage,
                 "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
@@ -305,13 +320,19 @@ def run_train(
     return TrainResult(out=out, summary=summary)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
+def _ranks(cpu: bool) -> Any:
+    """The torchrun process group: accelerate's shared state, which the Trainer then reuses (hence ``cpu``,
+    as ``use_cpu`` would have set it: gloo instead of NCCL). One process of rank 0 outside torchrun."""
+    from accelerate import PartialState
 
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    return PartialState(cpu=cpu)
+
+
+@contextmanager
+def _scratch_dir() -> Iterator[Path]:
+    """Where a rank other than 0 puts what it builds on the way (the bundled base); discarded."""
+    with tempfile.TemporaryDirectory(prefix="tuneline-rank-") as tmp:
+        yield Path(tmp)
 
 
 def _merge(config: TunelineConfig, decisions: Any, base_path: str, tmp: Path) -> None:
