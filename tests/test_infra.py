@@ -188,7 +188,8 @@ def test_modules_charts_and_providers_are_pinned():
     releases = [(n, b) for block in tf["resource"] for kind, rs in block.items() if kind == "helm_release"
                 for n, b in rs.items()]
     assert {n for n, _ in releases} >= {"cert_manager", "knative_operator", "kserve", "keda", "kube_prometheus_stack",
-                                        "argo_cd", "nvidia_device_plugin", "cluster_autoscaler"}
+                                        "argo_cd", "nvidia_device_plugin", "cluster_autoscaler",
+                                        "kubeflow_trainer"}
     for name, body in releases:
         ref = re.fullmatch(r"\$\{(?:local\.v|var\.chart_versions)\.(\w+)\}", body["version"])
         assert ref and EXACT.match(chart_versions[ref.group(1)]), f"helm_release {name}: {body['version']}"
@@ -211,6 +212,34 @@ def test_workload_identities_bind_the_service_accounts_the_repo_deploys():
     for sa in ("pipeline", "serving"):
         ns, name = eks["workload_service_accounts"][sa].split(":")
         assert gke["workload_service_accounts"][sa] == {"namespace": ns, "name": name}
+
+
+def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
+    """The RBAC infra/ applies, evaluated by terraform and validated as Kubernetes objects, lets the pipeline's
+    service account do what the train step does with a TrainJob (create, follow, replace after a failure)."""
+    import kubernetes_validate
+
+    from tuneline.pipeline.distributed import TRAINJOB
+
+    manifests = {n: b["yaml_body"] for block in load_tf(INFRA / "modules" / "platform")["resource"]
+                 for kind, rs in block.items() if kind == "kubectl_manifest" for n, b in rs.items()}
+    objects = {}
+    for name in ("train_jobs_role", "train_jobs_binding"):
+        expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", manifests[name], re.S).group(1)
+        proc = subprocess.run(["terraform", "console", "-no-color"], input=f"jsonencode({expr})\n", cwd=tmp_path,
+                              env=TF_ENV, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        objects[name] = json.loads(json.loads(proc.stdout))
+        kubernetes_validate.validate(objects[name], "1.32", strict=True)
+    role, binding = objects["train_jobs_role"], objects["train_jobs_binding"]
+    group, _, plural = TRAINJOB
+    [rule] = role["rules"]
+    assert rule["apiGroups"] == [group] and rule["resources"] == [plural]
+    assert {"create", "get", "delete"} <= set(rule["verbs"])
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == cfg.kubeflow.namespace
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": cfg.kubeflow.service_account,
+                                    "namespace": cfg.kubeflow.namespace}]
 
 
 def test_terraform_fmt_is_clean():

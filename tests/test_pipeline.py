@@ -15,9 +15,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_TRAIN
 from tests.k8s_schemas import crd_errors
 from tests.kfp_api import KfpApi
+from tests.trainer_cluster import TrainerCluster
 from tuneline.cli import app
 from tuneline.config import ConfigError, load_config
 from tuneline.pipeline import distributed, steps
@@ -220,6 +221,55 @@ def test_follow_waits_for_completion_and_reports_failure_or_timeout():
         distributed.follow(failed, *distributed.PYTORCHJOB, "ns", "j", timeout_s=5, poll_s=0)
     with pytest.raises(distributed.DistributedTrainingError, match="did not finish"):
         distributed.follow(_Jobs([running]), *distributed.TRAINJOB, "ns", "j", timeout_s=0, poll_s=0)
+
+
+def test_multi_node_step_stages_launches_follows_and_fetches_the_model_rank_0_wrote(make_config, split_dir,
+                                                                                     tmp_path):
+    """Two nodes, each its own torchrun on its own disk, rendezvous over TCP as on a cluster (CPU, gloo)."""
+    config = make_config(*TINY_TRAIN, "train.num_nodes=2", f"train.checkpoint_uri=file://{tmp_path / 'bucket'}")
+    cluster = TrainerCluster(tmp_path / "cluster")
+    how = distributed.run_multi_node(config, str(split_dir), str(tmp_path / "model"), "0f9e8d7c-run",
+                                     api=cluster, namespace="kubeflow", poll_s=0)
+    assert how == "created"
+    summary = json.loads((tmp_path / "model" / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 16
+    assert (tmp_path / "model" / "adapter" / "adapter_model.safetensors").is_file()
+    stage = tmp_path / "bucket" / "0f9e8d7c-run"
+    assert sorted(p.name for p in stage.iterdir()) == ["config.json", "model", "split"]
+    assert not list((tmp_path / "cluster" / "node-1").rglob("train_summary.json")), "only rank 0 writes the model"
+
+    # the step is retried after the job finished (its pod was preempted while fetching): no second training
+    again = distributed.run_multi_node(config, str(split_dir), str(tmp_path / "model2"), "0f9e8d7c-run",
+                                       api=cluster, namespace="kubeflow", poll_s=0)
+    assert again == "attached" and [c for c in cluster.calls if c[0] == "create"] == [("create", "tuneline-train-0f9e8d7c")] * 2
+    assert json.loads((tmp_path / "model2" / "train_summary.json").read_text()) == summary
+
+
+def test_a_retried_step_replaces_a_failed_job_and_refusals_say_what_to_do(make_config, tmp_path):
+    from kubernetes.client.exceptions import ApiException
+
+    config = make_config("train.num_nodes=2", "train.checkpoint_uri=s3://bucket/ckpt")
+    body = distributed.trainjob_manifest(config, "run-1", "kubeflow")
+    cluster = TrainerCluster(tmp_path, run_jobs=False)
+    cluster.objects[("kubeflow", body["metadata"]["name"])] = {
+        **body, "status": {"conditions": [{"type": "Failed", "status": "True", "message": "node 1 preempted"}]}}
+    assert distributed.launch(cluster, *distributed.TRAINJOB, "kubeflow", body, poll_s=0) == "replaced"
+    assert [c[0] for c in cluster.calls] == ["create", "get", "delete", "get", "create"]
+    assert "status" not in cluster.objects[("kubeflow", body["metadata"]["name"])]
+    # running: attach, do not touch it
+    cluster.objects[("kubeflow", body["metadata"]["name"])]["status"] = {"conditions": [
+        {"type": "Created", "status": "True"}]}
+    assert distributed.launch(cluster, *distributed.TRAINJOB, "kubeflow", body, poll_s=0) == "attached"
+
+    class NoTrainer(TrainerCluster):
+        def create_namespaced_custom_object(self, *args):
+            raise ApiException(status=404, reason="Not Found")
+
+    with pytest.raises(distributed.DistributedTrainingError, match="install Kubeflow Trainer"):
+        distributed.launch(NoTrainer(tmp_path), *distributed.TRAINJOB, "kubeflow", body)
+    bad = {**body, "spec": {**body["spec"], "trainer": {**body["spec"]["trainer"], "numNode": 2}}}
+    with pytest.raises(distributed.DistributedTrainingError, match="422"):
+        distributed.launch(TrainerCluster(tmp_path), *distributed.TRAINJOB, "kubeflow", bad)
 
 
 # --------------------------------------------------------------------------- submit

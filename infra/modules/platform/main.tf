@@ -135,6 +135,50 @@ resource "kubectl_manifest" "kfp_pipeline_runner_sa" {
   depends_on = [kustomization_resource.kfp]
 }
 
+# Kubeflow Trainer (and JobSet, which it runs on) with its default ClusterTrainingRuntimes: the train step creates a
+# TrainJob on `torch-distributed` when train.num_nodes > 1.
+resource "helm_release" "kubeflow_trainer" {
+  name             = "kubeflow-trainer"
+  repository       = "oci://ghcr.io/kubeflow/charts"
+  chart            = "kubeflow-trainer"
+  version          = local.v.kubeflow_trainer
+  namespace        = "kubeflow-system"
+  create_namespace = true
+  wait             = true
+
+  set {
+    name  = "runtimes.defaultEnabled"
+    value = "true"
+  }
+}
+
+# The train step runs as pipeline-runner and creates, follows and (on a retry after a failure) replaces its
+# TrainJob; nothing more.
+resource "kubectl_manifest" "train_jobs_role" {
+  yaml_body = yamlencode({
+    apiVersion = "rbac.authorization.k8s.io/v1"
+    kind       = "Role"
+    metadata   = { name = "tuneline-train-jobs", namespace = "kubeflow" }
+    rules = [{
+      apiGroups = ["trainer.kubeflow.org"]
+      resources = ["trainjobs"]
+      verbs     = ["create", "get", "list", "watch", "delete"]
+    }]
+  })
+  depends_on = [kustomization_resource.kfp]
+}
+
+resource "kubectl_manifest" "train_jobs_binding" {
+  yaml_body = yamlencode({
+    apiVersion = "rbac.authorization.k8s.io/v1"
+    kind       = "RoleBinding"
+    metadata   = { name = "tuneline-train-jobs", namespace = "kubeflow" }
+    roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = "tuneline-train-jobs" }
+    subjects   = [{ kind = "ServiceAccount", name = "pipeline-runner", namespace = "kubeflow" }]
+  })
+  depends_on = [kubectl_manifest.train_jobs_role]
+}
+
 # The MLflow tracking server from this repository's mlflow/ overlay, with the bucket and identity filled in.
 data "kustomization_overlay" "mlflow" {
   resources = ["${path.module}/../../../mlflow/${var.cloud}"]

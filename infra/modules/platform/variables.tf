@@ -55,6 +55,7 @@ variable "chart_versions" {
     keda                  = "2.17.0"
     kube_prometheus_stack = "70.4.2"
     kubeflow_pipelines    = "2.5.0"
+    kubeflow_trainer      = "2.3.0"
     argo_cd               = "7.8.26"
   }
 }

@@ -5,7 +5,9 @@
 * ``train.num_nodes > 1``: the pod cannot hold the job, so the step stages the split and the resolved config
   under ``train.checkpoint_uri``/<run id>, creates a Kubeflow Trainer ``TrainJob`` (or a Training Operator
   ``PyTorchJob``) through the Kubernetes API, follows it to completion, and fetches the model rank 0 wrote.
-  Every node runs ``torchrun -m tuneline.pipeline.node <stage URI>``.
+  Every node runs ``torchrun -m tuneline.pipeline.node <stage URI>``. A retried step (its pod was preempted)
+  finds the job its previous attempt created, by name: it follows a running or finished one, and replaces a
+  failed one, whose nodes then resume from the mirrored checkpoints.
 
 The manifests are plain dicts built here and validated in tests against the published CRD schemas.
 """
@@ -136,6 +138,56 @@ def job_state(obj: dict[str, Any]) -> str | None:
     return None
 
 
+def _refusal(exc: Any, kind: str, plural: str, namespace: str) -> str:
+    if exc.status == 404:
+        return (f"the cluster has no {kind} API: install Kubeflow Trainer (infra/ does) or, on the Training "
+                "Operator, set kubeflow.multi_node_api=pytorchjob")
+    if exc.status == 403:
+        return (f"the step's service account may not create {plural} in namespace {namespace}; grant it "
+                "(infra/ binds pipeline-runner to the tuneline-train-jobs Role)")
+    return f"the Kubernetes API refused the {kind} ({exc.status} {exc.reason}): {exc.body or ''}".strip()
+
+
+def launch(api: Any, group: str, version: str, plural: str, namespace: str, body: dict[str, Any],
+           poll_s: float = 5.0, timeout_s: float = 600.0) -> str:
+    """Create the job, or take over the one a previous attempt of this step created (same name).
+
+    Returns ``created``, ``attached`` (it is running or done: follow it) or ``replaced`` (it had failed: it was
+    deleted and created afresh). ``api`` is a ``kubernetes.client.CustomObjectsApi``.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    kind, name = body["kind"], body["metadata"]["name"]
+    try:
+        api.create_namespaced_custom_object(group, version, namespace, plural, body)
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise DistributedTrainingError(_refusal(exc, kind, plural, namespace)) from None
+    existing = api.get_namespaced_custom_object(group, version, namespace, plural, name)
+    if job_state(existing) != "Failed":
+        log.info("%s %s/%s exists (an earlier attempt of this step): following it", kind, namespace, name)
+        return "attached"
+    log.warning("%s %s/%s failed in an earlier attempt: replacing it", kind, namespace, name)
+    api.delete_namespaced_custom_object(group, version, namespace, plural, name, propagation_policy="Foreground")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            api.get_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                break
+            raise
+        if time.monotonic() > deadline:
+            raise DistributedTrainingError(f"{kind} {name} was not deleted within {timeout_s:.0f}s")
+        time.sleep(poll_s)
+    try:
+        api.create_namespaced_custom_object(group, version, namespace, plural, body)
+    except ApiException as exc:
+        raise DistributedTrainingError(_refusal(exc, kind, plural, namespace)) from None
+    return "replaced"
+
+
 def follow(api: Any, group: str, version: str, plural: str, namespace: str, name: str, timeout_s: float,
            poll_s: float = 15.0) -> dict[str, Any]:
     """Poll a custom object until it finishes; ``api`` is a ``kubernetes.client.CustomObjectsApi``."""
@@ -153,27 +205,33 @@ def follow(api: Any, group: str, version: str, plural: str, namespace: str, name
         time.sleep(poll_s)
 
 
-def run_multi_node(config: TunelineConfig, split_dir: str, model: str, run_id: str) -> None:
+def run_multi_node(config: TunelineConfig, split_dir: str, model: str, run_id: str, api: Any = None,
+                   namespace: str | None = None, poll_s: float = 15.0) -> str:
+    """Stage, launch (or take over), follow, fetch. ``api``/``namespace`` default to the pod's in-cluster
+    service account and namespace. Returns what :func:`launch` did."""
     import fsspec
-    from kubernetes import client
-    from kubernetes import config as kube_config
 
     base = stage_uri(config, run_id)
     fs, root = fsspec.core.url_to_fs(base)
     fs.put(str(split_dir).rstrip("/") + "/", f"{root}/split", recursive=True)
     with fs.open(f"{root}/config.json", "w") as fh:
         fh.write(config.model_dump_json())
-    kube_config.load_incluster_config()
-    namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
-    api = client.CustomObjectsApi()
+    if api is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        kube_config.load_incluster_config()
+        api = client.CustomObjectsApi()
+    namespace = namespace or Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
     if config.kubeflow.multi_node_api == "trainjob":
         group, version, plural = TRAINJOB
         body = trainjob_manifest(config, run_id, namespace)
     else:
         group, version, plural = PYTORCHJOB
         body = pytorchjob_manifest(config, run_id, namespace)
-    api.create_namespaced_custom_object(group, version, namespace, plural, body)
-    log.info("created %s %s/%s; following it", body["kind"], namespace, body["metadata"]["name"])
-    follow(api, group, version, plural, namespace, body["metadata"]["name"], config.kubeflow.job_timeout_s)
+    how = launch(api, group, version, plural, namespace, body, poll_s=poll_s)
+    log.info("%s %s %s/%s; following it", how, body["kind"], namespace, body["metadata"]["name"])
+    follow(api, group, version, plural, namespace, body["metadata"]["name"], config.kubeflow.job_timeout_s, poll_s)
     fs.get(f"{root}/model/", str(model).rstrip("/") + "/", recursive=True)
     log.info("fetched the model rank 0 wrote: %s", json.dumps(sorted(p.name for p in Path(model).iterdir())))
+    return how
