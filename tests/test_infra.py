@@ -219,7 +219,7 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
     service account do what the train step does with a TrainJob (create, follow, replace after a failure)."""
     import kubernetes_validate
 
-    from tuneline.pipeline.distributed import TRAINJOB
+    from tuneline.pipeline.distributed import PYTORCHJOB, TRAINJOB
 
     manifests = {n: b["yaml_body"] for block in load_tf(INFRA / "modules" / "platform")["resource"]
                  for kind, rs in block.items() if kind == "kubectl_manifest" for n, b in rs.items()}
@@ -232,10 +232,9 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
         objects[name] = json.loads(json.loads(proc.stdout))
         kubernetes_validate.validate(objects[name], "1.32", strict=True)
     role, binding = objects["train_jobs_role"], objects["train_jobs_binding"]
-    group, _, plural = TRAINJOB
-    [rule] = role["rules"]
-    assert rule["apiGroups"] == [group] and rule["resources"] == [plural]
-    assert {"create", "get", "delete"} <= set(rule["verbs"])
+    for group, _, plural in (TRAINJOB, PYTORCHJOB):
+        [rule] = [r for r in role["rules"] if r["apiGroups"] == [group] and r["resources"] == [plural]]
+        assert {"create", "get", "delete"} <= set(rule["verbs"])
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == cfg.kubeflow.namespace
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": cfg.kubeflow.service_account,

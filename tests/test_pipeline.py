@@ -74,6 +74,20 @@ def test_train_executor_carries_gpu_scheduling_resources_and_retries_from_config
                        "register": False}
 
 
+def test_checkpoints_can_live_on_a_mounted_volume_instead_of_object_storage(cfg):
+    config = load_config(REPO / "params.yaml", ["kubeflow.checkpoint_pvc=train-checkpoints"])
+    [mount] = compiled(config)[1]["exec-train"]["pvcMount"]
+    assert mount["mountPath"] == steps.CHECKPOINT_MOUNT and mount["constant"] == "train-checkpoints"
+    assert "pvcMount" not in compiled(cfg)[1]["exec-train"]
+    assert steps.checkpoint_mirror(config, "run-7") == f"file://{steps.CHECKPOINT_MOUNT}/run-7"
+    assert steps.checkpoint_mirror(cfg, "run-7") is None
+    both = load_config(REPO / "params.yaml", ["kubeflow.checkpoint_pvc=x", "train.checkpoint_uri=s3://b/ckpt"])
+    assert steps.checkpoint_mirror(both, "run-7") == "s3://b/ckpt/run-7"
+    # the nodes of a multi-node job do not mount the claim: they need the object store
+    multi = load_config(REPO / "params.yaml", ["kubeflow.checkpoint_pvc=x", "train.num_nodes=2"])
+    assert steps.checkpoint_mirror(multi, "run-7") is None
+
+
 def test_scheduling_follows_the_config_to_another_cloud_and_pool():
     other = load_config(REPO / "params.yaml", ["infra.cloud=gke", "kubeflow.train_gpu=a100-80gb",
                                                 "kubeflow.retries=5", "images.gpu=registry.example/t:2"])

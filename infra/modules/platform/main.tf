@@ -153,17 +153,24 @@ resource "helm_release" "kubeflow_trainer" {
 }
 
 # The train step runs as pipeline-runner and creates, follows and (on a retry after a failure) replaces its
-# TrainJob; nothing more.
+# TrainJob (or, with kubeflow.multi_node_api = pytorchjob, a Training Operator PyTorchJob); nothing more.
 resource "kubectl_manifest" "train_jobs_role" {
   yaml_body = yamlencode({
     apiVersion = "rbac.authorization.k8s.io/v1"
     kind       = "Role"
     metadata   = { name = "tuneline-train-jobs", namespace = "kubeflow" }
-    rules = [{
-      apiGroups = ["trainer.kubeflow.org"]
-      resources = ["trainjobs"]
-      verbs     = ["create", "get", "list", "watch", "delete"]
-    }]
+    rules = [
+      {
+        apiGroups = ["trainer.kubeflow.org"]
+        resources = ["trainjobs"]
+        verbs     = ["create", "get", "list", "watch", "delete"]
+      },
+      {
+        apiGroups = ["kubeflow.org"]
+        resources = ["pytorchjobs"]
+        verbs     = ["create", "get", "list", "watch", "delete"]
+      },
+    ]
   })
   depends_on = [kustomization_resource.kfp]
 }

@@ -470,6 +470,11 @@ class KubeflowConfig(Section):
     )
     training_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime a TrainJob refers to.")
     job_timeout_s: int = Field(86400, ge=60, description="Give up following a multi-node job after this long.")
+    checkpoint_pvc: str | None = Field(
+        None, description="PersistentVolumeClaim mounted into the train step; with train.checkpoint_uri unset, "
+        "checkpoints are kept on it so a retried pod resumes without object storage (use ReadWriteMany: EFS, "
+        "Filestore, so the retried pod can mount it on another node). Single-node training only.",
+    )
     secrets: SecretsConfig = SecretsConfig()
 
 

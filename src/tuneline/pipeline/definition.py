@@ -14,6 +14,7 @@ from kfp import dsl, kubernetes
 
 from tuneline.config import TunelineConfig
 from tuneline.pipeline.components import build
+from tuneline.pipeline.steps import CHECKPOINT_MOUNT
 from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
 
 #: Env var names each Secret is expected to hold, mounted with kfp-kubernetes (never pipeline parameters).
@@ -85,6 +86,8 @@ def build_pipeline(config: TunelineConfig) -> Any:
          .set_caching_options(False))
         kubernetes.add_node_selector_json(train, gpu_node_selector)
         kubernetes.add_toleration_json(train, sched.tolerations)
+        if kf.checkpoint_pvc:
+            kubernetes.mount_pvc(train, pvc_name=kf.checkpoint_pvc, mount_path=CHECKPOINT_MOUNT)
         _secrets(train, settings, ("hub_token", "mlflow", "object_store"))
 
         evaluate = c.evaluate(config=cfg, model=train.outputs["model"], split=split.outputs["split"])

@@ -18,6 +18,9 @@ from tuneline.config import ConfigError, TunelineConfig, apply_overrides
 from tuneline.config.loader import validate_mapping
 from tuneline.io.atomic import write_text_atomic
 
+#: Where the train step mounts ``kubeflow.checkpoint_pvc``.
+CHECKPOINT_MOUNT = "/mnt/tuneline-checkpoints"
+
 #: Pipeline parameters that override one config key each (the knobs shown in the KFP UI).
 KNOBS: dict[str, str] = {
     "source_uri": "data.sources",
@@ -90,16 +93,25 @@ def split(config_json: str, cleaned: str, split_dir: str, summary: str) -> None:
     write_text_atomic(summary, _markdown("Split", {**rows, "leaked records handled": result.leaked}))
 
 
+def checkpoint_mirror(config: TunelineConfig, run_id: str) -> str | None:
+    """Where the train step keeps checkpoints that outlive its pod: ``train.checkpoint_uri``, else the mounted
+    ``kubeflow.checkpoint_pvc`` (one node only: the nodes of a multi-node job do not mount it); per run."""
+    root = config.train.checkpoint_uri
+    if root is None and config.kubeflow.checkpoint_pvc and config.train.num_nodes == 1:
+        root = f"file://{CHECKPOINT_MOUNT}"
+    return f"{root.rstrip('/')}/{run_id}" if root and run_id else root
+
+
 def train(config_json: str, split_dir: str, model: str, checkpoints: str, run_id: str) -> dict[str, float]:
-    """Train into ``model``; checkpoints go under ``train.checkpoint_uri``/<run id> too, so a retried or
-    preempted pod resumes instead of starting over. Returns the numeric summary for the Metrics artifact."""
+    """Train into ``model``; checkpoints go to :func:`checkpoint_mirror` too, so a retried or preempted pod
+    resumes instead of starting over. Returns the numeric summary for the Metrics artifact."""
     from tuneline.pipeline import distributed
     from tuneline.stages.train import run_train
 
     config = load(config_json, split=split_dir, model=model, checkpoints=checkpoints)
-    if config.train.checkpoint_uri and run_id:
-        config = config.model_copy(update={"train": config.train.model_copy(
-            update={"checkpoint_uri": f"{config.train.checkpoint_uri.rstrip('/')}/{run_id}"})})
+    mirror = checkpoint_mirror(config, run_id)
+    if mirror != config.train.checkpoint_uri:
+        config = config.model_copy(update={"train": config.train.model_copy(update={"checkpoint_uri": mirror})})
     if config.train.num_nodes > 1:
         distributed.run_multi_node(config, split_dir, model, run_id)
         summary = json.loads((Path(model) / "train_summary.json").read_text())
