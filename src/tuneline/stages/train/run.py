@@ -238,7 +238,7 @@ def run_train(
         progress = Progress()
         for callback in (
             KeepTrainableDtype(trainer.model),
-            progress,
+            *((progress,) if ranks.is_main_process else ()),  # progress, markers and metrics: rank 0's only
             NanGuard(),
             *((marker, MlflowMetrics(progress)) if ranks.is_main_process else ()),
             *(callbacks or ()),
