@@ -1,11 +1,11 @@
 """Checkpoints that survive ``kill -9`` and lost nodes.
 
 The HF Trainer writes ``checkpoint-N/`` non-atomically. After it finishes, a marker
-(``tuneline_checkpoint.json``) records the step, the run fingerprint, the MLflow run the
-resumed training goes on logging to, and every file's size; only a checkpoint whose marker exists and matches its files counts as complete. On
-start, incomplete or corrupt checkpoints, and those of a different run (config or data
-changed), are moved aside to ``rejected/`` with a warning (never deleted), and training
-resumes from the newest complete one.
+(``tuneline_checkpoint.json``) records the step, the run fingerprint, the MLflow run that a
+resume goes on logging to, and every file's size; only a checkpoint whose marker exists and
+matches its files counts as complete. On start, incomplete or corrupt checkpoints, and those
+of a different run (config or data changed), are moved aside to ``rejected/`` with a warning
+(never deleted), and training resumes from the newest complete one.
 
 With ``train.checkpoint_uri`` each complete checkpoint is mirrored to an object-store
 prefix or a mounted volume (``file://``; marker written last), and missing ones are pulled back

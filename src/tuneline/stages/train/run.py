@@ -224,8 +224,10 @@ def run_train(
             peft_cfg = lora_config(config, model)
 
         ranks = _ranks(cpu=decisions.device.kind == "cpu")
-        if t.checkpoint_uri and ranks.is_local_main_process:
-            checkpoints.pull(t.checkpoint_uri, ckpt_dir)
+        if ranks.is_local_main_process:  # once per node: fetch, and set unusable checkpoints aside
+            if t.checkpoint_uri:
+                checkpoints.pull(t.checkpoint_uri, ckpt_dir)
+            checkpoints.latest_resumable(ckpt_dir, run_fp)
         ranks.wait_for_everyone()
         resume = checkpoints.latest_resumable(ckpt_dir, run_fp)
         if resume:
