@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 # Not HF_HUB_OFFLINE: with it, huggingface_hub's InferenceClient refuses even the local judge server.
 export TUNELINE_OFFLINE := 1
 
-.PHONY: setup demo test lint schema bench infra clean-data
+.PHONY: setup demo test contracts lint schema bench infra clean-data
 
 setup: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -40,9 +40,14 @@ demo: setup
 	@echo "outputs: data/{ingested,cleaned,split} (reports: */report.json), models/candidate, reports/eval/report.html"
 	$(BIN)/tuneline registry show
 
-## test: the whole test suite (what .ci/run calls)
+## test: the whole test suite (what .ci/run calls). Tests that need a published contract (CRDs, TGI's
+## OpenAPI) skip with the reason when it is absent: `make contracts` fetches them (needs the internet).
 test: setup
 	$(BIN)/python -m pytest -q
+
+## contracts: download the pinned CRDs and TGI spec (contracts/manifest.json) into .contracts/, sha256-checked
+contracts:
+	$(PYTHON) -m tests.contracts fetch
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -101,15 +101,21 @@ def test_every_scenario_lints_strictly_renders_and_validates(values):
     kinds = {d["kind"] for d in docs}
     assert {"ServingRuntime", "InferenceService", "ServiceAccount"} <= kinds
     for doc in docs:
-        if doc["kind"] in CRDS:
-            errors = crd_errors(*CRDS[doc["kind"]], doc)
-            assert not errors, f"{doc['kind']}: {errors}"
-        else:
+        if doc["kind"] not in CRDS:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         labels = doc["metadata"]["labels"]
         for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                     "app.kubernetes.io/managed-by", "helm.sh/chart"):
             assert key in labels, f"{doc['kind']} lacks {key}"
+
+
+@pytest.mark.parametrize("values", SCENARIOS + ENVIRONMENTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_scenarios_custom_resources_match_their_published_crds(values):
+    docs = [d for d in render(values) if d["kind"] in CRDS]
+    assert {"ServingRuntime", "InferenceService"} <= {d["kind"] for d in docs}
+    for doc in docs:
+        errors = crd_errors(*CRDS[doc["kind"]], doc)
+        assert not errors, f"{doc['kind']}: {errors}"
 
 
 def test_the_crd_validation_is_strict_enough_to_catch_a_typo():

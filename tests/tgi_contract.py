@@ -1,9 +1,14 @@
-"""A local HTTP server that speaks TGI's published OpenAPI contract (../shared/reference/tgi/openapi.json).
+"""A local HTTP server that speaks TGI's published contract.
 
-TGI itself cannot run here. This server validates every request body against the spec's
-request schema (and rejects fields the spec does not declare), and answers with a body
-that it first validates against the spec's response schema, so a client that passes
-against it sends what TGI accepts and reads only what TGI returns.
+TGI itself cannot run here. This server validates every request body against the contract's
+request schema (and rejects fields the contract does not declare), and answers with a body
+that it first validates against the response schema, so a client that passes against it sends
+what TGI accepts and reads only what TGI returns.
+
+The contract is TGI's OpenAPI spec (``tgi/openapi.json``, pinned in contracts/manifest.json) where it is
+present; otherwise the TGI-compatible task types that huggingface_hub generates from the same API
+(``huggingface_hub.inference._generated.types``), which ship in a registry package: the same field names,
+required fields and nesting, checked recursively.
 """
 
 from __future__ import annotations
@@ -13,30 +18,89 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "tgi" / "openapi.json"
+from tests import contracts
+
+SPEC = "tgi/openapi.json"
+# OpenAPI schema name → huggingface_hub's generated type of the same message (None: no generated type).
+HF_TYPES = {"ChatRequest": ("chat_completion", "ChatCompletionInput"),
+            "ChatCompletion": ("chat_completion", "ChatCompletionOutput"),
+            "GenerateRequest": ("text_generation", "TextGenerationInput"),
+            "GenerateResponse": ("text_generation", "TextGenerationOutput"),
+            "ModelInfo": None, "ErrorResponse": None}
 
 
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC_PATH.read_text())
+    """TGI's OpenAPI document; skips the calling test when it is absent."""
+    return json.loads(contracts.require(SPEC).read_text())
 
 
-def validator(name: str) -> Any:
+def schema_errors(name: str, body: Any) -> list[str]:
+    """Why ``body`` does not match contract schema ``name`` (undeclared fields included); empty when it does."""
+    path = contracts.find(SPEC)
+    if path is not None:
+        return _openapi_errors(json.loads(path.read_text()), name, body)
+    target = HF_TYPES[name]
+    if target is None:
+        return []
+    import importlib
+
+    module = importlib.import_module(f"huggingface_hub.inference._generated.types.{target[0]}")
+    return _dataclass_errors(getattr(module, target[1]), body, "")
+
+
+def _openapi_errors(full: dict[str, Any], name: str, body: Any) -> list[str]:
     from openapi_schema_validator import OAS30Validator
 
-    full = spec()
-    return OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": full["components"]})
+    errors = [e.message for e in
+              OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": full["components"]}).iter_errors(body)]
+    schemas = full["components"]["schemas"]
+    if isinstance(body, dict) and "properties" in schemas[name]:
+        errors += [f"undeclared field {k}" for k in set(body) - set(schemas[name]["properties"])]
+        if name == "GenerateRequest" and isinstance(body.get("parameters"), dict):
+            errors += [f"undeclared field parameters.{k}"
+                       for k in set(body["parameters"]) - set(schemas["GenerateParameters"]["properties"])]
+    return errors
 
 
-def undeclared(body: dict[str, Any], schema: str) -> set[str]:
-    """Keys of ``body`` (and of GenerateRequest.parameters) that the spec's schema does not declare."""
-    schemas = spec()["components"]["schemas"]
-    extra = set(body) - set(schemas[schema]["properties"])
-    if schema == "GenerateRequest" and isinstance(body.get("parameters"), dict):
-        extra |= {f"parameters.{k}" for k in set(body["parameters"]) - set(schemas["GenerateParameters"]["properties"])}
-    return extra
+def _dataclass_errors(tp: Any, value: Any, where: str) -> list[str]:
+    import dataclasses
+    import types
+    import typing
+
+    if value is None:
+        return []
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        results = [_dataclass_errors(a, value, where) for a in options]
+        return [] if any(not r for r in results) else results[0]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where}: expected a list"]
+        (item,) = typing.get_args(tp) or (Any,)
+        return [e for i, v in enumerate(value) for e in _dataclass_errors(item, v, f"{where}[{i}]")]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object"]
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        hints = typing.get_type_hints(tp)
+        at = f"{where}." if where else ""
+        errors = [f"undeclared field {at}{k}" for k in set(value) - set(fields)]
+        errors += [f"{k!r} is a required property" + (f" of {where}" if where else "") for k, f in fields.items()
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and k not in value]
+        for k, v in value.items():
+            if k in fields:
+                errors += _dataclass_errors(hints[k], v, f"{at}{k}")
+        return errors
+    if tp in (int, float) and not (isinstance(value, int | float) and not isinstance(value, bool)):
+        return [f"{where}: {value!r} is not a number"]
+    if tp is str and not isinstance(value, str):
+        return [f"{where}: {value!r} is not of type 'string'"]
+    if tp is bool and not isinstance(value, bool):
+        return [f"{where}: {value!r} is not of type 'boolean'"]
+    return []
 
 
 def chat_completion(text: str, model: str = "judge") -> dict[str, Any]:
@@ -82,7 +146,7 @@ class TgiContractServer:
             def do_GET(self) -> None:  # noqa: N802
                 if self.path == "/v1/models":
                     info = {"id": "tgi-served-model", "object": "model", "created": 1, "owned_by": "tgi"}
-                    validator("ModelInfo").validate(info)
+                    assert not schema_errors("ModelInfo", info)
                     self._send(200, info)
                 else:
                     self._send(200 if self.path == "/health" else 404, {})
@@ -99,18 +163,15 @@ class TgiContractServer:
                         self._send(404, {"error": "not found", "error_type": "not_found"})
                         return
                     request_schema, response_schema = outer._validators[self.path]
-                    errors = [e.message for e in validator(request_schema).iter_errors(body)]
-                    errors += [f"undeclared field {k}" for k in undeclared(body, request_schema)]
+                    errors = schema_errors(request_schema, body)
                     if errors:
                         outer.violations += errors
                         self._send(422, {"error": "; ".join(errors), "error_type": "validation"})
                         return
                     time.sleep(outer.delay_s)
                     status, payload = outer.reply(self.path, body)
-                    if status == 200:
-                        validator(response_schema).validate(payload)
-                    else:
-                        validator("ErrorResponse").validate(payload)
+                    answer_errors = schema_errors(response_schema if status == 200 else "ErrorResponse", payload)
+                    assert not answer_errors, f"the test's own reply breaks the contract: {answer_errors}"
                     self._send(status, payload)
                 finally:
                     with outer._lock:
