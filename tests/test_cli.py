@@ -46,7 +46,7 @@ def test_stage_errors_exit_1_with_a_clear_message(tmp_path: Path):
     r = tuneline("ingest", "bad.jsonl", "--out", "i", cwd=tmp_path)
     assert r.returncode == 1
     assert "no valid records" in r.stderr and "Traceback" not in r.stderr
-    assert (tmp_path / "i/quarantine.jsonl").exists()
+    assert (tmp_path / "i.failed/quarantine.jsonl").exists() and not (tmp_path / "i").exists()
 
 
 def test_config_schema_and_show(tmp_path: Path):

@@ -94,11 +94,20 @@ def test_hugging_face_dataset_from_a_local_dir(tmp_path: Path, make_config):
     assert read_jsonl(tmp_path / "o/quarantine.jsonl")[0]["row"] == 1
 
 
-def test_too_many_bad_records_fails_but_keeps_the_quarantine(tmp_path: Path, make_config):
+def test_too_many_bad_records_fails_keeps_the_last_good_output_and_the_failed_one_beside(tmp_path: Path, make_config):
+    good = write_jsonl(tmp_path / "good.jsonl", [chat("q", "a")])
+    run_ingest(make_config(), [Source(uri=str(good))], tmp_path / "o")
+    before = (tmp_path / "o/sft.jsonl").read_bytes()
     src = write_jsonl(tmp_path / "x.jsonl", [chat("q", "a"), "{bad", "{bad"])
-    with pytest.raises(IngestError, match=r"2 of 3 records \(66.7%\).*max_bad_fraction=0.2"):
+    with pytest.raises(IngestError, match=r"2 of 3 records \(66.7%\).*max_bad_fraction=0.2.*o is unchanged"):
         run_ingest(make_config(), [Source(uri=str(src))], tmp_path / "o")
-    assert len(read_jsonl(tmp_path / "o/quarantine.jsonl")) == 2
+    assert (tmp_path / "o/sft.jsonl").read_bytes() == before
+    assert len(read_jsonl(tmp_path / "o.failed/quarantine.jsonl")) == 2
+    # the next failure replaces the earlier failed output (ours), a success leaves it alone
+    with pytest.raises(IngestError):
+        run_ingest(make_config(), [Source(uri=str(src))], tmp_path / "o")
+    assert len(read_jsonl(tmp_path / "o.failed/quarantine.jsonl")) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.jsonl", "o", "o.failed", "x.jsonl"]
 
 
 def test_missing_source_and_unknown_kind_fail_clearly(tmp_path: Path, make_config):

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from tuneline.config import ConfigError, TunelineConfig, json_schema, load_config
 from tuneline.config.schema import Source
+from tuneline.io.atomic import OutputRefused
 from tuneline.progress import console, setup_logging
 
 app = typer.Typer(help="tuneline: conversations → fine-tuned, evaluated, registered, served LLM.",
@@ -60,6 +61,9 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             console.print(f"[bold red]config error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except OutputRefused as exc:
+            console.print(f"[bold red]{fn.__name__} refused:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
         except _expected_errors() as exc:
             console.print(f"[bold red]{fn.__name__} failed:[/] {exc}", highlight=False)

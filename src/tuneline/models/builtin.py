@@ -110,7 +110,7 @@ def build_builtin(base: str, texts: Iterable[str], out: str | Path, seed: int = 
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
     )
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "tuneline builtin model") as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "tuneline_builtin.json", {"base": base, "seed": seed, "shape": shape})

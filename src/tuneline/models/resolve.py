@@ -38,7 +38,7 @@ def fetch_remote(uri: str) -> Path:
     fs, root = fsspec.core.url_to_fs(uri)
     if not fs.exists(f"{root.rstrip('/')}/config.json"):
         raise FileNotFoundError(f"{uri} has no config.json: not a model directory")
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "tuneline model cache") as tmp:
         fs.get(root.rstrip("/") + "/", str(tmp), recursive=True)
     return target
 

@@ -70,7 +70,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     stats: dict[str, Counter] = {k: Counter() for k in KINDS}
     rate = Rate()
 
-    with chunk_mapper(workers, init_worker, (cfg, tok)) as pmap, atomic_dir(out) as tmp, JsonlWriter(tmp / REMOVED_FILE) as removed, stage_progress("clean") as progress:
+    with chunk_mapper(workers, init_worker, (cfg, tok)) as pmap, atomic_dir(out, "tuneline clean", [src]) as tmp, JsonlWriter(tmp / REMOVED_FILE) as removed, stage_progress("clean") as progress:
         for kind in KINDS:
             path = inputs[kind]
             with JsonlWriter(tmp / f"{kind}.jsonl") as kept:

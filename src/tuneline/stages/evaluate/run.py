@@ -23,7 +23,7 @@ from tuneline.config import TunelineConfig
 from tuneline.inference.cache import CallCache, cache_key
 from tuneline.inference.client import Endpoint, EndpointError, run_all
 from tuneline.inference.local_server import LocalServer
-from tuneline.io.atomic import atomic_dir, write_json_atomic, write_text_atomic
+from tuneline.io.atomic import atomic_dir, check_output, write_json_atomic, write_text_atomic
 from tuneline.io.jsonl import JsonlWriter, read_jsonl
 from tuneline.models.builtin import build_builtin, is_builtin
 from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
@@ -43,6 +43,7 @@ log = logging.getLogger("tuneline")
 METRICS, GATE, EXAMPLES, EVALUATION = "metrics.json", "gate.json", "examples.jsonl", "evaluation.json"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 REFERENCE = ("exact_match", "rouge_l", "token_f1")
+WRITER = "tuneline evaluate"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
     model_dir = Path(model_dir or config.paths.model)
     split_dir = Path(split_dir or config.paths.split)
     out = Path(out or config.paths.eval)
+    check_output(out, WRITER, [model_dir, split_dir])  # before the expensive part, not only at the swap
     try:
         manifest = read_manifest(model_dir)
         prompts = jd.Prompts.load(e.judge.prompts_dir)
@@ -147,7 +149,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
             "model_dir": str(model_dir), "train_run_id": manifest.get("mlflow_run_id"),
             "seconds": round(time.perf_counter() - started, 2),
         }
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, WRITER, [model_dir, split_dir]) as tmp:
             write_json_atomic(tmp / METRICS, _jsonable(metrics))
             write_json_atomic(tmp / GATE, gate)
             with JsonlWriter(tmp / EXAMPLES) as writer:

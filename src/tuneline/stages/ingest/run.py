@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob as _glob
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import xxhash
 
 from tuneline.config.schema import Source, TunelineConfig
-from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.stages.ingest.formats import RecordError, canonicalize
@@ -18,10 +19,15 @@ from tuneline.stages.ingest.readers import read_items
 from tuneline.stages.ingest.sources import ResolvedFile, SourceError, resolve
 
 SFT_FILE, PREF_FILE, QUARANTINE_FILE, REPORT_FILE = "sft.jsonl", "preference.jsonl", "quarantine.jsonl", "report.json"
+WRITER = "tuneline ingest"
 
 
 class IngestError(RuntimeError):
     """The ingest cannot produce a trustworthy output (no readable source, too many bad records)."""
+
+
+class IngestRejected(IngestError, OutputRejected):
+    """The ingest ran but its output is not trustworthy: the previous output stays, this one is kept beside it."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
     by_reason: Counter = Counter()
     rate = Rate()
     out = Path(out)
-    with atomic_dir(out) as tmp, JsonlWriter(tmp / SFT_FILE) as sft, JsonlWriter(tmp / PREF_FILE) as pref, \
+    with atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp, JsonlWriter(tmp / SFT_FILE) as sft, JsonlWriter(tmp / PREF_FILE) as pref, \
             JsonlWriter(tmp / QUARANTINE_FILE) as quarantine, stage_progress("ingest") as progress:
         task = progress.add_task("records", total=None, rate="")
         for f in files:
@@ -121,19 +127,25 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
             "records_per_second": round(rate.per_second(total), 1),
         }
         write_json_atomic(tmp / REPORT_FILE, report)
+        log.info("ingest: %d records → %d sft, %d preference, %d quarantined (%.1f%%) in %.1fs",
+                 total, report["sft"], report["preference"], bad, 100 * report["bad_fraction"], report["seconds"])
+        kept = failed_path(out) / QUARANTINE_FILE
+        if report["sft"] + report["preference"] == 0:
+            raise IngestRejected(f"no valid records in {len(files)} file(s); {out} is unchanged, see {kept}")
+        if report["bad_fraction"] > config.data.max_bad_fraction:
+            raise IngestRejected(
+                f"{bad} of {total} records ({report['bad_fraction']:.1%}) were quarantined, more than "
+                f"data.max_bad_fraction={config.data.max_bad_fraction:g}; {out} is unchanged, see {kept} "
+                "(reasons: " + ", ".join(f"{k}={v}" for k, v in by_reason.most_common(5)) + ")"
+            )
+    return IngestResult(out, report["sft"], report["preference"], bad, report)
 
-    log.info("ingest: %d records → %d sft, %d preference, %d quarantined (%.1f%%) in %.1fs",
-             total, report["sft"], report["preference"], bad, 100 * report["bad_fraction"], report["seconds"])
-    result = IngestResult(out, report["sft"], report["preference"], bad, report)
-    if report["sft"] + report["preference"] == 0:
-        raise IngestError(f"no valid records in {len(files)} file(s); see {out / QUARANTINE_FILE}")
-    if report["bad_fraction"] > config.data.max_bad_fraction:
-        raise IngestError(
-            f"{bad} of {total} records ({report['bad_fraction']:.1%}) were quarantined, more than "
-            f"data.max_bad_fraction={config.data.max_bad_fraction:g}; see {out / QUARANTINE_FILE} "
-            "(reasons: " + ", ".join(f"{k}={v}" for k, v in by_reason.most_common(5)) + ")"
-        )
-    return result
+
+def _local_inputs(sources: list[Source], files: list[ResolvedFile]) -> list[str]:
+    """Local paths the output must not overlap: every file read, and each local source that is a directory."""
+    paths = [f.uri for f in files if "://" not in f.uri and not f.uri.startswith("hf:")]
+    paths += [s.uri for s in sources if "://" not in s.uri and not s.uri.startswith("hf:") and not _glob.has_magic(s.uri)]
+    return paths
 
 
 def _preview(obj: Any) -> str:

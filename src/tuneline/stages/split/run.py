@@ -11,7 +11,7 @@ import orjson
 
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import NearDuplicateIndex
-from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
@@ -21,6 +21,11 @@ from tuneline.stages.split.leakage import NUM_PERM, init_worker, prompt_keys_chu
 KINDS = ("sft", "preference")
 LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
 CHUNK = 1024
+
+
+
+class SplitRejected(SplitError, OutputRejected):
+    """The split ran but must not replace the previous one (leakage with action 'fail'); it is kept beside."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
     examples: list[dict[str, Any]] = []
     workers = resolve_workers(config.clean.workers)
 
-    with chunk_mapper(workers, init_worker, (cfg.leakage,)) as pmap, atomic_dir(out) as tmp, \
+    with chunk_mapper(workers, init_worker, (cfg.leakage,)) as pmap, atomic_dir(out, "tuneline split", [src]) as tmp, \
             JsonlWriter(tmp / LEAKAGE_FILE) as leakage, stage_progress("split") as progress:
         for kind in KINDS:
             path = inputs[kind]
@@ -168,8 +173,9 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
         }
         write_json_atomic(tmp / REPORT_FILE, report)
         if leaked and cfg.leakage.action == "fail":
-            raise SplitError(f"{leaked} val/test records share a prompt with train ({dict(leak_counts)}); "
-                             "set split.leakage.action to 'remove' or fix the data")
+            raise SplitRejected(f"{leaked} val/test records share a prompt with train ({dict(leak_counts)}); "
+                                "set split.leakage.action to 'remove' or fix the data; "
+                                f"{out} is unchanged, this split is in {failed_path(out)}")
     if leaked:
         log.warning("split: %d val/test records leak from train (%s)", leaked, cfg.leakage.action)
     return SplitResult(out, counts, leaked, report)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config.schema import TunelineConfig
-from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.io.atomic import atomic_dir, check_output, write_json_atomic
 from tuneline.models.resolve import pretrained_kwargs, resolve_base
 from tuneline.models.trained import MANIFEST, ModelDirError, read_manifest
 from tuneline.planner import GIB
@@ -49,6 +49,7 @@ from tuneline.tracking import digest, flatten, git_commit, mlflow_run, split_lin
 
 log = logging.getLogger("tuneline.train")
 SUMMARY = "train_summary.json"
+WRITER = "tuneline train"
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ def run_train(
         sft_manifest = read_manifest(sft_dir) if sft_dir else None
     except ModelDirError as exc:
         raise TrainError(f"train.dpo.sft_adapter: {exc}") from None
+    inputs = [split_dir, ckpt_dir, *([sft_dir] if sft_dir else [])]
+    check_output(out, WRITER, inputs)  # before the expensive part, not only at the swap
     lineage = split_lineage(split_dir)
     run_fp = fingerprint(config, lineage)
     decisions = decide(config, detect_device())
@@ -189,7 +192,7 @@ def run_train(
     # built-in base below, or transformers' save_pretrained would write it on rank 0 only
     main_rank = int(os.environ.get("RANK", "0")) == 0
 
-    with atomic_dir(out) if main_rank else _scratch_dir() as tmp:
+    with atomic_dir(out, WRITER, inputs) if main_rank else _scratch_dir() as tmp:
         base_ref = sft_manifest["base"] if sft_manifest else config.model.base
         if sft_manifest and sft_manifest.get("base_dir"):
             shutil.copytree(Path(sft_dir) / sft_manifest["base_dir"], tmp / "base")
