@@ -3,7 +3,8 @@ from __future__ import annotations
 import gzip
 import json
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,24 +111,24 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch):
         s3fs.S3FileSystem.clear_instance_cache()
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
-    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend and a local artifact store."""
+@contextmanager
+def running_mlflow_server(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 with a SQLite backend in ``root``; ``args`` choose the artifact
+    store (default: served from ``root/artifacts``). Yields its URL."""
     import os
     import subprocess
     import sys
     import time
     import urllib.request
 
-    root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
+    store = list(args) or ["--artifacts-destination", str(root / "artifacts")]
     log = open(root / "server.log", "wb")  # noqa: SIM115 - held open for the server's lifetime
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ),
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", *store,
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, **(env or {})),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -148,6 +149,13 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real MLflow tracking server on 127.0.0.1 with a SQLite backend and a local artifact store."""
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,32 @@ def test_bearer_token_is_sent() -> None:
     assert headers.get("authorization") == "Bearer secret-token"
 
 
+def test_hf_token_is_never_sent_to_an_endpoint_without_a_token_of_its_own(monkeypatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_not_for_this_endpoint")
+    for api in ("chat", "generate"):
+        reply = chat_reply() if api == "chat" else (lambda p, b: (200, generate_response("[[A]]")))
+        with TgiContractServer(reply) as s:
+            run_all(Endpoint(s.url, api=api), [MESSAGES], max_new_tokens=4)
+        assert s.requests and all("hf_not_for_this_endpoint" not in str(h) for _, _, h in s.requests), api
+
+
+def test_a_token_over_plain_http_to_another_host_is_warned_about() -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("tuneline").addHandler(handler)
+    try:
+        Endpoint("http://judge.example.org:8080", token="tok-123456")
+        Endpoint("https://judge.example.org", token="tok-123456")
+        Endpoint("http://127.0.0.1:8080", token="tok-123456")
+    finally:
+        logging.getLogger("tuneline").removeHandler(handler)
+    warned = [r.getMessage() for r in records if "plain http" in r.getMessage()]
+    assert warned == ["sending a bearer token over plain http to http://judge.example.org:8080: use https"]
+
+
 def test_unreachable_endpoint_is_a_clear_error() -> None:
     from tests.conftest import free_port
 

@@ -34,7 +34,7 @@ def git(cwd: Path, *args: str) -> str:
 class FakeGitHub:
     """Answers like api.github.com for the two endpoints promotion uses, and records what it was sent."""
 
-    def __init__(self, remote: Path, fail_pulls: bool = False) -> None:
+    def __init__(self, remote: Path, fail_pulls: bool = False, token: str = TOKEN) -> None:
         self.requests: list[dict] = []
         self.remote = remote
         self.fail_pulls = fail_pulls
@@ -55,7 +55,7 @@ class FakeGitHub:
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 github.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                if self.headers.get("Authorization") != f"Bearer {token}":
                     return self._reply(401, {"message": "Bad credentials"})
                 if self.headers.get("Accept") != "application/vnd.github+json" or \
                         self.headers.get("X-GitHub-Api-Version") != "2022-11-28":

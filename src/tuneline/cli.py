@@ -20,6 +20,7 @@ from tuneline.config import ConfigError, TunelineConfig, json_schema, load_confi
 from tuneline.config.schema import Source
 from tuneline.io.atomic import OutputRefused
 from tuneline.progress import console, setup_logging
+from tuneline.redact import redact_text
 
 app = typer.Typer(help="tuneline: conversations → fine-tuned, evaluated, registered, served LLM.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -60,13 +61,13 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except ConfigError as exc:
-            console.print(f"[bold red]config error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]config error:[/] {redact_text(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except OutputRefused as exc:
-            console.print(f"[bold red]{fn.__name__} refused:[/] {exc}", highlight=False)
+            console.print(f"[bold red]{fn.__name__} refused:[/] {redact_text(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except _expected_errors() as exc:
-            console.print(f"[bold red]{fn.__name__} failed:[/] {exc}", highlight=False)
+            console.print(f"[bold red]{fn.__name__} failed:[/] {redact_text(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -24,11 +24,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tuneline.redact import RedactingFilter, redact_standard_streams
+
 console = Console(stderr=True)
 log = logging.getLogger("tuneline")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
+    """Log lines to stderr, every line and both standard streams redacted (see tuneline.redact)."""
+    redact_standard_streams()
     if not log.handlers:
         handler: logging.Handler
         if sys.stderr.isatty():
@@ -37,6 +41,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         else:  # DVC, KFP, CI: plain one-line logs that survive in files
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.addFilter(RedactingFilter())
         log.addHandler(handler)
         log.propagate = False
     log.setLevel(level)

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from tuneline.redact import secret_looking_key, url_problem
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable."""
@@ -334,7 +336,10 @@ class JudgeConfig(Section):
     timeout_s: float = Field(120.0, gt=0, description="Timeout of one request.")
     max_retries: int = Field(3, ge=0, description="Retries of a request on timeouts, 429 and 5xx, with backoff.")
     backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
-    token_env: str = Field("HF_TOKEN", description="Environment variable holding the endpoint's bearer token.")
+    token_env: str = Field(
+        "TUNELINE_JUDGE_TOKEN",
+        description="Environment variable holding the judge endpoint's bearer token (its own, never HF_TOKEN's).",
+    )
     human_labels: str | None = Field(
         None, description="JSONL of {id, winner: candidate|baseline|tie} to measure judge agreement against."
     )
@@ -350,10 +355,16 @@ class EvalConfig(Section):
     candidate_endpoint: str | None = Field(
         None, description="Generate candidate answers through this endpoint instead of in-process."
     )
+    candidate_token_env: str = Field(
+        "TUNELINE_CANDIDATE_TOKEN", description="Environment variable holding candidate_endpoint's bearer token."
+    )
     baseline: Literal["auto", "base", "champion", "none"] = Field(
         "auto", description="auto: the registry's champion when one exists, else the untouched base model."
     )
     baseline_endpoint: str | None = Field(None, description="Generate baseline answers through this endpoint.")
+    baseline_token_env: str = Field(
+        "TUNELINE_BASELINE_TOKEN", description="Environment variable holding baseline_endpoint's bearer token."
+    )
     judge: JudgeConfig = JudgeConfig()
     gate: EvalGate = EvalGate()
 
@@ -575,6 +586,29 @@ class TunelineConfig(Section):
     kubeflow: KubeflowConfig = KubeflowConfig()
     plan: PlanConfig = PlanConfig()
     infra: InfraConfig = InfraConfig()
+
+    @model_validator(mode="after")
+    def _no_secrets(self) -> TunelineConfig:
+        """The config is compiled into the pipeline spec, logged to MLflow and committed: no credential may be in it."""
+        for proto, options in self.data.source_options.items():
+            for key in options:
+                if secret_looking_key(key):
+                    raise ValueError(f"data.source_options.{proto}.{key}: looks like a credential, and the config is "
+                                     "compiled into the pipeline and committed; set it in the environment instead "
+                                     "(e.g. AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS)")
+
+        def walk(node: object, where: str) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v, f"{where}.{k}" if where else str(k))
+            elif isinstance(node, list):
+                for i, v in enumerate(node):
+                    walk(v, f"{where}.{i}")
+            elif isinstance(node, str) and (problem := url_problem(node)):
+                raise ValueError(f"{where}: the URL {problem}")
+
+        walk(self.model_dump(), "")
+        return self
 
     @model_validator(mode="after")
     def _pools_in_catalogue(self) -> TunelineConfig:

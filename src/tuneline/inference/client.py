@@ -14,8 +14,12 @@ import os
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from tuneline.redact import redact_url, register_secret, secret_from_env
 
 log = logging.getLogger("tuneline")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 Api = Literal["chat", "generate"]
@@ -74,15 +78,20 @@ class Endpoint:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.token = token
+        register_secret(token)
+        if token and urlsplit(self.url).scheme == "http" and urlsplit(self.url).hostname not in LOOPBACK:
+            log.warning("sending a bearer token over plain http to %s: use https", redact_url(self.url))
         self._concurrency = concurrency
         self._semaphore: asyncio.Semaphore | None = None
         self._client: Any = None
 
     @classmethod
-    def from_config(cls, url: str, judge: Any, **overrides: Any) -> Endpoint:
+    def from_config(cls, url: str, judge: Any, token_env: str | None = None, **overrides: Any) -> Endpoint:
+        """An endpoint with the judge's client settings; its bearer token comes from ``token_env`` (default: the
+        judge's own variable), so each endpoint gets only its own credential."""
         kwargs = dict(api=judge.api, concurrency=judge.concurrency, timeout_s=judge.timeout_s,
                       max_retries=judge.max_retries, backoff_s=judge.backoff_s,
-                      token=os.environ.get(judge.token_env) or None)
+                      token=secret_from_env(token_env or judge.token_env))
         return cls(url, **{**kwargs, **overrides})
 
     def _ensure_client(self) -> Any:
@@ -95,7 +104,11 @@ class Endpoint:
             from huggingface_hub import AsyncInferenceClient
 
             base = f"{self.url}/generate" if self.api == "generate" else self.url
-            self._client = AsyncInferenceClient(base_url=base, api_key=self.token, timeout=self.timeout_s)
+            # With no token of its own, huggingface_hub would send HF_TOKEN (or the saved hub login) to whatever
+            # endpoint this is; a None header is dropped from the request instead.
+            headers = {} if self.token else {"authorization": None}
+            self._client = AsyncInferenceClient(base_url=base, api_key=self.token, timeout=self.timeout_s,
+                                                headers=headers)
         return self._client
 
     async def served_model(self) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from tuneline.config import ConfigError, TunelineConfig, apply_overrides
 from tuneline.config.loader import validate_mapping
 from tuneline.io.atomic import write_text_atomic
+from tuneline.progress import setup_logging
 
 #: Where the train step mounts ``kubeflow.checkpoint_pvc``.
 CHECKPOINT_MOUNT = "/mnt/tuneline-checkpoints"
@@ -53,7 +54,11 @@ def resolve(config_json: str, overrides_json: str, knobs: Mapping[str, Any], out
 
 
 def load(config_json: str, **paths: str) -> TunelineConfig:
-    """The resolved config with ``paths.<name>`` pointed at this step's artifact directories."""
+    """The resolved config with ``paths.<name>`` pointed at this step's artifact directories.
+
+    Every step starts here, so its logs and standard streams are set up (and redacted) as the CLI's are.
+    """
+    setup_logging()
     data = json.loads(config_json)
     data["paths"] = {**data["paths"], **paths}
     return validate_mapping(data, "pipeline config")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
-import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import yaml
 from tuneline.config import TunelineConfig
 from tuneline.config.loader import ConfigError
 from tuneline.io.atomic import write_text_atomic
+from tuneline.redact import redact_text, secret_from_env
 from tuneline.registry import CANDIDATE, RegistryError, client
 from tuneline.serving.github import GitHub, GitHubError, repo_slug
 from tuneline.serving.gitops import platform_defaults, values_file
@@ -203,7 +203,7 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
             token: str | None = None) -> Promotion:
     """Plan, then commit on a fresh branch from ``<remote>/<base>``, push, and open the pull request."""
     serve = config.serve
-    token = token or os.environ.get(serve.token_env)
+    token = token or secret_from_env(serve.token_env)
     if not token:
         raise ConfigError(f"${serve.token_env} is not set: promotion opens a pull request with it "
                           "(use --dry-run to only see the change)")
@@ -219,8 +219,8 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
             _git(tree, "checkout", "--quiet", "-B", promotion.branch)
             _git(tree, "add", promotion.values_path)
             trailer = _gate_trailer(promotion.version, env, reason if force else None)
-            _git(tree, *_identity(tree), "commit", "--quiet", "-m", promotion.title, "-m",
-                 f"MLflow: {promotion.version['ui_hint']}\nStorage: {promotion.version['storage_uri']}\n\n{trailer}")
+            _git(tree, *_identity(tree), "commit", "--quiet", "-m", redact_text(promotion.title), "-m", redact_text(
+                 f"MLflow: {promotion.version['ui_hint']}\nStorage: {promotion.version['storage_uri']}\n\n{trailer}"))
             commit = _git(tree, "rev-parse", "HEAD")
             _git(tree, "push", "--quiet", "--force-with-lease", serve.remote, f"HEAD:refs/heads/{promotion.branch}")
         finally:
@@ -229,7 +229,8 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
     gh = GitHub(serve.github_api, token)
     slug = repo_slug(serve.repo_url)
     try:
-        pr = gh.open_pull_request(slug, promotion.branch, serve.base_branch, promotion.title, promotion.body)
+        pr = gh.open_pull_request(slug, promotion.branch, serve.base_branch, redact_text(promotion.title),
+                                 redact_text(promotion.body))
         gh.add_labels(slug, pr.number, ["promotion", f"env:{env}"])
     except GitHubError as exc:
         raise PromoteError(f"branch {promotion.branch} ({commit[:12]}) was pushed, but the pull request failed: "

@@ -18,6 +18,7 @@ from tuneline.config import TunelineConfig
 from tuneline.inference.client import Completion, Endpoint, EndpointError, run_all
 from tuneline.io.jsonl import read_jsonl
 from tuneline.models.trained import ModelDirError, generate, load_trained
+from tuneline.redact import redact_url
 from tuneline.registry import CHAMPION, RegistryError, download_version, version_by_alias
 from tuneline.stages.evaluate.errors import EvaluateError
 from tuneline.stages.evaluate.reference import answer_loss
@@ -86,13 +87,14 @@ def in_process(model_dir: str | Path, adapter: bool, examples: list[Example], co
     return Answers(label, source, texts, loss)
 
 
-def via_endpoint(url: str, examples: list[Example], config: TunelineConfig, label: str, tick: Tick) -> Answers:
-    endpoint = Endpoint.from_config(url, config.eval.judge, api="chat")
+def via_endpoint(url: str, examples: list[Example], config: TunelineConfig, label: str, tick: Tick,
+                 token_env: str) -> Answers:
+    endpoint = Endpoint.from_config(url, config.eval.judge, token_env, api="chat")
     results = run_all(endpoint, [e.prompt for e in examples], config.eval.max_new_tokens, on_done=lambda: tick(1))
     errors = [r for r in results if isinstance(r, EndpointError)]
     if errors:
         raise EvaluateError(f"{label} endpoint failed on {len(errors)}/{len(examples)} requests: {errors[0]}")
-    return Answers(label, url, [r.text for r in results if isinstance(r, Completion)])
+    return Answers(label, redact_url(url), [r.text for r in results if isinstance(r, Completion)])
 
 
 def resolve_baseline(config: TunelineConfig, workdir: Path) -> tuple[str, Path | None, bool, dict[str, Any]]:

@@ -7,6 +7,7 @@ candidate vs baseline. The HTML inlines them, so the one file can be attached an
 from __future__ import annotations
 
 import base64
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -152,15 +153,26 @@ def markdown(metrics: dict[str, Any], gate: dict[str, Any], rows: list[dict[str,
 
 
 def _cell(text: str, limit: int = 80) -> str:
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """A table cell of data or model output: one line, shortened, every ASCII punctuation mark backslash-escaped
+    so the text renders literally (no links, images, emphasis or HTML from a record)."""
+    text = text.replace("\n", " ")
+    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    return _MD_PUNCT.sub(r"\\\1", text)
+
+
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
 
 
 def html(markdown_text: str, out: Path) -> str:
-    """Self-contained HTML of the markdown report, charts inlined as data URIs."""
+    """Self-contained HTML of the markdown report, charts inlined as data URIs.
+
+    The markdown quotes data and model output, so raw HTML in it is escaped (``html: False``), unsafe link
+    schemes are dropped by markdown-it's link validation, and a Content-Security-Policy forbids scripts,
+    so a record that carries ``<script>`` shows as text wherever the report is opened (MLflow, KFP UI).
+    """
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(markdown_text)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
     for chart in CHARTS:
         path = out / "charts" / chart
         if path.exists():
@@ -168,5 +180,7 @@ def html(markdown_text: str, out: Path) -> str:
             body = body.replace(f'src="charts/{chart}"', f'src="data:image/png;base64,{data}"')
     style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>tuneline evaluation</title>" \
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+    return f"<!doctype html><html><head><meta charset='utf-8'>" \
+           f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\"><title>tuneline evaluation</title>" \
            f"<style>{style}</style></head><body>{body}</body></html>\n"

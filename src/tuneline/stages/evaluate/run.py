@@ -29,6 +29,7 @@ from tuneline.models.builtin import build_builtin, is_builtin
 from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.progress import stage_progress
+from tuneline.redact import redact_url
 from tuneline.stages.evaluate import answers as ans
 from tuneline.stages.evaluate import gate as gate_mod
 from tuneline.stages.evaluate import judge as jd
@@ -81,7 +82,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
         candidate_src = f"{model_dir} ({manifest.get('method', '?')} adapter on {manifest['base']})"
         if e.candidate_endpoint:
             candidate = ans.via_endpoint(e.candidate_endpoint, examples, config, "candidate",
-                                         task("candidate answers", len(examples)))
+                                         task("candidate answers", len(examples)), e.candidate_token_env)
         else:
             candidate = ans.in_process(model_dir, True, examples, config, "candidate", candidate_src,
                                        task("candidate answers", len(examples)))
@@ -89,7 +90,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
         baseline: ans.Answers | None = None
         if kind == "endpoint":
             baseline = ans.via_endpoint(e.baseline_endpoint or "", examples, config, "baseline",
-                                        task("baseline answers", len(examples)))
+                                        task("baseline answers", len(examples)), e.baseline_token_env)
         elif kind == "champion":
             baseline = ans.in_process(base_dir or work, True, examples, config, "baseline",
                                       f"{base_info['model_name']} v{base_info['version']} (@champion)",
@@ -103,7 +104,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
         cache = CallCache(cache_path or config.paths.judge_cache)
         stack.callback(cache.close)
         if e.judge.endpoint:
-            judge_url, judge_name = e.judge.endpoint, e.judge.endpoint
+            judge_url, judge_name = e.judge.endpoint, redact_url(e.judge.endpoint)
             identity = f"endpoint:{e.judge.endpoint}"
         else:
             judge_dir = _judge_model_dir(config, model_dir, manifest, split_dir, work)

@@ -35,7 +35,7 @@ class RawItem:
 
 
 def _open(f: ResolvedFile, mode: str = "rb"):
-    return fsspec.open(f.uri, mode, compression=f.compression, **f.storage_options)
+    return fsspec.open(f.open_uri, mode, compression=f.compression, **f.storage_options)
 
 
 def _utf8_error(line: bytes) -> str:

@@ -14,6 +14,7 @@ from tuneline.config.schema import Source, TunelineConfig
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter
 from tuneline.progress import Rate, log, stage_progress
+from tuneline.redact import redact_text
 from tuneline.stages.ingest.formats import RecordError, canonicalize
 from tuneline.stages.ingest.readers import read_items
 from tuneline.stages.ingest.sources import ResolvedFile, SourceError, resolve
@@ -102,7 +103,8 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                         progress.update(task, advance=8192, rate=f"{rate.per_second(sft.count + pref.count):,.0f} rec/s")
             except (OSError, ValueError, ImportError) as exc:
                 # The file itself is unreadable (truncated gzip, corrupt parquet, bad HF dir).
-                quarantine.write({"file": f.uri, "line": None, "reason": "unreadable_file", "detail": str(exc), "raw": ""})
+                quarantine.write({"file": f.uri, "line": None, "reason": "unreadable_file", "detail": redact_text(str(exc)),
+                                  "raw": ""})
                 counts["quarantined"] += 1
                 counts["unreadable"] += 1
                 by_reason["unreadable_file"] += 1

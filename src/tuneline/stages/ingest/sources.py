@@ -11,6 +11,7 @@ from typing import Any
 import fsspec
 
 from tuneline.config.schema import Source
+from tuneline.redact import redact_text, redact_url
 
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -23,12 +24,20 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class ResolvedFile:
+    """One file to read. ``uri`` names it in records, reports and logs (credentials and signed-URL queries
+    removed); ``open_uri`` is what is opened and is never written anywhere."""
+
     uri: str
     kind: str
     format: str
     compression: str | None = None
     hf_split: str = "train"
-    storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
+    open_uri: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.open_uri:
+            object.__setattr__(self, "open_uri", self.uri)
 
 
 def infer_kind(path: str) -> tuple[str | None, str | None]:
@@ -79,13 +88,13 @@ def resolve(source: Source, storage_options: dict[str, dict[str, Any]] | None = 
         elif fs.exists(path):
             paths = [path]
         else:
-            raise SourceError(f"source {uri!r} does not exist")
+            raise SourceError(f"source {redact_url(uri)!r} does not exist")
     except SourceError:
         raise
     except (OSError, ValueError, ImportError) as exc:
-        raise SourceError(f"cannot list source {uri!r}: {exc}") from None
+        raise SourceError(f"cannot list source {redact_url(uri)!r}: {redact_text(str(exc))}") from None
     if not paths:
-        raise SourceError(f"source {uri!r} matched no files")
+        raise SourceError(f"source {redact_url(uri)!r} matched no files")
 
     files = []
     for p in paths:
@@ -94,8 +103,8 @@ def resolve(source: Source, storage_options: dict[str, dict[str, Any]] | None = 
         if source.kind != "auto":
             kind = source.kind
         if kind is None:
-            raise SourceError(f"cannot tell the file kind of {full!r}: set kind (jsonl, json, csv, parquet) on the source")
-        files.append(ResolvedFile(uri=full, kind=kind, format=source.format, compression=compression,
-                                  storage_options=opts))
-    skipped = [_display(s, uri, proto) for s in skipped]
+            raise SourceError(f"cannot tell the file kind of {redact_url(full)!r}: set kind (jsonl, json, csv, parquet) on the source")
+        files.append(ResolvedFile(uri=redact_url(full), kind=kind, format=source.format, compression=compression,
+                                  storage_options=opts, open_uri=full))
+    skipped = [redact_url(_display(s, uri, proto)) for s in skipped]
     return files, skipped

@@ -19,6 +19,7 @@ from typing import Any
 from tuneline.config import TunelineConfig
 from tuneline.io.atomic import write_json_atomic
 from tuneline.models.trained import ModelDirError, read_manifest
+from tuneline.redact import redact_url
 from tuneline.registry import CANDIDATE, MODEL_ARTIFACT, RegistryError, client, version_by_alias
 from tuneline.stages.evaluate.run import EVALUATION, GATE, METRICS
 from tuneline.tracking import file_md5, flatten, mlflow_run, tracking_uri
@@ -83,7 +84,7 @@ def _data_reports(config: TunelineConfig) -> list[Path]:
 
 
 def _ui_hint(config: TunelineConfig, name: str, version: str) -> str:
-    uri = tracking_uri(config.registry.tracking_uri)
+    uri = redact_url(tracking_uri(config.registry.tracking_uri))
     if uri.startswith(("http://", "https://")):
         return f"{uri.rstrip('/')}/#/models/{name}/versions/{version}"
     return f"mlflow ui --backend-store-uri {uri}  (or `tuneline mlflow up`), then Models → {name} → version {version}"
@@ -118,9 +119,9 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
                 raise
         existing = mlc.search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
     except MlflowException as exc:
-        raise RegisterError(f"MLflow registry at {tracking_uri(config.registry.tracking_uri)}: {exc}") from None
+        raise RegisterError(f"MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - unreachable servers raise many types
-        raise RegisterError(f"cannot reach the MLflow registry at {tracking_uri(config.registry.tracking_uri)}: "
+        raise RegisterError(f"cannot reach the MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: "
                             f"{exc}") from None
 
     if existing:
@@ -179,7 +180,7 @@ def describe_version(config: TunelineConfig, version: str | None = None, alias: 
             versions = mlc.search_model_versions(f"name = '{name}'")
             if not versions:
                 raise RegistryError(f"no registered versions of {name!r} at "
-                                    f"{tracking_uri(config.registry.tracking_uri)}; run `tuneline register`")
+                                    f"{redact_url(tracking_uri(config.registry.tracking_uri))}; run `tuneline register`")
             mv = max(versions, key=lambda v: int(v.version))
         aliases = sorted(mlc.get_model_version(name, mv.version).aliases)
     except MlflowException as exc:
@@ -192,14 +193,14 @@ def describe_version(config: TunelineConfig, version: str | None = None, alias: 
         "gate_recorded": "gate.passed" in tags,
         "gate_passed": tags.get("gate.passed") == "true",
         "gate_reasons": [r for r in tags.get("gate.reasons", "").split("; ") if r and r != "none"],
-        "storage_uri": tags.get("tuneline.storage_uri") or mv.source,
-        "source": mv.source,
+        "storage_uri": redact_url(tags.get("tuneline.storage_uri") or mv.source),
+        "source": redact_url(mv.source),
         "run_id": mv.run_id,
         "input_digest": tags.get(DIGEST_TAG),
         "base_model": tags.get("base_model"),
         "metrics": {k.removeprefix("eval."): _number(v) for k, v in sorted(tags.items())
                     if k.startswith("eval.") and k not in ("eval.baseline", "eval.judge")},
-        "tracking_uri": tracking_uri(config.registry.tracking_uri),
+        "tracking_uri": redact_url(tracking_uri(config.registry.tracking_uri)),
         "ui_hint": _ui_hint(config, name, str(mv.version)),
     }
 
