@@ -219,7 +219,7 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
     service account do what the train step does with a TrainJob (create, follow, replace after a failure)."""
     import kubernetes_validate
 
-    from tuneline.pipeline.distributed import PYTORCHJOB, TRAINJOB
+    from tuneline.stages.train.distributed import PYTORCHJOB, TRAINJOB
 
     manifests = {n: b["yaml_body"] for block in load_tf(INFRA / "modules" / "platform")["resource"]
                  for kind, rs in block.items() if kind == "kubectl_manifest" for n, b in rs.items()}

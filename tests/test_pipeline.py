@@ -21,9 +21,10 @@ from tests.kfp_api import KfpApi
 from tests.trainer_cluster import TrainerCluster
 from tuneline.cli import app
 from tuneline.config import ConfigError, load_config
-from tuneline.pipeline import distributed, steps
+from tuneline.pipeline import steps
 from tuneline.pipeline.compile import PIPELINE_FILE, render, stale
 from tuneline.platform.gpu_pools import scheduling
+from tuneline.stages.train import distributed
 
 
 @pytest.fixture(scope="module")

@@ -43,3 +43,29 @@ def test_two_processes_train_one_model_under_torchrun_and_resume_from_the_mirror
     assert resumed["resumed_from"] == "checkpoint-16" and resumed["steps"] == 16
     assert resumed["mlflow_run_id"] == summary["mlflow_run_id"]
     assert len(_runs(config.registry.tracking_uri)) == 1
+
+
+def test_tuneline_train_takes_num_gpus_too(split_dir, tmp_path):
+    """The CLI (and so `dvc repro`) launches the same torchrun path as the KFP step, not one process."""
+    import subprocess
+    import sys
+
+    sets = [a for s in (*TINY_TRAIN, "train.max_steps=4", "train.num_gpus=2",
+                        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}") for a in ("--set", s)]
+    r = subprocess.run([sys.executable, "-m", "tuneline", "train", str(split_dir), "--out", str(tmp_path / "model"),
+                        "--checkpoints", str(tmp_path / "ckpt"), *sets], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "model" / "train_summary.json").read_text())["world_size"] == 2
+    assert "no CUDA device: running 2 CPU processes with gloo" in r.stderr
+
+
+def test_more_gpus_than_the_machine_has_is_refused(monkeypatch, make_config):
+    import pytest
+    import torch
+
+    from tuneline.stages.train.distributed import DistributedTrainingError, check_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DistributedTrainingError, match=r"train.num_gpus=4, but this machine has 1 CUDA device"):
+        check_devices(4)

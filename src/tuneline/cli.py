@@ -35,7 +35,6 @@ stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.inference import EndpointError
-    from tuneline.pipeline.distributed import DistributedTrainingError
     from tuneline.pipeline.submit import SubmitError
     from tuneline.registry import RegistryError
     from tuneline.serving.github import GitHubError
@@ -47,6 +46,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.stages.register import RegisterError
     from tuneline.stages.split import SplitError
     from tuneline.stages.train import TrainError
+    from tuneline.stages.train.distributed import DistributedTrainingError
 
     return (IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError,
             SubmitError, DistributedTrainingError, PromoteError, SmokeError, GitHubError)
@@ -142,14 +142,14 @@ def train(
     set_: SetOpt = None,
 ) -> None:
     """Fine-tune the base model (QLoRA/LoRA SFT or DPO); resumes from the newest complete checkpoint."""
-    from tuneline.stages.train import run_train
+    from tuneline.stages.train.distributed import launch_training
 
     cfg = _load(config, set_)
-    result = run_train(cfg, src, out, checkpoints)
-    s = result.summary
+    out = out or Path(cfg.paths.model)
+    s = launch_training(cfg, src or cfg.paths.split, out, checkpoints or cfg.paths.checkpoints)
     val = f", val loss {s['final_val_loss']:.4f}" if s["final_val_loss"] is not None else ""
     stdout.print(
-        f"train → {result.out}: {s['steps']} steps, loss {s['final_train_loss']:.4f}{val}, "
+        f"train → {out}: {s['steps']} steps, loss {s['final_train_loss']:.4f}{val}, "
         f"{s['tokens_per_second']:,.0f} tok/s, peak {s['peak_memory_gib']:.2f} GiB, mlflow run {s['mlflow_run_id']}"
     )
 

@@ -93,3 +93,10 @@ def json_schema() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tuneline params.yaml"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def with_paths(config_json: str, **paths: str) -> TunelineConfig:
+    """A resolved config (JSON) with ``paths.<name>`` pointed elsewhere: a pipeline step's or a rank's own dirs."""
+    data = json.loads(config_json)
+    data["paths"] = {**data["paths"], **paths}
+    return validate_mapping(data, "pipeline config")

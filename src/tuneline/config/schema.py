@@ -270,7 +270,9 @@ class TrainConfig(Section):
         None, description="Also mirror checkpoints to this s3:// gs:// or local prefix (survives a lost node)."
     )
     merge: bool = Field(False, description="Also write a merged 16-bit model (base reloaded in 16-bit first).")
-    num_gpus: int = Field(1, ge=1, description="GPUs per node; above 1 the step launches torchrun in its pod (DDP).")
+    num_gpus: int = Field(
+        1, ge=1, description="GPUs per node; above 1 training (CLI, dvc repro or the KFP step) runs under torchrun (DDP)."
+    )
     num_nodes: int = Field(
         1, ge=1, description="Nodes; above 1 the KFP train step runs a Kubeflow Trainer TrainJob (or a PyTorchJob)."
     )

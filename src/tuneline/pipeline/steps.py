@@ -9,13 +9,12 @@ the run, so a bad override fails the first step, naming the key, before anything
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tuneline.config import ConfigError, TunelineConfig, apply_overrides
-from tuneline.config.loader import validate_mapping
+from tuneline.config.loader import validate_mapping, with_paths
 from tuneline.io.atomic import write_text_atomic
 from tuneline.progress import setup_logging
 
@@ -59,9 +58,7 @@ def load(config_json: str, **paths: str) -> TunelineConfig:
     Every step starts here, so its logs and standard streams are set up (and redacted) as the CLI's are.
     """
     setup_logging()
-    data = json.loads(config_json)
-    data["paths"] = {**data["paths"], **paths}
-    return validate_mapping(data, "pipeline config")
+    return with_paths(config_json, **paths)
 
 
 def _markdown(title: str, rows: Mapping[str, Any]) -> str:
@@ -110,21 +107,13 @@ def checkpoint_mirror(config: TunelineConfig, run_id: str) -> str | None:
 def train(config_json: str, split_dir: str, model: str, checkpoints: str, run_id: str) -> dict[str, float]:
     """Train into ``model``; checkpoints go to :func:`checkpoint_mirror` too, so a retried or preempted pod
     resumes instead of starting over. Returns the numeric summary for the Metrics artifact."""
-    from tuneline.pipeline import distributed
-    from tuneline.stages.train import run_train
+    from tuneline.stages.train.distributed import launch_training
 
     config = load(config_json, split=split_dir, model=model, checkpoints=checkpoints)
     mirror = checkpoint_mirror(config, run_id)
     if mirror != config.train.checkpoint_uri:
         config = config.model_copy(update={"train": config.train.model_copy(update={"checkpoint_uri": mirror})})
-    if config.train.num_nodes > 1:
-        distributed.run_multi_node(config, split_dir, model, run_id)
-        summary = json.loads((Path(model) / "train_summary.json").read_text())
-    elif config.train.num_gpus > 1 and not os.environ.get("LOCAL_RANK"):
-        distributed.run_torchrun(config, split_dir, model, checkpoints)
-        summary = json.loads((Path(model) / "train_summary.json").read_text())
-    else:
-        summary = run_train(config, split_dir, model, checkpoints).summary
+    summary = launch_training(config, split_dir, model, checkpoints, run_id)
     return {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 

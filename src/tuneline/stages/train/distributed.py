@@ -1,11 +1,12 @@
-"""Training beyond one GPU.
+"""Training beyond one GPU, for ``tuneline train``, ``dvc repro`` and the KFP train step alike (:func:`launch_training`).
 
-* ``train.num_gpus > 1`` on one node: the train step re-launches itself under ``torchrun`` in its pod (DDP;
-  the HF Trainer picks the ranks up from the environment).
+* ``train.num_gpus > 1`` on one node: training re-launches itself under ``torchrun`` (DDP; the HF Trainer
+  picks the ranks up from the environment). A machine with fewer CUDA devices is refused; one with none runs
+  the processes on the CPU with gloo (how the tests show DDP here).
 * ``train.num_nodes > 1``: the pod cannot hold the job, so the step stages the split and the resolved config
   under ``train.checkpoint_uri``/<run id>, creates a Kubeflow Trainer ``TrainJob`` (or a Training Operator
   ``PyTorchJob``) through the Kubernetes API, follows it to completion, and fetches the model rank 0 wrote.
-  Every node runs ``torchrun -m tuneline.pipeline.node <stage URI>``. A retried step (its pod was preempted)
+  Every node runs ``torchrun -m tuneline.stages.train.node <stage URI>``. A retried step (its pod was preempted)
   finds the job its previous attempt created, by name: it follows a running or finished one, and replaces a
   failed one, whose nodes then resume from the mirrored checkpoints.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -37,10 +39,42 @@ class DistributedTrainingError(RuntimeError):
 
 def torchrun_command(config_file: str, nproc: int, split_dir: str, model: str, checkpoints: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "tuneline.pipeline.node", "local", config_file, split_dir, model, checkpoints]
+            "-m", "tuneline.stages.train.node", "local", config_file, split_dir, model, checkpoints]
+
+
+def launch_training(config: TunelineConfig, split_dir: str | Path, model: str | Path, checkpoints: str | Path,
+                    run_id: str = "") -> dict[str, Any]:
+    """Train on as many processes and nodes as ``train.num_gpus``/``num_nodes`` say; returns the train summary.
+
+    One process (or already a torchrun rank) trains here; ``num_gpus > 1`` re-launches under torchrun;
+    ``num_nodes > 1`` runs the multi-node job (a cluster only: it needs the Kubernetes API).
+    """
+    from tuneline.stages.train.run import SUMMARY, run_train
+
+    split_dir, model, checkpoints = str(split_dir), str(model), str(checkpoints)
+    if config.train.num_nodes > 1:
+        run_multi_node(config, split_dir, model, run_id)
+    elif config.train.num_gpus > 1 and not os.environ.get("LOCAL_RANK"):
+        run_torchrun(config, split_dir, model, checkpoints)
+    else:
+        return run_train(config, split_dir, model, checkpoints).summary
+    return json.loads((Path(model) / SUMMARY).read_text())
+
+
+def check_devices(wanted: int) -> None:
+    """Refuse ``train.num_gpus`` above the CUDA devices present; with none at all the ranks run on the CPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() < wanted:
+        raise DistributedTrainingError(
+            f"train.num_gpus={wanted}, but this machine has {torch.cuda.device_count()} CUDA device(s): "
+            f"set train.num_gpus to at most {torch.cuda.device_count()}")
+    if not torch.cuda.is_available():
+        log.warning("train.num_gpus=%d and no CUDA device: running %d CPU processes with gloo", wanted, wanted)
 
 
 def run_torchrun(config: TunelineConfig, split_dir: str, model: str, checkpoints: str) -> None:
+    check_devices(config.train.num_gpus)
     config_file = Path(checkpoints).parent / "train_config.json"
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(config.model_dump_json())
@@ -61,7 +95,7 @@ def stage_uri(config: TunelineConfig, run_id: str) -> str:
 
 
 def _node_command(config: TunelineConfig, run_id: str) -> list[str]:
-    return ["torchrun", "-m", "tuneline.pipeline.node", stage_uri(config, run_id)]
+    return ["torchrun", "-m", "tuneline.stages.train.node", stage_uri(config, run_id)]
 
 
 def _node_pod(config: TunelineConfig) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Entry point of each torchrun process.
 
-``torchrun -m tuneline.pipeline.node <stage URI>``: one node of a multi-node job (below).
-``torchrun -m tuneline.pipeline.node local CONFIG SPLIT MODEL CHECKPOINTS``: one GPU of a single-node DDP run
+``torchrun -m tuneline.stages.train.node <stage URI>``: one node of a multi-node job (below).
+``torchrun -m tuneline.stages.train.node local CONFIG SPLIT MODEL CHECKPOINTS``: one GPU of a single-node DDP run
 (a word, not ``--local``: torchrun would take an option for an abbreviation of its own ``--local-addr``).
 
 Reads the resolved config and the split that the KFP train step staged under the URI, trains (the HF Trainer
@@ -19,13 +19,13 @@ from pathlib import Path
 def main(stage: str) -> None:
     import fsspec
 
-    from tuneline.pipeline.steps import load
+    from tuneline.config.loader import with_paths
     from tuneline.stages.train import run_train
 
     fs, root = fsspec.core.url_to_fs(stage)
     work = Path(tempfile.mkdtemp(prefix="tuneline-node-"))
     fs.get(f"{root}/split/", str(work / "split") + "/", recursive=True)
-    config = load(fs.cat_file(f"{root}/config.json").decode(), split=str(work / "split"),
+    config = with_paths(fs.cat_file(f"{root}/config.json").decode(), split=str(work / "split"),
                   model=str(work / "model"), checkpoints=str(work / "checkpoints"))
     run_train(config, work / "split", work / "model", work / "checkpoints")
     if int(os.environ.get("RANK", "0")) == 0:
@@ -33,10 +33,10 @@ def main(stage: str) -> None:
 
 
 def main_local(config_file: str, split_dir: str, model: str, checkpoints: str) -> None:
-    from tuneline.pipeline.steps import load
+    from tuneline.config.loader import with_paths
     from tuneline.stages.train import run_train
 
-    config = load(Path(config_file).read_text(), split=split_dir, model=model, checkpoints=checkpoints)
+    config = with_paths(Path(config_file).read_text(), split=split_dir, model=model, checkpoints=checkpoints)
     run_train(config, split_dir, model, checkpoints)
 
 
