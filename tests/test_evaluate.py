@@ -47,18 +47,18 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
     result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
                           tmp_path / "judge.sqlite")
 
-    judge = result.metrics["judge"]
-    assert judge["requests"] == 24 and judge["cache_hits"] == 0 and judge["request_errors"] == 0
-    assert judge["parse_failure_rate"] == 0.0
-    assert judge["candidate_score"]["mean"] == 8.0 and judge["candidate_score"]["n"] == 6
+    judge = result.metrics.judge
+    assert judge.requests == 24 and judge.cache_hits == 0 and judge.request_errors == 0
+    assert judge.parse_failure_rate == 0.0
+    assert judge.candidate_score.mean == 8.0 and judge.candidate_score.n == 6
     # the judge always answers [[A]]: shown both orders, every comparison becomes a tie
-    assert judge["pairwise"]["tie"] == 1.0 and judge["pairwise"]["win_rate"] == 0.5
-    assert judge["pairwise"]["position_consistency"] == 0.0
-    assert judge["agreement"] == {"n": 6, "accuracy": 4 / 6, "cohen_kappa": 0.0}
-    cand, base = result.metrics["candidate"], result.metrics["baseline"]
+    assert judge.pairwise.tie == 1.0 and judge.pairwise.win_rate == 0.5
+    assert judge.pairwise.position_consistency == 0.0
+    assert judge.agreement.model_dump() == {"n": 6, "accuracy": 4 / 6, "cohen_kappa": 0.0}
+    cand, base = result.metrics.candidate, result.metrics.baseline
     assert cand["eval_loss"] < base["eval_loss"]  # the fine-tune fits the task better than the untouched base
     assert cand["rouge_l"] > base["rouge_l"]
-    assert result.gate["passed"], result.gate["reasons"]
+    assert result.gate.passed, result.gate.reasons
 
     out = tmp_path / "eval"
     rows = read_jsonl(out / "examples.jsonl")
@@ -80,8 +80,8 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
     # a re-run pays for nothing: every judgement comes from the cache, and the result is the same
     again = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval2",
                          tmp_path / "judge.sqlite")
-    assert again.metrics["judge"]["cache_hits"] == 24
-    assert again.metrics["judge"]["candidate_score"] == judge["candidate_score"]
+    assert again.metrics.judge.cache_hits == 24
+    assert again.metrics.judge.candidate_score == judge.candidate_score
     assert read_jsonl(tmp_path / "eval2" / "examples.jsonl") == rows
 
 
@@ -91,12 +91,12 @@ def test_the_builtin_judge_produces_junk_that_is_counted_not_guessed(eval_assets
     config = make_config("eval.max_examples=2", "eval.judge.max_new_tokens=12", "eval.judge.pairwise=false")
     result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
                           tmp_path / "judge.sqlite")
-    judge = result.metrics["judge"]
-    assert judge["requests"] == 4 and judge["parse_failure_rate"] == 1.0
-    assert judge["candidate_score"]["mean"] is None
-    assert not result.gate["passed"]
-    assert "no readable judge score for the candidate" in result.gate["reasons"]
-    assert {c["name"]: c["passed"] for c in result.gate["checks"]}["win_rate"] is None  # pairwise off: skipped
+    judge = result.metrics.judge
+    assert judge.requests == 4 and judge.parse_failure_rate == 1.0
+    assert judge.candidate_score.mean is None
+    assert not result.gate.passed
+    assert "no readable judge score for the candidate" in result.gate.reasons
+    assert {c.name: c.passed for c in result.gate.checks}["win_rate"] is None  # pairwise off: skipped
 
 
 @pytest.mark.parametrize("api", ["chat", "generate"])
@@ -109,12 +109,12 @@ def test_endpoints_for_candidate_and_judge(api: str, eval_assets: EvalAssets, ma
     assert cand.violations == [] and judge.violations == []
     assert len(cand.requests) == 5 and len(judge.requests) == 20
     m = result.metrics
-    assert m["candidate"]["exact_match"] == 1.0 and "eval_loss" not in m["candidate"]  # no weights in-process
-    assert m["judge"]["candidate_score"]["mean"] == 9.0
+    assert m.candidate["exact_match"] == 1.0 and "eval_loss" not in m.candidate  # no weights in-process
+    assert m.judge.candidate_score.mean == 9.0
     # the rule judge scores the baseline's wrong answers 2 and prefers the candidate in both orders
-    assert m["judge"]["baseline_score"]["mean"] < 9.0
-    assert m["judge"]["pairwise"]["loss"] == 0.0 and m["judge"]["pairwise"]["win_rate"] > 0.5
-    assert result.gate["passed"], result.gate["reasons"]
+    assert m.judge.baseline_score.mean < 9.0
+    assert m.judge.pairwise.loss == 0.0 and m.judge.pairwise.win_rate > 0.5
+    assert result.gate.passed, result.gate.reasons
 
 
 def test_baseline_none_evaluates_the_candidate_alone(eval_assets: EvalAssets, make_config, tmp_path) -> None:
@@ -122,8 +122,8 @@ def test_baseline_none_evaluates_the_candidate_alone(eval_assets: EvalAssets, ma
         config = make_config(f"eval.judge.endpoint={judge.url}", "eval.max_examples=3", "eval.baseline=none")
         result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
                               tmp_path / "judge.sqlite")
-    assert result.metrics["baseline"] is None and len(judge.requests) == 3
-    assert {c["name"]: c["passed"] for c in result.gate["checks"]}["regression.rouge_l"] is None
+    assert result.metrics.baseline is None and len(judge.requests) == 3
+    assert {c.name: c.passed for c in result.gate.checks}["regression.rouge_l"] is None
 
 
 def test_clear_errors_for_bad_inputs(eval_assets: EvalAssets, make_config, tmp_path) -> None:

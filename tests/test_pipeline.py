@@ -108,6 +108,22 @@ def test_the_knobs_users_change_per_run_are_pipeline_parameters(cfg):
     assert json.loads(params["config"]["defaultValue"]) == json.loads(cfg.model_dump_json())
 
 
+def test_every_run_parameter_explains_itself_in_the_kfp_ui(cfg):
+    """Declared once (tuneline.pipeline.parameters): the pipeline's and the first step's inputs carry the same
+    descriptions, and every knob reaches the first step."""
+    from tuneline.pipeline.parameters import PARAMETERS
+
+    spec, _ = compiled(cfg)
+    table = {p.name: " ".join(p.description.split()) for p in PARAMETERS}
+    root = spec["root"]["inputDefinitions"]["parameters"]
+    assert {k: " ".join(v["description"].split()) for k, v in root.items()} == table
+    first = spec["components"]["comp-resolve-config"]["inputDefinitions"]["parameters"]
+    assert set(first) == set(steps.KNOBS) | {"config", "config_overrides"}
+    assert all(" ".join(first[k]["description"].split()) == table[k] for k in first)
+    wired = spec["root"]["dag"]["tasks"]["resolve-config"]["inputs"]["parameters"]
+    assert {k: v["componentInputParameter"] for k, v in wired.items()} == {k: k for k in first}
+
+
 def test_bad_overrides_fail_the_first_step_naming_the_key(cfg, tmp_path):
     out = tmp_path / "resolved.json"
     with pytest.raises(ConfigError, match=r"train\.learning_rate"):

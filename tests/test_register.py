@@ -55,7 +55,7 @@ def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(
     eval_dir = evaluate(config, eval_assets, tmp_path / "eval")
 
     record = run_register(config, eval_assets.model_dir, eval_dir, tmp_path / "registration.json").record
-    assert record["version"] == "1" and record["aliases"] == [CANDIDATE] and record["gate_passed"]
+    assert record.version == "1" and record.aliases == [CANDIDATE] and record.gate_passed
     assert (tmp_path / "registration.json").is_file()
 
     mv = client(config).get_model_version(config.registry.model_name, "1")
@@ -88,7 +88,7 @@ def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(
 
     # idempotent: the same inputs again give the same version, not a second one
     again = run_register(config, eval_assets.model_dir, eval_dir, tmp_path / "registration.json").record
-    assert again["version"] == "1" and again["existing"] is True
+    assert again.version == "1" and again.existing is True
     assert len(client(config).search_model_versions(f"name = '{config.registry.model_name}'")) == 1
 
 
@@ -98,15 +98,15 @@ def test_a_failed_gate_registers_without_candidate_and_champion_never_moves(cfg,
     config = cfg("eval.max_examples=2", "eval.baseline=none")
     first = run_register(config, eval_assets.model_dir, evaluate(config, eval_assets, tmp_path / "e1")).record
     mlc = client(config)
-    mlc.set_registered_model_alias(config.registry.model_name, CHAMPION, first["version"])  # promotion did this
+    mlc.set_registered_model_alias(config.registry.model_name, CHAMPION, first.version)  # promotion did this
 
     strict = cfg("eval.max_examples=2", "eval.baseline=none", "eval.gate.min_judge_score=10")
     second = run_register(strict, eval_assets.model_dir, evaluate(strict, eval_assets, tmp_path / "e2")).record
-    assert second["version"] == "2" and not second["gate_passed"] and second["aliases"] == []
-    assert any("mean judge score 9.000 (minimum 10)" in r for r in second["gate_reasons"])
+    assert second.version == "2" and not second.gate_passed and second.aliases == []
+    assert any("mean judge score 9.000 (minimum 10)" in r for r in second.gate_reasons)
     name = config.registry.model_name
-    assert mlc.get_model_version_by_alias(name, CANDIDATE).version == first["version"]
-    assert mlc.get_model_version_by_alias(name, CHAMPION).version == first["version"]
+    assert mlc.get_model_version_by_alias(name, CANDIDATE).version == first.version
+    assert mlc.get_model_version_by_alias(name, CHAMPION).version == first.version
     assert mlc.get_model_version(name, "2").tags["gate.passed"] == "false"
 
 
@@ -133,7 +133,7 @@ def test_a_failed_upload_leaves_no_version(cfg, eval_assets: EvalAssets, tmp_pat
     assert failed[0].info.status == "FAILED"
 
     monkeypatch.setattr(mlflow, "log_artifacts", real)
-    assert run_register(config, eval_assets.model_dir, eval_dir).record["version"] == "1"
+    assert run_register(config, eval_assets.model_dir, eval_dir).record.version == "1"
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_the_champion_becomes_the_baseline(cfg, eval_assets: EvalAssets, tmp_pat
 
     config = cfg("eval.max_examples=2", "eval.baseline=none")
     record = run_register(config, eval_assets.model_dir, evaluate(config, eval_assets, tmp_path / "e1")).record
-    client(config).set_registered_model_alias(config.registry.model_name, CHAMPION, record["version"])
+    client(config).set_registered_model_alias(config.registry.model_name, CHAMPION, record.version)
 
     auto = cfg("eval.max_examples=2")  # baseline: auto
     out = evaluate(auto, eval_assets, tmp_path / "e2")

@@ -100,7 +100,7 @@ def test_lora_with_merge_writes_a_merged_model_equal_to_base_plus_adapter(make_c
     ids = tok("Order: 3 x lamp for Alice", return_tensors="pt")
     with torch.no_grad():
         torch.testing.assert_close(merged(**ids).logits, tuned(**ids).logits, rtol=1e-4, atol=1e-4)
-    assert read_manifest(out)["merged_dir"] == "merged"
+    assert read_manifest(out).merged_dir == "merged"
 
 
 def test_dpo_from_the_sft_adapter_changes_every_lora_weight_and_lowers_the_loss(make_config, split_dir, tmp_path):
@@ -126,7 +126,7 @@ def test_full_finetune_trains_every_weight(make_config, split_dir, tmp_path):
     out = run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt", callbacks=[snap]).out
     assert len(snap.before) > 10 and not any("lora_" in n for n in snap.before)
     assert (out / "adapter/model.safetensors").is_file()
-    assert read_manifest(out)["full_finetune"] is True
+    assert read_manifest(out).full_finetune is True
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,8 @@ def test_two_processes_train_one_model_under_torchrun_and_resume_from_the_mirror
     assert not list(tmp_path.glob(".model.*")), "a rank left a partial output dir"
     [run] = _runs(config.registry.tracking_uri)  # rank 1 opened no run of its own
     assert run.info.run_id == summary["mlflow_run_id"] and run.info.status == "FINISHED"
-    assert sorted(p.name for p in mirror.iterdir()) == ["checkpoint-12", "checkpoint-16", "checkpoint-8"]
+    # a finished run keeps its last checkpoint in the mirror (train.mirror_after_finish: last)
+    assert sorted(p.name for p in mirror.iterdir()) == ["checkpoint-16"]
 
     # the retried step lands on a node without the old pod's disk: the ranks resume from the mirror
     shutil.rmtree(tmp_path / "pod")

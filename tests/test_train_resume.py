@@ -83,14 +83,14 @@ def test_checkpoints_of_another_config_are_never_resumed(make_config, split_dir,
     run_train(make_config(*TINY_TRAIN, "train.max_steps=4"), split_dir, tmp_path / "m", tmp_path / "ckpt")
     result = run_train(make_config(*TINY_TRAIN, "train.max_steps=4", "lora.r=4"), split_dir, tmp_path / "m",
                        tmp_path / "ckpt")
-    assert result.summary["resumed_from"] is None
+    assert result.summary.resumed_from is None
     assert [p.name.split("-2")[0] for p in (tmp_path / "ckpt" / "rejected").iterdir()] == ["checkpoint-4"]
 
 
 def test_a_checkpoint_whose_mlflow_run_is_gone_resumes_under_a_new_run(make_config, split_dir, tmp_path):
     """Checkpoints outlive tracking stores (a reused scratch folder, another server): resume, log afresh."""
     first = make_config(*TINY_TRAIN, "train.max_steps=4", f"registry.tracking_uri=sqlite:///{tmp_path / 'a.db'}")
-    old = run_train(first, split_dir, tmp_path / "m1", tmp_path / "ckpt").summary["mlflow_run_id"]
+    old = run_train(first, split_dir, tmp_path / "m1", tmp_path / "ckpt").summary.mlflow_run_id
     second = make_config(*TINY_TRAIN, "train.max_steps=4", f"registry.tracking_uri=sqlite:///{tmp_path / 'b.db'}")
     summary = run_train(second, split_dir, tmp_path / "m2", tmp_path / "ckpt").summary
     assert summary["resumed_from"] == "checkpoint-4"
@@ -117,7 +117,7 @@ def test_checkpoints_mirrored_to_s3_resume_on_a_fresh_machine(make_config, split
 
     # a new node with an empty local checkpoint dir picks up the mirrored checkpoint
     second = run_train(cfg, split_dir, tmp_path / "m2", tmp_path / "node2")
-    assert second.summary["resumed_from"] == "checkpoint-8"
+    assert second.summary.resumed_from == "checkpoint-8"
     a, b = adapter(first.out), adapter(second.out)
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
@@ -140,3 +140,44 @@ def test_diverging_run_fails_without_writing_a_model(make_config, split_dir, tmp
     with pytest.raises(TrainError, match="became (nan|inf)"):
         run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt")
     assert not (tmp_path / "model").exists()
+
+
+def test_a_kill_before_the_newest_checkpoint_is_marked_leaves_the_previous_one(make_config, split_dir, tmp_path,
+                                                                              monkeypatch):
+    """save_total_limit=1: the old checkpoint goes only after the new one is complete, never before."""
+    calls = []
+    real = ckpts.mark_complete
+
+    def dies_before_the_second_marker(ckpt, *args, **kwargs):
+        calls.append(ckpt.name)
+        if len(calls) == 2:  # checkpoint-8 is on disk, its marker not yet: the process is killed here
+            raise KeyboardInterrupt
+        real(ckpt, *args, **kwargs)
+
+    monkeypatch.setattr(ckpts, "mark_complete", dies_before_the_second_marker)
+    cfg = make_config(*TINY_TRAIN, "train.max_steps=12", "train.save_total_limit=1")
+    with pytest.raises(KeyboardInterrupt):
+        run_train(cfg, split_dir, tmp_path / "m", tmp_path / "ckpt")
+    assert calls == ["checkpoint-4", "checkpoint-8"]
+    fingerprint = json.loads((tmp_path / "ckpt/checkpoint-4" / ckpts.MARKER).read_text())["fingerprint"]
+    assert ckpts.latest_resumable(tmp_path / "ckpt", fingerprint).name == "checkpoint-4"
+
+    monkeypatch.setattr(ckpts, "mark_complete", real)
+    result = run_train(cfg, split_dir, tmp_path / "m", tmp_path / "ckpt")
+    assert result.summary.resumed_from == "checkpoint-4" and result.summary.steps == 12
+    assert [p.name for p in ckpts.checkpoints(tmp_path / "ckpt")] == ["checkpoint-12"]
+
+
+def test_rejected_checkpoints_and_a_finished_mirror_follow_the_retention_settings(make_config, split_dir, tmp_path):
+    mirror = tmp_path / "mirror"
+    cfg = make_config(*TINY_TRAIN, "train.max_steps=4", "train.keep_rejected=1",
+                      f"train.checkpoint_uri=file://{mirror}", "train.mirror_after_finish=delete")
+    rejected = tmp_path / "ckpt" / "rejected"
+    for i in range(3):  # three broken checkpoints from earlier, killed runs
+        broken = tmp_path / "ckpt" / f"checkpoint-{90 + i}"
+        broken.mkdir(parents=True)
+        (broken / "trainer_state.json").write_text("{")
+        run_train(cfg, split_dir, tmp_path / "m", tmp_path / "ckpt")
+        assert len(list(rejected.iterdir())) == 1, "only the newest set-aside checkpoint is kept"
+    assert next(rejected.iterdir()).name.startswith("checkpoint-92")
+    assert list(mirror.iterdir()) == [], "a finished run's mirror copies are deleted (mirror_after_finish: delete)"

@@ -25,7 +25,7 @@ def test_training_run_is_fully_tracked_in_mlflow(make_config, split_dir, tmp_pat
     result = run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt")
 
     client = MlflowClient(mlflow_server)
-    run = client.get_run(result.summary["mlflow_run_id"])
+    run = client.get_run(result.summary.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "train-test"
     params = run.data.params
@@ -33,7 +33,7 @@ def test_training_run_is_fully_tracked_in_mlflow(make_config, split_dir, tmp_pat
     tags = run.data.tags
     assert tags["mlflow.source.git.commit"] == head
     assert tags["data.sft/train.jsonl"] == file_md5(split_dir / "sft/train.jsonl")
-    assert tags["tuneline.fingerprint"] == result.summary["fingerprint"]
+    assert tags["tuneline.fingerprint"] == result.summary.fingerprint
 
     losses = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in losses] == [2, 4, 6, 8, 10, 12]

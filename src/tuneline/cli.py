@@ -21,6 +21,7 @@ from tuneline.config.schema import Source
 from tuneline.io.atomic import OutputRefused
 from tuneline.progress import console, setup_logging
 from tuneline.redact import redact_text
+from tuneline.results import VersionRecord
 
 app = typer.Typer(help="tuneline: conversations → fine-tuned, evaluated, registered, served LLM.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -147,10 +148,10 @@ def train(
     cfg = _load(config, set_)
     out = out or Path(cfg.paths.model)
     s = launch_training(cfg, src or cfg.paths.split, out, checkpoints or cfg.paths.checkpoints)
-    val = f", val loss {s['final_val_loss']:.4f}" if s["final_val_loss"] is not None else ""
+    val = f", val loss {s.final_val_loss:.4f}" if s.final_val_loss is not None else ""
     stdout.print(
-        f"train → {out}: {s['steps']} steps, loss {s['final_train_loss']:.4f}{val}, "
-        f"{s['tokens_per_second']:,.0f} tok/s, peak {s['peak_memory_gib']:.2f} GiB, mlflow run {s['mlflow_run_id']}"
+        f"train → {out}: {s.steps} steps, loss {s.final_train_loss:.4f}{val}, "
+        f"{s.tokens_per_second:,.0f} tok/s, peak {s.peak_memory_gib:.2f} GiB, mlflow run {s.mlflow_run_id}"
     )
 
 
@@ -169,15 +170,19 @@ def evaluate(
     cfg = _load(config, set_)
     result = run_evaluate(cfg, model, split_dir, out)
     m, g = result.metrics, result.gate
-    score = m["judge"]["candidate_score"]["mean"]
-    pw = m["judge"].get("pairwise") or {}
+    score = m.judge.candidate_score.mean
+    rate = m.judge.pairwise.win_rate if m.judge.pairwise else None
+    failures = m.judge.parse_failure_rate
+
+    def num(value: float | None, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
     stdout.print(
-        f"evaluate → {result.out}: exact match {m['candidate']['exact_match']:.3f}, ROUGE-L "
-        f"{m['candidate']['rouge_l']:.3f}, judge score {'n/a' if score is None else f'{score:.2f}'}, win rate "
-        f"{'n/a' if pw.get('win_rate') is None else format(pw['win_rate'], '.3f')}, "
-        f"judge parse failures {m['judge']['parse_failure_rate']:.0%}"
+        f"evaluate → {result.out}: exact match {num(m.candidate.get('exact_match'), '.3f')}, ROUGE-L "
+        f"{num(m.candidate.get('rouge_l'), '.3f')}, judge score {num(score, '.2f')}, win rate {num(rate, '.3f')}, "
+        f"judge parse failures {num(failures, '.0%')}"
     )
-    stdout.print(f"gate: {'PASS' if g['passed'] else 'FAIL'}" + ("" if g["passed"] else " — " + "; ".join(g["reasons"])))
+    stdout.print(f"gate: {'PASS' if g.passed else 'FAIL'}" + ("" if g.passed else " — " + "; ".join(g.reasons)))
 
 
 @app.command()
@@ -197,15 +202,15 @@ def register(
     _print_registration(r.record)
 
 
-def _print_registration(record: dict[str, Any]) -> None:
-    aliases = ", ".join(f"@{a}" for a in record["aliases"]) or "none"
-    stdout.print(f"registered: {record['model_name']} version {record['version']}"
-                 f"{' (already registered)' if record.get('existing') else ''}")
+def _print_registration(record: VersionRecord) -> None:
+    aliases = ", ".join(f"@{a}" for a in record.aliases) or "none"
+    stdout.print(f"registered: {record.model_name} version {record.version}"
+                 f"{' (already registered)' if record.existing else ''}")
     stdout.print(f"aliases: {aliases}")
-    stdout.print(f"gate: {'PASS' if record['gate_passed'] else 'FAIL'}"
-                 + ("" if record["gate_passed"] else " — " + "; ".join(record["gate_reasons"])))
-    stdout.print(f"storage: {record['storage_uri']}")
-    stdout.print(f"see it: {record['ui_hint']}")
+    stdout.print(f"gate: {'PASS' if record.gate_passed else 'FAIL'}"
+                 + ("" if record.gate_passed else " — " + "; ".join(record.gate_reasons)))
+    stdout.print(f"storage: {record.storage_uri}")
+    stdout.print(f"see it: {record.ui_hint}")
 
 
 registry_app = typer.Typer(help="Read the MLflow model registry.", no_args_is_help=True)

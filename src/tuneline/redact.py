@@ -5,8 +5,9 @@ through :func:`redact_url` (one URL) or :func:`redact_text` (free text, e.g. an 
 which remove
 
 * the ``user:password@`` part of any URL,
-* the query string and fragment of any URL (signed URLs carry their signature there: ``X-Amz-Signature``,
-  ``sig``, ``token``; a query is dropped whole rather than guessed at, so ``?…`` marks that one was there),
+* the query string of any URL (signed URLs carry their signature there: ``X-Amz-Signature``, ``sig``,
+  ``token``; a query is dropped whole rather than guessed at, so ``?…`` marks that one was there) and any
+  fragment but a UI route (``#/models/...``),
 * every secret value tuneline itself read from the environment (:func:`secret_from_env` registers it).
 
 Config values that end up compiled into the pipeline spec or committed are checked by
@@ -42,7 +43,9 @@ def redact_url(url: str) -> str:
     except ValueError:  # not a URL after all (or a malformed one): keep only what cannot hold a secret
         return url.split("://", 1)[0] + "://" + MASK
     marker = "?…" if parts.query else ""
-    return urlunsplit((parts.scheme, host, parts.path, "", "")) + marker
+    # a UI route (#/models/x/versions/1) is kept; any other fragment may carry a token (#access_token=...)
+    fragment = f"#{parts.fragment}" if parts.fragment.startswith("/") and "=" not in parts.fragment else ""
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) + marker + fragment
 
 
 def redact_text(text: str) -> str:
@@ -51,7 +54,13 @@ def redact_text(text: str) -> str:
         return text
     for secret in sorted(_known, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return _URL.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    tail = len(url) - len(url.rstrip(".:!?"))  # sentence punctuation after a URL is not part of it
+    return redact_url(url[:len(url) - tail]) + url[len(url) - tail:]
 
 
 def register_secret(value: str | None) -> None:

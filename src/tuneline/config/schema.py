@@ -265,7 +265,17 @@ class TrainConfig(Section):
     logging_steps: int = Field(5, ge=1, description="Log loss, tokens/s and learning rate every N steps.")
     eval_steps: int = Field(25, ge=1, description="Validation loss every N steps.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N steps (a multiple of logging_steps).")
-    save_total_limit: int = Field(3, ge=1, description="Checkpoints kept on disk.")
+    save_total_limit: int = Field(
+        3, ge=1, description="Complete checkpoints kept on disk (and in the mirror); older ones are deleted only after "
+        "a newer one is marked complete, so a kill at any point leaves one to resume from.",
+    )
+    keep_rejected: int = Field(
+        3, ge=0, description="Unusable checkpoints set aside in <checkpoints>/rejected/ that are kept (newest first)."
+    )
+    mirror_after_finish: Literal["keep", "last", "delete"] = Field(
+        "last", description="What a finished run leaves in checkpoint_uri: every kept checkpoint, the last one "
+        "(a re-run of the same run resumes at its end), or nothing.",
+    )
     checkpoint_uri: str | None = Field(
         None, description="Also mirror checkpoints to this s3:// gs:// or local prefix (survives a lost node)."
     )

@@ -6,32 +6,36 @@ id) and where the adapter is, so evaluation, registration and serving never gues
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote, pretrained_kwargs
+from pydantic import ValidationError
 
-MANIFEST = "tuneline_model.json"
+from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote, pretrained_kwargs
+from tuneline.results import MODEL_MANIFEST, ModelManifest
 
 
 class ModelDirError(ValueError):
     """The directory is not a complete tuneline model dir."""
 
 
-def read_manifest(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST
+def read_manifest(model_dir: str | Path) -> ModelManifest:
+    path = Path(model_dir) / MODEL_MANIFEST
     if not path.is_file():
-        raise ModelDirError(f"{model_dir} is not a tuneline model dir (no {MANIFEST}); train it with `tuneline train`")
-    return json.loads(path.read_text())
+        raise ModelDirError(f"{model_dir} is not a tuneline model dir (no {MODEL_MANIFEST}); "
+                            "train it with `tuneline train`")
+    try:
+        return ModelManifest.read(path)
+    except (ValidationError, ValueError) as exc:
+        raise ModelDirError(f"{path} is not a valid model manifest: {exc}") from None
 
 
-def base_location(model_dir: str | Path, manifest: dict[str, Any] | None = None) -> str:
+def base_location(model_dir: str | Path, manifest: ModelManifest | None = None) -> str:
     """Loadable base of a trained model dir: its bundled base/, the local copy of an object-store base, or a hub id."""
     manifest = manifest or read_manifest(model_dir)
-    if manifest.get("base_dir"):
-        return str(Path(model_dir) / manifest["base_dir"])
-    base = manifest["base"]
+    if manifest.base_dir:
+        return str(Path(model_dir) / manifest.base_dir)
+    base = manifest.base
     return str(fetch_remote(base)) if base.startswith(REMOTE_SCHEMES) else base
 
 
@@ -42,10 +46,10 @@ def load_trained(model_dir: str | Path, adapter: bool = True, dtype: Any = None)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     manifest = read_manifest(model_dir)
-    adapter_dir = Path(model_dir) / manifest["adapter_dir"]
+    adapter_dir = Path(model_dir) / manifest.adapter_dir
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     kwargs = {"dtype": dtype or torch.float32, **pretrained_kwargs()}
-    if manifest.get("full_finetune"):
+    if manifest.full_finetune:
         source = str(adapter_dir) if adapter else base_location(model_dir, manifest)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     else:

@@ -13,22 +13,10 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from tuneline.config import TunelineConfig
+from tuneline.pipeline.parameters import resolve_config_component
 
-
-def resolve_config(
-    config: str, config_overrides: str, source_uri: str, base_model: str, method: str, epochs: float,
-    learning_rate: float, lora_r: int, num_gpus: int, judge_endpoint: str, model_name: str,
-    resolved: Output[Artifact],
-) -> str:
-    """Validate params.yaml (compiled in) + the run's knobs + the JSON overrides once, before any work."""
-    from tuneline.pipeline.steps import resolve
-
-    knobs = {"source_uri": source_uri, "base_model": base_model, "method": method, "epochs": epochs,
-             "learning_rate": learning_rate, "lora_r": lora_r, "num_gpus": num_gpus,
-             "judge_endpoint": judge_endpoint, "model_name": model_name}
-    resolve(config, config_overrides, {k: v for k, v in knobs.items() if v not in ("", 0, 0.0)}, resolved.path)
-    with open(resolved.path) as fh:
-        return fh.read()
+#: One input per run parameter that overrides a config key (generated from tuneline.pipeline.parameters).
+resolve_config = resolve_config_component()
 
 
 def ingest(config: str, ingested: Output[Dataset], summary: Output[Markdown]) -> None:

@@ -14,6 +14,7 @@ from kfp import dsl, kubernetes
 
 from tuneline.config import TunelineConfig
 from tuneline.pipeline.components import build
+from tuneline.pipeline.parameters import KNOBS, PARAMETERS, args_doc, pipeline_signature
 from tuneline.pipeline.steps import CHECKPOINT_MOUNT
 from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
 
@@ -42,59 +43,45 @@ def _cpu_step(task: Any, config: TunelineConfig, secrets: tuple[str, ...] = ("ob
 
 def build_pipeline(config: TunelineConfig) -> Any:
     """A ``@dsl.pipeline`` function whose parameter defaults are this config's values."""
-    settings = config  # the pipeline below has a parameter named `config` (the JSON it carries)
     c = build(config)
     kf = config.kubeflow
     sched = scheduling(config, kf.train_gpu)
-    config_json = config.model_dump_json()
-    default_source = config.data.sources[0].uri if config.data.sources else ""
+    signature = pipeline_signature(config)
 
-    @dsl.pipeline(name=kf.pipeline_name, description="Conversations → QLoRA fine-tune → LLM-as-judge eval → MLflow.")
-    def tuneline(
-        source_uri: str = default_source,
-        base_model: str = config.model.base,
-        method: str = config.train.method,
-        epochs: float = config.train.epochs,
-        learning_rate: float = config.train.learning_rate,
-        lora_r: int = config.lora.r,
-        num_gpus: int = config.train.num_gpus,
-        gpu_node_selector: dict = sched.node_selector,
-        judge_endpoint: str = config.eval.judge.endpoint or "",
-        model_name: str = config.registry.model_name,
-        config_overrides: str = "{}",
-        config: str = config_json,
-    ) -> None:
+    def tuneline(*args: Any, **kwargs: Any) -> None:
+        run = signature.bind(*args, **kwargs).arguments  # the run parameters, by name
         resolved = c.resolve_config(
-            config=config, config_overrides=config_overrides, source_uri=source_uri, base_model=base_model,
-            method=method, epochs=epochs, learning_rate=learning_rate, lora_r=lora_r, num_gpus=num_gpus,
-            judge_endpoint=judge_endpoint, model_name=model_name,
+            config=run["config"], config_overrides=run["config_overrides"], **{k: run[k] for k in KNOBS},
         ).set_display_name("resolve config")
-        _cpu_step(resolved, settings, ())
+        _cpu_step(resolved, config, ())
         cfg = resolved.outputs["Output"]
 
-        ingest = _cpu_step(c.ingest(config=cfg).set_display_name("ingest"), settings)
-        clean = _cpu_step(c.clean(config=cfg, ingested=ingest.outputs["ingested"]).set_display_name("clean"), settings)
-        split = _cpu_step(c.split(config=cfg, cleaned=clean.outputs["cleaned"]).set_display_name("split"), settings)
+        ingest = _cpu_step(c.ingest(config=cfg).set_display_name("ingest"), config)
+        clean = _cpu_step(c.clean(config=cfg, ingested=ingest.outputs["ingested"]).set_display_name("clean"), config)
+        split = _cpu_step(c.split(config=cfg, cleaned=clean.outputs["cleaned"]).set_display_name("split"), config)
         for task in (ingest, clean, split):
             task.set_caching_options(kf.cache_data_steps)
 
         train = c.train(config=cfg, split=split.outputs["split"]).set_display_name("train (GPU)")
         step = kf.train_step
         (train.set_cpu_request(step.cpu).set_memory_request(step.memory).set_memory_limit(step.memory)
-         .set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(num_gpus)
+         .set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(run["num_gpus"])
          .set_retry(num_retries=kf.retries, backoff_duration=kf.retry_backoff, backoff_factor=2.0)
          .set_caching_options(False))
-        kubernetes.add_node_selector_json(train, gpu_node_selector)
+        kubernetes.add_node_selector_json(train, run["gpu_node_selector"])
         kubernetes.add_toleration_json(train, sched.tolerations)
         if kf.checkpoint_pvc:
             kubernetes.mount_pvc(train, pvc_name=kf.checkpoint_pvc, mount_path=CHECKPOINT_MOUNT)
-        _secrets(train, settings, ("hub_token", "mlflow", "object_store"))
+        _secrets(train, config, ("hub_token", "mlflow", "object_store"))
 
         evaluate = c.evaluate(config=cfg, model=train.outputs["model"], split=split.outputs["split"])
-        _cpu_step(evaluate.set_display_name("evaluate").set_caching_options(False), settings,
+        _cpu_step(evaluate.set_display_name("evaluate").set_caching_options(False), config,
                   ("hub_token", "mlflow", "object_store"))
         register = c.register(config=cfg, model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
                               split=split.outputs["split"])
-        _cpu_step(register.set_display_name("register").set_caching_options(False), settings, ("mlflow", "object_store"))
+        _cpu_step(register.set_display_name("register").set_caching_options(False), config, ("mlflow", "object_store"))
 
-    return tuneline
+    tuneline.__signature__ = signature  # type: ignore[attr-defined]
+    description = "Conversations → QLoRA fine-tune → LLM-as-judge eval → MLflow."
+    tuneline.__doc__ = f"{description}\n\n{args_doc(PARAMETERS)}"
+    return dsl.pipeline(name=kf.pipeline_name, description=description)(tuneline)

@@ -16,23 +16,12 @@ from typing import Any
 from tuneline.config import ConfigError, TunelineConfig, apply_overrides
 from tuneline.config.loader import validate_mapping, with_paths
 from tuneline.io.atomic import write_text_atomic
+from tuneline.pipeline.parameters import KNOBS
 from tuneline.progress import setup_logging
 
 #: Where the train step mounts ``kubeflow.checkpoint_pvc``.
 CHECKPOINT_MOUNT = "/mnt/tuneline-checkpoints"
 
-#: Pipeline parameters that override one config key each (the knobs shown in the KFP UI).
-KNOBS: dict[str, str] = {
-    "source_uri": "data.sources",
-    "base_model": "model.base",
-    "method": "train.method",
-    "epochs": "train.epochs",
-    "learning_rate": "train.learning_rate",
-    "lora_r": "lora.r",
-    "num_gpus": "train.num_gpus",
-    "judge_endpoint": "eval.judge.endpoint",
-    "model_name": "registry.model_name",
-}
 
 
 def resolve(config_json: str, overrides_json: str, knobs: Mapping[str, Any], out: str) -> None:
@@ -113,8 +102,7 @@ def train(config_json: str, split_dir: str, model: str, checkpoints: str, run_id
     mirror = checkpoint_mirror(config, run_id)
     if mirror != config.train.checkpoint_uri:
         config = config.model_copy(update={"train": config.train.model_copy(update={"checkpoint_uri": mirror})})
-    summary = launch_training(config, split_dir, model, checkpoints, run_id)
-    return {k: float(v) for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return launch_training(config, split_dir, model, checkpoints, run_id).numeric()
 
 
 def evaluate(config_json: str, model: str, split_dir: str, evaluation: str, report_html: str,
@@ -126,7 +114,7 @@ def evaluate(config_json: str, model: str, split_dir: str, evaluation: str, repo
     result = run_evaluate(config, model, split_dir, evaluation, cache_path=cache)
     write_text_atomic(report_html, (Path(evaluation) / "report.html").read_text(encoding="utf-8"))
     write_text_atomic(summary, (Path(evaluation) / "report.md").read_text(encoding="utf-8"))
-    return _numeric(result.metrics)
+    return _numeric(result.metrics.model_dump())
 
 
 def register(config_json: str, model: str, evaluation: str, split_dir: str, registration: str, summary: str) -> None:
@@ -135,9 +123,9 @@ def register(config_json: str, model: str, evaluation: str, split_dir: str, regi
     config = load(config_json, model=model, eval=evaluation, split=split_dir, registration=registration)
     record = run_register(config, model, evaluation, registration).record
     write_text_atomic(summary, _markdown("Registered model", {
-        "name": record["model_name"], "version": record["version"], "aliases": ", ".join(record["aliases"]) or "none",
-        "gate": "PASS" if record["gate_passed"] else "FAIL: " + "; ".join(record["gate_reasons"]),
-        "storage": record["storage_uri"]}))
+        "name": record.model_name, "version": record.version, "aliases": ", ".join(record.aliases) or "none",
+        "gate": "PASS" if record.gate_passed else "FAIL: " + "; ".join(record.gate_reasons),
+        "storage": record.storage_uri}))
 
 
 def _numeric(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

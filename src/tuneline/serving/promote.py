@@ -28,6 +28,7 @@ from tuneline.config.loader import ConfigError
 from tuneline.io.atomic import write_text_atomic
 from tuneline.redact import redact_text, secret_from_env
 from tuneline.registry import CANDIDATE, RegistryError, client
+from tuneline.results import VersionRecord
 from tuneline.serving.github import GitHub, GitHubError, repo_slug
 from tuneline.serving.gitops import platform_defaults, values_file
 
@@ -52,8 +53,8 @@ class Promotion:
     diff: str
     title: str
     body: str
-    version: dict[str, Any]
-    current: dict[str, Any] | None
+    version: VersionRecord
+    current: VersionRecord | None
     commit: str | None = None
     pr_url: str | None = None
 
@@ -86,18 +87,18 @@ def _header(text: str | None, env: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def served_base(record: dict[str, Any]) -> str:
+def served_base(record: VersionRecord) -> str:
     """What the runtime loads as base: the bundled copy inside the version, or the hub id it was trained on."""
-    base = record.get("base_model") or ""
+    base = record.base_model or ""
     return f"{MOUNT}/base" if not base or base.startswith("builtin:") else base
 
 
-def new_values(config: TunelineConfig, env: str, current: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def new_values(config: TunelineConfig, env: str, current: dict[str, Any], record: VersionRecord) -> dict[str, Any]:
     values = copy.deepcopy(current)
     runtime = (values.get("runtime") or {}).get("kind") or config.serve.runtime
     model = values.setdefault("model", {})
-    model.update({"name": record["model_name"], "version": str(record["version"]),
-                  "storageUri": record["storage_uri"], "base": served_base(record)})
+    model.update({"name": record.model_name, "version": str(record.version),
+                  "storageUri": record.storage_uri, "base": served_base(record)})
     values.setdefault("runtime", {})["image"] = platform_defaults(config)["images"][runtime]
     return values
 
@@ -106,31 +107,31 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def pr_body(env: str, record: dict[str, Any], current: dict[str, Any] | None, forced_reason: str | None,
+def pr_body(env: str, record: VersionRecord, current: VersionRecord | None, forced_reason: str | None,
             alias: str) -> str:
-    name, version = record["model_name"], record["version"]
-    gate = "passed" if record["gate_passed"] else ("FAILED" if record["gate_recorded"] else "missing")
+    name, version = record.model_name, record.version
+    gate = "passed" if record.gate_passed else ("FAILED" if record.gate_recorded else "missing")
     lines = [f"Promotes **{name} v{version}** to **{env}**.", "",
-             f"- storage: `{record['storage_uri']}`",
-             f"- evaluation gate: **{gate}**" + (f" ({'; '.join(record['gate_reasons'])})"
-                                               if record["gate_reasons"] else ""),
-             f"- MLflow: {record['ui_hint']}"]
+             f"- storage: `{record.storage_uri}`",
+             f"- evaluation gate: **{gate}**" + (f" ({'; '.join(record.gate_reasons)})"
+                                               if record.gate_reasons else ""),
+             f"- MLflow: {record.ui_hint}"]
     if forced_reason:
         lines += ["", f"> **Forced past the gate.** Reason: {forced_reason}"]
     lines += ["", "## Evaluation against what " + env + " serves now", ""]
     if current is None:
         lines.append(f"{env} serves no registered version yet: nothing to compare with.")
     else:
-        cur_v = current["version"]
+        cur_v = current.version
         lines += [f"| metric | {env} now (v{cur_v}) | this (v{version}) | change |", "|---|---:|---:|---:|"]
-        for key in sorted(set(record["metrics"]) | set(current["metrics"])):
-            new, old = record["metrics"].get(key), current["metrics"].get(key)
+        for key in sorted(set(record.metrics) | set(current.metrics)):
+            new, old = record.metrics.get(key), current.metrics.get(key)
             change = _fmt(new - old) if isinstance(new, float) and isinstance(old, float) else ""
             if isinstance(new, float) and isinstance(old, float) and new - old > 0:
                 change = "+" + change
             lines.append(f"| {key} | {_fmt(old) if old is not None else '—'} | "
                          f"{_fmt(new) if new is not None else '—'} | {change} |")
-    rollback = (f"`tuneline promote --env {env} --version {current['version']}`" if current else
+    rollback = (f"`tuneline promote --env {env} --version {current.version}`" if current else
                 "revert this pull request")
     lines += ["", "## After merge", "",
               f"Argo CD syncs `tuneline-{env}`; the promotion workflow sets MLflow alias `@{alias}` on v{version} "
@@ -142,7 +143,7 @@ def pr_body(env: str, record: dict[str, Any], current: dict[str, Any] | None, fo
     return "\n".join(lines) + "\n"
 
 
-def _current_record(config: TunelineConfig, values: dict[str, Any]) -> dict[str, Any] | None:
+def _current_record(config: TunelineConfig, values: dict[str, Any]) -> VersionRecord | None:
     from tuneline.stages.register import describe_version
 
     version = str((values.get("model") or {}).get("version") or "")
@@ -168,15 +169,15 @@ def plan(config: TunelineConfig, env: str, version: str | None = None, alias: st
     if force and not (reason and reason.strip()):
         raise ConfigError("--force needs --reason: it goes into the commit and the pull request")
     record = describe_version(config, version=version, alias=None if version else (alias or CANDIDATE))
-    if not str(record["storage_uri"]).startswith(STORAGE_SCHEMES):
-        raise PromoteError(f"{record['model_name']} v{record['version']} is stored at {record['storage_uri']}, which a "
+    if not str(record.storage_uri).startswith(STORAGE_SCHEMES):
+        raise PromoteError(f"{record.model_name} v{record.version} is stored at {record.storage_uri}, which a "
                            f"cluster cannot fetch (KServe reads {', '.join(STORAGE_SCHEMES)}); register it against an "
                            "MLflow server whose artifacts live in the bucket (infra/ deploys one)")
     target = envs[env]
-    if target.require_gate and not record["gate_passed"]:
-        why = ("; ".join(record["gate_reasons"]) or "failed") if record["gate_recorded"] else "no gate result recorded"
+    if target.require_gate and not record.gate_passed:
+        why = ("; ".join(record.gate_reasons) or "failed") if record.gate_recorded else "no gate result recorded"
         if not force:
-            raise PromoteError(f"{record['model_name']} v{record['version']} did not pass the evaluation gate ({why}); "
+            raise PromoteError(f"{record.model_name} v{record.version} did not pass the evaluation gate ({why}); "
                                f"{env} requires it. Override with --force --reason '...' if you must.")
         log.warning("promoting past a failed gate (%s): %s", why, reason)
     rel = values_file(config, env)
@@ -187,7 +188,7 @@ def plan(config: TunelineConfig, env: str, version: str | None = None, alias: st
     after = _header(before, env) + yaml.safe_dump(new_values(config, env, current_values, record), sort_keys=False)
     diff = "".join(difflib.unified_diff((before or "").splitlines(keepends=True), after.splitlines(keepends=True),
                                         f"a/{rel}", f"b/{rel}"))
-    name, number = record["model_name"], record["version"]
+    name, number = record.model_name, record.version
     if not diff:
         raise PromoteError(f"{env} already serves {name} v{number} with these values: nothing to promote")
     return Promotion(
@@ -220,7 +221,7 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
             _git(tree, "add", promotion.values_path)
             trailer = _gate_trailer(promotion.version, env, reason if force else None)
             _git(tree, *_identity(tree), "commit", "--quiet", "-m", redact_text(promotion.title), "-m", redact_text(
-                 f"MLflow: {promotion.version['ui_hint']}\nStorage: {promotion.version['storage_uri']}\n\n{trailer}"))
+                 f"MLflow: {promotion.version.ui_hint}\nStorage: {promotion.version.storage_uri}\n\n{trailer}"))
             commit = _git(tree, "rev-parse", "HEAD")
             _git(tree, "push", "--quiet", "--force-with-lease", serve.remote, f"HEAD:refs/heads/{promotion.branch}")
         finally:
@@ -238,12 +239,12 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
     return Promotion(**{**promotion.__dict__, "commit": commit, "pr_url": pr.url})
 
 
-def _gate_trailer(record: dict[str, Any], env: str, forced_reason: str | None) -> str:
-    if record["gate_passed"]:
+def _gate_trailer(record: VersionRecord, env: str, forced_reason: str | None) -> str:
+    if record.gate_passed:
         return "Gate: passed"
     if forced_reason:
         return f"Forced-past-gate: {forced_reason}"
-    return f"Gate: {'failed' if record['gate_recorded'] else 'missing'} (not required for {env})"
+    return f"Gate: {'failed' if record.gate_recorded else 'missing'} (not required for {env})"
 
 
 def sync_alias(config: TunelineConfig, env: str, repo: Path = Path(".")) -> tuple[str, str, str]:

@@ -12,6 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tuneline.results import EvalMetrics, Evaluation, GateDecision
+
 CHARTS = ("judge_scores.png", "pairwise.png", "reference_metrics.png")
 
 
@@ -23,7 +25,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def write_charts(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> list[Path]:
+def write_charts(out: Path, metrics: EvalMetrics, rows: list[dict[str, Any]]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,22 +49,22 @@ def write_charts(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]])
     paths.append(_save(fig, charts / CHARTS[0]))
 
     fig, ax = plt.subplots(figsize=(6, 1.8))
-    pairwise = metrics["judge"].get("pairwise") or {}
+    pairwise = metrics.judge.pairwise
     left = 0.0
     for key, color in (("win", "tab:green"), ("tie", "tab:olive"), ("loss", "tab:red")):
-        share = pairwise.get(key) or 0.0
+        share = (getattr(pairwise, key) if pairwise else None) or 0.0
         ax.barh([0], [share], left=left, color=color, label=f"{key} {share:.0%}")
         left += share
-    ax.set(xlim=(0, 1), yticks=[], title=f"Candidate vs baseline (n={pairwise.get('n', 0)}, both orders)")
+    ax.set(xlim=(0, 1), yticks=[], title=f"Candidate vs baseline (n={pairwise.n if pairwise else 0}, both orders)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
     paths.append(_save(fig, charts / CHARTS[1]))
 
     fig, ax = plt.subplots(figsize=(6, 3))
     names = ["exact_match", "rouge_l", "token_f1"]
-    cand = [metrics["candidate"][n] for n in names]
+    cand = [metrics.candidate.get(n) or 0.0 for n in names]
     ax.bar([i - 0.2 for i in range(3)], cand, width=0.4, label="candidate", color="tab:blue")
-    if metrics.get("baseline"):
-        ax.bar([i + 0.2 for i in range(3)], [metrics["baseline"][n] for n in names], width=0.4, label="baseline",
+    if metrics.baseline:
+        ax.bar([i + 0.2 for i in range(3)], [metrics.baseline.get(n) or 0.0 for n in names], width=0.4, label="baseline",
                color="tab:gray")
     ax.set(xticks=range(3), xticklabels=names, ylim=(0, 1), title="Reference metrics")
     ax.legend()
@@ -99,44 +101,43 @@ def per_category(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
-def markdown(metrics: dict[str, Any], gate: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, Any]) -> str:
-    j = metrics["judge"]
+def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]], run: Evaluation) -> str:
+    j = metrics.judge
     lines = [
-        f"# Evaluation: {run['candidate']}",
+        f"# Evaluation: {run.candidate}",
         "",
-        f"**Gate: {'PASS' if gate['passed'] else 'FAIL'}**" + ("" if gate["passed"] else
-                                                               " — " + "; ".join(gate["reasons"])),
+        f"**Gate: {'PASS' if gate.passed else 'FAIL'}**" + ("" if gate.passed else " — " + "; ".join(gate.reasons)),
         "",
-        f"- Examples: {metrics['examples']} from the `{run['split']}` split",
-        f"- Baseline: {run['baseline']}",
-        f"- Judge: {run['judge']} ({j['requests']} judgements, {j['cache_hits']} from cache, "
-        f"parse failures {_fmt(j['parse_failure_rate'])})",
+        f"- Examples: {metrics.examples} from the `{run.split}` split",
+        f"- Baseline: {run.baseline}",
+        f"- Judge: {run.judge} ({j.requests} judgements, {j.cache_hits} from cache, "
+        f"parse failures {_fmt(j.parse_failure_rate)})",
         "",
         "## Gate checks",
         "",
         "| check | result | detail |",
         "|---|---|---|",
     ]
-    for c in gate["checks"]:
-        result = "skipped" if c["passed"] is None else ("pass" if c["passed"] else "**fail**")
-        lines.append(f"| {c['name']} | {result} | {c['detail']} |")
+    for c in gate.checks:
+        result = "skipped" if c.passed is None else ("pass" if c.passed else "**fail**")
+        lines.append(f"| {c.name} | {result} | {c.detail} |")
     lines += ["", "## Metrics", "", "| metric | candidate | baseline |", "|---|---|---|"]
-    base = metrics.get("baseline") or {}
+    base = metrics.baseline or {}
     for name in ("exact_match", "rouge_l", "token_f1", "eval_loss", "perplexity"):
-        lines.append(f"| {name} | {_fmt(metrics['candidate'].get(name))} | {_fmt(base.get(name))} |")
-    cs, bs = j["candidate_score"], j.get("baseline_score") or {}
-    lines.append(f"| judge score (95% CI) | {_fmt(cs['mean'], 2)} [{_fmt(cs['ci_low'], 2)}, {_fmt(cs['ci_high'], 2)}]"
-                 f" | {_fmt(bs.get('mean'), 2)} [{_fmt(bs.get('ci_low'), 2)}, {_fmt(bs.get('ci_high'), 2)}] |")
-    pw = j.get("pairwise")
+        lines.append(f"| {name} | {_fmt(metrics.candidate.get(name))} | {_fmt(base.get(name))} |")
+    cs, bs = j.candidate_score, j.baseline_score
+    lines.append(f"| judge score (95% CI) | {_fmt(cs.mean, 2)} [{_fmt(cs.ci_low, 2)}, {_fmt(cs.ci_high, 2)}]"
+                 f" | {_fmt(bs and bs.mean, 2)} [{_fmt(bs and bs.ci_low, 2)}, {_fmt(bs and bs.ci_high, 2)}] |")
+    pw = j.pairwise
     if pw:
         lines += ["", "## Pairwise (both orders; a flip between orders is a tie)", "",
-                  f"win {_fmt(pw['win'])} · tie {_fmt(pw['tie'])} · loss {_fmt(pw['loss'])} · "
-                  f"win rate {_fmt(pw['win_rate'])} (n={pw['n']}, position-consistent "
-                  f"{_fmt(pw.get('position_consistency'))})"]
-    if j.get("agreement"):
-        a = j["agreement"]
-        lines += ["", f"Agreement with human labels: accuracy {_fmt(a['accuracy'])}, "
-                      f"Cohen's kappa {_fmt(a['cohen_kappa'])} (n={a['n']})"]
+                  f"win {_fmt(pw.win)} · tie {_fmt(pw.tie)} · loss {_fmt(pw.loss)} · "
+                  f"win rate {_fmt(pw.win_rate)} (n={pw.n}, position-consistent "
+                  f"{_fmt(pw.position_consistency)})"]
+    if j.agreement:
+        a = j.agreement
+        lines += ["", f"Agreement with human labels: accuracy {_fmt(a.accuracy)}, "
+                      f"Cohen's kappa {_fmt(a.cohen_kappa)} (n={a.n})"]
     lines += ["", "## Charts", ""] + [f"![{c}](charts/{c})" for c in CHARTS]
     lines += ["", "## Per category", "", "| category | n | exact match | ROUGE-L | judge score | win rate |",
               "|---|---|---|---|---|---|"]

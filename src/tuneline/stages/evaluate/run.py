@@ -23,13 +23,14 @@ from tuneline.config import TunelineConfig
 from tuneline.inference.cache import CallCache, cache_key
 from tuneline.inference.client import Endpoint, EndpointError, run_all
 from tuneline.inference.local_server import LocalServer
-from tuneline.io.atomic import atomic_dir, check_output, write_json_atomic, write_text_atomic
+from tuneline.io.atomic import atomic_dir, check_output, write_text_atomic
 from tuneline.io.jsonl import JsonlWriter, read_jsonl
 from tuneline.models.builtin import build_builtin, is_builtin
 from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.progress import stage_progress
 from tuneline.redact import redact_url
+from tuneline.results import EVAL_GATE, EVAL_METRICS, EVALUATION, EvalMetrics, Evaluation, GateDecision, ModelManifest
 from tuneline.stages.evaluate import answers as ans
 from tuneline.stages.evaluate import gate as gate_mod
 from tuneline.stages.evaluate import judge as jd
@@ -41,7 +42,7 @@ from tuneline.tracking import flatten, mlflow_run, tracking_uri
 
 log = logging.getLogger("tuneline")
 
-METRICS, GATE, EXAMPLES, EVALUATION = "metrics.json", "gate.json", "examples.jsonl", "evaluation.json"
+EXAMPLES = "examples.jsonl"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 REFERENCE = ("exact_match", "rouge_l", "token_f1")
 WRITER = "tuneline evaluate"
@@ -50,8 +51,8 @@ WRITER = "tuneline evaluate"
 @dataclass(frozen=True)
 class EvalResult:
     out: Path
-    metrics: dict[str, Any]
-    gate: dict[str, Any]
+    metrics: EvalMetrics
+    gate: GateDecision
 
 
 def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, split_dir: str | Path | None = None,
@@ -61,12 +62,12 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
     model_dir = Path(model_dir or config.paths.model)
     split_dir = Path(split_dir or config.paths.split)
     out = Path(out or config.paths.eval)
-    check_output(out, WRITER, [model_dir, split_dir])  # before the expensive part, not only at the swap
     try:
         manifest = read_manifest(model_dir)
         prompts = jd.Prompts.load(e.judge.prompts_dir)
     except (ModelDirError, ValueError, OSError) as exc:
         raise EvaluateError(str(exc)) from None
+    check_output(out, WRITER, [model_dir, split_dir])  # before the expensive part, not only at the swap
     human = _human_labels(e.judge.human_labels)
     examples = ans.load_examples(split_dir, e.split, e.max_examples)
     log.info("evaluate: %d examples from %s/sft/%s.jsonl", len(examples), split_dir, e.split)
@@ -79,7 +80,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
             return lambda n=1: progress.advance(tid, n)
 
         # ---- answers
-        candidate_src = f"{model_dir} ({manifest.get('method', '?')} adapter on {manifest['base']})"
+        candidate_src = f"{model_dir} ({manifest.method} adapter on {manifest.base})"
         if e.candidate_endpoint:
             candidate = ans.via_endpoint(e.candidate_endpoint, examples, config, "candidate",
                                          task("candidate answers", len(examples)), e.candidate_token_env)
@@ -96,7 +97,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
                                       f"{base_info['model_name']} v{base_info['version']} (@champion)",
                                       task("baseline answers", len(examples)))
         elif kind == "base":
-            baseline = ans.in_process(model_dir, False, examples, config, "baseline", f"{manifest['base']} (base)",
+            baseline = ans.in_process(model_dir, False, examples, config, "baseline", f"{manifest.base} (base)",
                                       task("baseline answers", len(examples)))
         log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
 
@@ -136,32 +137,31 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
         # ---- metrics, gate, report
         rows, judge_metrics = _score(examples, candidate, baseline, requests, outputs, human)
         judge_metrics.update(requests=len(requests), cache_hits=hits, request_errors=errors)
-        metrics = {
+        metrics = EvalMetrics.model_validate(_jsonable({
             "examples": len(examples),
             "candidate": {**_mean_reference(rows, "candidate"), **(candidate.loss or {})},
             "baseline": {**_mean_reference(rows, "baseline"), **(baseline.loss or {})} if baseline else None,
             "judge": judge_metrics,
-        }
+        }))
         gate = gate_mod.decide(e.gate, metrics)
-        metrics["gate_passed"] = gate["passed"]
-        evaluation = {
-            "candidate": candidate.source, "baseline": baseline.source if baseline else "none",
-            "baseline_kind": kind, "baseline_info": base_info, "judge": judge_name, "split": e.split,
-            "model_dir": str(model_dir), "train_run_id": manifest.get("mlflow_run_id"),
-            "seconds": round(time.perf_counter() - started, 2),
-        }
+        metrics = metrics.model_copy(update={"gate_passed": gate.passed})
+        evaluation = Evaluation(
+            candidate=candidate.source, baseline=baseline.source if baseline else "none", baseline_kind=kind,
+            baseline_info=base_info, judge=judge_name, split=e.split, model_dir=str(model_dir),
+            train_run_id=manifest.mlflow_run_id, seconds=round(time.perf_counter() - started, 2),
+        )
         with atomic_dir(out, WRITER, [model_dir, split_dir]) as tmp:
-            write_json_atomic(tmp / METRICS, _jsonable(metrics))
-            write_json_atomic(tmp / GATE, gate)
+            metrics.write(tmp / EVAL_METRICS)
+            gate.write(tmp / EVAL_GATE)
             with JsonlWriter(tmp / EXAMPLES) as writer:
                 writer.write_many(rows)
             report.write_charts(tmp, metrics, rows)
             text = report.markdown(metrics, gate, rows, evaluation)
             write_text_atomic(tmp / REPORT_MD, text)
             write_text_atomic(tmp / REPORT_HTML, report.html(text, tmp))
-            evaluation["mlflow_run_id"] = _log_mlflow(config, metrics, gate, rows, evaluation, tmp)
-            write_json_atomic(tmp / EVALUATION, evaluation)
-    log.info("evaluate: gate %s in %.1fs → %s", "PASS" if gate["passed"] else "FAIL",
+            run_id = _log_mlflow(config, metrics, gate, rows, evaluation, tmp)
+            evaluation.model_copy(update={"mlflow_run_id": run_id}).write(tmp / EVALUATION)
+    log.info("evaluate: gate %s in %.1fs → %s", "PASS" if gate.passed else "FAIL",
              time.perf_counter() - started, out)
     return EvalResult(out=out, metrics=metrics, gate=gate)
 
@@ -185,13 +185,13 @@ def _human_labels(path: str | None) -> dict[str, jd.Outcome] | None:
     return labels
 
 
-def _judge_model_dir(config: TunelineConfig, model_dir: Path, manifest: dict[str, Any], split_dir: Path,
+def _judge_model_dir(config: TunelineConfig, model_dir: Path, manifest: ModelManifest, split_dir: Path,
                      work: Path) -> Path:
     """A local directory ``transformers serve`` can load for ``eval.judge.model``."""
     name = config.eval.judge.model
     if is_builtin(name):
-        if manifest.get("base") == name and manifest.get("base_dir"):
-            return model_dir / manifest["base_dir"]  # the same built-in model, already built
+        if manifest.base == name and manifest.base_dir:
+            return model_dir / manifest.base_dir  # the same built-in model, already built
         return build_builtin(name, split_texts(split_dir), work / "judge", seed=config.train.seed)
     if name.startswith(REMOTE_SCHEMES):
         return fetch_remote(name)
@@ -300,20 +300,20 @@ def _jsonable(payload: Any) -> Any:
     return payload
 
 
-def _log_mlflow(config: TunelineConfig, metrics: dict[str, Any], gate: dict[str, Any], rows: list[dict[str, Any]],
-                evaluation: dict[str, Any], out: Path) -> str:
+def _log_mlflow(config: TunelineConfig, metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]],
+                evaluation: Evaluation, out: Path) -> str:
     import mlflow
 
     uri = tracking_uri(config.registry.tracking_uri)
     try:
         with mlflow_run(uri, config.registry.experiment, run_name="evaluate", system_metrics=False) as run:
-            mlflow.set_tags({"tuneline.stage": "evaluate", "tuneline.gate": "pass" if gate["passed"] else "fail",
-                             "tuneline.train_run_id": evaluation.get("train_run_id") or ""})
-            mlflow.log_params({"baseline": evaluation["baseline"][:500], "judge": evaluation["judge"][:500],
+            mlflow.set_tags({"tuneline.stage": "evaluate", "tuneline.gate": "pass" if gate.passed else "fail",
+                             "tuneline.train_run_id": evaluation.train_run_id or ""})
+            mlflow.log_params({"baseline": evaluation.baseline[:500], "judge": evaluation.judge[:500],
                                **flatten(config.eval.model_dump(mode="json"), "eval.")})
-            numbers = {k: float(v) for k, v in flatten(_jsonable(metrics)).items()
+            numbers = {k: float(v) for k, v in flatten(metrics.model_dump(mode="json")).items()
                        if isinstance(v, int | float) and not isinstance(v, bool)}
-            numbers["gate_passed"] = float(gate["passed"])
+            numbers["gate_passed"] = float(gate.passed)
             mlflow.log_metrics({k.replace("@", "_"): v for k, v in numbers.items()})
             mlflow.log_table({k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file="examples_table.json")
             mlflow.log_artifacts(str(out), "evaluation")

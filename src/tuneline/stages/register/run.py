@@ -10,21 +10,32 @@ The ``candidate`` alias is set only when the gate passed; ``champion`` is never 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tuneline.config import TunelineConfig
-from tuneline.io.atomic import write_json_atomic
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.redact import redact_url
 from tuneline.registry import CANDIDATE, MODEL_ARTIFACT, RegistryError, client, version_by_alias
-from tuneline.stages.evaluate.run import EVALUATION, GATE, METRICS
+from tuneline.results import (
+    EVAL_GATE,
+    EVAL_METRICS,
+    EVALUATION,
+    TRAIN_SUMMARY,
+    EvalMetrics,
+    Evaluation,
+    GateDecision,
+    ModelManifest,
+    Result,
+    TrainSummary,
+    VersionRecord,
+)
 from tuneline.tracking import file_md5, flatten, mlflow_run, tracking_uri
 
 log = logging.getLogger("tuneline")
+R = TypeVar("R", bound=Result)
 
 TAG_VALUE_LIMIT = 5000  # MLflow's limit on a model version tag value
 DIGEST_TAG = "tuneline.input_digest"
@@ -36,42 +47,45 @@ class RegisterError(RuntimeError):
 
 @dataclass(frozen=True)
 class RegisterResult:
-    record: dict[str, Any]
+    record: VersionRecord
 
 
 def input_digest(model_dir: Path, eval_dir: Path) -> str:
     """Identity of what is registered: every file of the model dir plus the evaluation's metrics and gate."""
     digest = hashlib.sha256()
     files = [(f"model/{p.relative_to(model_dir).as_posix()}", p) for p in sorted(model_dir.rglob("*")) if p.is_file()]
-    files += [(f"eval/{name}", eval_dir / name) for name in (METRICS, GATE)]
+    files += [(f"eval/{name}", eval_dir / name) for name in (EVAL_METRICS, EVAL_GATE)]
     for rel, path in files:
         digest.update(f"{rel}:{file_md5(path)}\n".encode())
     return digest.hexdigest()[:32]
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
+def _read(model: type[R], path: Path, what: str) -> R:
     if not path.is_file():
         raise RegisterError(f"{path} not found: {what}")
-    return json.loads(path.read_text())
+    try:
+        return model.read(path)
+    except ValueError as exc:
+        raise RegisterError(f"{path} is not a valid {model.__name__}: {exc}") from None
 
 
-def lineage_tags(config: TunelineConfig, manifest: dict[str, Any], summary: dict[str, Any], metrics: dict[str, Any],
-                 gate: dict[str, Any], evaluation: dict[str, Any], digest: str) -> dict[str, str]:
+def lineage_tags(manifest: ModelManifest, summary: TrainSummary, metrics: EvalMetrics, gate: GateDecision,
+                 evaluation: Evaluation, digest: str) -> dict[str, str]:
     tags: dict[str, Any] = {
         DIGEST_TAG: digest,
-        "git_commit": manifest.get("git_commit") or "unknown",
-        "params_digest": manifest.get("params_digest") or "",
-        "base_model": manifest.get("base"),
-        "method": manifest.get("method"),
-        "train_run_id": manifest.get("mlflow_run_id") or "",
-        "eval_run_id": evaluation.get("mlflow_run_id") or "",
-        "eval.baseline": evaluation.get("baseline"),
-        "eval.judge": evaluation.get("judge"),
-        "gate.passed": str(bool(gate["passed"])).lower(),
-        "gate.reasons": "; ".join(gate["reasons"]) or "none",
-        **{f"data.{k}": v for k, v in (manifest.get("data") or {}).items()},
-        **flatten({k: v for k, v in summary.items() if k != "fingerprint"}, "train."),
-        **flatten({k: v for k, v in metrics.items() if k != "gate_passed"}, "eval."),
+        "git_commit": manifest.git_commit or "unknown",
+        "params_digest": manifest.params_digest,
+        "base_model": manifest.base,
+        "method": manifest.method,
+        "train_run_id": manifest.mlflow_run_id or "",
+        "eval_run_id": evaluation.mlflow_run_id or "",
+        "eval.baseline": evaluation.baseline,
+        "eval.judge": evaluation.judge,
+        "gate.passed": str(gate.passed).lower(),
+        "gate.reasons": "; ".join(gate.reasons) or "none",
+        **{f"data.{k}": v for k, v in manifest.data.items()},
+        **flatten(summary.model_dump(exclude={"fingerprint"}), "train."),
+        **flatten(metrics.model_dump(mode="json", exclude={"gate_passed"}), "eval."),
     }
     return {k: str(v)[:TAG_VALUE_LIMIT] for k, v in tags.items() if v is not None}
 
@@ -104,10 +118,10 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
         manifest = read_manifest(model_dir)
     except ModelDirError as exc:
         raise RegisterError(str(exc)) from None
-    gate = _read(eval_dir / GATE, "run `tuneline evaluate` first")
-    metrics = _read(eval_dir / METRICS, "run `tuneline evaluate` first")
-    evaluation = _read(eval_dir / EVALUATION, "run `tuneline evaluate` first")
-    summary = _read(model_dir / "train_summary.json", "the model dir is incomplete; re-run `tuneline train`")
+    gate = _read(GateDecision, eval_dir / EVAL_GATE, "run `tuneline evaluate` first")
+    metrics = _read(EvalMetrics, eval_dir / EVAL_METRICS, "run `tuneline evaluate` first")
+    evaluation = _read(Evaluation, eval_dir / EVALUATION, "run `tuneline evaluate` first")
+    summary = _read(TrainSummary, model_dir / TRAIN_SUMMARY, "the model dir is incomplete; re-run `tuneline train`")
     digest = input_digest(model_dir, eval_dir)
 
     try:
@@ -129,7 +143,7 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
         log.info("register: %s v%s already holds these inputs (digest %s); not creating another", name,
                  version.version, digest)
     else:
-        tags = lineage_tags(config, manifest, summary, metrics, gate, evaluation, digest)
+        tags = lineage_tags(manifest, summary, metrics, gate, evaluation, digest)
         try:
             with mlflow_run(tracking_uri(config.registry.tracking_uri), config.registry.experiment,
                             run_name="register", system_metrics=False) as run:
@@ -143,8 +157,8 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
                 tags["tuneline.storage_uri"] = storage_uri
                 version = mlc.create_model_version(
                     name, source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}", run_id=run.info.run_id, tags=tags,
-                    description=f"{manifest.get('method')} on {manifest.get('base')}; gate "
-                                f"{'passed' if gate['passed'] else 'failed'}",
+                    description=f"{manifest.method} on {manifest.base}; gate "
+                                f"{'passed' if gate.passed else 'failed'}",
                 )
         except ConnectionError as exc:
             raise RegisterError(str(exc)) from None
@@ -152,18 +166,17 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
             raise RegisterError(f"registration failed, nothing was registered: {exc}") from None
         log.info("register: created %s v%s", name, version.version)
 
-    if gate["passed"]:
+    if gate.passed:
         mlc.set_registered_model_alias(name, CANDIDATE, version.version)
     else:
         log.warning("register: gate failed, %s v%s registered without @%s: %s", name, version.version, CANDIDATE,
-                    "; ".join(gate["reasons"]))
-    record = describe_version(config, version=str(version.version))
-    record["existing"] = bool(existing)
-    write_json_atomic(out, record)
+                    "; ".join(gate.reasons))
+    record = describe_version(config, version=str(version.version)).model_copy(update={"existing": bool(existing)})
+    record.write(out)
     return RegisterResult(record=record)
 
 
-def describe_version(config: TunelineConfig, version: str | None = None, alias: str | None = None) -> dict[str, Any]:
+def describe_version(config: TunelineConfig, version: str | None = None, alias: str | None = None) -> VersionRecord:
     """What a registered version is, read back from the registry (not from local files)."""
     from mlflow.exceptions import MlflowException
 
@@ -186,23 +199,23 @@ def describe_version(config: TunelineConfig, version: str | None = None, alias: 
     except MlflowException as exc:
         raise RegistryError(f"{name!r}: {exc.message}") from None
     tags = dict(mv.tags)
-    return {
-        "model_name": name,
-        "version": str(mv.version),
-        "aliases": aliases,
-        "gate_recorded": "gate.passed" in tags,
-        "gate_passed": tags.get("gate.passed") == "true",
-        "gate_reasons": [r for r in tags.get("gate.reasons", "").split("; ") if r and r != "none"],
-        "storage_uri": redact_url(tags.get("tuneline.storage_uri") or mv.source),
-        "source": redact_url(mv.source),
-        "run_id": mv.run_id,
-        "input_digest": tags.get(DIGEST_TAG),
-        "base_model": tags.get("base_model"),
-        "metrics": {k.removeprefix("eval."): _number(v) for k, v in sorted(tags.items())
-                    if k.startswith("eval.") and k not in ("eval.baseline", "eval.judge")},
-        "tracking_uri": redact_url(tracking_uri(config.registry.tracking_uri)),
-        "ui_hint": _ui_hint(config, name, str(mv.version)),
-    }
+    return VersionRecord(
+        model_name=name,
+        version=str(mv.version),
+        aliases=aliases,
+        gate_recorded="gate.passed" in tags,
+        gate_passed=tags.get("gate.passed") == "true",
+        gate_reasons=[r for r in tags.get("gate.reasons", "").split("; ") if r and r != "none"],
+        storage_uri=redact_url(tags.get("tuneline.storage_uri") or mv.source),
+        source=redact_url(mv.source),
+        run_id=mv.run_id,
+        input_digest=tags.get(DIGEST_TAG),
+        base_model=tags.get("base_model"),
+        metrics={k.removeprefix("eval."): _number(v) for k, v in sorted(tags.items())
+                 if k.startswith("eval.") and k not in ("eval.baseline", "eval.judge")},
+        tracking_uri=redact_url(tracking_uri(config.registry.tracking_uri)),
+        ui_hint=_ui_hint(config, name, str(mv.version)),
+    )
 
 
 

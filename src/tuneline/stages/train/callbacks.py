@@ -83,14 +83,19 @@ class NanGuard(TrainerCallback):
 
 
 class CheckpointMarker(TrainerCallback):
-    """Mark each checkpoint complete once the Trainer has written it, then mirror it.
+    """Mark each checkpoint complete once the Trainer has written it, mirror it, then rotate old ones.
+
+    The Trainer's own rotation (``save_total_limit``) deletes old checkpoints before this marker exists, so a kill
+    in between could leave none complete; here the oldest are deleted only after the newest is marked (and
+    mirrored), keeping ``keep`` complete ones.
 
     ``mlflow_run_id`` is set once the run is open; the marker carries it so that a resume on another node
     (no local state but the pulled checkpoint) continues the same MLflow run."""
 
-    def __init__(self, fingerprint: str, mirror_uri: str | None) -> None:
+    def __init__(self, fingerprint: str, mirror_uri: str | None, keep: int) -> None:
         self.fingerprint = fingerprint
         self.mirror_uri = mirror_uri
+        self.keep = keep
         self.mlflow_run_id: str | None = None
 
     def on_save(self, args, state, control, **kwargs):
@@ -100,7 +105,9 @@ class CheckpointMarker(TrainerCallback):
         checkpoints.mark_complete(ckpt, state.global_step, self.fingerprint, self.mlflow_run_id)
         if self.mirror_uri:
             checkpoints.push(ckpt, self.mirror_uri)
-            checkpoints.prune_remote(self.mirror_uri, {p.name for p in checkpoints.checkpoints(ckpt.parent)})
+        kept = checkpoints.rotate(ckpt.parent, self.keep)
+        if self.mirror_uri:
+            checkpoints.prune_remote(self.mirror_uri, kept)
 
 
 class MlflowMetrics(TrainerCallback):

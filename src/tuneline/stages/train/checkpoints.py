@@ -98,6 +98,38 @@ def latest_resumable(ckpt_dir: str | Path, fingerprint: str) -> Path | None:
     return found
 
 
+def rotate(ckpt_dir: Path, keep: int) -> set[str]:
+    """Delete complete checkpoints beyond the newest ``keep`` (never an incomplete one: the next start sets those
+    aside); returns the names kept."""
+    complete = [c for c in checkpoints(ckpt_dir) if (c / MARKER).is_file()]
+    for old in complete[keep:]:
+        shutil.rmtree(old)
+    return {c.name for c in complete[:keep]}
+
+
+def prune_rejected(ckpt_dir: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints that were set aside in ``rejected/`` (all of them tuneline's)."""
+    rejected = ckpt_dir / "rejected"
+    if rejected.is_dir():
+        entries = sorted((p for p in rejected.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[keep:]:
+            shutil.rmtree(old)
+
+
+def finish_mirror(uri: str, policy: str) -> None:
+    """After a finished run: keep every mirrored checkpoint, only the newest, or none (``train.mirror_after_finish``)."""
+    if policy == "keep":
+        return
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(uri)
+    if not fs.exists(root.rstrip("/")):
+        return
+    names = sorted((r.rstrip("/").rsplit("/", 1)[-1] for r in fs.ls(root.rstrip("/"), detail=False)), key=_step)
+    keep = {n for n in names if n.startswith(PREFIX)}
+    prune_remote(uri, {max(keep, key=_step)} if keep and policy == "last" else set())
+
+
 # ------------------------------------------------------------------ object-store mirror
 def push(ckpt: Path, uri: str) -> None:
     """Upload one complete checkpoint; the marker goes last so a partial upload is never complete."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from tuneline.config import ConfigError, TunelineConfig
 from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
+from tuneline.results import TRAIN_SUMMARY, TrainSummary
 
 log = logging.getLogger(__name__)
 MANAGER = "tuneline.io/pipeline"
@@ -43,13 +44,13 @@ def torchrun_command(config_file: str, nproc: int, split_dir: str, model: str, c
 
 
 def launch_training(config: TunelineConfig, split_dir: str | Path, model: str | Path, checkpoints: str | Path,
-                    run_id: str = "") -> dict[str, Any]:
+                    run_id: str = "") -> TrainSummary:
     """Train on as many processes and nodes as ``train.num_gpus``/``num_nodes`` say; returns the train summary.
 
     One process (or already a torchrun rank) trains here; ``num_gpus > 1`` re-launches under torchrun;
     ``num_nodes > 1`` runs the multi-node job (a cluster only: it needs the Kubernetes API).
     """
-    from tuneline.stages.train.run import SUMMARY, run_train
+    from tuneline.stages.train.run import run_train
 
     split_dir, model, checkpoints = str(split_dir), str(model), str(checkpoints)
     if config.train.num_nodes > 1:
@@ -57,8 +58,10 @@ def launch_training(config: TunelineConfig, split_dir: str | Path, model: str | 
     elif config.train.num_gpus > 1 and not os.environ.get("LOCAL_RANK"):
         run_torchrun(config, split_dir, model, checkpoints)
     else:
-        return run_train(config, split_dir, model, checkpoints).summary
-    return json.loads((Path(model) / SUMMARY).read_text())
+        summary = run_train(config, split_dir, model, checkpoints).summary
+        assert summary is not None, "one process is rank 0"
+        return summary
+    return TrainSummary.read(Path(model) / TRAIN_SUMMARY)
 
 
 def check_devices(wanted: int) -> None:

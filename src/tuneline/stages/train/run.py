@@ -35,10 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config.schema import TunelineConfig
-from tuneline.io.atomic import atomic_dir, check_output, write_json_atomic
+from tuneline.io.atomic import atomic_dir, check_output
 from tuneline.models.resolve import pretrained_kwargs, resolve_base
-from tuneline.models.trained import MANIFEST, ModelDirError, read_manifest
+from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.planner import GIB
+from tuneline.results import MODEL_MANIFEST, TRAIN_SUMMARY, ModelManifest, TrainSummary
 from tuneline.stages.train import checkpoints, data
 from tuneline.stages.train.callbacks import CheckpointMarker, KeepTrainableDtype, MlflowMetrics, NanGuard, Progress
 from tuneline.stages.train.curves import write_curves
@@ -48,19 +49,19 @@ from tuneline.stages.train.preflight import check_lengths, check_memory, decide,
 from tuneline.tracking import digest, flatten, git_commit, mlflow_run, split_lineage, tracking_uri
 
 log = logging.getLogger("tuneline.train")
-SUMMARY = "train_summary.json"
 WRITER = "tuneline train"
 
 
 @dataclass(frozen=True)
 class TrainResult:
     out: Path
-    summary: dict[str, Any]
+    summary: TrainSummary | None  # None on ranks other than 0, which write nothing
 
 
 def fingerprint(config: TunelineConfig, lineage: dict[str, str]) -> str:
     """Identity of a training run: checkpoints from another fingerprint are never resumed."""
-    train = config.train.model_dump(exclude={"save_total_limit", "checkpoint_uri", "merge", "memory_fraction"})
+    train = config.train.model_dump(exclude={"save_total_limit", "keep_rejected", "mirror_after_finish",
+                                             "checkpoint_uri", "merge", "memory_fraction"})
     return digest({"model": config.model.model_dump(), "lora": config.lora.model_dump(), "train": train,
                    "data": {k: v for k, v in lineage.items() if k != "dvc.lock"}})
 
@@ -122,7 +123,7 @@ def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val
         eval_steps=t.eval_steps,
         save_strategy="steps",
         save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
+        save_total_limit=None,  # CheckpointMarker rotates, after the newer checkpoint is marked complete
         seed=t.seed,
         data_seed=t.seed,
         report_to="none",
@@ -193,9 +194,9 @@ def run_train(
     main_rank = int(os.environ.get("RANK", "0")) == 0
 
     with atomic_dir(out, WRITER, inputs) if main_rank else _scratch_dir() as tmp:
-        base_ref = sft_manifest["base"] if sft_manifest else config.model.base
-        if sft_manifest and sft_manifest.get("base_dir"):
-            shutil.copytree(Path(sft_dir) / sft_manifest["base_dir"], tmp / "base")
+        base_ref = sft_manifest.base if sft_manifest else config.model.base
+        if sft_manifest and sft_manifest.base_dir:
+            shutil.copytree(Path(sft_dir) / sft_manifest.base_dir, tmp / "base")
             base_path = str(tmp / "base")
         else:
             try:
@@ -231,12 +232,13 @@ def run_train(
             if t.checkpoint_uri:
                 checkpoints.pull(t.checkpoint_uri, ckpt_dir)
             checkpoints.latest_resumable(ckpt_dir, run_fp)
+            checkpoints.prune_rejected(ckpt_dir, t.keep_rejected)
         ranks.wait_for_everyone()
         resume = checkpoints.latest_resumable(ckpt_dir, run_fp)
         if resume:
             log.info("resuming from %s", resume)
         run_id = checkpoints.mlflow_run_of(resume) if resume else None
-        marker = CheckpointMarker(run_fp, t.checkpoint_uri)
+        marker = CheckpointMarker(run_fp, t.checkpoint_uri, t.save_total_limit)
 
         trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, peft_cfg)
         trainer.remove_callback(PrinterCallback)
@@ -273,7 +275,7 @@ def run_train(
             trainer.save_model(str(tmp / "adapter"))
             tokenizer.save_pretrained(str(tmp / "adapter"))
             if not ranks.is_main_process:  # the others only had to join the collectives of train and evaluate
-                return TrainResult(out=out, summary={"rank": ranks.process_index})
+                return TrainResult(out=out, summary=None)
             if t.merge and not t.full_finetune:
                 _merge(config, decisions, base_path, tmp)
 
@@ -281,7 +283,7 @@ def run_train(
             tokens_seen = int(trainer.state.num_input_tokens_seen)
             session_tokens = tokens_seen - progress.start_tokens  # this invocation only, resumed or not
             losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-            summary = {
+            summary = TrainSummary(**{
                 "method": t.method,
                 "base": base_ref,
                 "steps": int(trainer.state.global_step),
@@ -304,10 +306,10 @@ def run_train(
                 "mlflow_run_id": run_ref,
                 "fingerprint": run_fp,
                 "world_size": ranks.num_processes,
-            }
-            write_json_atomic(tmp / SUMMARY, summary)
+            })
+            summary.write(tmp / TRAIN_SUMMARY)
             curve_files = write_curves(trainer.state.log_history, tmp)
-            write_json_atomic(tmp / MANIFEST, {
+            ModelManifest(**{
                 "base": base_ref,
                 "base_dir": "base" if bundled_base else None,
                 "adapter_dir": "adapter",
@@ -319,9 +321,11 @@ def run_train(
                 "git_commit": git_commit(),
                 "data": lineage,
                 "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
-            })
-            _log_run_outputs(summary, tmp / SUMMARY, curve_files)
-    log.info("train: %d steps, final loss %.4f, model in %s", summary["steps"], summary["final_train_loss"], out)
+            }).write(tmp / MODEL_MANIFEST)
+            _log_run_outputs(summary, tmp / TRAIN_SUMMARY, curve_files)
+    if t.checkpoint_uri:
+        checkpoints.finish_mirror(t.checkpoint_uri, t.mirror_after_finish)
+    log.info("train: %d steps, final loss %.4f, model in %s", summary.steps, summary.final_train_loss, out)
     return TrainResult(out=out, summary=summary)
 
 
@@ -372,11 +376,10 @@ def _log_run_inputs(config: TunelineConfig, lineage: dict[str, str], run_fp: str
     mlflow.log_dict(plan.to_dict(), "plan.json")
 
 
-def _log_run_outputs(summary: dict[str, Any], summary_path: Path, curve_files: list[Path]) -> None:
+def _log_run_outputs(summary: TrainSummary, summary_path: Path, curve_files: list[Path]) -> None:
     import mlflow
 
-    mlflow.log_metrics({f"summary.{k}": float(v) for k, v in summary.items()
-                        if isinstance(v, int | float) and not isinstance(v, bool) and v is not None})
+    mlflow.log_metrics({f"summary.{k}": v for k, v in summary.numeric().items()})
     mlflow.log_artifact(str(summary_path))
     for path in curve_files:
         mlflow.log_artifact(str(path), artifact_path="plots" if path.suffix == ".csv" else None)

@@ -1,0 +1,175 @@
+"""What one stage hands the next, as typed models, with the file names in one place.
+
+The train stage writes a :class:`TrainSummary` and a :class:`ModelManifest` into the model dir; evaluate writes
+:class:`EvalMetrics`, a :class:`GateDecision` and an :class:`Evaluation`; the registry describes a version as a
+:class:`VersionRecord`, which register writes and promotion reads. The CLI, the DVC metrics, the KFP steps and
+registration all read these files through the models (``Model.read(path)``), so a misspelt field is an error,
+not a silent None. The JSON on disk is the models' own dump: DVC and MLflow read the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict
+
+from tuneline.io.atomic import write_json_atomic
+
+TRAIN_SUMMARY = "train_summary.json"
+MODEL_MANIFEST = "tuneline_model.json"
+EVAL_METRICS = "metrics.json"
+EVAL_GATE = "gate.json"
+EVALUATION = "evaluation.json"
+
+
+class Result(BaseModel):
+    """A stage result: immutable, no unknown fields, written and read as JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def write(self, path: str | Path) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def read(cls, path: str | Path) -> Self:
+        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------- train
+class TrainSummary(Result):
+    method: str
+    base: str
+    steps: int
+    epochs: float
+    tokens_seen: int
+    tokens_per_second: float
+    peak_memory_gib: float
+    peak_memory_kind: str
+    planned_memory_gib: float
+    wall_time_s: float
+    train_time_s: float
+    final_train_loss: float
+    final_val_loss: float | None
+    trainable_params: int
+    resumed_from: str | None
+    precision: str
+    optimizer: str
+    device: str
+    notes: list[str]
+    mlflow_run_id: str | None
+    fingerprint: str
+    world_size: int
+
+    def numeric(self) -> dict[str, float]:
+        """The numeric fields (a KFP Metrics artifact)."""
+        return {k: float(v) for k, v in self.model_dump().items()
+                if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class ModelManifest(Result):
+    """Where a trained model dir's parts are, and what produced it."""
+
+    base: str
+    base_dir: str | None
+    adapter_dir: str
+    full_finetune: bool
+    merged_dir: str | None
+    method: str
+    sft_adapter: str | None
+    mlflow_run_id: str | None
+    git_commit: str | None
+    data: dict[str, str]
+    params_digest: str
+
+
+# ------------------------------------------------------------------------- evaluate
+class Score(Result):
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+class Pairwise(Result):
+    win: float | None
+    tie: float | None
+    loss: float | None
+    win_rate: float | None
+    n: int
+    position_consistency: float | None = None
+
+
+class Agreement(Result):
+    n: int
+    accuracy: float | None
+    cohen_kappa: float | None
+
+
+class JudgeMetrics(Result):
+    candidate_score: Score
+    baseline_score: Score | None
+    parse_failure_rate: float | None
+    pairwise: Pairwise | None
+    agreement: Agreement | None
+    requests: int
+    cache_hits: int
+    request_errors: int
+
+
+class EvalMetrics(Result):
+    examples: int
+    candidate: dict[str, float | None]
+    baseline: dict[str, float | None] | None
+    judge: JudgeMetrics
+    gate_passed: bool | None = None
+
+
+class GateCheck(Result):
+    name: str
+    passed: bool | None  # None: skipped
+    value: float | None
+    threshold: float
+    detail: str
+
+
+class GateDecision(Result):
+    passed: bool
+    checks: list[GateCheck]
+    reasons: list[str]
+
+
+class Evaluation(Result):
+    """What was evaluated against what (the report's header, registration's lineage)."""
+
+    candidate: str
+    baseline: str
+    baseline_kind: str
+    baseline_info: dict[str, Any]
+    judge: str
+    split: str
+    model_dir: str
+    train_run_id: str | None
+    seconds: float
+    mlflow_run_id: str | None = None
+
+
+# ------------------------------------------------------------------------- registry
+class VersionRecord(Result):
+    """One registered model version as promotion and ``registry show`` see it (credentials removed)."""
+
+    model_name: str
+    version: str
+    aliases: list[str]
+    gate_recorded: bool
+    gate_passed: bool
+    gate_reasons: list[str]
+    storage_uri: str
+    source: str
+    run_id: str | None
+    input_digest: str | None
+    base_model: str | None
+    metrics: dict[str, float | str]
+    tracking_uri: str
+    ui_hint: str
+    existing: bool = False  # register found a version with these exact inputs and created none
