@@ -27,7 +27,48 @@ from pathlib import Path
 
 import psutil
 
-WORDS = ["data", "model", "train", "token", "query", "index", "cache", "batch", "epoch", "layer", "vector", "server", "client", "answer", "question", "report", "update", "order", "account", "refund", "invoice", "shipping", "deliver", "payment", "window", "screen", "button", "error", "network", "storage", "backup", "restore", "deploy", "release", "version", "config", "option", "value", "result", "status"]
+WORDS = [
+    "data",
+    "model",
+    "train",
+    "token",
+    "query",
+    "index",
+    "cache",
+    "batch",
+    "epoch",
+    "layer",
+    "vector",
+    "server",
+    "client",
+    "answer",
+    "question",
+    "report",
+    "update",
+    "order",
+    "account",
+    "refund",
+    "invoice",
+    "shipping",
+    "deliver",
+    "payment",
+    "window",
+    "screen",
+    "button",
+    "error",
+    "network",
+    "storage",
+    "backup",
+    "restore",
+    "deploy",
+    "release",
+    "version",
+    "config",
+    "option",
+    "value",
+    "result",
+    "status",
+]
 
 
 def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float = 0.05, pii: float = 0.1) -> dict:
@@ -53,8 +94,10 @@ def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float =
                 recent.append((user, answer))
                 if len(recent) > 1000:
                     recent.pop(rng.randrange(len(recent)))
-            fh.write(json.dumps({"messages": [{"role": "user", "content": user},
-                                              {"role": "assistant", "content": answer}]}) + "\n")
+            fh.write(
+                json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]})
+                + "\n"
+            )
     return counts
 
 
@@ -85,8 +128,9 @@ class PeakRss:
 
 def run_stage(args: list[str], cwd: Path) -> tuple[float, int]:
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "tuneline", *args], cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tuneline", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     meter = PeakRss(proc.pid)
     _, err = proc.communicate()
     peak = meter.stop()
@@ -96,12 +140,14 @@ def run_stage(args: list[str], cwd: Path) -> tuple[float, int]:
 
 
 # ------------------------------------------------------------------ naive baseline
-_BASE_PII = [(re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
-             (re.compile(r"\b\d{3}[-. ]\d{3}[-. ]\d{4}\b"), "[PHONE]"),
-             (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
-             (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[CREDIT_CARD]"),
-             (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "[IP_ADDRESS]"),
-             (re.compile(r"\bAKIA[A-Z0-9]{16}\b"), "[AWS_ACCESS_KEY]")]
+_BASE_PII = [
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
+    (re.compile(r"\b\d{3}[-. ]\d{3}[-. ]\d{4}\b"), "[PHONE]"),
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), "[SSN]"),
+    (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[CREDIT_CARD]"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b"), "[IP_ADDRESS]"),
+    (re.compile(r"\bAKIA[A-Z0-9]{16}\b"), "[AWS_ACCESS_KEY]"),
+]
 
 
 def baseline(path: Path, out: Path) -> None:
@@ -129,7 +175,7 @@ def baseline(path: Path, out: Path) -> None:
         words = text.split()
         m = MinHash(num_perm=64)
         for j in range(len(words) - 2):
-            m.update(" ".join(words[j:j + 3]).encode())
+            m.update(" ".join(words[j : j + 3]).encode())
         if lsh.query(m):
             keep.append(False)
         else:
@@ -140,13 +186,15 @@ def baseline(path: Path, out: Path) -> None:
     n = len(df)
     out.mkdir(parents=True, exist_ok=True)
     df.iloc[: int(n * 0.8)].to_json(out / "train.jsonl", orient="records", lines=True)
-    df.iloc[int(n * 0.8): int(n * 0.9)].to_json(out / "val.jsonl", orient="records", lines=True)
-    df.iloc[int(n * 0.9):].to_json(out / "test.jsonl", orient="records", lines=True)
+    df.iloc[int(n * 0.8) : int(n * 0.9)].to_json(out / "val.jsonl", orient="records", lines=True)
+    df.iloc[int(n * 0.9) :].to_json(out / "test.jsonl", orient="records", lines=True)
 
 
 def run_baseline(path: Path, out: Path) -> tuple[float, int]:
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import data_prep; " \
-           f"data_prep.baseline(__import__('pathlib').Path({str(path)!r}), __import__('pathlib').Path({str(out)!r}))"
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import data_prep; "
+        f"data_prep.baseline(__import__('pathlib').Path({str(path)!r}), __import__('pathlib').Path({str(out)!r}))"
+    )
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code])
     meter = PeakRss(proc.pid)
@@ -170,15 +218,20 @@ def main() -> None:
     raw.parent.mkdir(exist_ok=True)
     t = time.perf_counter()
     planted = generate(raw, args.n)
-    print(f"generated {args.n:,} records ({raw.stat().st_size / args.n:.0f} bytes/record) in "
-          f"{time.perf_counter() - t:.1f}s; planted {planted}", file=sys.stderr)
+    print(
+        f"generated {args.n:,} records ({raw.stat().st_size / args.n:.0f} bytes/record) in "
+        f"{time.perf_counter() - t:.1f}s; planted {planted}",
+        file=sys.stderr,
+    )
     (work / "params.yaml").write_text("")  # defaults, as shipped
 
     rows = []
     total_t, total_peak = 0.0, 0
-    for stage, stage_args in (("ingest", ["ingest", "raw", "--out", "ingested"]),
-                              ("clean", ["clean", "ingested", "--out", "cleaned"]),
-                              ("split", ["split", "cleaned", "--out", "split"])):
+    for stage, stage_args in (
+        ("ingest", ["ingest", "raw", "--out", "ingested"]),
+        ("clean", ["clean", "ingested", "--out", "cleaned"]),
+        ("split", ["split", "cleaned", "--out", "split"]),
+    ):
         secs, peak = run_stage(stage_args, work)
         rows.append((f"tuneline {stage}", args.n, secs, peak))
         total_t += secs
@@ -198,8 +251,10 @@ def main() -> None:
         rows.append(("naive baseline chain", args.baseline_n, secs, peak))
 
     cpu = f"{os.cpu_count()} cores"
-    print(f"\nData-prep benchmark ({cpu}, python {sys.version.split()[0]}); clean removed {clean_report['removed']}, "
-          f"redacted {clean_report['redactions']}\n")
+    print(
+        f"\nData-prep benchmark ({cpu}, python {sys.version.split()[0]}); clean removed {clean_report['removed']}, "
+        f"redacted {clean_report['redactions']}\n"
+    )
     print("| step | records | seconds | records/s | records/min | peak RSS (MiB) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, n, secs, peak in rows:

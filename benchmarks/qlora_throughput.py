@@ -34,8 +34,28 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-WORDS = ["order", "lamp", "chair", "kettle", "Alice", "Bob", "quantity", "deliver", "address", "invoice", "refund",
-         "json", "name", "item", "qty", "please", "send", "notebook", "pencil", "basket"]
+WORDS = [
+    "order",
+    "lamp",
+    "chair",
+    "kettle",
+    "Alice",
+    "Bob",
+    "quantity",
+    "deliver",
+    "address",
+    "invoice",
+    "refund",
+    "json",
+    "name",
+    "item",
+    "qty",
+    "please",
+    "send",
+    "notebook",
+    "pencil",
+    "basket",
+]
 
 
 def make_base(size: str, out: Path) -> Path:
@@ -52,11 +72,17 @@ def make_base(size: str, out: Path) -> Path:
 
     arch = PRESETS["llama-2-7b"]
     tokenizer = build_tokenizer(texts, 1024)
-    config = LlamaConfig(vocab_size=arch.vocab_size, hidden_size=arch.hidden_size,
-                         intermediate_size=arch.intermediate_size, num_hidden_layers=arch.num_hidden_layers,
-                         num_attention_heads=arch.num_attention_heads, num_key_value_heads=arch.num_key_value_heads,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         torch_dtype="bfloat16")
+    config = LlamaConfig(
+        vocab_size=arch.vocab_size,
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_hidden_layers,
+        num_attention_heads=arch.num_attention_heads,
+        num_key_value_heads=arch.num_key_value_heads,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        torch_dtype="bfloat16",
+    )
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -93,13 +119,24 @@ def run_tuneline(base: Path, split: Path, work: Path, args: argparse.Namespace) 
     from tuneline.config import load_config
     from tuneline.stages.train import run_train
 
-    overrides = [f"model.base={base}", f"model.max_seq_length={args.seq_len + 64}", f"train.max_steps={args.steps}",
-                 f"train.batch_size={args.batch}", "train.logging_steps=1", f"train.save_steps={args.steps * 10}",
-                 "train.learning_rate=0.0002", f"registry.tracking_uri=sqlite:///{work / 'mlruns.db'}"]
+    overrides = [
+        f"model.base={base}",
+        f"model.max_seq_length={args.seq_len + 64}",
+        f"train.max_steps={args.steps}",
+        f"train.batch_size={args.batch}",
+        "train.logging_steps=1",
+        f"train.save_steps={args.steps * 10}",
+        "train.learning_rate=0.0002",
+        f"registry.tracking_uri=sqlite:///{work / 'mlruns.db'}",
+    ]
     config = load_config(None, overrides)
     summary = run_train(config, split, work / "model", work / "ckpt").summary
-    return {"tokens_per_second": summary["tokens_per_second"], "peak_gib": peak_memory(),
-            "planned_gib": summary["planned_memory_gib"], "steps": summary["steps"]}
+    return {
+        "tokens_per_second": summary["tokens_per_second"],
+        "peak_gib": peak_memory(),
+        "planned_gib": summary["planned_memory_gib"],
+        "steps": summary["steps"],
+    }
 
 
 def run_recipe(base: Path, split: Path, work: Path, args: argparse.Namespace) -> dict:
@@ -111,26 +148,44 @@ def run_recipe(base: Path, split: Path, work: Path, args: argparse.Namespace) ->
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(base, quantization_config=quant, dtype=dtype,
-                                                 device_map={"": 0} if cuda else None)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        base, quantization_config=quant, dtype=dtype, device_map={"": 0} if cuda else None
+    )
     model = prepare_model_for_kbit_training(model)
     tokenizer = AutoTokenizer.from_pretrained(base)
     rows = [json.loads(line) for line in (split / "sft" / "train.jsonl").read_text().splitlines()]
     data = Dataset.from_list([{"messages": r["messages"]} for r in rows])
-    config = SFTConfig(output_dir=str(work / "recipe"), max_steps=args.steps, per_device_train_batch_size=args.batch,
-                       learning_rate=2e-4, optim="paged_adamw_8bit" if cuda else "adamw_torch", bf16=cuda,
-                       use_cpu=not cuda, gradient_checkpointing=True, packing=False, report_to="none",
-                       save_strategy="no", logging_steps=1, max_length=args.seq_len + 64, disable_tqdm=True,
-                       include_num_input_tokens_seen="non_padding")
+    config = SFTConfig(
+        output_dir=str(work / "recipe"),
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        learning_rate=2e-4,
+        optim="paged_adamw_8bit" if cuda else "adamw_torch",
+        bf16=cuda,
+        use_cpu=not cuda,
+        gradient_checkpointing=True,
+        packing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        max_length=args.seq_len + 64,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+    )
     lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer, peft_config=lora)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    return {"tokens_per_second": trainer.state.num_input_tokens_seen / seconds, "peak_gib": peak_memory(),
-            "planned_gib": None, "steps": trainer.state.global_step}
+    return {
+        "tokens_per_second": trainer.state.num_input_tokens_seen / seconds,
+        "peak_gib": peak_memory(),
+        "planned_gib": None,
+        "steps": trainer.state.global_step,
+    }
 
 
 def mfu(tokens_per_second: float, size: str) -> float | None:
@@ -177,22 +232,40 @@ def main() -> None:
         make_split(work / "split", n=args.steps * args.batch, seq_len=args.seq_len)
         results = {}
         for variant in ("recipe", "tuneline"):
-            cmd = [sys.executable, __file__, "--variant", variant, "--work", str(work), "--size", args.size,
-                   "--steps", str(args.steps), "--seq-len", str(args.seq_len), "--batch", str(args.batch)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--work",
+                str(work),
+                "--size",
+                args.size,
+                "--steps",
+                str(args.steps),
+                "--seq-len",
+                str(args.seq_len),
+                "--batch",
+                str(args.batch),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"{variant} failed:\n{proc.stderr[-3000:]}")
             results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
 
     recipe = results["recipe"]
-    print(f"\nQLoRA throughput · {args.size} · seq {args.seq_len} × batch {args.batch} · {args.steps} steps · {device}\n")
+    print(
+        f"\nQLoRA throughput · {args.size} · seq {args.seq_len} × batch {args.batch} · {args.steps} steps · {device}\n"
+    )
     print("| trainer | tokens/s | peak memory GiB | MFU | planner estimate GiB | speed vs recipe | memory vs recipe |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         mfu_s = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
         plan = f"{r['planned_gib']:.2f}" if r["planned_gib"] is not None else "-"
-        print(f"| {name} | {r['tokens_per_second']:,.0f} | {r['peak_gib']:.2f} | {mfu_s} | {plan} | "
-              f"{r['tokens_per_second'] / recipe['tokens_per_second']:.2f}× | {r['peak_gib'] / recipe['peak_gib']:.2f}× |")
+        print(
+            f"| {name} | {r['tokens_per_second']:,.0f} | {r['peak_gib']:.2f} | {mfu_s} | {plan} | "
+            f"{r['tokens_per_second'] / recipe['tokens_per_second']:.2f}× | {r['peak_gib'] / recipe['peak_gib']:.2f}× |"
+        )
     if not torch.cuda.is_available():
         print("\nCPU run: a smoke test of the mechanics; memory is process RSS, not accelerator memory.")
 

@@ -62,9 +62,14 @@ def order_records(n: int, seed: int, preference: bool = False) -> list[dict[str,
         rid = f"{'p' if preference else 's'}{seed}-{i}"
         if preference:
             wrong = answer.replace(f'"qty": {fields["qty"]}', f'"qty": {fields["qty"] + 1}')
-            out.append({"id": rid, "prompt": [{"role": "user", "content": prompt}],
-                        "chosen": [{"role": "assistant", "content": answer}],
-                        "rejected": [{"role": "assistant", "content": wrong}]})
+            out.append(
+                {
+                    "id": rid,
+                    "prompt": [{"role": "user", "content": prompt}],
+                    "chosen": [{"role": "assistant", "content": answer}],
+                    "rejected": [{"role": "assistant", "content": wrong}],
+                }
+            )
         else:
             out.append({"id": rid, **chat(prompt, answer)})
     return out
@@ -81,8 +86,13 @@ def split_dir(tmp_path: Path) -> Path:
 
 
 # Small, fast training runs: 16 steps of 8 records, checkpoints every 4.
-TINY_TRAIN = ("train.max_steps=16", "train.logging_steps=2", "train.save_steps=4", "train.eval_steps=8",
-              "train.learning_rate=0.003")
+TINY_TRAIN = (
+    "train.max_steps=16",
+    "train.logging_steps=2",
+    "train.save_steps=4",
+    "train.eval_steps=8",
+    "train.learning_rate=0.003",
+)
 
 
 def free_port() -> int:
@@ -126,9 +136,22 @@ def running_mlflow_server(root: Path, *args: str, env: dict[str, str] | None = N
     store = list(args) or ["--artifacts-destination", str(root / "artifacts")]
     log = open(root / "server.log", "wb")  # noqa: SIM115 - held open for the server's lifetime
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", *store,
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, **(env or {})),
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            *store,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env=dict(os.environ, **(env or {})),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -179,7 +202,7 @@ def _train_judge(root: Path, tracking: str) -> Path:
     prompts = Prompts.load()
     rng = random.Random(0)
     pieces = [w for r in order_records(32, 5) for m in r["messages"] for w in m["content"].split()]
-    pieces += list("0123456789{}\":,") + ["\ufffd", "\u0603", "\x12", "\u7c60", "\x00"]
+    pieces += list('0123456789{}":,') + ["\ufffd", "\u0603", "\x12", "\u7c60", "\x00"]
 
     def junk() -> str:  # what an untrained model answers: random vocabulary, no structure
         return "".join(rng.choice(pieces) + rng.choice(["", " "]) for _ in range(rng.randint(5, 60)))
@@ -189,15 +212,35 @@ def _train_judge(root: Path, tracking: str) -> Path:
         question, reference = rec["messages"][0]["content"], rec["messages"][1]["content"]
         other = rng.choice([order_records(1, 100 + i)[0]["messages"][1]["content"], junk()])
         answer = rng.choice([reference, other, "", junk()])
-        records.append({"id": f"j{i}s", "messages": prompts.single_messages(question, reference, answer)
-                        + [{"role": "assistant", "content": "Rating: [[8]]"}]})
-        records.append({"id": f"j{i}p", "messages": prompts.pairwise_messages(question, reference, answer, other)
-                        + [{"role": "assistant", "content": "[[A]]"}]})
+        records.append(
+            {
+                "id": f"j{i}s",
+                "messages": prompts.single_messages(question, reference, answer)
+                + [{"role": "assistant", "content": "Rating: [[8]]"}],
+            }
+        )
+        records.append(
+            {
+                "id": f"j{i}p",
+                "messages": prompts.pairwise_messages(question, reference, answer, other)
+                + [{"role": "assistant", "content": "[[A]]"}],
+            }
+        )
     write_jsonl(root / "judge-split" / "sft" / "train.jsonl", records)
-    config = load_config(None, ("train.method=lora", "train.full_finetune=true", "train.max_steps=60",
-                                "train.learning_rate=0.003", "train.logging_steps=5", "train.save_steps=60",
-                                "train.eval_steps=60", "model.max_seq_length=1024",
-                                f"registry.tracking_uri={tracking}"))
+    config = load_config(
+        None,
+        (
+            "train.method=lora",
+            "train.full_finetune=true",
+            "train.max_steps=60",
+            "train.learning_rate=0.003",
+            "train.logging_steps=5",
+            "train.save_steps=60",
+            "train.eval_steps=60",
+            "model.max_seq_length=1024",
+            f"registry.tracking_uri={tracking}",
+        ),
+    )
     run_train(config, root / "judge-split", root / "judge", root / "judge-ckpt")
     return root / "judge" / "adapter"  # full fine-tune: a complete model dir with its tokenizer
 

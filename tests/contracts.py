@@ -62,8 +62,10 @@ def find(relpath: str) -> Path | None:
         path = d / relpath
         if path.is_file():
             if (digest := _sha256(path)) != pin["sha256"]:
-                raise ContractMismatch(f"{path} has sha256 {digest}, but {MANIFEST.name} pins {pin['sha256']} "
-                                       f"({pin['url']}): refresh it with `make contracts`")
+                raise ContractMismatch(
+                    f"{path} has sha256 {digest}, but {MANIFEST.name} pins {pin['sha256']} "
+                    f"({pin['url']}): refresh it with `make contracts`"
+                )
             return path
     return None
 
@@ -90,7 +92,7 @@ def fetch(dest: Path, base_url: str = UPSTREAM) -> list[str]:
         target = dest / rel
         if target.is_file() and _sha256(target) == pin["sha256"]:
             continue
-        url = base_url.rstrip("/") + pin["url"][len(UPSTREAM):]
+        url = base_url.rstrip("/") + pin["url"][len(UPSTREAM) :]
         try:
             with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 - pinned https URLs or a given mirror
                 data = resp.read()

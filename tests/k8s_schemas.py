@@ -45,5 +45,6 @@ def crd_validator(relpath: str, version: str) -> jsonschema.Draft7Validator:
 
 def crd_errors(relpath: str, version: str, obj: dict[str, Any]) -> list[str]:
     """Strict-validation errors of ``obj``; skips the calling test when the CRD is absent (see tests/contracts.py)."""
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in crd_validator(relpath, version).iter_errors(obj)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in crd_validator(relpath, version).iter_errors(obj)
+    ]

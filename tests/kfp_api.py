@@ -49,8 +49,15 @@ class KfpApi:
                 url = urlparse(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"null") if length else None
-                api.requests.append({"method": method, "path": url.path, "query": parse_qs(url.query),
-                                     "headers": dict(self.headers), "body": body})
+                api.requests.append(
+                    {
+                        "method": method,
+                        "path": url.path,
+                        "query": parse_qs(url.query),
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
+                )
                 if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self._reply(401, {"error": "unauthenticated", "code": 16})
                 code, payload = api.route(method, url.path, parse_qs(url.query), body)
@@ -79,8 +86,11 @@ class KfpApi:
             return 200, {"multi_user": False}
         if method == "GET" and path == "/apis/v2beta1/experiments":
             flt = json.loads(query.get("filter", ["{}"])[0] or "{}")
-            wanted = {p.get("string_value", p.get("stringValue")) for p in flt.get("predicates", [])
-                      if p.get("key") == "display_name"}
+            wanted = {
+                p.get("string_value", p.get("stringValue"))
+                for p in flt.get("predicates", [])
+                if p.get("key") == "display_name"
+            }
             found = [e for e in self.experiments.values() if not wanted or e["display_name"] in wanted]
             return 200, {"experiments": found, "total_size": len(found)}
         if method == "POST" and path == "/apis/v2beta1/experiments":

@@ -30,10 +30,17 @@ def arm(k: int, exchange: bool = True) -> None:
             if count[0] == k:
                 os.kill(os.getpid(), signal.SIGKILL)
             return fn(*args, **kwargs)
+
         return wrapper
 
-    for mod, name in [(os, "replace"), (os, "rename"), (os, "rmdir"), (os, "unlink"), (shutil, "rmtree"),
-                      (tempfile, "mkdtemp")]:
+    for mod, name in [
+        (os, "replace"),
+        (os, "rename"),
+        (os, "rmdir"),
+        (os, "unlink"),
+        (shutil, "rmtree"),
+        (tempfile, "mkdtemp"),
+    ]:
         setattr(mod, name, step(getattr(mod, name)))
     jsonl.JsonlWriter.flush = step(jsonl.JsonlWriter.flush)
     atomic.write_text_atomic = step(atomic.write_text_atomic)
@@ -47,7 +54,7 @@ def main() -> None:
     k = int(sys.argv[1])
     rest = sys.argv[2:]
     exchange = "--no-exchange" not in rest
-    args = rest[rest.index("--") + 1:]
+    args = rest[rest.index("--") + 1 :]
     import tuneline.cli
     import tuneline.stages.clean.run  # noqa: F401 - import the stages so their helpers are wrapped too
     import tuneline.stages.ingest.run  # noqa: F401

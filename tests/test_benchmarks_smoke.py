@@ -14,9 +14,22 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_qlora_throughput_benchmark_smoke():
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/qlora_throughput.py"), "--size", "tiny", "--steps", "2",
-         "--seq-len", "64", "--batch", "2"],
-        capture_output=True, text=True, timeout=600, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        [
+            sys.executable,
+            str(REPO / "benchmarks/qlora_throughput.py"),
+            "--size",
+            "tiny",
+            "--steps",
+            "2",
+            "--seq-len",
+            "64",
+            "--batch",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| recipe") or line.startswith("| tuneline")]

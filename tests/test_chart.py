@@ -104,8 +104,13 @@ def test_every_scenario_lints_strictly_renders_and_validates(values):
         if doc["kind"] not in CRDS:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
         labels = doc["metadata"]["labels"]
-        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
-                    "app.kubernetes.io/managed-by", "helm.sh/chart"):
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
             assert key in labels, f"{doc['kind']} lacks {key}"
 
 
@@ -143,14 +148,17 @@ def test_values_schema_documents_every_key_and_values_yaml_points_at_it():
     assert set(defaults) <= set(schema["properties"])
 
 
-@pytest.mark.parametrize(("sets", "message"), [
-    (("runtime.image=ghcr.io/huggingface/text-generation-inference:latest",), "runtime.image"),
-    (("deploymentMode=RawDeployment", "autoscaling.canaryTrafficPercent=10"), "canaryTrafficPercent"),
-    (("deploymentMode=RawDeployment", "autoscaling.scaleToZero=true"), "scaleToZero"),
-    (("gpu.pool=h100",), "gpu.pool \"h100\" has no node pool"),
-    (("gpu.count=2",), "gpu.count 2 is more than a l4 node has"),
-    (("model.bogus=1",), "bogus"),
-])
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("runtime.image=ghcr.io/huggingface/text-generation-inference:latest",), "runtime.image"),
+        (("deploymentMode=RawDeployment", "autoscaling.canaryTrafficPercent=10"), "canaryTrafficPercent"),
+        (("deploymentMode=RawDeployment", "autoscaling.scaleToZero=true"), "scaleToZero"),
+        (("gpu.pool=h100",), 'gpu.pool "h100" has no node pool'),
+        (("gpu.count=2",), "gpu.count 2 is more than a l4 node has"),
+        (("model.bogus=1",), "bogus"),
+    ],
+)
 def test_bad_values_fail_with_the_offending_key(sets, message):
     args = ["template", "t", "."]
     for s in sets:
@@ -200,11 +208,12 @@ def test_multi_lora_puts_every_adapter_on_the_one_base():
     adapters = yaml.safe_load(scenario.read_text())["model"]["adapters"]
     env = {e["name"]: e["value"] for e in runtime_container(render(scenario))["env"]}
     assert env["LORA_ADAPTERS"].split(",") == [
-        f"{a['name']}={a['path']}" if a["path"].startswith("/") else a["path"] for a in adapters]
+        f"{a['name']}={a['path']}" if a["path"].startswith("/") else a["path"] for a in adapters
+    ]
 
     vllm = runtime_container(render(CHART / "ci" / "vllm-values.yaml"))
     args = vllm["args"]
-    modules = args[args.index("--lora-modules") + 1:]
+    modules = args[args.index("--lora-modules") + 1 :]
     assert modules == ["support=/mnt/models/adapter", "billing=/mnt/models/extra/billing"]
     assert "--enable-lora" in args and "--max-loras=2" in args and "--max-lora-rank=16" in args
     assert "--tensor-parallel-size=2" in args and "--max-model-len=8192" in args
@@ -229,12 +238,15 @@ def test_raw_keda_scales_the_predictor_deployment_on_the_queue_metric():
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
     assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
-    assert scaled["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                "name": f"{isvc['metadata']['name']}-predictor"}
+    assert scaled["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": f"{isvc['metadata']['name']}-predictor",
+    }
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 8)
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metadata"]["threshold"] == "8"
-    assert trigger["metadata"]["query"].startswith("sum(tgi_queue_size{namespace=\"tuneline\"")
+    assert trigger["metadata"]["query"].startswith('sum(tgi_queue_size{namespace="tuneline"')
     vllm = one(render(CHART / "ci" / "vllm-values.yaml", sets=("deploymentMode=RawDeployment",)), "ScaledObject")
     assert "vllm:num_requests_waiting" in vllm["spec"]["triggers"][0]["metadata"]["query"]
 
@@ -267,9 +279,10 @@ def test_every_container_is_hardened_with_requests_limits_and_pinned_images(valu
     docs = render(values)
     isvc = one(docs, "InferenceService")
     test_pod = one(docs, "Pod")
-    pods = [(isvc["spec"]["predictor"]["securityContext"], [runtime_container(docs),
-                                                             isvc["spec"]["predictor"]["model"]]),
-            (test_pod["spec"]["securityContext"], test_pod["spec"]["containers"])]
+    pods = [
+        (isvc["spec"]["predictor"]["securityContext"], [runtime_container(docs), isvc["spec"]["predictor"]["model"]]),
+        (test_pod["spec"]["securityContext"], test_pod["spec"]["containers"]),
+    ]
     for pod_security, containers in pods:
         assert pod_security["runAsNonRoot"] is True and pod_security["seccompProfile"]["type"] == "RuntimeDefault"
         for c in containers:
@@ -279,16 +292,18 @@ def test_every_container_is_hardened_with_requests_limits_and_pinned_images(valu
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(c["resources"][kind]), f"{c.get('name')} {kind}"
             if "image" in c:
-                assert not c["image"].endswith(":latest") and (":" in c["image"].rsplit("/", 1)[-1]
-                                                               or "@sha256:" in c["image"])
+                assert not c["image"].endswith(":latest") and (
+                    ":" in c["image"].rsplit("/", 1)[-1] or "@sha256:" in c["image"]
+                )
     for c in (runtime_container(docs), isvc["spec"]["predictor"]["model"]):
         gpus = c["resources"]["limits"]["nvidia.com/gpu"]
         assert gpus >= 1 and c["resources"]["requests"]["nvidia.com/gpu"] == gpus
     assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
 
 
-@pytest.mark.parametrize(("scenario", "cloud", "gpu"), [("eks", "eks", "l4"), ("gke", "gke", "a100-80gb"),
-                                                        ("vllm", "eks", "a100-80gb")])
+@pytest.mark.parametrize(
+    ("scenario", "cloud", "gpu"), [("eks", "eks", "l4"), ("gke", "gke", "a100-80gb"), ("vllm", "eks", "a100-80gb")]
+)
 def test_cloud_presets_are_the_infra_gpu_pools(scenario, cloud, gpu):
     predictor = one(render(CHART / "ci" / f"{scenario}-values.yaml"), "InferenceService")["spec"]["predictor"]
     expected = scheduling(config(), gpu, cloud)
@@ -308,12 +323,28 @@ def test_identity_annotations_reach_the_serving_account_infra_binds():
 
 # --------------------------------------------------------------------------- generated files, GitOps
 def test_generated_platform_defaults_and_argocd_apps_are_current():
-    assert CliRunner().invoke(app, ["deploy", "export", "--check", "--root", str(REPO), "--config",
-                                    str(REPO / "params.yaml")]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(app, ["deploy", "export", "--check", "--root", str(REPO), "--config", str(REPO / "params.yaml")])
+        .exit_code
+        == 0
+    )
     defaults = json.loads((CHART / "files" / "platform.json").read_text())
     assert defaults == platform_defaults(config())
-    changed = CliRunner().invoke(app, ["deploy", "export", "--check", "--root", str(REPO), "--config",
-                                       str(REPO / "params.yaml"), "--set", "images.tgi=ghcr.io/x/tgi:9.9.9"])
+    changed = CliRunner().invoke(
+        app,
+        [
+            "deploy",
+            "export",
+            "--check",
+            "--root",
+            str(REPO),
+            "--config",
+            str(REPO / "params.yaml"),
+            "--set",
+            "images.tgi=ghcr.io/x/tgi:9.9.9",
+        ],
+    )
     assert changed.exit_code == 1 and "stale: " in changed.output and "platform.json" in changed.output
 
 
@@ -364,10 +395,21 @@ def test_notes_tell_how_to_test_and_reach_the_release(tmp_path):
     # `helm template` never renders NOTES.txt (and install needs a cluster): render it through tpl instead
     (chart / "templates" / "NOTES.txt").rename(chart / "notes.src")
     (chart / "templates" / "notes.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n'
-        'data: {notes: {{ tpl (.Files.Get "notes.src") . | quote }}}\n')
-    proc = run_helm("template", "tuneline", ".", "-n", "tuneline", "-f", str(CHART / "ci" / "serverless-canary-values.yaml"),
-                    "--show-only", "templates/notes.yaml", chart=chart)
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data: {notes: {{ tpl (.Files.Get "notes.src") . | quote }}}\n'
+    )
+    proc = run_helm(
+        "template",
+        "tuneline",
+        ".",
+        "-n",
+        "tuneline",
+        "-f",
+        str(CHART / "ci" / "serverless-canary-values.yaml"),
+        "--show-only",
+        "templates/notes.yaml",
+        chart=chart,
+    )
     assert proc.returncode == 0, proc.stderr
     notes = yaml.safe_load(proc.stdout)["data"]["notes"]
     assert "helm test tuneline -n tuneline --logs" in notes
@@ -395,7 +437,8 @@ def test_infra_app_of_apps_follows_the_same_repository_branch_and_folder():
     for cloud in ("eks", "gke"):
         tfvars = json.loads((REPO / "infra" / cloud / "gpu_pools.auto.tfvars.json").read_text())
         assert tfvars["gitops_repo_url"] == cfg.serve.repo_url
-    variables = {k: v for block in load_tf(REPO / "infra" / "modules" / "platform")["variable"]
-                 for k, v in block.items()}
+    variables = {
+        k: v for block in load_tf(REPO / "infra" / "modules" / "platform")["variable"] for k, v in block.items()
+    }
     assert variables["gitops_revision"]["default"] == cfg.serve.base_branch
     assert variables["gitops_apps_path"]["default"] == cfg.serve.apps_dir

@@ -9,8 +9,10 @@ import pytest
 from tests.conftest import chat, read_jsonl, write_jsonl
 from tuneline.stages.clean import CleanError, run_clean
 
-LONG = ("The quarterly report shows revenue grew in every region while costs stayed flat, "
-        "and the board approved the new hiring plan for the data platform team next year.")
+LONG = (
+    "The quarterly report shows revenue grew in every region while costs stayed flat, "
+    "and the board approved the new hiring plan for the data platform team next year."
+)
 
 
 def ingested(tmp_path: Path, sft: list[dict], pref: list[dict] | None = None) -> Path:
@@ -21,17 +23,26 @@ def ingested(tmp_path: Path, sft: list[dict], pref: list[dict] | None = None) ->
 
 
 def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
-    src = ingested(tmp_path, [
-        chat("Is cafe\u0301 ok?\x07", "Ｙｅｓ\u200b."),                    # s0 normalized
-        chat("mail me: bob@example.com", "ok"),                              # s1 PII
-        chat(LONG, "Noted."),                                                # s2 kept
-        chat(LONG.replace("flat", "flat,").upper(), "noted."),               # s3 near dup of s2 (case, punctuation)
-        chat("  " + LONG + "  ", "Noted."),                                  # s4 exact dup of s2 after normalization
-        chat("spam " * 40, "spam spam spam spam spam spam"),                 # s5 repetition
-        {"messages": [{"role": "assistant", "content": "lonely"}]},          # s6 too few turns
-        chat("\u200b\u200b", "x"),                                           # s7 empty after normalization
-    ], pref=[{"prompt": [{"role": "user", "content": "call 415-555-2671?"}],
-              "chosen": [{"role": "assistant", "content": "yes"}], "rejected": [{"role": "assistant", "content": "no"}]}])
+    src = ingested(
+        tmp_path,
+        [
+            chat("Is cafe\u0301 ok?\x07", "Ｙｅｓ\u200b."),  # s0 normalized
+            chat("mail me: bob@example.com", "ok"),  # s1 PII
+            chat(LONG, "Noted."),  # s2 kept
+            chat(LONG.replace("flat", "flat,").upper(), "noted."),  # s3 near dup of s2 (case, punctuation)
+            chat("  " + LONG + "  ", "Noted."),  # s4 exact dup of s2 after normalization
+            chat("spam " * 40, "spam spam spam spam spam spam"),  # s5 repetition
+            {"messages": [{"role": "assistant", "content": "lonely"}]},  # s6 too few turns
+            chat("\u200b\u200b", "x"),  # s7 empty after normalization
+        ],
+        pref=[
+            {
+                "prompt": [{"role": "user", "content": "call 415-555-2671?"}],
+                "chosen": [{"role": "assistant", "content": "yes"}],
+                "rejected": [{"role": "assistant", "content": "no"}],
+            }
+        ],
+    )
     res = run_clean(make_config(), src, tmp_path / "c")
     kept = {r["id"]: r for r in read_jsonl(tmp_path / "c/sft.jsonl")}
     assert set(kept) == {"s0", "s1", "s2"}
@@ -41,8 +52,12 @@ def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
     assert pref[0]["prompt"][0]["content"] == "call [PHONE]?"
     removed = {r["id"]: r for r in read_jsonl(tmp_path / "c/removed.jsonl")}
     assert {k: v["rule"] for k, v in removed.items()} == {
-        "s3": "near_dedup", "s4": "exact_dedup", "s5": "quality.repetition", "s6": "quality.min_turns",
-        "s7": "quality.empty_after_cleaning"}
+        "s3": "near_dedup",
+        "s4": "exact_dedup",
+        "s5": "quality.repetition",
+        "s6": "quality.min_turns",
+        "s7": "quality.empty_after_cleaning",
+    }
     assert removed["s4"]["detail"] == "same text as s2" and removed["s3"]["detail"] == "near duplicate of s2"
     assert res.report["redactions"] == {"email": 1, "phone": 1}
     assert res.report["removed"]["near_dedup"] == 1
@@ -52,8 +67,11 @@ def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
 
 def test_rules_are_switchable(tmp_path: Path, make_config):
     src = ingested(tmp_path, [chat(LONG, "a"), chat(LONG, "a"), chat("x@example.com", "b")])
-    run_clean(make_config("clean.exact_dedup.enabled=false", "clean.near_dedup.enabled=false",
-                          "clean.pii.enabled=false"), src, tmp_path / "c")
+    run_clean(
+        make_config("clean.exact_dedup.enabled=false", "clean.near_dedup.enabled=false", "clean.pii.enabled=false"),
+        src,
+        tmp_path / "c",
+    )
     kept = read_jsonl(tmp_path / "c/sft.jsonl")
     assert len(kept) == 3 and kept[2]["messages"][0]["content"] == "x@example.com"
 
@@ -85,8 +103,16 @@ def test_token_length_filter_uses_the_configured_tokenizer(tmp_path: Path, make_
     tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
     src = ingested(tmp_path, [chat("hello " * 3, "ok"), chat("hello " * 30, "ok")])
-    res = run_clean(make_config("clean.quality.enabled=false", "clean.token_length.enabled=true", "clean.token_length.max_tokens=20",
-                                f"clean.token_length.tokenizer={tmp_path / 'tok'}"), src, tmp_path / "c")
+    res = run_clean(
+        make_config(
+            "clean.quality.enabled=false",
+            "clean.token_length.enabled=true",
+            "clean.token_length.max_tokens=20",
+            f"clean.token_length.tokenizer={tmp_path / 'tok'}",
+        ),
+        src,
+        tmp_path / "c",
+    )
     assert res.removed == {"token_length": 1}
     # 30 "hello" + 1 "ok" + 4 template tokens per message
     assert read_jsonl(tmp_path / "c/removed.jsonl")[0]["detail"] == "39 tokens > 20"

@@ -25,14 +25,20 @@ REDACT = Redactor(PiiRule())
         ("iban DE89 3704 0044 0532 0130 00 ok", "iban [IBAN] ok", "iban"),
         ("iban GB82WEST12345698765432 ok", "iban [IBAN] ok", "iban"),
         ("key AKIAIOSFODNN7EXAMPLE ok", "key [AWS_ACCESS_KEY] ok", "aws_access_key"),
-        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key = [AWS_SECRET_KEY]",
-         "aws_secret_key"),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_secret_access_key = [AWS_SECRET_KEY]",
+            "aws_secret_key",
+        ),
         ("token ghp_" + "a" * 36 + " ok", "token [API_TOKEN] ok", "api_token"),
         ("token sk-proj-" + "Ab1" * 10 + " ok", "token [API_TOKEN] ok", "api_token"),
         ("token hf_" + "x" * 34 + " ok", "token [API_TOKEN] ok", "api_token"),
         ("slack xoxb-1234567890-abcdefghij ok", "slack [API_TOKEN] ok", "api_token"),
-        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U ok",
-         "jwt [API_TOKEN] ok", "api_token"),
+        (
+            "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U ok",
+            "jwt [API_TOKEN] ok",
+            "api_token",
+        ),
         ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "[PRIVATE_KEY]", "private_key"),
     ],
 )
@@ -45,15 +51,15 @@ def test_pii_is_redacted_with_typed_placeholder(text: str, expected: str, label:
 @pytest.mark.parametrize(
     "text",
     [
-        "upgrade from v2.4.1 to 3.0.0 or 10.0.19041.1",          # versions (not IPs)
-        "released 2026-01-15, due 15.01.2026 or 2026/01/15",   # dates (not phones/SSNs)
-        "order #4111111111111112 and ref 1234567890123456",    # order numbers failing Luhn
-        "lr=3e-4, batch 32, warmup 0.03, eps 1e-8, seed 1234", # hyper-parameters
-        "at 12:30:45, port 8080, PID 4242, 999.1.1.1",         # times, ports, out-of-range IPs
-        "ISBN 978-3-16-148410-0 and part 123-456-78",          # codes with dashes
-        "code DE12 3456 7890 1234 5678 90 is not an IBAN",     # IBAN-shaped, bad checksum
-        "user@localhost and @handle and a@b",                  # not routable emails
-        "skip sk-short and ghp_tooShort",                      # too short for tokens
+        "upgrade from v2.4.1 to 3.0.0 or 10.0.19041.1",  # versions (not IPs)
+        "released 2026-01-15, due 15.01.2026 or 2026/01/15",  # dates (not phones/SSNs)
+        "order #4111111111111112 and ref 1234567890123456",  # order numbers failing Luhn
+        "lr=3e-4, batch 32, warmup 0.03, eps 1e-8, seed 1234",  # hyper-parameters
+        "at 12:30:45, port 8080, PID 4242, 999.1.1.1",  # times, ports, out-of-range IPs
+        "ISBN 978-3-16-148410-0 and part 123-456-78",  # codes with dashes
+        "code DE12 3456 7890 1234 5678 90 is not an IBAN",  # IBAN-shaped, bad checksum
+        "user@localhost and @handle and a@b",  # not routable emails
+        "skip sk-short and ghp_tooShort",  # too short for tokens
     ],
 )
 def test_look_alikes_survive(text: str):
@@ -67,5 +73,7 @@ def test_checksums():
 
 def test_rules_can_be_switched_off():
     r = Redactor(PiiRule(email=False, phone=False))
-    assert r.redact("a@example.com 415-555-2671 10.0.0.1") == ("a@example.com 415-555-2671 [IP_ADDRESS]",
-                                                               {"ip_address": 1})
+    assert r.redact("a@example.com 415-555-2671 10.0.0.1") == (
+        "a@example.com 415-555-2671 [IP_ADDRESS]",
+        {"ip_address": 1},
+    )

@@ -13,8 +13,9 @@ from tests.conftest import REPO, chat, write_jsonl
 
 def tuneline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="200")
-    return subprocess.run([sys.executable, "-m", "tuneline", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tuneline", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_ingest_clean_split_chain_with_overrides(tmp_path: Path):

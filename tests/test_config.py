@@ -35,7 +35,10 @@ def test_unknown_key_names_its_path(tmp_path: Path):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("split.strategy=alphabetical", "split.strategy: Input should be 'random', 'stratified', 'temporal' or 'group'"),
+        (
+            "split.strategy=alphabetical",
+            "split.strategy: Input should be 'random', 'stratified', 'temporal' or 'group'",
+        ),
         ("clean.near_dedup.threshold=1.5", "clean.near_dedup.threshold: Input should be less than 1"),
         ("split.ratios.train=0.9", "split.ratios: Value error, train + val + test must be 1.0, got 1.1"),
         ("split.strategy=temporal", "split: Value error, strategy 'temporal' needs split.field"),

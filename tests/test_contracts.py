@@ -15,8 +15,14 @@ from tests import contracts
 
 
 def _pins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, bytes]) -> None:
-    rows = [{"file": rel, "url": f"{contracts.UPSTREAM}/owner/repo/{'0' * 40}/{rel}",
-             "sha256": hashlib.sha256(data).hexdigest()} for rel, data in files.items()]
+    rows = [
+        {
+            "file": rel,
+            "url": f"{contracts.UPSTREAM}/owner/repo/{'0' * 40}/{rel}",
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+        for rel, data in files.items()
+    ]
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"contracts": rows}))
     monkeypatch.setattr(contracts, "MANIFEST", manifest)
@@ -25,8 +31,11 @@ def _pins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, byte
 
 def test_every_pin_names_an_upstream_commit_a_version_and_a_checksum() -> None:
     pins = contracts.manifest()
-    assert {"tgi/openapi.json", "kserve/serving.kserve.io_inferenceservices.yaml",
-            "kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml"} <= set(pins)
+    assert {
+        "tgi/openapi.json",
+        "kserve/serving.kserve.io_inferenceservices.yaml",
+        "kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml",
+    } <= set(pins)
     for rel, pin in pins.items():
         assert pin["url"].startswith(contracts.UPSTREAM + "/") and pin["url"].endswith("/" + pin["path"]), rel
         assert len(pin["commit"]) == 40 and pin["commit"] in pin["url"], rel

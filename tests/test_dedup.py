@@ -10,8 +10,16 @@ from datasketch import MinHash
 
 from tuneline.dedup import NearDuplicateIndex, batch_near_keys, batch_shingles, batch_signatures, permutations
 
-TEXTS = ["Hello, world! hello world", "a", "", "...", "x y", "the quick brown fox jumps over the lazy dog",
-         "Ünïcödé wörds — here too", "tab\tseparated\nlines and  spaces"]
+TEXTS = [
+    "Hello, world! hello world",
+    "a",
+    "",
+    "...",
+    "x y",
+    "the quick brown fox jumps over the lazy dog",
+    "Ünïcödé wörds — here too",
+    "tab\tseparated\nlines and  spaces",
+]
 
 
 @pytest.mark.parametrize("num_perm", [16, 64, 128])

@@ -17,8 +17,12 @@ DVC = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which
 
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", DVC_NO_ANALYTICS="1",
-               TUNELINE_OFFLINE="1")  # not HF_HUB_OFFLINE: it stops the judge client reaching 127.0.0.1
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        DVC_NO_ANALYTICS="1",
+        TUNELINE_OFFLINE="1",
+    )  # not HF_HUB_OFFLINE: it stops the judge client reaching 127.0.0.1
     return subprocess.run([DVC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
@@ -30,8 +34,11 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(tmp_path: Path):
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
     # the real params.yaml, with a short training run and a short evaluation to keep the test fast
     params = (REPO / "params.yaml").read_text()
-    for real, short in (("  max_steps: -1\n", "  max_steps: 10\n"), ("  max_examples: null\n", "  max_examples: 3\n"),
-                        ("    max_new_tokens: 256\n", "    max_new_tokens: 8\n")):
+    for real, short in (
+        ("  max_steps: -1\n", "  max_steps: 10\n"),
+        ("  max_examples: null\n", "  max_examples: 3\n"),
+        ("    max_new_tokens: 256\n", "    max_new_tokens: 8\n"),
+    ):
         assert params.count(real) == 1, real
         params = params.replace(real, short)
     (repo / "params.yaml").write_text(params)

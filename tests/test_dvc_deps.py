@@ -63,8 +63,10 @@ def covered(path: Path, deps: list[str]) -> bool:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_dvc_code_deps_cover_the_stages_import_closure(stage: str) -> None:
-    deps = [d if isinstance(d, str) else next(iter(d)) for d in
-            yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["deps"]]
+    deps = [
+        d if isinstance(d, str) else next(iter(d))
+        for d in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    ]
     needed = closure(f"tuneline.stages.{stage}")
     assert SRC / "tuneline" / "stages" / stage / "run.py" in needed
     missing = sorted(p.relative_to(REPO).as_posix() for p in needed if not covered(p, deps))

@@ -32,20 +32,27 @@ def rule_judge(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 def perfect_candidate(split_dir: Path):
-    answers = {r["messages"][0]["content"]: r["messages"][1]["content"]
-               for r in read_jsonl(split_dir / "sft" / "test.jsonl")}
+    answers = {
+        r["messages"][0]["content"]: r["messages"][1]["content"] for r in read_jsonl(split_dir / "sft" / "test.jsonl")
+    }
     return lambda path, body: (200, chat_completion(answers[body["messages"][-1]["content"]]))
 
 
 @pytest.mark.slow
 def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAssets, make_config, tmp_path) -> None:
     ids = [r["id"] for r in read_jsonl(eval_assets.split_dir / "sft" / "test.jsonl")][:6]
-    labels = write_jsonl(tmp_path / "human.jsonl", [{"id": i, "winner": "tie" if n < 4 else "candidate"}
-                                                    for n, i in enumerate(ids)])
-    config = make_config(f"eval.judge.model={eval_assets.judge_dir}", "eval.max_examples=6",
-                         "eval.judge.max_new_tokens=12", f"eval.judge.human_labels={labels}")
-    result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
-                          tmp_path / "judge.sqlite")
+    labels = write_jsonl(
+        tmp_path / "human.jsonl", [{"id": i, "winner": "tie" if n < 4 else "candidate"} for n, i in enumerate(ids)]
+    )
+    config = make_config(
+        f"eval.judge.model={eval_assets.judge_dir}",
+        "eval.max_examples=6",
+        "eval.judge.max_new_tokens=12",
+        f"eval.judge.human_labels={labels}",
+    )
+    result = run_evaluate(
+        config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "judge.sqlite"
+    )
 
     judge = result.metrics.judge
     assert judge.requests == 24 and judge.cache_hits == 0 and judge.request_errors == 0
@@ -78,19 +85,22 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
     assert run.data.metrics["judge.candidate_score.mean"] == 8.0 and run.data.tags["tuneline.gate"] == "pass"
 
     # a re-run pays for nothing: every judgement comes from the cache, and the result is the same
-    again = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval2",
-                         tmp_path / "judge.sqlite")
+    again = run_evaluate(
+        config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval2", tmp_path / "judge.sqlite"
+    )
     assert again.metrics.judge.cache_hits == 24
     assert again.metrics.judge.candidate_score == judge.candidate_score
     assert read_jsonl(tmp_path / "eval2" / "examples.jsonl") == rows
 
 
 @pytest.mark.slow
-def test_the_builtin_judge_produces_junk_that_is_counted_not_guessed(eval_assets: EvalAssets, make_config,
-                                                                     tmp_path) -> None:
+def test_the_builtin_judge_produces_junk_that_is_counted_not_guessed(
+    eval_assets: EvalAssets, make_config, tmp_path
+) -> None:
     config = make_config("eval.max_examples=2", "eval.judge.max_new_tokens=12", "eval.judge.pairwise=false")
-    result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
-                          tmp_path / "judge.sqlite")
+    result = run_evaluate(
+        config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "judge.sqlite"
+    )
     judge = result.metrics.judge
     assert judge.requests == 4 and judge.parse_failure_rate == 1.0
     assert judge.candidate_score.mean is None
@@ -102,10 +112,15 @@ def test_the_builtin_judge_produces_junk_that_is_counted_not_guessed(eval_assets
 @pytest.mark.parametrize("api", ["chat", "generate"])
 def test_endpoints_for_candidate_and_judge(api: str, eval_assets: EvalAssets, make_config, tmp_path) -> None:
     with TgiContractServer(perfect_candidate(eval_assets.split_dir)) as cand, TgiContractServer(rule_judge) as judge:
-        config = make_config(f"eval.candidate_endpoint={cand.url}", f"eval.judge.endpoint={judge.url}",
-                             f"eval.judge.api={api}", "eval.max_examples=5")
-        result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
-                              tmp_path / "judge.sqlite")
+        config = make_config(
+            f"eval.candidate_endpoint={cand.url}",
+            f"eval.judge.endpoint={judge.url}",
+            f"eval.judge.api={api}",
+            "eval.max_examples=5",
+        )
+        result = run_evaluate(
+            config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "judge.sqlite"
+        )
     assert cand.violations == [] and judge.violations == []
     assert len(cand.requests) == 5 and len(judge.requests) == 20
     m = result.metrics
@@ -120,8 +135,9 @@ def test_endpoints_for_candidate_and_judge(api: str, eval_assets: EvalAssets, ma
 def test_baseline_none_evaluates_the_candidate_alone(eval_assets: EvalAssets, make_config, tmp_path) -> None:
     with TgiContractServer(rule_judge) as judge:
         config = make_config(f"eval.judge.endpoint={judge.url}", "eval.max_examples=3", "eval.baseline=none")
-        result = run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval",
-                              tmp_path / "judge.sqlite")
+        result = run_evaluate(
+            config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "judge.sqlite"
+        )
     assert result.metrics.baseline is None and len(judge.requests) == 3
     assert {c.name: c.passed for c in result.gate.checks}["regression.rouge_l"] is None
 
@@ -141,12 +157,17 @@ def test_clear_errors_for_bad_inputs(eval_assets: EvalAssets, make_config, tmp_p
     assert not (tmp_path / "eval").exists()  # nothing half-written
 
 
-def test_an_unreachable_judge_fails_the_stage_and_writes_nothing(eval_assets: EvalAssets, make_config,
-                                                                 tmp_path) -> None:
+def test_an_unreachable_judge_fails_the_stage_and_writes_nothing(
+    eval_assets: EvalAssets, make_config, tmp_path
+) -> None:
     from tests.conftest import free_port
 
-    config = make_config(f"eval.judge.endpoint=http://127.0.0.1:{free_port()}", "eval.max_examples=2",
-                         "eval.judge.max_retries=0", "eval.baseline=none")
+    config = make_config(
+        f"eval.judge.endpoint=http://127.0.0.1:{free_port()}",
+        "eval.max_examples=2",
+        "eval.judge.max_retries=0",
+        "eval.baseline=none",
+    )
     with pytest.raises(EvaluateError, match="judge failed on all 2 requests"):
         run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval")
     assert not (tmp_path / "eval").exists()

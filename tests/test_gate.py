@@ -11,18 +11,34 @@ from tuneline.results import EvalMetrics, GateDecision
 from tuneline.stages.evaluate.gate import decide
 
 
-def metrics(score: float | None = 7.0, failures: float = 0.0, win_rate: float | None = 0.6,
-            baseline: dict[str, float] | None = None, pairwise: bool = True) -> EvalMetrics:
+def metrics(
+    score: float | None = 7.0,
+    failures: float = 0.0,
+    win_rate: float | None = 0.6,
+    baseline: dict[str, float] | None = None,
+    pairwise: bool = True,
+) -> EvalMetrics:
     cand = {"exact_match": 0.5, "rouge_l": 0.7, "token_f1": 0.6}
     nothing = {"ci_low": None, "ci_high": None, "n": 10}
-    return EvalMetrics.model_validate({
-        "examples": 10,
-        "candidate": cand,
-        "baseline": baseline if baseline is not None else {"exact_match": 0.4, "rouge_l": 0.6, "token_f1": 0.5},
-        "judge": {"candidate_score": {"mean": score, **nothing}, "baseline_score": None, "parse_failure_rate": failures,
-                  "pairwise": {"win": None, "tie": None, "loss": None, "win_rate": win_rate, "n": 10} if pairwise
-                  else None, "agreement": None, "requests": 20, "cache_hits": 0, "request_errors": 0},
-    })
+    return EvalMetrics.model_validate(
+        {
+            "examples": 10,
+            "candidate": cand,
+            "baseline": baseline if baseline is not None else {"exact_match": 0.4, "rouge_l": 0.6, "token_f1": 0.5},
+            "judge": {
+                "candidate_score": {"mean": score, **nothing},
+                "baseline_score": None,
+                "parse_failure_rate": failures,
+                "pairwise": {"win": None, "tie": None, "loss": None, "win_rate": win_rate, "n": 10}
+                if pairwise
+                else None,
+                "agreement": None,
+                "requests": 20,
+                "cache_hits": 0,
+                "request_errors": 0,
+            },
+        }
+    )
 
 
 def checks(result: GateDecision) -> dict[str, bool | None]:
@@ -35,14 +51,17 @@ def test_a_good_candidate_passes() -> None:
     assert all(checks(result).values())
 
 
-@pytest.mark.parametrize(("kwargs", "failing", "reason"), [
-    ({"score": 4.9}, "judge_score", "mean judge score 4.900 (minimum 5)"),
-    ({"score": None}, "judge_score", "no readable judge score"),
-    ({"failures": 0.25}, "judge_parse_failures", "25% of judge outputs"),
-    ({"win_rate": 0.49}, "win_rate", "win rate 0.490"),
-    ({"win_rate": None}, "win_rate", "no readable pairwise verdict"),
-    ({"baseline": {"exact_match": 0.6, "rouge_l": 0.6, "token_f1": 0.5}}, "regression.exact_match", "drop +0.100"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "failing", "reason"),
+    [
+        ({"score": 4.9}, "judge_score", "mean judge score 4.900 (minimum 5)"),
+        ({"score": None}, "judge_score", "no readable judge score"),
+        ({"failures": 0.25}, "judge_parse_failures", "25% of judge outputs"),
+        ({"win_rate": 0.49}, "win_rate", "win rate 0.490"),
+        ({"win_rate": None}, "win_rate", "no readable pairwise verdict"),
+        ({"baseline": {"exact_match": 0.6, "rouge_l": 0.6, "token_f1": 0.5}}, "regression.exact_match", "drop +0.100"),
+    ],
+)
 def test_each_check_fails_with_its_reason(kwargs: dict[str, Any], failing: str, reason: str) -> None:
     result = decide(EvalGate(), metrics(**kwargs))
     assert result.passed is False

@@ -58,9 +58,12 @@ def test_a_contract_violation_is_visible() -> None:
     import urllib.request
 
     with TgiContractServer(chat_reply()) as server:
-        request = urllib.request.Request(f"{server.url}/v1/chat/completions", method="POST",
-                                         data=json.dumps({"prompt": "hi"}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{server.url}/v1/chat/completions",
+            method="POST",
+            data=json.dumps({"prompt": "hi"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request)
     assert err.value.code == 422

@@ -47,8 +47,13 @@ def tf_console(root: Path, expr: str, tmp_path: Path, tfvars: str | None = None)
     (work / TFVARS_NAME).write_text(tfvars if tfvars is not None else (root / TFVARS_NAME).read_text())
     required = {"eks": ["-var", "gitops_repo_url=x"], "gke": ["-var", "gitops_repo_url=x", "-var", "project_id=p"]}
     return subprocess.run(
-        ["terraform", "console", "-no-color", *required[root.name]], input=f"jsonencode({expr})\n", cwd=work, env=TF_ENV,
-        capture_output=True, text=True, timeout=120,
+        ["terraform", "console", "-no-color", *required[root.name]],
+        input=f"jsonencode({expr})\n",
+        cwd=work,
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -130,7 +135,10 @@ def test_eks_gpu_node_groups_fit_the_pods_the_config_schedules(cfg, tmp_path):
         # Cluster Autoscaler scales from zero only if the ASG tags describe the node it would get
         tags = g["tags"]
         assert tags["k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"] == str(sched.gpus_per_node)
-        assert tags[f"k8s.io/cluster-autoscaler/node-template/taint/{taint['key']}"] == f"{taint['value']}:{taint['effect']}"
+        assert (
+            tags[f"k8s.io/cluster-autoscaler/node-template/taint/{taint['key']}"]
+            == f"{taint['value']}:{taint['effect']}"
+        )
         for k, v in node_labels.items():
             assert tags[f"k8s.io/cluster-autoscaler/node-template/label/{k}"] == v
 
@@ -185,11 +193,24 @@ def test_modules_charts_and_providers_are_pinned():
         for name, body in block.items():
             if name == "chart_versions":
                 chart_versions.update(body["default"])
-    releases = [(n, b) for block in tf["resource"] for kind, rs in block.items() if kind == "helm_release"
-                for n, b in rs.items()]
-    assert {n for n, _ in releases} >= {"cert_manager", "knative_operator", "kserve", "keda", "kube_prometheus_stack",
-                                        "argo_cd", "nvidia_device_plugin", "cluster_autoscaler",
-                                        "kubeflow_trainer"}
+    releases = [
+        (n, b)
+        for block in tf["resource"]
+        for kind, rs in block.items()
+        if kind == "helm_release"
+        for n, b in rs.items()
+    ]
+    assert {n for n, _ in releases} >= {
+        "cert_manager",
+        "knative_operator",
+        "kserve",
+        "keda",
+        "kube_prometheus_stack",
+        "argo_cd",
+        "nvidia_device_plugin",
+        "cluster_autoscaler",
+        "kubeflow_trainer",
+    }
     for name, body in releases:
         ref = re.fullmatch(r"\$\{(?:local\.v|var\.chart_versions)\.(\w+)\}", body["version"])
         assert ref and EXACT.match(chart_versions[ref.group(1)]), f"helm_release {name}: {body['version']}"
@@ -203,12 +224,17 @@ def test_modules_charts_and_providers_are_pinned():
 
 def test_workload_identities_bind_the_service_accounts_the_repo_deploys():
     base = REPO / "mlflow" / "base"
-    mlflow_sa = {"name": yaml.safe_load((base / "serviceaccount.yaml").read_text())["metadata"]["name"],
-                 "namespace": yaml.safe_load((base / "kustomization.yaml").read_text())["namespace"]}
+    mlflow_sa = {
+        "name": yaml.safe_load((base / "serviceaccount.yaml").read_text())["metadata"]["name"],
+        "namespace": yaml.safe_load((base / "kustomization.yaml").read_text())["namespace"],
+    }
     eks = {k: v for block in load_tf(ROOTS["eks"])["locals"] for k, v in block.items()}
     gke = {k: v for block in load_tf(ROOTS["gke"])["locals"] for k, v in block.items()}
     assert eks["workload_service_accounts"]["mlflow"] == f"{mlflow_sa['namespace']}:{mlflow_sa['name']}"
-    assert gke["workload_service_accounts"]["mlflow"] == {"namespace": mlflow_sa["namespace"], "name": mlflow_sa["name"]}
+    assert gke["workload_service_accounts"]["mlflow"] == {
+        "namespace": mlflow_sa["namespace"],
+        "name": mlflow_sa["name"],
+    }
     for sa in ("pipeline", "serving"):
         ns, name = eks["workload_service_accounts"][sa].split(":")
         assert gke["workload_service_accounts"][sa] == {"namespace": ns, "name": name}
@@ -221,13 +247,25 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
 
     from tuneline.stages.train.distributed import PYTORCHJOB, TRAINJOB
 
-    manifests = {n: b["yaml_body"] for block in load_tf(INFRA / "modules" / "platform")["resource"]
-                 for kind, rs in block.items() if kind == "kubectl_manifest" for n, b in rs.items()}
+    manifests = {
+        n: b["yaml_body"]
+        for block in load_tf(INFRA / "modules" / "platform")["resource"]
+        for kind, rs in block.items()
+        if kind == "kubectl_manifest"
+        for n, b in rs.items()
+    }
     objects = {}
     for name in ("train_jobs_role", "train_jobs_binding"):
         expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", manifests[name], re.S).group(1)
-        proc = subprocess.run(["terraform", "console", "-no-color"], input=f"jsonencode({expr})\n", cwd=tmp_path,
-                              env=TF_ENV, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["terraform", "console", "-no-color"],
+            input=f"jsonencode({expr})\n",
+            cwd=tmp_path,
+            env=TF_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         objects[name] = json.loads(json.loads(proc.stdout))
         kubernetes_validate.validate(objects[name], "1.32", strict=True)
@@ -237,21 +275,32 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
         assert {"create", "get", "delete"} <= set(rule["verbs"])
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == cfg.kubeflow.namespace
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": cfg.kubeflow.service_account,
-                                    "namespace": cfg.kubeflow.namespace}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": cfg.kubeflow.service_account, "namespace": cfg.kubeflow.namespace}
+    ]
 
 
 def test_terraform_fmt_is_clean():
-    proc = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)], env=TF_ENV,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)],
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout
 
 
 def test_checkov_offline_finds_nothing_unlisted():
     checkov = shutil.which("checkov", path=str(REPO / ".venv-tools" / "bin")) or shutil.which("checkov")
     assert checkov, "checkov is installed by `make setup` into .venv-tools"
-    proc = subprocess.run([checkov, "--config-file", str(INFRA / ".checkov.yaml"), "-o", "json"], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [checkov, "--config-file", str(INFRA / ".checkov.yaml"), "-o", "json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     reports = json.loads(proc.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     [report] = [r for r in reports if r["check_type"] == "terraform"]

@@ -18,13 +18,20 @@ from tuneline.stages.ingest import IngestError, run_ingest
 
 def test_jsonl_defects_are_quarantined_and_neighbours_survive(tmp_path: Path, make_config):
     good = [json.dumps(chat(f"q{i}", f"a{i}")) for i in range(4)]
-    raw = (b"\xef\xbb\xbf" + good[0].encode() + b"\r\n"      # line 1: BOM + CRLF
-           + b"\n"                                            # line 2: blank
-           + b'{"messages": [\n'                              # line 3: invalid JSON
-           + good[1].encode() + b"\n"                         # line 4
-           + b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'  # line 5: invalid UTF-8
-           + b"42\n"                                          # line 6: not an object
-           + good[2].encode() + b"\r\n" + good[3].encode())   # lines 7, 8 (no final newline)
+    raw = (
+        b"\xef\xbb\xbf"
+        + good[0].encode()
+        + b"\r\n"  # line 1: BOM + CRLF
+        + b"\n"  # line 2: blank
+        + b'{"messages": [\n'  # line 3: invalid JSON
+        + good[1].encode()
+        + b"\n"  # line 4
+        + b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n'  # line 5: invalid UTF-8
+        + b"42\n"  # line 6: not an object
+        + good[2].encode()
+        + b"\r\n"
+        + good[3].encode()
+    )  # lines 7, 8 (no final newline)
     src = tmp_path / "in.jsonl"
     src.write_bytes(raw)
     res = run_ingest(make_config("data.max_bad_fraction=0.5"), [Source(uri=str(src))], tmp_path / "out")
@@ -33,7 +40,10 @@ def test_jsonl_defects_are_quarantined_and_neighbours_survive(tmp_path: Path, ma
     assert [r["meta"]["line"] for r in sft] == [1, 4, 7, 8]
     q = read_jsonl(tmp_path / "out/quarantine.jsonl")
     assert [(e["file"], e["line"], e["reason"]) for e in q] == [
-        (str(src), 3, "invalid_json"), (str(src), 5, "invalid_utf8"), (str(src), 6, "not_an_object")]
+        (str(src), 3, "invalid_json"),
+        (str(src), 5, "invalid_utf8"),
+        (str(src), 6, "not_an_object"),
+    ]
     assert q[1]["detail"] == "invalid UTF-8 at byte 46"  # the \\xe9 after "caf"
     assert res.report["by_reason"] == {"invalid_json": 1, "invalid_utf8": 1, "not_an_object": 1}
     assert res.report["by_source"][str(src)] == {"total": 7, "sft": 4, "quarantined": 3}
@@ -41,28 +51,32 @@ def test_jsonl_defects_are_quarantined_and_neighbours_survive(tmp_path: Path, ma
 
 def test_raw_preview_is_truncated(tmp_path: Path, make_config):
     src = write_jsonl(tmp_path / "x.jsonl", ['{"broken": "' + "x" * 1000, chat("q", "a")])
-    run_ingest(make_config("data.raw_preview_chars=20", "data.max_bad_fraction=1"), [Source(uri=str(src))],
-               tmp_path / "o")
+    run_ingest(
+        make_config("data.raw_preview_chars=20", "data.max_bad_fraction=1"), [Source(uri=str(src))], tmp_path / "o"
+    )
     assert len(read_jsonl(tmp_path / "o/quarantine.jsonl")[0]["raw"]) == 20
 
 
 def test_every_file_kind_and_gzip(tmp_path: Path, make_config):
     d = tmp_path / "raw"
     write_jsonl(d / "a.jsonl.gz", [chat("gz", "ok")], gz=True)
-    (d / "b.json").write_text(json.dumps([{"conversations": [{"from": "human", "value": "arr"},
-                                                              {"from": "gpt", "value": "ok"}]}, "oops"]))
+    (d / "b.json").write_text(
+        json.dumps([{"conversations": [{"from": "human", "value": "arr"}, {"from": "gpt", "value": "ok"}]}, "oops"])
+    )
     with open(d / "c.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["instruction", "input", "output", "category"])
         w.writerow(["multi\nline", "", "ok", "x"])  # physical lines 2-3
-        w.writerow(["csv", "ctx", "", "y"])          # line 4: empty output
-        w.writerow(["", "", "", ""])                  # line 5: blank row, skipped
-        w.writerow(["csv2", "", "ok", "z"])           # line 6
+        w.writerow(["csv", "ctx", "", "y"])  # line 4: empty output
+        w.writerow(["", "", "", ""])  # line 5: blank row, skipped
+        w.writerow(["csv2", "", "ok", "z"])  # line 6
     with open(d / "d.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["messages"])
         w.writerow([json.dumps(chat("json in csv", "ok")["messages"])])
-    pq.write_table(pa.Table.from_pylist([{"prompt": "p", "chosen": "good", "rejected": "bad", "n": 1}]), d / "e.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"prompt": "p", "chosen": "good", "rejected": "bad", "n": 1}]), d / "e.parquet"
+    )
     (d / "notes.txt").write_text("ignored")
     res = run_ingest(make_config("data.max_bad_fraction=0.5"), [Source(uri=str(d))], tmp_path / "out")
     sft = read_jsonl(tmp_path / "out/sft.jsonl")
@@ -72,7 +86,10 @@ def test_every_file_kind_and_gzip(tmp_path: Path, make_config):
     assert contents["arr"]["meta"]["row"] == 0
     pref = read_jsonl(tmp_path / "out/preference.jsonl")
     assert pref[0]["chosen"][0]["content"] == "good" and pref[0]["meta"]["n"] == 1
-    q = {(Path(e["file"]).name, e.get("line", e.get("row")), e["reason"]) for e in read_jsonl(tmp_path / "out/quarantine.jsonl")}
+    q = {
+        (Path(e["file"]).name, e.get("line", e.get("row")), e["reason"])
+        for e in read_jsonl(tmp_path / "out/quarantine.jsonl")
+    }
     assert q == {("b.json", 1, "not_an_object"), ("c.csv", 4, "empty_content")}
     assert res.report["skipped_files"] == [str(d / "notes.txt")]
     assert res.report["by_format"] == {"alpaca": 2, "messages": 2, "preference": 1, "sharegpt": 1}

@@ -12,10 +12,21 @@ def canon(obj, fmt="auto"):
 
 
 def test_openai_messages_with_text_parts_and_name():
-    kind, rec = canon({"messages": [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}], "name": "ann"},
-        {"role": "assistant", "content": "hi"}], "category": "greeting", "id": 9})
+    kind, rec = canon(
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}],
+                    "name": "ann",
+                },
+                {"role": "assistant", "content": "hi"},
+            ],
+            "category": "greeting",
+            "id": 9,
+        }
+    )
     assert kind == "sft"
     assert rec["messages"][1] == {"role": "user", "content": "hello there", "name": "ann"}
     assert rec["meta"] == {"format": "messages", "line": 1, "category": "greeting", "source_id": 9}
@@ -23,13 +34,14 @@ def test_openai_messages_with_text_parts_and_name():
 
 
 def test_sharegpt_roles_are_mapped():
-    _, rec = canon({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
-                    "system": "sys"})
+    _, rec = canon({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "system": "sys"})
     assert [m["role"] for m in rec["messages"]] == ["system", "user", "assistant"]
     assert rec["meta"]["format"] == "sharegpt"
 
 
-@pytest.mark.parametrize(("extra", "user"), [({"input": "ctx"}, "do it\n\nctx"), ({"input": ""}, "do it"), ({}, "do it")])
+@pytest.mark.parametrize(
+    ("extra", "user"), [({"input": "ctx"}, "do it\n\nctx"), ({"input": ""}, "do it"), ({}, "do it")]
+)
 def test_alpaca(extra, user):
     _, rec = canon({"instruction": "do it", "output": "done", **extra})
     assert rec["messages"] == [{"role": "user", "content": user}, {"role": "assistant", "content": "done"}]
@@ -41,7 +53,9 @@ def test_preference_from_strings_and_from_implicit_prompt():
     assert rec["prompt"] == [{"role": "user", "content": "2+2?"}]
     assert rec["chosen"] == [{"role": "assistant", "content": "4"}]
     q = {"role": "user", "content": "2+2?"}
-    _, rec = canon({"chosen": [q, {"role": "assistant", "content": "4"}], "rejected": [q, {"role": "assistant", "content": "5"}]})
+    _, rec = canon(
+        {"chosen": [q, {"role": "assistant", "content": "4"}], "rejected": [q, {"role": "assistant", "content": "5"}]}
+    )
     assert rec["prompt"] == [q] and rec["rejected"] == [{"role": "assistant", "content": "5"}]
 
 
@@ -63,8 +77,15 @@ def test_format_override_wins_over_detection():
         ({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": "y"}]}, "unknown_role"),
         ({"messages": [{"role": "user", "content": " \n"}, {"role": "assistant", "content": "y"}]}, "empty_content"),
         ({"messages": [{"role": "user", "content": "x"}]}, "no_final_assistant"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]},
-                       {"role": "assistant", "content": "y"}]}, "unsupported_content"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {}}]},
+                    {"role": "assistant", "content": "y"},
+                ]
+            },
+            "unsupported_content",
+        ),
         ({"conversations": [{"from": "alien", "value": "x"}, {"from": "gpt", "value": "y"}]}, "unknown_role"),
         ({"instruction": "x", "output": ""}, "empty_content"),
         ({"prompt": "p", "chosen": "same", "rejected": "same"}, "chosen_equals_rejected"),

@@ -23,15 +23,25 @@ def test_ingest_glob_from_s3(s3_endpoint: str, tmp_path: Path, make_config):
     s3.put_object(Bucket="raw", Key="chats/part-0.jsonl", Body=body.encode())
     s3.put_object(Bucket="raw", Key="chats/part-1.jsonl.gz", Body=gzip.compress(json.dumps(chat("gz q", "a")).encode()))
     s3.put_object(Bucket="raw", Key="other/skip.jsonl", Body=b"{}")
-    cfg = make_config("data.sources=[s3://raw/chats/*]", f"data.source_options={{s3: {{endpoint_url: '{s3_endpoint}'}}}}",
-                      "data.max_bad_fraction=0.5")
+    cfg = make_config(
+        "data.sources=[s3://raw/chats/*]",
+        f"data.source_options={{s3: {{endpoint_url: '{s3_endpoint}'}}}}",
+        "data.max_bad_fraction=0.5",
+    )
     res = run_ingest(cfg, None, tmp_path / "o")
     sft = read_jsonl(tmp_path / "o/sft.jsonl")
     assert sorted(r["messages"][0]["content"] for r in sft) == ["gz q", "s3 q0", "s3 q1", "s3 q2"]
     assert {r["source"] for r in sft} == {"s3://raw/chats/part-0.jsonl", "s3://raw/chats/part-1.jsonl.gz"}
     q = read_jsonl(tmp_path / "o/quarantine.jsonl")
-    assert q == [{"file": "s3://raw/chats/part-0.jsonl", "line": 4, "reason": "invalid_json",
-                  "detail": q[0]["detail"], "raw": "{broken"}]
+    assert q == [
+        {
+            "file": "s3://raw/chats/part-0.jsonl",
+            "line": 4,
+            "reason": "invalid_json",
+            "detail": q[0]["detail"],
+            "raw": "{broken",
+        }
+    ]
     assert res.report["files"] == 2
 
 

@@ -9,32 +9,53 @@ import pytest
 from tuneline.stages.evaluate import judge as jd
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("The answer is correct. Rating: [[8]]", 8.0),
-    ("Rating: [[ 7.5 ]]", 7.5),
-    ("[[10]] is what it deserves", 10.0),
-    ("rating: 6/10", 6.0),
-    ("**Score:** 3", 3.0),
-    ("Rating: [[4]] ... on reflection Rating: [[9]]", 4.0),  # first verdict counts, as in MT-Bench
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is correct. Rating: [[8]]", 8.0),
+        ("Rating: [[ 7.5 ]]", 7.5),
+        ("[[10]] is what it deserves", 10.0),
+        ("rating: 6/10", 6.0),
+        ("**Score:** 3", 3.0),
+        ("Rating: [[4]] ... on reflection Rating: [[9]]", 4.0),  # first verdict counts, as in MT-Bench
+    ],
+)
 def test_parse_score_reads_the_rating(text: str, expected: float) -> None:
     assert jd.parse_score(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "", "great answer!", "Rating: [[11]]", "Rating: [[0]]", "[[A]]", "\ufffd(\ufffd key 2026Eme keyEme", "7",
-    "Rating: [[-3]]",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "great answer!",
+        "Rating: [[11]]",
+        "Rating: [[0]]",
+        "[[A]]",
+        "\ufffd(\ufffd key 2026Eme keyEme",
+        "7",
+        "Rating: [[-3]]",
+    ],
+)
 def test_parse_score_rejects_junk_and_out_of_range(text: str) -> None:
     assert jd.parse_score(text) is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("A is more accurate. [[A]]", "A"), ("[[B]]", "B"), ("Both equal: [[C]]", "C"), ("[[ B ]]", "B"),
-    ("[[A]] ... [[A]]", "A"),
-    ("[[A]] no wait [[B]]", None),  # two different verdicts: ambiguous
-    ("A is better", None), ("[[D]]", None), ("", None), ("Rating: [[8]]", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("A is more accurate. [[A]]", "A"),
+        ("[[B]]", "B"),
+        ("Both equal: [[C]]", "C"),
+        ("[[ B ]]", "B"),
+        ("[[A]] ... [[A]]", "A"),
+        ("[[A]] no wait [[B]]", None),  # two different verdicts: ambiguous
+        ("A is better", None),
+        ("[[D]]", None),
+        ("", None),
+        ("Rating: [[8]]", None),
+    ],
+)
 def test_parse_verdict(text: str, expected: str | None) -> None:
     assert jd.parse_verdict(text) == expected
 
@@ -47,16 +68,19 @@ def test_verdict_letters_map_to_the_model_shown_in_that_position() -> None:
     assert jd.as_verdict(None, candidate_is_a=True) is None
 
 
-@pytest.mark.parametrize(("first", "second", "outcome"), [
-    ("candidate", "candidate", "win"),
-    ("baseline", "baseline", "loss"),
-    ("candidate", "baseline", "tie"),  # the judge followed the position, not the answer
-    ("baseline", "candidate", "tie"),
-    ("tie", "candidate", "tie"),
-    ("tie", "tie", "tie"),
-    (None, "candidate", None),
-    ("candidate", None, None),
-])
+@pytest.mark.parametrize(
+    ("first", "second", "outcome"),
+    [
+        ("candidate", "candidate", "win"),
+        ("baseline", "baseline", "loss"),
+        ("candidate", "baseline", "tie"),  # the judge followed the position, not the answer
+        ("baseline", "candidate", "tie"),
+        ("tie", "candidate", "tie"),
+        ("tie", "tie", "tie"),
+        (None, "candidate", None),
+        ("candidate", None, None),
+    ],
+)
 def test_both_orders_combine_into_one_outcome(first, second, outcome) -> None:
     assert jd.combine(first, second) == outcome
 
@@ -120,7 +144,10 @@ def test_a_template_with_a_wrong_placeholder_fails_before_any_request(tmp_path) 
 
 
 def test_render_question_keeps_multi_turn_context() -> None:
-    prompt = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-              {"role": "user", "content": "order?"}]
+    prompt = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "order?"},
+    ]
     assert jd.render_question(prompt) == "User: hi\nAssistant: hello\nUser: order?"
     assert jd.render_question(prompt[:1]) == "hi"

@@ -15,8 +15,9 @@ KUBECTL = shutil.which("kubectl")
 
 
 def build(cloud: str) -> list[dict[str, Any]]:
-    out = subprocess.run([KUBECTL, "kustomize", str(REPO / "mlflow" / cloud)], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(REPO / "mlflow" / cloud)], capture_output=True, text=True, check=True, timeout=60
+    )
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
@@ -25,16 +26,25 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (for kustomize) is not installed")
-@pytest.mark.parametrize(("cloud", "annotation", "scheme"), [
-    ("eks", "eks.amazonaws.com/role-arn", "s3://"),
-    ("gke", "iam.gke.io/gcp-service-account", "gs://"),
-])
+@pytest.mark.parametrize(
+    ("cloud", "annotation", "scheme"),
+    [
+        ("eks", "eks.amazonaws.com/role-arn", "s3://"),
+        ("gke", "iam.gke.io/gcp-service-account", "gs://"),
+    ],
+)
 def test_overlay_builds_validates_and_uses_workload_identity(cloud: str, annotation: str, scheme: str) -> None:
     import kubernetes_validate
 
     docs = build(cloud)
-    assert {d["kind"] for d in docs} == {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service",
-                                         "PodDisruptionBudget"}
+    assert {d["kind"] for d in docs} == {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+    }
     for doc in docs:
         kubernetes_validate.validate(doc, "1.32", strict=True)
         assert doc["metadata"].get("namespace", "mlflow") == "mlflow"
@@ -84,16 +94,30 @@ def test_mlflow_up_serves_the_local_store(tmp_path) -> None:
     with mlflow.start_run(run_name="seen-over-http"):
         mlflow.log_metric("x", 1.0)
     port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "tuneline"), "mlflow", "up", "--port", str(port),
-                             "-S", f"registry.tracking_uri={store}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "tuneline"),
+            "mlflow",
+            "up",
+            "--port",
+            str(port),
+            "-S",
+            f"registry.tracking_uri={store}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", method="POST",
-                                                 data=json.dumps({"experiment_ids": [experiment]}).encode(),
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search",
+                    method="POST",
+                    data=json.dumps({"experiment_ids": [experiment]}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
                 with urllib.request.urlopen(request, timeout=2) as resp:
                     runs = json.load(resp)["runs"]
                 break

@@ -27,29 +27,37 @@ def tuneline(*args: str, cwd: Path, wrapper: list[str] | None = None) -> subproc
 
 def tree(root: Path) -> dict[str, str]:
     """Every file under ``root`` (hidden ones too) with its sha256."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    write_jsonl(tmp_path / "data/raw/a.jsonl", [chat(f"question {i} on subject {i * 13}", f"answer {i}") for i in range(40)])
+    write_jsonl(
+        tmp_path / "data/raw/a.jsonl", [chat(f"question {i} on subject {i * 13}", f"answer {i}") for i in range(40)]
+    )
     (tmp_path / "notes.txt").write_text("the user's own file\n")
     r = tuneline("ingest", "data/raw", "--out", "data/ingested", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     return tmp_path
 
 
-@pytest.mark.parametrize(("args", "why"), [
-    (["clean", "data/ingested", "--out", "data"], "contains the input"),
-    (["clean", "data/ingested", "--out", "data/ingested"], "is or contains the input"),
-    (["clean", "data/ingested", "--out", "data/ingested/sub"], "inside the input directory"),
-    (["ingest", "data/raw", "--out", "."], "current directory"),
-    (["ingest", "data/raw/a.jsonl", "--out", "data/raw"], "contains the input"),
-    (["ingest", "data/raw", "--out", "data"], "contains the input"),
-    (["clean", "data/ingested", "--out", "elsewhere"], "not written by tuneline"),
-    (["split", "data/ingested", "--out", "data/cleaned"], "output of tuneline clean"),
-])
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["clean", "data/ingested", "--out", "data"], "contains the input"),
+        (["clean", "data/ingested", "--out", "data/ingested"], "is or contains the input"),
+        (["clean", "data/ingested", "--out", "data/ingested/sub"], "inside the input directory"),
+        (["ingest", "data/raw", "--out", "."], "current directory"),
+        (["ingest", "data/raw/a.jsonl", "--out", "data/raw"], "contains the input"),
+        (["ingest", "data/raw", "--out", "data"], "contains the input"),
+        (["clean", "data/ingested", "--out", "elsewhere"], "not written by tuneline"),
+        (["split", "data/ingested", "--out", "data/cleaned"], "output of tuneline clean"),
+    ],
+)
 def test_an_output_that_is_not_ours_is_refused_and_nothing_changes(project: Path, args, why) -> None:
     (project / "elsewhere").mkdir()
     (project / "elsewhere/keep.txt").write_text("someone else's\n")
@@ -86,7 +94,8 @@ def state(out: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_kill_9_at_every_write_step_leaves_the_old_or_the_new_output_and_the_rerun_recovers(
-        project: Path, tmp_path_factory: pytest.TempPathFactory, exchange: bool) -> None:
+    project: Path, tmp_path_factory: pytest.TempPathFactory, exchange: bool
+) -> None:
     out, data = project / "data/ingested", project / "data"
     old = state(out)
     saved = tmp_path_factory.mktemp("saved") / "ingested"
@@ -99,8 +108,17 @@ def test_kill_9_at_every_write_step_leaves_the_old_or_the_new_output_and_the_rer
     assert new != old
     killed = 0
     for k in range(1, 200):
-        r = tuneline(str(k), *([] if exchange else ["--no-exchange"]), "--", "ingest", "data/raw", "--out",
-                     "data/ingested", cwd=project, wrapper=["tests.kill_at"])
+        r = tuneline(
+            str(k),
+            *([] if exchange else ["--no-exchange"]),
+            "--",
+            "ingest",
+            "data/raw",
+            "--out",
+            "data/ingested",
+            cwd=project,
+            wrapper=["tests.kill_at"],
+        )
         if r.returncode == 0:
             assert state(out) == new
             break

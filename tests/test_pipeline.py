@@ -69,10 +69,18 @@ def test_train_executor_carries_gpu_scheduling_resources_and_retries_from_config
         assert container["image"] == cfg.images.cpu and "accelerator" not in container["resources"]
         assert "nodeSelector" not in k8s.get(f"exec-{name}", {})
         assert "pip install" not in " ".join(container["command"])  # nothing fetched at run time
-    caching = {t: spec["root"]["dag"]["tasks"][t]["cachingOptions"].get("enableCache", False)
-               for t in ("ingest", "clean", "split", "train", "evaluate", "register")}
-    assert caching == {"ingest": True, "clean": True, "split": True, "train": False, "evaluate": False,
-                       "register": False}
+    caching = {
+        t: spec["root"]["dag"]["tasks"][t]["cachingOptions"].get("enableCache", False)
+        for t in ("ingest", "clean", "split", "train", "evaluate", "register")
+    }
+    assert caching == {
+        "ingest": True,
+        "clean": True,
+        "split": True,
+        "train": False,
+        "evaluate": False,
+        "register": False,
+    }
 
 
 def test_checkpoints_can_live_on_a_mounted_volume_instead_of_object_storage(cfg):
@@ -90,8 +98,10 @@ def test_checkpoints_can_live_on_a_mounted_volume_instead_of_object_storage(cfg)
 
 
 def test_scheduling_follows_the_config_to_another_cloud_and_pool():
-    other = load_config(REPO / "params.yaml", ["infra.cloud=gke", "kubeflow.train_gpu=a100-80gb",
-                                                "kubeflow.retries=5", "images.gpu=registry.example/t:2"])
+    other = load_config(
+        REPO / "params.yaml",
+        ["infra.cloud=gke", "kubeflow.train_gpu=a100-80gb", "kubeflow.retries=5", "images.gpu=registry.example/t:2"],
+    )
     spec, k8s = compiled(other)
     defaults = spec["root"]["inputDefinitions"]["parameters"]["gpu_node_selector"]["defaultValue"]
     assert defaults == {"cloud.google.com/gke-accelerator": "nvidia-a100-80gb"}
@@ -132,11 +142,14 @@ def test_bad_overrides_fail_the_first_step_naming_the_key(cfg, tmp_path):
         steps.resolve(cfg.model_dump_json(), "{epochs: 2", {}, str(out))
     with pytest.raises(ConfigError, match=r"train\.bogus"):
         steps.resolve(cfg.model_dump_json(), '{"train.bogus": 1}', {}, str(out))
-    steps.resolve(cfg.model_dump_json(), '{"train.max_steps": 7}', {"epochs": 2.0, "source_uri": "s3://b/raw/"},
-                  str(out))
+    steps.resolve(
+        cfg.model_dump_json(), '{"train.max_steps": 7}', {"epochs": 2.0, "source_uri": "s3://b/raw/"}, str(out)
+    )
     resolved = json.loads(out.read_text())
     assert resolved["train"]["max_steps"] == 7 and resolved["train"]["epochs"] == 2.0
-    assert resolved["data"]["sources"] == [{"uri": "s3://b/raw/", "format": "auto", "kind": "auto", "hf_split": "train"}]
+    assert resolved["data"]["sources"] == [
+        {"uri": "s3://b/raw/", "format": "auto", "kind": "auto", "hf_split": "train"}
+    ]
 
 
 def test_cli_compile_check_reports_a_stale_pipeline(tmp_path, monkeypatch):
@@ -150,8 +163,15 @@ def test_cli_compile_check_reports_a_stale_pipeline(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- kfp.local vs dvc repro
-SHORT = ["train.max_steps=3", "train.logging_steps=1", "train.save_steps=3", "train.eval_steps=3",
-         "eval.max_examples=3", "eval.judge.max_new_tokens=8", "eval.max_new_tokens=8"]
+SHORT = [
+    "train.max_steps=3",
+    "train.logging_steps=1",
+    "train.save_steps=3",
+    "train.eval_steps=3",
+    "eval.max_examples=3",
+    "eval.judge.max_new_tokens=8",
+    "eval.max_new_tokens=8",
+]
 
 
 @pytest.mark.slow
@@ -165,8 +185,18 @@ def test_run_local_runs_the_whole_pipeline_and_its_data_matches_dvc_repro(tmp_pa
     os.chdir(work)
     # no retries: a failing step should fail the test now, not after 14 minutes of backoff
     sets = [*SHORT, "kubeflow.retries=0", f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}"]
-    result = CliRunner().invoke(app, ["pipeline", "run-local", "--root", str(tmp_path / "kfp"), "--config",
-                                      "params.yaml", *[a for s in sets for a in ("--set", s)]])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pipeline",
+            "run-local",
+            "--root",
+            str(tmp_path / "kfp"),
+            "--config",
+            "params.yaml",
+            *[a for s in sets for a in ("--set", s)],
+        ],
+    )
     assert result.exit_code == 0, result.output
     [run] = list((tmp_path / "kfp").iterdir())
     registration = json.loads((run / "register" / "registration").read_text())
@@ -183,8 +213,11 @@ def test_run_local_runs_the_whole_pipeline_and_its_data_matches_dvc_repro(tmp_pa
     assert subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=work, env=env).returncode == 0
     repro = subprocess.run([dvc, "repro", "split"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert repro.returncode == 0, repro.stdout + repro.stderr
-    for task, artifact, local in (("ingest", "ingested", "data/ingested"), ("clean", "cleaned", "data/cleaned"),
-                                  ("split", "split", "data/split")):
+    for task, artifact, local in (
+        ("ingest", "ingested", "data/ingested"),
+        ("clean", "cleaned", "data/cleaned"),
+        ("split", "split", "data/split"),
+    ):
         ours, theirs = run / task / artifact, work / local
         files = sorted(p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file())
         assert files and files == sorted(p.relative_to(ours) for p in ours.rglob("*") if p.is_file())
@@ -193,7 +226,8 @@ def test_run_local_runs_the_whole_pipeline_and_its_data_matches_dvc_repro(tmp_pa
         assert len(match) >= 2 and mismatch == [] and errors == [], f"{task}: {mismatch or errors}"
         # the stage report is equal but for its wall-clock figures
         assert untimed(json.loads((ours / "report.json").read_text())) == untimed(
-            json.loads((theirs / "report.json").read_text()))
+            json.loads((theirs / "report.json").read_text())
+        )
 
 
 def untimed(report):
@@ -205,8 +239,10 @@ def untimed(report):
 # --------------------------------------------------------------------------- multi-node
 @pytest.mark.parametrize("cloud", ["eks", "gke"])
 def test_multi_node_manifests_validate_against_the_crds(cloud):
-    config = load_config(REPO / "params.yaml", ["train.num_nodes=4", "train.num_gpus=8",
-                                                 "train.checkpoint_uri=s3://bucket/ckpt", f"infra.cloud={cloud}"])
+    config = load_config(
+        REPO / "params.yaml",
+        ["train.num_nodes=4", "train.num_gpus=8", "train.checkpoint_uri=s3://bucket/ckpt", f"infra.cloud={cloud}"],
+    )
     job = distributed.trainjob_manifest(config, "4f1c2d3e-run", "kubeflow")
     assert crd_errors("kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml", "v1alpha1", job) == []
     assert job["spec"]["trainer"]["numNodes"] == 4
@@ -219,8 +255,9 @@ def test_multi_node_manifests_validate_against_the_crds(cloud):
     assert legacy["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3
     # the strict validator does catch a misspelt field
     job["spec"]["trainer"]["numNode"] = 4
-    assert any("numNode" in e for e in crd_errors("kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml",
-                                                  "v1alpha1", job))
+    assert any(
+        "numNode" in e for e in crd_errors("kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml", "v1alpha1", job)
+    )
 
 
 def test_multi_node_needs_a_shared_checkpoint_uri():
@@ -254,13 +291,13 @@ def test_follow_waits_for_completion_and_reports_failure_or_timeout():
         distributed.follow(_Jobs([running]), *distributed.TRAINJOB, "ns", "j", timeout_s=0, poll_s=0)
 
 
-def test_multi_node_step_stages_launches_follows_and_fetches_the_model_rank_0_wrote(make_config, split_dir,
-                                                                                     tmp_path):
+def test_multi_node_step_stages_launches_follows_and_fetches_the_model_rank_0_wrote(make_config, split_dir, tmp_path):
     """Two nodes, each its own torchrun on its own disk, rendezvous over TCP as on a cluster (CPU, gloo)."""
     config = make_config(*TINY_TRAIN, "train.num_nodes=2", f"train.checkpoint_uri=file://{tmp_path / 'bucket'}")
     cluster = TrainerCluster(tmp_path / "cluster")
-    how = distributed.run_multi_node(config, str(split_dir), str(tmp_path / "model"), "0f9e8d7c-run",
-                                     api=cluster, namespace="kubeflow", poll_s=0)
+    how = distributed.run_multi_node(
+        config, str(split_dir), str(tmp_path / "model"), "0f9e8d7c-run", api=cluster, namespace="kubeflow", poll_s=0
+    )
     assert how == "created"
     summary = json.loads((tmp_path / "model" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 16
@@ -270,9 +307,13 @@ def test_multi_node_step_stages_launches_follows_and_fetches_the_model_rank_0_wr
     assert not list((tmp_path / "cluster" / "node-1").rglob("train_summary.json")), "only rank 0 writes the model"
 
     # the step is retried after the job finished (its pod was preempted while fetching): no second training
-    again = distributed.run_multi_node(config, str(split_dir), str(tmp_path / "model2"), "0f9e8d7c-run",
-                                       api=cluster, namespace="kubeflow", poll_s=0)
-    assert again == "attached" and [c for c in cluster.calls if c[0] == "create"] == [("create", "tuneline-train-0f9e8d7c")] * 2
+    again = distributed.run_multi_node(
+        config, str(split_dir), str(tmp_path / "model2"), "0f9e8d7c-run", api=cluster, namespace="kubeflow", poll_s=0
+    )
+    assert (
+        again == "attached"
+        and [c for c in cluster.calls if c[0] == "create"] == [("create", "tuneline-train-0f9e8d7c")] * 2
+    )
     assert json.loads((tmp_path / "model2" / "train_summary.json").read_text()) == summary
 
 
@@ -283,13 +324,16 @@ def test_a_retried_step_replaces_a_failed_job_and_refusals_say_what_to_do(make_c
     body = distributed.trainjob_manifest(config, "run-1", "kubeflow")
     cluster = TrainerCluster(tmp_path, run_jobs=False)
     cluster.objects[("kubeflow", body["metadata"]["name"])] = {
-        **body, "status": {"conditions": [{"type": "Failed", "status": "True", "message": "node 1 preempted"}]}}
+        **body,
+        "status": {"conditions": [{"type": "Failed", "status": "True", "message": "node 1 preempted"}]},
+    }
     assert distributed.launch(cluster, *distributed.TRAINJOB, "kubeflow", body, poll_s=0) == "replaced"
     assert [c[0] for c in cluster.calls] == ["create", "get", "delete", "get", "create"]
     assert "status" not in cluster.objects[("kubeflow", body["metadata"]["name"])]
     # running: attach, do not touch it
-    cluster.objects[("kubeflow", body["metadata"]["name"])]["status"] = {"conditions": [
-        {"type": "Created", "status": "True"}]}
+    cluster.objects[("kubeflow", body["metadata"]["name"])]["status"] = {
+        "conditions": [{"type": "Created", "status": "True"}]
+    }
     assert distributed.launch(cluster, *distributed.TRAINJOB, "kubeflow", body, poll_s=0) == "attached"
 
     class NoTrainer(TrainerCluster):
@@ -307,20 +351,39 @@ def test_a_retried_step_replaces_a_failed_job_and_refusals_say_what_to_do(make_c
 def test_submit_creates_a_run_through_the_v2_rest_api_and_follows_it(monkeypatch):
     monkeypatch.setenv("KFP_TOKEN", "s3cret")
     with KfpApi(token="s3cret") as api:
-        args = ["pipeline", "submit", "--package", str(REPO / PIPELINE_FILE), "--host", api.url, "--run-name",
-                "nightly", "--param", "epochs=2", "--param", 'config_overrides={"train.max_steps": 50}',
-                "--gpu", "a100-80gb", "--wait", "--config", str(REPO / "params.yaml")]
+        args = [
+            "pipeline",
+            "submit",
+            "--package",
+            str(REPO / PIPELINE_FILE),
+            "--host",
+            api.url,
+            "--run-name",
+            "nightly",
+            "--param",
+            "epochs=2",
+            "--param",
+            'config_overrides={"train.max_steps": 50}',
+            "--gpu",
+            "a100-80gb",
+            "--wait",
+            "--config",
+            str(REPO / "params.yaml"),
+        ]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         [create] = [r for r in api.requests if r["method"] == "POST" and r["path"] == "/apis/v2beta1/runs"]
-        assert all({k.lower(): v for k, v in r["headers"].items()}["authorization"] == "Bearer s3cret"
-                   for r in api.requests)
+        assert all(
+            {k.lower(): v for k, v in r["headers"].items()}["authorization"] == "Bearer s3cret" for r in api.requests
+        )
     body = create["body"]
     assert body["display_name"] == "nightly" and body["service_account"] == "pipeline-runner"
     assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "tuneline"
     assert body["runtime_config"]["parameters"] == {
-        "epochs": 2, "config_overrides": '{"train.max_steps": 50}',
-        "gpu_node_selector": {"node.kubernetes.io/instance-type": "p4de.24xlarge"}}
+        "epochs": 2,
+        "config_overrides": '{"train.max_steps": 50}',
+        "gpu_node_selector": {"node.kubernetes.io/instance-type": "p4de.24xlarge"},
+    }
     [exp] = api.experiments.values()
     assert exp["display_name"] == "tuneline" and body["experiment_id"] == exp["experiment_id"]
     run_id = body and next(iter(api.runs))

@@ -91,8 +91,21 @@ def test_plan_cli_prints_tables_and_json(tmp_path: Path):
 
 @pytest.mark.slow
 def test_train_cli_runs_and_fails_clearly(tmp_path: Path, split_dir: Path):
-    r = tuneline("train", str(split_dir), "--out", "m", "--checkpoints", "c", "-S", "train.max_steps=2",
-                 "-S", "train.logging_steps=1", "-S", "train.save_steps=2", cwd=tmp_path)
+    r = tuneline(
+        "train",
+        str(split_dir),
+        "--out",
+        "m",
+        "--checkpoints",
+        "c",
+        "-S",
+        "train.max_steps=2",
+        "-S",
+        "train.logging_steps=1",
+        "-S",
+        "train.save_steps=2",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert "train → m: 2 steps" in r.stdout and "mlflow run" in r.stdout
     assert "step 2/2" in r.stderr, "per-step progress lines when not on a terminal"

@@ -57,18 +57,32 @@ class FakeGitHub:
                 github.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 if self.headers.get("Authorization") != f"Bearer {token}":
                     return self._reply(401, {"message": "Bad credentials"})
-                if self.headers.get("Accept") != "application/vnd.github+json" or \
-                        self.headers.get("X-GitHub-Api-Version") != "2022-11-28":
+                if (
+                    self.headers.get("Accept") != "application/vnd.github+json"
+                    or self.headers.get("X-GitHub-Api-Version") != "2022-11-28"
+                ):
                     return self._reply(400, {"message": "missing GitHub media type or API version"})
                 if self.path == f"/repos/{SLUG}/pulls":
                     missing = [k for k in ("title", "head", "base") if not isinstance(body.get(k), str)]
                     heads = git(github.remote, "branch", "--list", body.get("head", "-"))
                     if missing or github.fail_pulls or not heads:
-                        return self._reply(422, {"message": "Validation Failed", "errors": [
-                            {"resource": "PullRequest", "field": "head", "code": "invalid"}]})
-                    return self._reply(201, {"number": 42, "html_url": f"https://github.com/{SLUG}/pull/42",
-                                             "state": "open", "head": {"ref": body["head"]},
-                                             "base": {"ref": body["base"]}})
+                        return self._reply(
+                            422,
+                            {
+                                "message": "Validation Failed",
+                                "errors": [{"resource": "PullRequest", "field": "head", "code": "invalid"}],
+                            },
+                        )
+                    return self._reply(
+                        201,
+                        {
+                            "number": 42,
+                            "html_url": f"https://github.com/{SLUG}/pull/42",
+                            "state": "open",
+                            "head": {"ref": body["head"]},
+                            "base": {"ref": body["base"]},
+                        },
+                    )
                 if self.path == f"/repos/{SLUG}/issues/42/labels":
                     if not (isinstance(body.get("labels"), list) and all(isinstance(x, str) for x in body["labels"])):
                         return self._reply(422, {"message": "Validation Failed"})
@@ -94,8 +108,12 @@ def world(tmp_path, monkeypatch):
     shutil.copytree(REPO / "deploy" / "environments", work / "deploy" / "environments")
     staging = work / "deploy" / "environments" / "staging.yaml"
     current = yaml.safe_load(staging.read_text())
-    current["model"] = {"name": MODEL, "version": "1", "storageUri": "s3://b/mlflow/1/run1/artifacts/model",
-                        "base": "/mnt/models/base"}
+    current["model"] = {
+        "name": MODEL,
+        "version": "1",
+        "storageUri": "s3://b/mlflow/1/run1/artifacts/model",
+        "base": "/mnt/models/base",
+    }
     staging.write_text(promotion._header(staging.read_text(), "staging") + yaml.safe_dump(current, sort_keys=False))
     git(work, "add", ".")
     git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "environments")
@@ -107,8 +125,12 @@ def world(tmp_path, monkeypatch):
     client.create_registered_model(MODEL)
 
     def register(passed: bool | None, score: float, reasons: str = "none") -> str:
-        tags = {"tuneline.storage_uri": f"s3://b/mlflow/1/run{score}/artifacts/model", "base_model": "builtin:tiny",
-                "eval.judge_score": str(score), "eval.win_rate": str(score / 10)}
+        tags = {
+            "tuneline.storage_uri": f"s3://b/mlflow/1/run{score}/artifacts/model",
+            "base_model": "builtin:tiny",
+            "eval.judge_score": str(score),
+            "eval.win_rate": str(score / 10),
+        }
         if passed is not None:
             tags.update({"gate.passed": str(passed).lower(), "gate.reasons": reasons})
         return str(client.create_model_version(MODEL, source="s3://b/x", tags=tags).version)
@@ -116,10 +138,20 @@ def world(tmp_path, monkeypatch):
     assert register(True, 6.0) == "1"
     github = FakeGitHub(remote)
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-    overrides = (f"registry.tracking_uri={tracking}", f"serve.github_api={github.url}",
-                 f"serve.repo_url=https://github.com/{SLUG}.git")
-    yield {"remote": remote, "work": work, "client": client, "register": register, "github": github,
-           "config": load_config(REPO / "params.yaml", overrides), "overrides": overrides}
+    overrides = (
+        f"registry.tracking_uri={tracking}",
+        f"serve.github_api={github.url}",
+        f"serve.repo_url=https://github.com/{SLUG}.git",
+    )
+    yield {
+        "remote": remote,
+        "work": work,
+        "client": client,
+        "register": register,
+        "github": github,
+        "config": load_config(REPO / "params.yaml", overrides),
+        "overrides": overrides,
+    }
     github.close()
 
 
@@ -149,8 +181,12 @@ def test_promote_pushes_a_branch_with_only_the_values_change_and_opens_the_pull_
     assert git(world["remote"], "log", "--format=%s", "-1", tip) == f"Promote {MODEL} v2 to staging"
     values = yaml.safe_load(git(world["remote"], "show", f"{branch}:deploy/environments/staging.yaml"))
     cfg = world["config"]
-    assert values["model"] == {"name": MODEL, "version": "2", "storageUri": "s3://b/mlflow/1/run7.5/artifacts/model",
-                               "base": "/mnt/models/base"}
+    assert values["model"] == {
+        "name": MODEL,
+        "version": "2",
+        "storageUri": "s3://b/mlflow/1/run7.5/artifacts/model",
+        "base": "/mnt/models/base",
+    }
     assert values["runtime"]["image"] == cfg.images.tgi and values["autoscaling"] == {"maxReplicas": 2}
     diff = git(world["remote"], "diff", "main", branch)
     assert '-  version: "1"' in diff.replace("'", '"') and '+  version: "2"' in diff.replace("'", '"')
@@ -208,7 +244,9 @@ def test_dry_run_prints_the_diff_and_body_and_changes_nothing(world):
     v2 = world["register"](True, 8.0)
     result = cli(world, "promote", "--env", "prod", "--version", v2, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "+++ b/deploy/environments/prod.yaml" in said(result) and "storageUri: s3://b/mlflow/1/run8.0" in said(result)
+    assert "+++ b/deploy/environments/prod.yaml" in said(result) and "storageUri: s3://b/mlflow/1/run8.0" in said(
+        result
+    )
     assert f"Promote {MODEL} v2 to prod" in said(result) and "@champion" in said(result)
     assert git(world["remote"], "branch", "--list", "promote/*") == "" and world["github"].requests == []
     assert git(world["work"], "status", "--porcelain") == ""
@@ -248,20 +286,43 @@ def test_after_merge_sync_alias_moves_the_environment_alias(world):
     assert cli(world, "promote", "--env", "prod", "--version", v2).exit_code == 0
     work = world["work"]
     git(work, "fetch", "--quiet", "origin")
-    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "merge", "--quiet", "--no-ff", "-m", "merge",
-        f"origin/promote/prod/{MODEL}-v2")
+    git(
+        work,
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@t",
+        "merge",
+        "--quiet",
+        "--no-ff",
+        "-m",
+        "merge",
+        f"origin/promote/prod/{MODEL}-v2",
+    )
     sets = [a for o in world["overrides"] for a in ("--set", o)]
-    result = CliRunner().invoke(app, ["registry", "sync-alias", "--env", "prod", "--repo", str(work), "--config",
-                                      str(REPO / "params.yaml"), *sets])
+    result = CliRunner().invoke(
+        app,
+        ["registry", "sync-alias", "--env", "prod", "--repo", str(work), "--config", str(REPO / "params.yaml"), *sets],
+    )
     assert result.exit_code == 0, result.output
     assert str(world["client"].get_model_version_by_alias(MODEL, "champion").version) == v2
     assert f"{MODEL} v2 is now @champion" in said(result)
 
 
 def test_a_version_stored_on_a_local_disk_cannot_be_promoted(world):
-    version = str(world["client"].create_model_version(
-        MODEL, source="/tmp/x", tags={"tuneline.storage_uri": "/home/me/mlruns/1/abc/artifacts/model",
-                                      "gate.passed": "true", "gate.reasons": "none"}).version)
+    version = str(
+        world["client"]
+        .create_model_version(
+            MODEL,
+            source="/tmp/x",
+            tags={
+                "tuneline.storage_uri": "/home/me/mlruns/1/abc/artifacts/model",
+                "gate.passed": "true",
+                "gate.reasons": "none",
+            },
+        )
+        .version
+    )
     result = cli(world, "promote", "--env", "dev", "--version", version, "--dry-run")
     assert result.exit_code == 1 and "which a cluster cannot fetch" in said(result)
 

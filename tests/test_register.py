@@ -32,8 +32,16 @@ def cfg(make_config, mlflow_server: str):
 def evaluate(config, assets: EvalAssets, out: Path) -> Path:
     """A real evaluate run (perfect candidate endpoint, rule judge) whose gate passes unless config says otherwise."""
     with TgiContractServer(perfect_candidate(assets.split_dir)) as cand, TgiContractServer(rule_judge) as judge:
-        config = config.model_copy(update={"eval": config.eval.model_copy(update={
-            "candidate_endpoint": cand.url, "judge": config.eval.judge.model_copy(update={"endpoint": judge.url})})})
+        config = config.model_copy(
+            update={
+                "eval": config.eval.model_copy(
+                    update={
+                        "candidate_endpoint": cand.url,
+                        "judge": config.eval.judge.model_copy(update={"endpoint": judge.url}),
+                    }
+                )
+            }
+        )
         run_evaluate(config, assets.model_dir, assets.split_dir, out, out.parent / "judge.sqlite")
     return out
 
@@ -45,8 +53,9 @@ def client(config):
 
 
 @pytest.mark.slow
-def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(cfg, eval_assets: EvalAssets,
-                                                                               tmp_path: Path) -> None:
+def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(
+    cfg, eval_assets: EvalAssets, tmp_path: Path
+) -> None:
     config = cfg("eval.max_examples=3", "eval.baseline=none")
     write_jsonl(Path(config.paths.cleaned) / "removed.jsonl", [])
     (Path(config.paths.cleaned) / "report.json").write_text('{"stage": "clean"}')
@@ -73,16 +82,18 @@ def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(
     assert {"model/tuneline_model.json", "model/adapter", "model/base", "model/train_summary.json"} <= artifacts
     logged = {f.path for f in client(config).list_artifacts(mv.run_id, "evaluation")}
     assert {"evaluation/report.html", "evaluation/gate.json", "evaluation/metrics.json"} <= logged
-    assert {f.path for f in client(config).list_artifacts(mv.run_id, "data_reports/cleaned")} == \
-        {"data_reports/cleaned/report.json"}
+    assert {f.path for f in client(config).list_artifacts(mv.run_id, "data_reports/cleaned")} == {
+        "data_reports/cleaned/report.json"
+    }
 
     # the version is a complete model dir: download it and it loads and generates like the local one
     from tuneline.models.trained import generate, load_trained
     from tuneline.registry import download_version
 
     local = download_version(config.registry.tracking_uri, config.registry.model_name, "1", tmp_path / "dl")
-    assert file_md5(local / "adapter" / "adapter_model.safetensors") == \
-        file_md5(eval_assets.model_dir / "adapter" / "adapter_model.safetensors")
+    assert file_md5(local / "adapter" / "adapter_model.safetensors") == file_md5(
+        eval_assets.model_dir / "adapter" / "adapter_model.safetensors"
+    )
     prompt = [[{"role": "user", "content": "To JSON:\n\nAna wants 3 lamp"}]]
     assert generate(*load_trained(local), prompt, 12) == generate(*load_trained(eval_assets.model_dir), prompt, 12)
 
@@ -93,8 +104,9 @@ def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(
 
 
 @pytest.mark.slow
-def test_a_failed_gate_registers_without_candidate_and_champion_never_moves(cfg, eval_assets: EvalAssets,
-                                                                           tmp_path: Path) -> None:
+def test_a_failed_gate_registers_without_candidate_and_champion_never_moves(
+    cfg, eval_assets: EvalAssets, tmp_path: Path
+) -> None:
     config = cfg("eval.max_examples=2", "eval.baseline=none")
     first = run_register(config, eval_assets.model_dir, evaluate(config, eval_assets, tmp_path / "e1")).record
     mlc = client(config)
@@ -111,8 +123,9 @@ def test_a_failed_gate_registers_without_candidate_and_champion_never_moves(cfg,
 
 
 @pytest.mark.slow
-def test_a_failed_upload_leaves_no_version(cfg, eval_assets: EvalAssets, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_upload_leaves_no_version(
+    cfg, eval_assets: EvalAssets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
     config = cfg("eval.max_examples=2", "eval.baseline=none")
@@ -128,8 +141,11 @@ def test_a_failed_upload_leaves_no_version(cfg, eval_assets: EvalAssets, tmp_pat
         run_register(config, eval_assets.model_dir, eval_dir)
     mlc = client(config)
     assert mlc.search_model_versions(f"name = '{config.registry.model_name}'") == []
-    failed = mlc.search_runs([mlc.get_experiment_by_name(config.registry.experiment).experiment_id],
-                             "tags.`tuneline.stage` = 'register'", order_by=["attributes.start_time DESC"])
+    failed = mlc.search_runs(
+        [mlc.get_experiment_by_name(config.registry.experiment).experiment_id],
+        "tags.`tuneline.stage` = 'register'",
+        order_by=["attributes.start_time DESC"],
+    )
     assert failed[0].info.status == "FAILED"
 
     monkeypatch.setattr(mlflow, "log_artifacts", real)
@@ -164,8 +180,9 @@ def test_register_needs_an_evaluation(cfg, eval_assets: EvalAssets, tmp_path: Pa
         run_register(cfg(), eval_assets.model_dir, tmp_path / "none")
 
 
-def test_unreachable_registry_is_a_clear_error(make_config, eval_assets: EvalAssets, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_registry_is_a_clear_error(
+    make_config, eval_assets: EvalAssets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.conftest import free_port
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

@@ -29,9 +29,25 @@ from tests.test_evaluate import perfect_candidate, rule_judge
 from tests.test_promote import SLUG, FakeGitHub, git
 from tests.tgi_contract import TgiContractServer
 
-CANARIES = {name: f"cAnArY{name.replace('_', '')}{i:03d}zq" for i, name in enumerate([
-    "hf_token", "judge_token", "candidate_token", "github_token", "kfp_token", "aws_key_id", "aws_secret",
-    "mlflow_password", "url_signature", "url_password", "config_secret", "config_password"])}
+CANARIES = {
+    name: f"cAnArY{name.replace('_', '')}{i:03d}zq"
+    for i, name in enumerate(
+        [
+            "hf_token",
+            "judge_token",
+            "candidate_token",
+            "github_token",
+            "kfp_token",
+            "aws_key_id",
+            "aws_secret",
+            "mlflow_password",
+            "url_signature",
+            "url_password",
+            "config_secret",
+            "config_password",
+        ]
+    )
+}
 
 
 class DataServer:
@@ -105,8 +121,12 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
     write_jsonl(raw / "orders.jsonl", order_records(60, 1))
     write_jsonl(raw / "more.jsonl", order_records(30, 2))
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="artifacts")
-    aws = {"AWS_ACCESS_KEY_ID": CANARIES["aws_key_id"], "AWS_SECRET_ACCESS_KEY": CANARIES["aws_secret"],
-           "AWS_DEFAULT_REGION": "us-east-1", "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
+    aws = {
+        "AWS_ACCESS_KEY_ID": CANARIES["aws_key_id"],
+        "AWS_SECRET_ACCESS_KEY": CANARIES["aws_secret"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+    }
     (tmp_path / "mlflow").mkdir()
 
     remote, work = tmp_path / "remote.git", tmp_path / "gitops"
@@ -121,36 +141,77 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
     data = DataServer(raw)
     github = FakeGitHub(remote, token=CANARIES["github_token"])
     outputs: list[tuple[str, str]] = []
-    with running_mlflow_server(tmp_path / "mlflow", "--default-artifact-root", "s3://artifacts/mlflow",
-                               "--no-serve-artifacts", env=aws) as mlflow_url, \
-            TgiContractServer(rule_judge) as judge:
+    with (
+        running_mlflow_server(
+            tmp_path / "mlflow", "--default-artifact-root", "s3://artifacts/mlflow", "--no-serve-artifacts", env=aws
+        ) as mlflow_url,
+        TgiContractServer(rule_judge) as judge,
+    ):
         host = mlflow_url.removeprefix("http://")
-        env = dict(os.environ, COLUMNS="200", HF_TOKEN=CANARIES["hf_token"],
-                   TUNELINE_JUDGE_TOKEN=CANARIES["judge_token"], TUNELINE_CANDIDATE_TOKEN=CANARIES["candidate_token"],
-                   GITHUB_TOKEN=CANARIES["github_token"], KFP_TOKEN=CANARIES["kfp_token"],
-                   MLFLOW_TRACKING_URI=f"http://tuneline:{CANARIES['mlflow_password']}@{host}",
-                   GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", **aws)
+        env = dict(
+            os.environ,
+            COLUMNS="200",
+            HF_TOKEN=CANARIES["hf_token"],
+            TUNELINE_JUDGE_TOKEN=CANARIES["judge_token"],
+            TUNELINE_CANDIDATE_TOKEN=CANARIES["candidate_token"],
+            GITHUB_TOKEN=CANARIES["github_token"],
+            KFP_TOKEN=CANARIES["kfp_token"],
+            MLFLOW_TRACKING_URI=f"http://tuneline:{CANARIES['mlflow_password']}@{host}",
+            GIT_AUTHOR_NAME="t",
+            GIT_AUTHOR_EMAIL="t@t",
+            GIT_COMMITTER_NAME="t",
+            GIT_COMMITTER_EMAIL="t@t",
+            **aws,
+        )
         sets = ["--set", f"serve.github_api={github.url}", "--set", f"serve.repo_url=https://github.com/{SLUG}.git"]
 
         def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-            r = subprocess.run([sys.executable, "-m", "tuneline", *args], cwd=proj, env=env, capture_output=True,
-                               text=True, timeout=600)
+            r = subprocess.run(
+                [sys.executable, "-m", "tuneline", *args],
+                cwd=proj,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             outputs.append((" ".join(args[:2]), r.stdout + r.stderr))
             assert r.returncode == expect, f"{args}: {r.stdout}\n{r.stderr}"
             return r
 
         try:
-            run("ingest", f"{data.url}/signed/orders.jsonl?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
+            run(
+                "ingest",
+                f"{data.url}/signed/orders.jsonl?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
                 f"{CANARIES['aws_key_id']}%2F20261201&X-Amz-Signature={CANARIES['url_signature']}",
-                f"http://reader:{CANARIES['url_password']}@{data.url.removeprefix('http://')}/private/more.jsonl")
+                f"http://reader:{CANARIES['url_password']}@{data.url.removeprefix('http://')}/private/more.jsonl",
+            )
             run("clean", "--set", "clean.workers=1")
             run("split")
-            run("train", "--set", "train.max_steps=4", "--set", "train.save_steps=2", "--set", "train.eval_steps=2",
-                "--set", "train.logging_steps=1")
+            run(
+                "train",
+                "--set",
+                "train.max_steps=4",
+                "--set",
+                "train.save_steps=2",
+                "--set",
+                "train.eval_steps=2",
+                "--set",
+                "train.logging_steps=1",
+            )
             with TgiContractServer(perfect_candidate(proj / "data/split")) as candidate:
-                run("evaluate", "--set", f"eval.judge.endpoint={judge.url}", "--set",
-                    f"eval.candidate_endpoint={candidate.url}", "--set", "eval.baseline=base",
-                    "--set", "eval.judge.max_new_tokens=8", "--set", "eval.max_new_tokens=16")
+                run(
+                    "evaluate",
+                    "--set",
+                    f"eval.judge.endpoint={judge.url}",
+                    "--set",
+                    f"eval.candidate_endpoint={candidate.url}",
+                    "--set",
+                    "eval.baseline=base",
+                    "--set",
+                    "eval.judge.max_new_tokens=8",
+                    "--set",
+                    "eval.max_new_tokens=16",
+                )
             run("register")
             run("registry", "show")
             run("promote", "--env", "dev", "--dry-run", "--repo", str(work), *sets)
@@ -158,11 +219,17 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
             run("pipeline", "compile")
             run("deploy", "export")
             # credentials in config are refused, naming the key but not echoing the value
-            r = run("pipeline", "compile", "--set", "data.source_options={s3: {secret: "
-                    f"{CANARIES['config_secret']}" "}}", expect=2)
+            r = run(
+                "pipeline",
+                "compile",
+                "--set",
+                f"data.source_options={{s3: {{secret: {CANARIES['config_secret']}}}}}",
+                expect=2,
+            )
             assert "data.source_options.s3.secret" in r.stderr
-            r = run("evaluate", "--set", f"eval.judge.endpoint=http://u:{CANARIES['config_password']}@example.org",
-                    expect=2)
+            r = run(
+                "evaluate", "--set", f"eval.judge.endpoint=http://u:{CANARIES['config_password']}@example.org", expect=2
+            )
             assert "eval.judge.endpoint" in r.stderr
         finally:
             data.close()

@@ -74,4 +74,3 @@ def test_unhealthy_endpoint_fails_before_any_chat_request():
         httpd.shutdown()
     assert result.exit_code == 1 and "answered HTTP 503" in result.output
     assert seen == ["/health"]
-

@@ -12,7 +12,24 @@ from tests.conftest import chat, read_jsonl, write_jsonl
 from tuneline.stages.split import SplitError, run_split, split_path
 
 SPLITS = ("train", "val", "test")
-WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+]
 
 
 def unique_prompt(i: int) -> str:
@@ -91,10 +108,28 @@ def _with_leaks(tmp_path: Path) -> Path:
     src = cleaned(tmp_path, n=200)
     recs = read_jsonl(src / "sft.jsonl")
     # every record duplicated: exact copies and near copies (one extra word) of each prompt
-    extra = [dict(r, id=r["id"] + "x", messages=[{"role": "user", "content": r["messages"][0]["content"]},
-                                                  {"role": "assistant", "content": "other"}]) for r in recs[:100]]
-    extra += [dict(r, id=r["id"] + "n", messages=[{"role": "user", "content": r["messages"][0]["content"] + " please"},
-                                                   {"role": "assistant", "content": "other"}]) for r in recs[100:]]
+    extra = [
+        dict(
+            r,
+            id=r["id"] + "x",
+            messages=[
+                {"role": "user", "content": r["messages"][0]["content"]},
+                {"role": "assistant", "content": "other"},
+            ],
+        )
+        for r in recs[:100]
+    ]
+    extra += [
+        dict(
+            r,
+            id=r["id"] + "n",
+            messages=[
+                {"role": "user", "content": r["messages"][0]["content"] + " please"},
+                {"role": "assistant", "content": "other"},
+            ],
+        )
+        for r in recs[100:]
+    ]
     write_jsonl(src / "sft.jsonl", recs + extra)
     return src
 
@@ -109,8 +144,14 @@ def test_leakage_is_found_with_high_recall_and_no_false_positives(tmp_path: Path
     parts = load(tmp_path / "r")
     split_of = {r["id"]: s for s in SPLITS for r in parts[s]}
     # planted pairs with one side in train and the other in val/test: what a perfect audit would flag
-    expected = {rid for rid, s in split_of.items() if s != "train" and any(
-        split_of.get(other) == "train" for other in (_pair(rid), _pair(rid) + "x", _pair(rid) + "n") if other != rid)}
+    expected = {
+        rid
+        for rid, s in split_of.items()
+        if s != "train"
+        and any(
+            split_of.get(other) == "train" for other in (_pair(rid), _pair(rid) + "x", _pair(rid) + "n") if other != rid
+        )
+    }
     leaks = read_jsonl(tmp_path / "r/leakage.jsonl")
     flagged = {e["id"] for e in leaks}
     assert all(_pair(e["id"]) == _pair(e["train_id"]) for e in leaks)  # every match is a real pair: no false positives

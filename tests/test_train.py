@@ -71,8 +71,15 @@ def test_qlora_sft_trains_every_lora_weight_in_4bit_and_writes_a_loadable_model(
     adapter = out / "adapter"
     assert (adapter / "adapter_model.safetensors").is_file()
     config = json.loads((adapter / "adapter_config.json").read_text())
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                             "down_proj"}
+    assert set(config["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert "{% generation %}" in (adapter / "chat_template.jinja").read_text()
     manifest = read_manifest(out)
     assert manifest["base_dir"] == "base" and (out / "base" / "config.json").is_file()
@@ -121,8 +128,9 @@ def test_dpo_from_the_sft_adapter_changes_every_lora_weight_and_lowers_the_loss(
 
 def test_full_finetune_trains_every_weight(make_config, split_dir, tmp_path):
     snap = Snapshot()
-    cfg = make_config(*TINY_TRAIN, "train.method=lora", "train.full_finetune=true", "train.max_steps=4",
-                      "train.learning_rate=0.001")
+    cfg = make_config(
+        *TINY_TRAIN, "train.method=lora", "train.full_finetune=true", "train.max_steps=4", "train.learning_rate=0.001"
+    )
     out = run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt", callbacks=[snap]).out
     assert len(snap.before) > 10 and not any("lora_" in n for n in snap.before)
     assert (out / "adapter/model.safetensors").is_file()

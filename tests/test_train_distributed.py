@@ -51,10 +51,33 @@ def test_tuneline_train_takes_num_gpus_too(split_dir, tmp_path):
     import subprocess
     import sys
 
-    sets = [a for s in (*TINY_TRAIN, "train.max_steps=4", "train.num_gpus=2",
-                        f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}") for a in ("--set", s)]
-    r = subprocess.run([sys.executable, "-m", "tuneline", "train", str(split_dir), "--out", str(tmp_path / "model"),
-                        "--checkpoints", str(tmp_path / "ckpt"), *sets], capture_output=True, text=True, timeout=600)
+    sets = [
+        a
+        for s in (
+            *TINY_TRAIN,
+            "train.max_steps=4",
+            "train.num_gpus=2",
+            f"registry.tracking_uri=sqlite:///{tmp_path / 'mlruns.db'}",
+        )
+        for a in ("--set", s)
+    ]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuneline",
+            "train",
+            str(split_dir),
+            "--out",
+            str(tmp_path / "model"),
+            "--checkpoints",
+            str(tmp_path / "ckpt"),
+            *sets,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "model" / "train_summary.json").read_text())["world_size"] == 2
     assert "no CUDA device: running 2 CPU processes with gloo" in r.stderr

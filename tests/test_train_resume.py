@@ -81,8 +81,9 @@ def test_kill_9_then_rerun_resumes_and_ends_with_the_same_adapter(make_config, s
 
 def test_checkpoints_of_another_config_are_never_resumed(make_config, split_dir, tmp_path):
     run_train(make_config(*TINY_TRAIN, "train.max_steps=4"), split_dir, tmp_path / "m", tmp_path / "ckpt")
-    result = run_train(make_config(*TINY_TRAIN, "train.max_steps=4", "lora.r=4"), split_dir, tmp_path / "m",
-                       tmp_path / "ckpt")
+    result = run_train(
+        make_config(*TINY_TRAIN, "train.max_steps=4", "lora.r=4"), split_dir, tmp_path / "m", tmp_path / "ckpt"
+    )
     assert result.summary.resumed_from is None
     assert [p.name.split("-2")[0] for p in (tmp_path / "ckpt" / "rejected").iterdir()] == ["checkpoint-4"]
 
@@ -101,17 +102,23 @@ def test_a_checkpoint_whose_mlflow_run_is_gone_resumes_under_a_new_run(make_conf
     assert run.data.params, "the new run carries the run's inputs"
 
 
-def test_checkpoints_mirrored_to_s3_resume_on_a_fresh_machine(make_config, split_dir, tmp_path, s3_endpoint,
-                                                              monkeypatch):
+def test_checkpoints_mirrored_to_s3_resume_on_a_fresh_machine(
+    make_config, split_dir, tmp_path, s3_endpoint, monkeypatch
+):
     import boto3
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="ckpt")
-    cfg = make_config(*TINY_TRAIN, "train.max_steps=8", "train.save_total_limit=1",
-                      "train.checkpoint_uri=s3://ckpt/runs/a")
+    cfg = make_config(
+        *TINY_TRAIN, "train.max_steps=8", "train.save_total_limit=1", "train.checkpoint_uri=s3://ckpt/runs/a"
+    )
     first = run_train(cfg, split_dir, tmp_path / "m1", tmp_path / "node1")
-    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(
-        Bucket="ckpt", Prefix="runs/a/")["Contents"]]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="ckpt", Prefix="runs/a/")[
+            "Contents"
+        ]
+    ]
     assert f"runs/a/checkpoint-8/{ckpts.MARKER}" in keys
     assert not any(k.startswith("runs/a/checkpoint-4/") for k in keys), "remote pruned like local"
 
@@ -135,15 +142,21 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
 
 
 def test_diverging_run_fails_without_writing_a_model(make_config, split_dir, tmp_path):
-    cfg = make_config(*TINY_TRAIN, "train.learning_rate=1e30", "train.max_grad_norm=1e30",
-                      "train.method=lora", "train.gradient_checkpointing=false")
+    cfg = make_config(
+        *TINY_TRAIN,
+        "train.learning_rate=1e30",
+        "train.max_grad_norm=1e30",
+        "train.method=lora",
+        "train.gradient_checkpointing=false",
+    )
     with pytest.raises(TrainError, match="became (nan|inf)"):
         run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt")
     assert not (tmp_path / "model").exists()
 
 
-def test_a_kill_before_the_newest_checkpoint_is_marked_leaves_the_previous_one(make_config, split_dir, tmp_path,
-                                                                              monkeypatch):
+def test_a_kill_before_the_newest_checkpoint_is_marked_leaves_the_previous_one(
+    make_config, split_dir, tmp_path, monkeypatch
+):
     """save_total_limit=1: the old checkpoint goes only after the new one is complete, never before."""
     calls = []
     real = ckpts.mark_complete
@@ -170,8 +183,13 @@ def test_a_kill_before_the_newest_checkpoint_is_marked_leaves_the_previous_one(m
 
 def test_rejected_checkpoints_and_a_finished_mirror_follow_the_retention_settings(make_config, split_dir, tmp_path):
     mirror = tmp_path / "mirror"
-    cfg = make_config(*TINY_TRAIN, "train.max_steps=4", "train.keep_rejected=1",
-                      f"train.checkpoint_uri=file://{mirror}", "train.mirror_after_finish=delete")
+    cfg = make_config(
+        *TINY_TRAIN,
+        "train.max_steps=4",
+        "train.keep_rejected=1",
+        f"train.checkpoint_uri=file://{mirror}",
+        "train.mirror_after_finish=delete",
+    )
     rejected = tmp_path / "ckpt" / "rejected"
     for i in range(3):  # three broken checkpoints from earlier, killed runs
         broken = tmp_path / "ckpt" / f"checkpoint-{90 + i}"

@@ -17,8 +17,9 @@ def test_training_run_is_fully_tracked_in_mlflow(make_config, split_dir, tmp_pat
     from mlflow.tracking import MlflowClient
 
     subprocess.run(["git", "init", "-q"], check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
-                   check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"], check=True
+    )
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     cfg = make_config(*TINY_TRAIN, "registry.experiment=train-test", "train.max_steps=12")
@@ -45,8 +46,10 @@ def test_training_run_is_fully_tracked_in_mlflow(make_config, split_dir, tmp_pat
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"train_summary.json", "loss_curve.png", "plan.json", "plots"} <= artifacts
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {"plots/train_loss.csv",
-                                                                                  "plots/val_loss.csv"}
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "plots")} == {
+        "plots/train_loss.csv",
+        "plots/val_loss.csv",
+    }
 
 
 def test_unreachable_tracking_server_fails_before_training(make_config, split_dir, tmp_path, monkeypatch):

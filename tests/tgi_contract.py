@@ -24,11 +24,14 @@ from tests import contracts
 
 SPEC = "tgi/openapi.json"
 # OpenAPI schema name → huggingface_hub's generated type of the same message (None: no generated type).
-HF_TYPES = {"ChatRequest": ("chat_completion", "ChatCompletionInput"),
-            "ChatCompletion": ("chat_completion", "ChatCompletionOutput"),
-            "GenerateRequest": ("text_generation", "TextGenerationInput"),
-            "GenerateResponse": ("text_generation", "TextGenerationOutput"),
-            "ModelInfo": None, "ErrorResponse": None}
+HF_TYPES = {
+    "ChatRequest": ("chat_completion", "ChatCompletionInput"),
+    "ChatCompletion": ("chat_completion", "ChatCompletionOutput"),
+    "GenerateRequest": ("text_generation", "TextGenerationInput"),
+    "GenerateResponse": ("text_generation", "TextGenerationOutput"),
+    "ModelInfo": None,
+    "ErrorResponse": None,
+}
 
 
 def spec() -> dict[str, Any]:
@@ -53,14 +56,20 @@ def schema_errors(name: str, body: Any) -> list[str]:
 def _openapi_errors(full: dict[str, Any], name: str, body: Any) -> list[str]:
     from openapi_schema_validator import OAS30Validator
 
-    errors = [e.message for e in
-              OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": full["components"]}).iter_errors(body)]
+    errors = [
+        e.message
+        for e in OAS30Validator({"$ref": f"#/components/schemas/{name}", "components": full["components"]}).iter_errors(
+            body
+        )
+    ]
     schemas = full["components"]["schemas"]
     if isinstance(body, dict) and "properties" in schemas[name]:
         errors += [f"undeclared field {k}" for k in set(body) - set(schemas[name]["properties"])]
         if name == "GenerateRequest" and isinstance(body.get("parameters"), dict):
-            errors += [f"undeclared field parameters.{k}"
-                       for k in set(body["parameters"]) - set(schemas["GenerateParameters"]["properties"])]
+            errors += [
+                f"undeclared field parameters.{k}"
+                for k in set(body["parameters"]) - set(schemas["GenerateParameters"]["properties"])
+            ]
     return errors
 
 
@@ -88,8 +97,11 @@ def _dataclass_errors(tp: Any, value: Any, where: str) -> list[str]:
         hints = typing.get_type_hints(tp)
         at = f"{where}." if where else ""
         errors = [f"undeclared field {at}{k}" for k in set(value) - set(fields)]
-        errors += [f"{k!r} is a required property" + (f" of {where}" if where else "") for k, f in fields.items()
-                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and k not in value]
+        errors += [
+            f"{k!r} is a required property" + (f" of {where}" if where else "")
+            for k, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and k not in value
+        ]
         for k, v in value.items():
             if k in fields:
                 errors += _dataclass_errors(hints[k], v, f"{at}{k}")
@@ -104,22 +116,29 @@ def _dataclass_errors(tp: Any, value: Any, where: str) -> list[str]:
 
 
 def chat_completion(text: str, model: str = "judge") -> dict[str, Any]:
-    return {"id": "cmpl-1", "created": int(time.time()), "model": model, "system_fingerprint": "3.3.6-native",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}}
+    return {
+        "id": "cmpl-1",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "3.3.6-native",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+    }
 
 
 def generate_response(text: str) -> dict[str, Any]:
-    return {"generated_text": text,
-            "details": {"finish_reason": "eos_token", "generated_tokens": 3, "prefill": [], "tokens": [],
-                        "seed": None}}
+    return {
+        "generated_text": text,
+        "details": {"finish_reason": "eos_token", "generated_tokens": 3, "prefill": [], "tokens": [], "seed": None},
+    }
 
 
 class TgiContractServer:
     """``reply(path, body) -> (status, payload)`` decides each answer; requests are recorded."""
 
-    def __init__(self, reply: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]],
-                 delay_s: float = 0.0) -> None:
+    def __init__(
+        self, reply: Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]], delay_s: float = 0.0
+    ) -> None:
         self.reply = reply
         self.delay_s = delay_s
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
@@ -127,8 +146,10 @@ class TgiContractServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._validators = {"/v1/chat/completions": ("ChatRequest", "ChatCompletion"),
-                            "/generate": ("GenerateRequest", "GenerateResponse")}
+        self._validators = {
+            "/v1/chat/completions": ("ChatRequest", "ChatCompletion"),
+            "/generate": ("GenerateRequest", "GenerateResponse"),
+        }
         outer = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -66,14 +66,32 @@ class TrainerCluster:
         for rank in range(nodes):
             node_dir = self.workdir / f"node-{rank}"
             node_dir.mkdir(parents=True, exist_ok=True)
-            env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(node_dir),
-                       PET_NNODES=str(nodes), PET_NODE_RANK=str(rank), PET_NPROC_PER_NODE=str(trainer["numProcPerNode"]),
-                       PET_MASTER_ADDR="127.0.0.1", PET_MASTER_PORT=str(port))
-            procs.append(subprocess.Popen(trainer["command"], cwd=node_dir, env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
+            env = dict(
+                os.environ,
+                PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                TMPDIR=str(node_dir),
+                PET_NNODES=str(nodes),
+                PET_NODE_RANK=str(rank),
+                PET_NPROC_PER_NODE=str(trainer["numProcPerNode"]),
+                PET_MASTER_ADDR="127.0.0.1",
+                PET_MASTER_PORT=str(port),
+            )
+            procs.append(
+                subprocess.Popen(
+                    trainer["command"],
+                    cwd=node_dir,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
         outputs = [p.communicate(timeout=600)[0] for p in procs]
         failed = [i for i, p in enumerate(procs) if p.returncode]
         if failed:
-            return {"conditions": [{"type": "Failed", "status": "True",
-                                    "message": f"node {failed[0]}: {outputs[failed[0]][-2000:]}"}]}
+            return {
+                "conditions": [
+                    {"type": "Failed", "status": "True", "message": f"node {failed[0]}: {outputs[failed[0]][-2000:]}"}
+                ]
+            }
         return {"conditions": [{"type": "Complete", "status": "True", "message": "TrainJob completed"}]}

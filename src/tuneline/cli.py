@@ -23,12 +23,18 @@ from tuneline.progress import console, setup_logging
 from tuneline.redact import redact_text
 from tuneline.results import VersionRecord
 
-app = typer.Typer(help="tuneline: conversations → fine-tuned, evaluated, registered, served LLM.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="tuneline: conversations → fine-tuned, evaluated, registered, served LLM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 config_app = typer.Typer(help="Inspect and validate params.yaml.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Config file (default: ./params.yaml if present).")]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (default: ./params.yaml if present).")
+]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a config value: KEY.PATH=VALUE.")]
 F = TypeVar("F", bound=Callable[..., Any])
 stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress go to stderr
@@ -49,8 +55,21 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.stages.train import TrainError
     from tuneline.stages.train.distributed import DistributedTrainingError
 
-    return (IngestError, CleanError, SplitError, TrainError, EvaluateError, RegisterError, RegistryError, EndpointError,
-            SubmitError, DistributedTrainingError, PromoteError, SmokeError, GitHubError)
+    return (
+        IngestError,
+        CleanError,
+        SplitError,
+        TrainError,
+        EvaluateError,
+        RegisterError,
+        RegistryError,
+        EndpointError,
+        SubmitError,
+        DistributedTrainingError,
+        PromoteError,
+        SmokeError,
+        GitHubError,
+    )
 
 
 def friendly(fn: F) -> F:
@@ -81,7 +100,9 @@ def _load(config: Path | None, overrides: list[str] | None) -> TunelineConfig:
 @app.command()
 @friendly
 def ingest(
-    sources: Annotated[list[str] | None, typer.Argument(help="Files, globs, dirs, s3:// gs:// https:// URIs, hf:NAME.")] = None,
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Files, globs, dirs, s3:// gs:// https:// URIs, hf:NAME.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.ingested).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="Record format for SRC arguments (auto detects).")] = "auto",
     config: ConfigOpt = None,
@@ -96,8 +117,9 @@ def ingest(
     except ValueError as exc:
         raise ConfigError(f"--format: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     result = run_ingest(cfg, srcs, out or Path(cfg.paths.ingested))
-    stdout.print(f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, "
-                  f"{result.quarantined} quarantined")
+    stdout.print(
+        f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, {result.quarantined} quarantined"
+    )
 
 
 @app.command()
@@ -113,8 +135,9 @@ def clean(
 
     cfg = _load(config, set_)
     result = run_clean(cfg, src or Path(cfg.paths.ingested), out or Path(cfg.paths.cleaned))
-    stdout.print(f"cleaned → {result.out}: kept {result.kept}, removed {sum(result.removed.values())} "
-                  f"{result.removed or ''}")
+    stdout.print(
+        f"cleaned → {result.out}: kept {result.kept}, removed {sum(result.removed.values())} {result.removed or ''}"
+    )
 
 
 @app.command()
@@ -204,11 +227,14 @@ def register(
 
 def _print_registration(record: VersionRecord) -> None:
     aliases = ", ".join(f"@{a}" for a in record.aliases) or "none"
-    stdout.print(f"registered: {record.model_name} version {record.version}"
-                 f"{' (already registered)' if record.existing else ''}")
+    stdout.print(
+        f"registered: {record.model_name} version {record.version}{' (already registered)' if record.existing else ''}"
+    )
     stdout.print(f"aliases: {aliases}")
-    stdout.print(f"gate: {'PASS' if record.gate_passed else 'FAIL'}"
-                 + ("" if record.gate_passed else " — " + "; ".join(record.gate_reasons)))
+    stdout.print(
+        f"gate: {'PASS' if record.gate_passed else 'FAIL'}"
+        + ("" if record.gate_passed else " — " + "; ".join(record.gate_reasons))
+    )
     stdout.print(f"storage: {record.storage_uri}")
     stdout.print(f"see it: {record.ui_hint}")
 
@@ -251,9 +277,21 @@ def mlflow_up(
     store = cfg.registry.tracking_uri
     if not store.startswith(("sqlite:", "postgresql", "mysql", "file:")) and "://" in store:
         raise ConfigError(f"registry.tracking_uri is a server ({store}); open it in a browser instead")
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store,
-           "--artifacts-destination", str(Path("mlartifacts").resolve()), "--host", host, "--port", str(port)]
-    stdout.print(f"MLflow UI on http://{host}:{port} (Ctrl-C to stop); then export MLFLOW_TRACKING_URI=http://{host}:{port}")
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        store,
+        "--artifacts-destination",
+        str(Path("mlartifacts").resolve()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    stdout.print(
+        f"MLflow UI on http://{host}:{port} (Ctrl-C to stop); then export MLFLOW_TRACKING_URI=http://{host}:{port}"
+    )
     os.execv(cmd[0], cmd)  # noqa: S606 - replaces this process with the server
 
 
@@ -348,7 +386,8 @@ def pipeline_submit(
 @friendly
 def pipeline_run_local(
     root: Annotated[Path, typer.Option(help="Pipeline root: one folder per run, per task, per output.")] = Path(
-        "kfp-local"),
+        "kfp-local"
+    ),
     param: ParamOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -379,8 +418,9 @@ def infra_export(
     from tuneline.platform.gpu_pools import export_tfvars, stale_tfvars
 
     cfg = _load(config, set_)
-    _write_generated(check, lambda: stale_tfvars(cfg, infra_dir), lambda: export_tfvars(cfg, infra_dir),
-                     "tuneline infra export")
+    _write_generated(
+        check, lambda: stale_tfvars(cfg, infra_dir), lambda: export_tfvars(cfg, infra_dir), "tuneline infra export"
+    )
 
 
 @infra_app.command("scheduling")
@@ -409,7 +449,9 @@ def infra_scheduling(
 @app.command()
 @friendly
 def plan(
-    model: Annotated[str | None, typer.Option(help="Base model: preset (llama-2-7b...), builtin:*, dir or hub id.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Base model: preset (llama-2-7b...), builtin:*, dir or hub id.")
+    ] = None,
     method: Annotated[str | None, typer.Option(help="qlora | lora | full | dpo (default: train.method).")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Sequence length (default: model.max_seq_length).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Per-GPU batch (default: train.batch_size).")] = None,
@@ -427,8 +469,9 @@ def plan(
     if method not in (None, "qlora", "lora", "full", "dpo"):
         raise ConfigError(f"--method: expected qlora, lora, full or dpo, got {method!r}")
     try:
-        result = make_plan(cfg, base=model, method=method, seq_len=seq_len, batch_size=batch_size,
-                           train_tokens=int(tokens))
+        result = make_plan(
+            cfg, base=model, method=method, seq_len=seq_len, batch_size=batch_size, train_tokens=int(tokens)
+        )
     except ValueError as exc:
         raise ConfigError(f"--model: {exc}") from None
     if as_json:
@@ -444,12 +487,19 @@ def plan(
     for col in ("GPU", "memory GiB", "fits", "tokens/s", "hours", "cost USD"):
         gpus.add_column(col, justify="left" if col == "GPU" else "right")
     for o in result.options:
-        gpus.add_row(o.gpu.name, f"{o.gpu.memory_gib:g}", "yes" if o.fits else "no", f"{o.tokens_per_second:,.0f}",
-                     f"{o.hours:.2f}", f"{o.cost_usd:.2f}")
+        gpus.add_row(
+            o.gpu.name,
+            f"{o.gpu.memory_gib:g}",
+            "yes" if o.fits else "no",
+            f"{o.tokens_per_second:,.0f}",
+            f"{o.hours:.2f}",
+            f"{o.cost_usd:.2f}",
+        )
     stdout.print(gpus)
     if result.recommended:
-        labels = ", ".join(f"{cloud}: {k}={v}" for cloud, sel in node_selectors(result.recommended).items()
-                           for k, v in sel.items())
+        labels = ", ".join(
+            f"{cloud}: {k}={v}" for cloud, sel in node_selectors(result.recommended).items() for k, v in sel.items()
+        )
         stdout.print(f"recommended: {result.recommended.name} ({labels})")
     else:
         stdout.print("no GPU in the catalogue fits: use qlora, a shorter sequence, a smaller batch or several GPUs")
@@ -508,13 +558,16 @@ def deploy_export(
 def promote(
     env: Annotated[str, typer.Option("--env", help="Target environment (serve.environments).")],
     version: Annotated[str | None, typer.Option(help="Registered version to promote.")] = None,
-    alias: Annotated[str | None, typer.Option(help="Promote the version carrying this alias (default: candidate).")]
-    = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Promote the version carrying this alias (default: candidate).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Promote even though the evaluation gate failed or is missing.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why --force: recorded in the commit and the pull request.")]
-    = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the values diff and the PR body; change nothing.")]
-    = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why --force: recorded in the commit and the pull request.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the values diff and the PR body; change nothing.")
+    ] = False,
     repo: Annotated[Path, typer.Option(help="The git checkout to promote from.")] = Path("."),
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -551,13 +604,13 @@ def registry_sync_alias(
 @friendly
 def smoke(
     url: Annotated[str, typer.Option(help="Root URL of the inference server (TGI, vLLM, transformers serve).")],
-    model: Annotated[str | None, typer.Option(help="Model (or LoRA adapter) name to ask; default: /v1/models.")]
-    = None,
+    model: Annotated[str | None, typer.Option(help="Model (or LoRA adapter) name to ask; default: /v1/models.")] = None,
     prompt: Annotated[str, typer.Option(help="The one user message sent.")] = "Say hello in five words.",
     max_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate.")] = 16,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds per request.")] = 120.0,
-    token_env: Annotated[str, typer.Option(help="Env var with a bearer token, if the endpoint needs one.")]
-    = "TUNELINE_ENDPOINT_TOKEN",
+    token_env: Annotated[
+        str, typer.Option(help="Env var with a bearer token, if the endpoint needs one.")
+    ] = "TUNELINE_ENDPOINT_TOKEN",
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Health check plus one chat completion, with latencies; exit 1 when either fails."""
@@ -571,8 +624,10 @@ def smoke(
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
     stdout.print(f"health: HTTP {result.health_status} in {result.health_s * 1000:.0f} ms")
-    stdout.print(f"chat ({result.model}): {result.chat_s * 1000:.0f} ms, {result.completion_tokens} tokens: "
-                 f"{result.reply.strip()[:200]!r}")
+    stdout.print(
+        f"chat ({result.model}): {result.chat_s * 1000:.0f} ms, {result.completion_tokens} tokens: "
+        f"{result.reply.strip()[:200]!r}"
+    )
     stdout.print("smoke: OK")
 
 

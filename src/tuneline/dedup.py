@@ -97,8 +97,8 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
             m = len(words) - n + 1
             g = words[:m] * _MIX[0]
             for j in range(1, n):
-                g = (g ^ (g >> np.uint64(29))) + words[j: m + j] * _MIX[j % 3]
-            same_doc = word_doc[:m] == word_doc[n - 1:]
+                g = (g ^ (g >> np.uint64(29))) + words[j : m + j] * _MIX[j % 3]
+            same_doc = word_doc[:m] == word_doc[n - 1 :]
             gram_hash.append(g[same_doc])
             gram_doc.append(word_doc[:m][same_doc])
         short = np.flatnonzero(counts < n)
@@ -145,8 +145,9 @@ def band_keys(sigs: np.ndarray, threshold: float) -> np.ndarray:
     return keys
 
 
-def batch_near_keys(texts: list[str], threshold: float, num_perm: int, shingle_words: int) \
-        -> tuple[np.ndarray, np.ndarray]:
+def batch_near_keys(
+    texts: list[str], threshold: float, num_perm: int, shingle_words: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Signatures (n, num_perm) uint32 and band keys (n, bands) uint64 for a chunk of texts."""
     sigs = batch_signatures(texts, num_perm, shingle_words) if texts else np.zeros((0, num_perm), dtype=_DTYPE)
     return sigs, band_keys(sigs, threshold)

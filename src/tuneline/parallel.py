@@ -14,8 +14,9 @@ def resolve_workers(requested: int) -> int:
 
 
 @contextmanager
-def chunk_mapper(workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) \
-        -> Iterator[Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]]:
+def chunk_mapper(
+    workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...]
+) -> Iterator[Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]]:
     """Yield ``map(fn, chunks)`` that runs in ``workers`` processes, keeping input order.
 
     Results are consumed in order, so any stateful decision taken on them in the parent

@@ -138,7 +138,15 @@ class MemoryPlan:
 
     @property
     def total(self) -> float:
-        return self.weights + self.trainable + self.gradients + self.optimizer + self.activations + self.logits + self.overhead
+        return (
+            self.weights
+            + self.trainable
+            + self.gradients
+            + self.optimizer
+            + self.activations
+            + self.logits
+            + self.overhead
+        )
 
     def rows(self) -> list[tuple[str, float]]:
         items = asdict(self)
@@ -206,8 +214,9 @@ def flops_per_token(arch: Architecture, method: Method, gradient_checkpointing: 
     return passes * n + attention
 
 
-def tokens_per_second(arch: Architecture, method: Method, gpu: GpuSpec, mfu: float, gradient_checkpointing: bool,
-                      seq_len: int) -> float:
+def tokens_per_second(
+    arch: Architecture, method: Method, gpu: GpuSpec, mfu: float, gradient_checkpointing: bool, seq_len: int
+) -> float:
     return mfu * gpu.bf16_tflops * 1e12 / flops_per_token(arch, method, gradient_checkpointing, seq_len)
 
 
@@ -245,9 +254,14 @@ class Plan:
             "recommended": self.recommended.name if self.recommended else None,
             "node_selector": node_selectors(self.recommended) if self.recommended else None,
             "options": [
-                {"gpu": o.gpu.name, "memory_gib": o.gpu.memory_gib, "fits": o.fits,
-                 "tokens_per_second": round(o.tokens_per_second), "hours": round(o.hours, 3),
-                 "cost_usd": round(o.cost_usd, 2)}
+                {
+                    "gpu": o.gpu.name,
+                    "memory_gib": o.gpu.memory_gib,
+                    "fits": o.fits,
+                    "tokens_per_second": round(o.tokens_per_second),
+                    "hours": round(o.hours, 3),
+                    "cost_usd": round(o.cost_usd, 2),
+                }
                 for o in self.options
             ],
         }

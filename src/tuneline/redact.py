@@ -60,7 +60,7 @@ def redact_text(text: str) -> str:
 def _redact_match(match: re.Match[str]) -> str:
     url = match.group(0)
     tail = len(url) - len(url.rstrip(".:!?"))  # sentence punctuation after a URL is not part of it
-    return redact_url(url[:len(url) - tail]) + url[len(url) - tail:]
+    return redact_url(url[: len(url) - tail]) + url[len(url) - tail :]
 
 
 def register_secret(value: str | None) -> None:
@@ -91,8 +91,9 @@ def url_problem(url: str) -> str | None:
         return None
     if parts.password or parts.username:
         return "carries user info (user:password@): put the credentials in the environment"
-    if parts.query and any(secret_looking_key(k.split("=", 1)[0]) or k.lower().startswith("x-amz-")
-                           for k in parts.query.split("&")):
+    if parts.query and any(
+        secret_looking_key(k.split("=", 1)[0]) or k.lower().startswith("x-amz-") for k in parts.query.split("&")
+    ):
         return "carries a signature or token in its query: pass a signed URL on the command line, not in config"
     return None
 

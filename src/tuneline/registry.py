@@ -42,10 +42,13 @@ def version_by_alias(configured_uri: str, name: str, alias: str) -> Any | None:
     except MlflowException as exc:
         if getattr(exc, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
-        raise RegistryError(f"cannot read alias {alias!r} of {name!r} from {redact_url(tracking_uri(configured_uri))}: {exc}") \
-            from None
+        raise RegistryError(
+            f"cannot read alias {alias!r} of {name!r} from {redact_url(tracking_uri(configured_uri))}: {exc}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - connection errors surface as many types
-        raise RegistryError(f"cannot reach the MLflow registry at {redact_url(tracking_uri(configured_uri))}: {exc}") from None
+        raise RegistryError(
+            f"cannot reach the MLflow registry at {redact_url(tracking_uri(configured_uri))}: {exc}"
+        ) from None
 
 
 def download_version(configured_uri: str, name: str, version: Any, dest: str | Path) -> Path:

@@ -63,8 +63,9 @@ class TrainSummary(Result):
 
     def numeric(self) -> dict[str, float]:
         """The numeric fields (a KFP Metrics artifact)."""
-        return {k: float(v) for k, v in self.model_dump().items()
-                if isinstance(v, int | float) and not isinstance(v, bool)}
+        return {
+            k: float(v) for k, v in self.model_dump().items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
 
 
 class ModelManifest(Result):

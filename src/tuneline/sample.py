@@ -22,10 +22,50 @@ from pathlib import Path
 
 from tuneline.io.atomic import write_text_atomic
 
-NAMES = ["Alice", "Bob", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Julia", "Kofi", "Lena",
-         "Mateo", "Nora", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tara"]
-ITEMS = ["lamp", "chair", "notebook", "pencil", "kettle", "blanket", "mug", "backpack", "candle", "clock",
-         "scarf", "helmet", "teapot", "ladder", "mirror", "basket", "wallet", "umbrella", "bucket", "pillow"]
+NAMES = [
+    "Alice",
+    "Bob",
+    "Chen",
+    "Dana",
+    "Emeka",
+    "Farah",
+    "Goran",
+    "Hana",
+    "Ivan",
+    "Julia",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nora",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+]
+ITEMS = [
+    "lamp",
+    "chair",
+    "notebook",
+    "pencil",
+    "kettle",
+    "blanket",
+    "mug",
+    "backpack",
+    "candle",
+    "clock",
+    "scarf",
+    "helmet",
+    "teapot",
+    "ladder",
+    "mirror",
+    "basket",
+    "wallet",
+    "umbrella",
+    "bucket",
+    "pillow",
+]
 TEMPLATES = [
     "Order: {qty} x {item} for {name}",
     "{name} wants {qty} {item}",
@@ -61,9 +101,9 @@ def write_sample(out: str | Path, n: int = 600, seed: int = 0) -> list[Path]:
     n_msg, n_share, n_alp = int(n * 0.4), int(n * 0.2), int(n * 0.2)
     parts = {
         "messages": examples[:n_msg],
-        "sharegpt": examples[n_msg:n_msg + n_share],
-        "alpaca": examples[n_msg + n_share:n_msg + n_share + n_alp],
-        "preference": examples[n_msg + n_share + n_alp:],
+        "sharegpt": examples[n_msg : n_msg + n_share],
+        "alpaca": examples[n_msg + n_share : n_msg + n_share + n_alp],
+        "preference": examples[n_msg + n_share + n_alp :],
     }
     files = []
 
@@ -76,9 +116,17 @@ def write_sample(out: str | Path, n: int = 600, seed: int = 0) -> list[Path]:
     files.append(out / "orders_messages.jsonl")
     write_text_atomic(files[-1], "\n".join(lines) + "\n")
 
-    share = [{"conversations": [{"from": "system", "value": SYSTEM}, {"from": "human", "value": p},
-                                {"from": "gpt", "value": a}], **_meta(rng, i)}
-             for i, (p, a, _) in enumerate(parts["sharegpt"])]
+    share = [
+        {
+            "conversations": [
+                {"from": "system", "value": SYSTEM},
+                {"from": "human", "value": p},
+                {"from": "gpt", "value": a},
+            ],
+            **_meta(rng, i),
+        }
+        for i, (p, a, _) in enumerate(parts["sharegpt"])
+    ]
     files.append(out / "orders_sharegpt.json")
     write_text_atomic(files[-1], json.dumps(share, indent=1) + "\n")
 
@@ -108,9 +156,12 @@ def write_sample(out: str | Path, n: int = 600, seed: int = 0) -> list[Path]:
 
 def _messy(examples: list[tuple[str, str, dict]]) -> bytes:
     """Defects on purpose: each line exercises a validation, dedup or PII rule."""
+
     def chat(user: str, assistant: str) -> dict:
-        return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
-                "meta": {"category": "support", "timestamp": "2026-06-01T09:00:00Z"}}
+        return {
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
+            "meta": {"category": "support", "timestamp": "2026-06-01T09:00:00Z"},
+        }
 
     p0, a0, _ = examples[0]
     good = [

@@ -128,6 +128,7 @@ def mlflow_run(
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(2)
         mlflow.set_system_metrics_samples_before_logging(1)
-    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name,
-                          log_system_metrics=system_metrics) as run:
+    with mlflow.start_run(
+        run_id=run_id, run_name=None if run_id else run_name, log_system_metrics=system_metrics
+    ) as run:
         yield run

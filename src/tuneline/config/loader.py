@@ -76,7 +76,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ConfigError(f"{params} must hold a mapping at the top level, got {type(raw).__name__}")
     elif path is not None:
         raise ConfigError(f"config file not found: {params}")
-    return validate_mapping(apply_overrides(raw, overrides), str(params) + (" with --set overrides" if overrides else ""))
+    return validate_mapping(
+        apply_overrides(raw, overrides), str(params) + (" with --set overrides" if overrides else "")
+    )
 
 
 def validate_mapping(data: Mapping[str, Any], origin: str) -> TunelineConfig:

@@ -33,7 +33,9 @@ class PathsConfig(Section):
     ingested: str = Field("data/ingested", description="Output directory of the ingest stage.")
     cleaned: str = Field("data/cleaned", description="Output directory of the clean stage.")
     split: str = Field("data/split", description="Output directory of the split stage.")
-    model: str = Field("models/candidate", description="Output directory of the train stage (adapter, tokenizer, summary).")
+    model: str = Field(
+        "models/candidate", description="Output directory of the train stage (adapter, tokenizer, summary)."
+    )
     checkpoints: str = Field(
         "checkpoints/train", description="Training checkpoints; kept between runs so an interrupted run resumes."
     )
@@ -52,7 +54,9 @@ FileKind = Literal["auto", "jsonl", "json", "csv", "parquet", "hf"]
 class Source(Section):
     """One input: a path, glob, directory, ``s3://``/``gs://``/``https://`` URI or HF dataset."""
 
-    uri: str = Field(description="Local path/glob/dir, s3://, gs://, https:// URI, or hf:NAME / a saved HF dataset dir.")
+    uri: str = Field(
+        description="Local path/glob/dir, s3://, gs://, https:// URI, or hf:NAME / a saved HF dataset dir."
+    )
     format: RecordFormat = Field("auto", description="Record format; 'auto' detects it per record.")
     kind: FileKind = Field("auto", description="File kind; 'auto' infers it from the extension.")
     hf_split: str = Field("train", description="Split to read from a Hugging Face dataset.")
@@ -266,14 +270,17 @@ class TrainConfig(Section):
     eval_steps: int = Field(25, ge=1, description="Validation loss every N steps.")
     save_steps: int = Field(25, ge=1, description="Checkpoint every N steps (a multiple of logging_steps).")
     save_total_limit: int = Field(
-        3, ge=1, description="Complete checkpoints kept on disk (and in the mirror); older ones are deleted only after "
+        3,
+        ge=1,
+        description="Complete checkpoints kept on disk (and in the mirror); older ones are deleted only after "
         "a newer one is marked complete, so a kill at any point leaves one to resume from.",
     )
     keep_rejected: int = Field(
         3, ge=0, description="Unusable checkpoints set aside in <checkpoints>/rejected/ that are kept (newest first)."
     )
     mirror_after_finish: Literal["keep", "last", "delete"] = Field(
-        "last", description="What a finished run leaves in checkpoint_uri: every kept checkpoint, the last one "
+        "last",
+        description="What a finished run leaves in checkpoint_uri: every kept checkpoint, the last one "
         "(a re-run of the same run resumes at its end), or nothing.",
     )
     checkpoint_uri: str | None = Field(
@@ -281,7 +288,9 @@ class TrainConfig(Section):
     )
     merge: bool = Field(False, description="Also write a merged 16-bit model (base reloaded in 16-bit first).")
     num_gpus: int = Field(
-        1, ge=1, description="GPUs per node; above 1 training (CLI, dvc repro or the KFP step) runs under torchrun (DDP)."
+        1,
+        ge=1,
+        description="GPUs per node; above 1 training (CLI, dvc repro or the KFP step) runs under torchrun (DDP).",
     )
     num_nodes: int = Field(
         1, ge=1, description="Nodes; above 1 the KFP train step runs a Kubeflow Trainer TrainJob (or a PyTorchJob)."
@@ -309,7 +318,9 @@ class TrainConfig(Section):
 class EvalGate(Section):
     """Quality gate: every check must pass for the registry to get the ``candidate`` alias."""
 
-    min_judge_score: float = Field(5.0, ge=1.0, le=10.0, description="Minimum mean judge score (1-10) of the candidate.")
+    min_judge_score: float = Field(
+        5.0, ge=1.0, le=10.0, description="Minimum mean judge score (1-10) of the candidate."
+    )
     min_win_rate: float = Field(
         0.5, ge=0.0, le=1.0, description="Minimum pairwise win rate against the baseline (ties count half)."
     )
@@ -390,8 +401,10 @@ class RegistryConfig(Section):
 class EnvironmentConfig(Section):
     """One deployment environment: where Argo CD syncs the chart and which MLflow alias marks what it serves."""
 
-    alias: str = Field(pattern=r"^[a-z][a-z0-9_-]*$",
-                       description="MLflow alias set on the version this environment serves, once merged.")
+    alias: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]*$",
+        description="MLflow alias set on the version this environment serves, once merged.",
+    )
     namespace: str = Field("tuneline", description="Namespace of the release (the serving identity is bound here).")
     cluster: str = Field("https://kubernetes.default.svc", description="Argo CD destination server of this env.")
     require_gate: bool = Field(True, description="Refuse to promote a version whose evaluation gate failed.")
@@ -415,7 +428,8 @@ class ServeConfig(Section):
     values_dir: str = Field("deploy/environments", description="One values file per environment (differences only).")
     apps_dir: str = Field("deploy/argocd", description="One Argo CD Application per environment (generated).")
     environments: dict[str, EnvironmentConfig] = Field(
-        default_factory=_default_environments, description="Deployment environments, in promotion order.")
+        default_factory=_default_environments, description="Deployment environments, in promotion order."
+    )
     repo_url: str = Field("https://github.com/tuneline/tuneline.git", description="Git repository Argo CD syncs.")
     base_branch: str = Field("main", description="Branch that promotion pull requests target.")
     remote: str = Field("origin", description="Git remote that promotion branches are pushed to.")
@@ -425,7 +439,6 @@ class ServeConfig(Section):
     @field_validator("environments")
     @classmethod
     def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
-
 
         if not value:
             raise ValueError("at least one environment is needed")
@@ -441,8 +454,10 @@ class ImagesConfig(Section):
 
     cpu: str = Field("ghcr.io/tuneline/tuneline:0.1.0", description="Data, evaluation and registration steps.")
     gpu: str = Field("ghcr.io/tuneline/tuneline-cuda:0.1.0", description="Training step (CUDA, bitsandbytes).")
-    tgi: str = Field("ghcr.io/huggingface/text-generation-inference:3.3.6",
-                     description="TGI serving runtime (the chart's flags are checked against this version).")
+    tgi: str = Field(
+        "ghcr.io/huggingface/text-generation-inference:3.3.6",
+        description="TGI serving runtime (the chart's flags are checked against this version).",
+    )
     vllm: str = Field("vllm/vllm-openai:v0.11.0", description="vLLM serving runtime (OpenAI-compatible server).")
 
     @model_validator(mode="after")
@@ -494,7 +509,8 @@ class KubeflowConfig(Section):
     training_runtime: str = Field("torch-distributed", description="ClusterTrainingRuntime a TrainJob refers to.")
     job_timeout_s: int = Field(86400, ge=60, description="Give up following a multi-node job after this long.")
     checkpoint_pvc: str | None = Field(
-        None, description="PersistentVolumeClaim mounted into the train step; with train.checkpoint_uri unset, "
+        None,
+        description="PersistentVolumeClaim mounted into the train step; with train.checkpoint_uri unset, "
         "checkpoints are kept on it so a retried pod resumes without object storage (use ReadWriteMany: EFS, "
         "Filestore, so the retried pod can mount it on another node). Single-node training only.",
     )
@@ -527,8 +543,16 @@ def _default_gpus() -> list[GpuSpec]:
         ("a100-80gb", 80, 312, True, 5.07, "p4de.24xlarge", "nvidia-a100-80gb", "a2-ultragpu-1g"),
         ("h100-80gb", 80, 989, True, 11.06, "p5.48xlarge", "nvidia-h100-80gb", "a3-highgpu-1g"),
     ]
-    keys = ["name", "memory_gib", "bf16_tflops", "bf16", "hourly_usd", "eks_instance_type", "gke_accelerator",
-            "gke_machine_type"]
+    keys = [
+        "name",
+        "memory_gib",
+        "bf16_tflops",
+        "bf16",
+        "hourly_usd",
+        "eks_instance_type",
+        "gke_accelerator",
+        "gke_machine_type",
+    ]
     eight_gpu_instances = {"p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge"}
     return [
         GpuSpec(**dict(zip(keys, row, strict=True)), eks_gpus_per_node=8 if row[5] in eight_gpu_instances else 1)
@@ -605,9 +629,11 @@ class TunelineConfig(Section):
         for proto, options in self.data.source_options.items():
             for key in options:
                 if secret_looking_key(key):
-                    raise ValueError(f"data.source_options.{proto}.{key}: looks like a credential, and the config is "
-                                     "compiled into the pipeline and committed; set it in the environment instead "
-                                     "(e.g. AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS)")
+                    raise ValueError(
+                        f"data.source_options.{proto}.{key}: looks like a credential, and the config is "
+                        "compiled into the pipeline and committed; set it in the environment instead "
+                        "(e.g. AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS)"
+                    )
 
         def walk(node: object, where: str) -> None:
             if isinstance(node, dict):

@@ -50,8 +50,9 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, InferenceTimeoutError | asyncio.TimeoutError | ConnectionError | OSError):
         return True
     # transport errors (connection refused/reset, read timeouts) carry no response
-    return type(exc).__name__.endswith(("ConnectError", "ReadError", "TimeoutException", "ReadTimeout",
-                                        "RemoteProtocolError", "WriteError"))
+    return type(exc).__name__.endswith(
+        ("ConnectError", "ReadError", "TimeoutException", "ReadTimeout", "RemoteProtocolError", "WriteError")
+    )
 
 
 def messages_to_prompt(messages: list[dict[str, str]]) -> str:
@@ -66,9 +67,17 @@ class Endpoint:
     ``transformers serve`` all list the served model there) and falls back to ``"tgi"``.
     """
 
-    def __init__(self, url: str, api: Api = "chat", model: str | None = None, concurrency: int = 4,
-                 timeout_s: float = 120.0, max_retries: int = 3, backoff_s: float = 1.0,
-                 token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        api: Api = "chat",
+        model: str | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        backoff_s: float = 1.0,
+        token: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         for suffix in ("/v1/chat/completions", "/v1", "/generate"):
             self.url = self.url.removesuffix(suffix)
@@ -89,9 +98,14 @@ class Endpoint:
     def from_config(cls, url: str, judge: Any, token_env: str | None = None, **overrides: Any) -> Endpoint:
         """An endpoint with the judge's client settings; its bearer token comes from ``token_env`` (default: the
         judge's own variable), so each endpoint gets only its own credential."""
-        kwargs = dict(api=judge.api, concurrency=judge.concurrency, timeout_s=judge.timeout_s,
-                      max_retries=judge.max_retries, backoff_s=judge.backoff_s,
-                      token=secret_from_env(token_env or judge.token_env))
+        kwargs = dict(
+            api=judge.api,
+            concurrency=judge.concurrency,
+            timeout_s=judge.timeout_s,
+            max_retries=judge.max_retries,
+            backoff_s=judge.backoff_s,
+            token=secret_from_env(token_env or judge.token_env),
+        )
         return cls(url, **{**kwargs, **overrides})
 
     def _ensure_client(self) -> Any:
@@ -107,8 +121,9 @@ class Endpoint:
             # With no token of its own, huggingface_hub would send HF_TOKEN (or the saved hub login) to whatever
             # endpoint this is; a None header is dropped from the request instead.
             headers = {} if self.token else {"authorization": None}
-            self._client = AsyncInferenceClient(base_url=base, api_key=self.token, timeout=self.timeout_s,
-                                                headers=headers)
+            self._client = AsyncInferenceClient(
+                base_url=base, api_key=self.token, timeout=self.timeout_s, headers=headers
+            )
         return self._client
 
     async def served_model(self) -> str:
@@ -151,24 +166,33 @@ class Endpoint:
                         detail = f"HTTP {status}" if status else type(exc).__name__
                         raise EndpointError(f"{self.url} ({self.api}): {detail}: {exc}") from None
                     delay = self.backoff_s * 2**attempt * (1 + 0.1 * random.random())  # noqa: S311 - jitter
-                    log.warning("endpoint %s: %s, retry %d/%d in %.1fs", self.url, type(exc).__name__,
-                                attempt + 1, self.max_retries, delay)
+                    log.warning(
+                        "endpoint %s: %s, retry %d/%d in %.1fs",
+                        self.url,
+                        type(exc).__name__,
+                        attempt + 1,
+                        self.max_retries,
+                        delay,
+                    )
                     await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _request(self, client: Any, model: str | None, messages: list[dict[str, str]], max_new_tokens: int,
-                       seed: int) -> Completion:
+    async def _request(
+        self, client: Any, model: str | None, messages: list[dict[str, str]], max_new_tokens: int, seed: int
+    ) -> Completion:
         if self.api == "generate":
-            out = await client.text_generation(messages_to_prompt(messages), max_new_tokens=max_new_tokens,
-                                               do_sample=False, seed=seed, details=True)
+            out = await client.text_generation(
+                messages_to_prompt(messages), max_new_tokens=max_new_tokens, do_sample=False, seed=seed, details=True
+            )
             tokens = getattr(getattr(out, "details", None), "generated_tokens", None)
             return Completion(text=out.generated_text, completion_tokens=tokens)
-        out = await client.chat_completion(messages, model=model, max_tokens=max_new_tokens, temperature=0.0,
-                                           seed=seed)
+        out = await client.chat_completion(messages, model=model, max_tokens=max_new_tokens, temperature=0.0, seed=seed)
         usage = out.usage
-        return Completion(text=out.choices[0].message.content or "",
-                          prompt_tokens=getattr(usage, "prompt_tokens", None),
-                          completion_tokens=getattr(usage, "completion_tokens", None))
+        return Completion(
+            text=out.choices[0].message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+        )
 
     async def aclose(self) -> None:
         if self._client is not None and hasattr(self._client, "close"):
@@ -177,8 +201,9 @@ class Endpoint:
         self._semaphore = None
 
 
-def run_all(endpoint: Endpoint, requests: list[list[dict[str, str]]], max_new_tokens: int,
-            on_done: Any = None) -> list[Completion | EndpointError]:
+def run_all(
+    endpoint: Endpoint, requests: list[list[dict[str, str]]], max_new_tokens: int, on_done: Any = None
+) -> list[Completion | EndpointError]:
     """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised."""
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, Completion | EndpointError]:

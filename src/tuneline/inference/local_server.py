@@ -55,8 +55,16 @@ class LocalServer:
         fd, log_name = tempfile.mkstemp(prefix="tuneline-serve-", suffix=".log")
         self._log_path = Path(log_name)
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
-        cmd = [*_serve_command(), str(self.model_dir.resolve()), "--host", "127.0.0.1", "--port", str(self.port),
-               "--device", "cpu" if not _has_cuda() else "auto"]
+        cmd = [
+            *_serve_command(),
+            str(self.model_dir.resolve()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu" if not _has_cuda() else "auto",
+        ]
         log.info("starting local judge server: %s", " ".join(cmd))
         self._proc = subprocess.Popen(cmd, stdout=fd, stderr=subprocess.STDOUT, env=env)  # noqa: S603
         os.close(fd)
@@ -88,8 +96,9 @@ class LocalServer:
             return ""
         return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:

@@ -72,8 +72,10 @@ def check_output(out: str | Path, writer: str, inputs: Iterable[str | Path] = ()
         owner = owner_of(real)
         if owner != writer:
             what = f"the output of {owner}" if owner else "not empty and not written by tuneline"
-            raise OutputRefused(f"output {out} is {what}; {writer} only replaces its own earlier output "
-                                f"(marked by {MARKER}): choose an empty or new directory, or remove it yourself")
+            raise OutputRefused(
+                f"output {out} is {what}; {writer} only replaces its own earlier output "
+                f"(marked by {MARKER}): choose an empty or new directory, or remove it yourself"
+            )
 
 
 @contextmanager

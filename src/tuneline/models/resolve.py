@@ -25,7 +25,9 @@ def cache_root() -> Path:
 
 
 def offline() -> bool:
-    return any(os.environ.get(var, "").lower() in ("1", "true", "yes") for var in ("TUNELINE_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(
+        os.environ.get(var, "").lower() in ("1", "true", "yes") for var in ("TUNELINE_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 def fetch_remote(uri: str) -> Path:

@@ -22,8 +22,9 @@ class ModelDirError(ValueError):
 def read_manifest(model_dir: str | Path) -> ModelManifest:
     path = Path(model_dir) / MODEL_MANIFEST
     if not path.is_file():
-        raise ModelDirError(f"{model_dir} is not a tuneline model dir (no {MODEL_MANIFEST}); "
-                            "train it with `tuneline train`")
+        raise ModelDirError(
+            f"{model_dir} is not a tuneline model dir (no {MODEL_MANIFEST}); train it with `tuneline train`"
+        )
     try:
         return ModelManifest.read(path)
     except (ValidationError, ValueError) as exc:
@@ -60,20 +61,31 @@ def load_trained(model_dir: str | Path, adapter: bool = True, dtype: Any = None)
     return model, tokenizer
 
 
-def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]], max_new_tokens: int = 64,
-             batch_size: int = 16) -> list[str]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    conversations: list[list[dict[str, str]]],
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+) -> list[str]:
     """Greedy answers to each conversation (its last turn is the user's)."""
     import torch
 
     tokenizer.padding_side = "left"
     answers: list[str] = []
     for start in range(0, len(conversations), batch_size):
-        batch = conversations[start:start + batch_size]
-        enc = tokenizer.apply_chat_template(batch, add_generation_prompt=True, padding=True, return_tensors="pt",
-                                            return_dict=True)
+        batch = conversations[start : start + batch_size]
+        enc = tokenizer.apply_chat_template(
+            batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+        )
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
         prompt_len = enc["input_ids"].shape[1]
         answers += [tokenizer.decode(row[prompt_len:], skip_special_tokens=True).strip() for row in out]
     return answers

@@ -46,5 +46,8 @@ def compile_all(config: TunelineConfig, root: Path = Path()) -> list[Path]:
 
 
 def stale(config: TunelineConfig, root: Path = Path()) -> list[Path]:
-    return [root / rel for rel, text in render(config).items()
-            if not (root / rel).exists() or (root / rel).read_text() != text]
+    return [
+        root / rel
+        for rel, text in render(config).items()
+        if not (root / rel).exists() or (root / rel).read_text() != text
+    ]

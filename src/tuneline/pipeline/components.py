@@ -5,7 +5,6 @@ imports what it needs; the image already holds tuneline (no ``packages_to_instal
 run time). :func:`build` binds the functions to the images named in ``params.yaml`` (``images``).
 """
 
-
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +36,13 @@ def split(config: str, cleaned: Input[Dataset], split: Output[Dataset], summary:
     steps.split(config, cleaned.path, split.path, summary.path)
 
 
-def train(config: str, split: Input[Dataset], model: Output[Model], metrics: Output[Metrics],
-          run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER) -> None:
+def train(
+    config: str,
+    split: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+) -> None:
     import os
     import tempfile
 
@@ -49,17 +53,31 @@ def train(config: str, split: Input[Dataset], model: Output[Model], metrics: Out
         metrics.log_metric(name, value)
 
 
-def evaluate(config: str, model: Input[Model], split: Input[Dataset], evaluation: Output[Artifact],
-             metrics: Output[Metrics], report: Output[HTML], summary: Output[Markdown]) -> None:
+def evaluate(
+    config: str,
+    model: Input[Model],
+    split: Input[Dataset],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+    summary: Output[Markdown],
+) -> None:
     from tuneline.pipeline import steps
 
-    for name, value in steps.evaluate(config, model.path, split.path, evaluation.path, report.path,
-                                      summary.path).items():
+    for name, value in steps.evaluate(
+        config, model.path, split.path, evaluation.path, report.path, summary.path
+    ).items():
         metrics.log_metric(name, value)
 
 
-def register(config: str, model: Input[Model], evaluation: Input[Artifact], split: Input[Dataset],
-             registration: Output[Artifact], summary: Output[Markdown]) -> None:
+def register(
+    config: str,
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    split: Input[Dataset],
+    registration: Output[Artifact],
+    summary: Output[Markdown],
+) -> None:
     from tuneline.pipeline import steps
 
     steps.register(config, model.path, evaluation.path, split.path, registration.path, summary.path)
@@ -84,6 +102,11 @@ def build(config: TunelineConfig) -> Components:
 
     cpu, gpu = config.images.cpu, config.images.gpu
     return Components(
-        resolve_config=bind(resolve_config, cpu), ingest=bind(ingest, cpu), clean=bind(clean, cpu),
-        split=bind(split, cpu), train=bind(train, gpu), evaluate=bind(evaluate, cpu), register=bind(register, cpu),
+        resolve_config=bind(resolve_config, cpu),
+        ingest=bind(ingest, cpu),
+        clean=bind(clean, cpu),
+        split=bind(split, cpu),
+        train=bind(train, gpu),
+        evaluate=bind(evaluate, cpu),
+        register=bind(register, cpu),
     )

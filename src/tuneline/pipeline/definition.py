@@ -7,7 +7,6 @@ selector, toleration, accelerator count, requests, retries) and the Secrets the 
 config too, through kfp-kubernetes.
 """
 
-
 from typing import Any
 
 from kfp import dsl, kubernetes
@@ -30,8 +29,9 @@ def _secrets(task: Any, config: TunelineConfig, which: tuple[str, ...]) -> None:
     for kind in which:
         name = getattr(config.kubeflow.secrets, kind)
         if name:
-            kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env={k: k for k in SECRET_KEYS[kind]},
-                                         optional=True)
+            kubernetes.use_secret_as_env(
+                task, secret_name=name, secret_key_to_env={k: k for k in SECRET_KEYS[kind]}, optional=True
+            )
 
 
 def _cpu_step(task: Any, config: TunelineConfig, secrets: tuple[str, ...] = ("object_store",)) -> Any:
@@ -51,7 +51,9 @@ def build_pipeline(config: TunelineConfig) -> Any:
     def tuneline(*args: Any, **kwargs: Any) -> None:
         run = signature.bind(*args, **kwargs).arguments  # the run parameters, by name
         resolved = c.resolve_config(
-            config=run["config"], config_overrides=run["config_overrides"], **{k: run[k] for k in KNOBS},
+            config=run["config"],
+            config_overrides=run["config_overrides"],
+            **{k: run[k] for k in KNOBS},
         ).set_display_name("resolve config")
         _cpu_step(resolved, config, ())
         cfg = resolved.outputs["Output"]
@@ -64,10 +66,15 @@ def build_pipeline(config: TunelineConfig) -> Any:
 
         train = c.train(config=cfg, split=split.outputs["split"]).set_display_name("train (GPU)")
         step = kf.train_step
-        (train.set_cpu_request(step.cpu).set_memory_request(step.memory).set_memory_limit(step.memory)
-         .set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(run["num_gpus"])
-         .set_retry(num_retries=kf.retries, backoff_duration=kf.retry_backoff, backoff_factor=2.0)
-         .set_caching_options(False))
+        (
+            train.set_cpu_request(step.cpu)
+            .set_memory_request(step.memory)
+            .set_memory_limit(step.memory)
+            .set_accelerator_type(GPU_RESOURCE)
+            .set_accelerator_limit(run["num_gpus"])
+            .set_retry(num_retries=kf.retries, backoff_duration=kf.retry_backoff, backoff_factor=2.0)
+            .set_caching_options(False)
+        )
         kubernetes.add_node_selector_json(train, run["gpu_node_selector"])
         kubernetes.add_toleration_json(train, sched.tolerations)
         if kf.checkpoint_pvc:
@@ -75,10 +82,17 @@ def build_pipeline(config: TunelineConfig) -> Any:
         _secrets(train, config, ("hub_token", "mlflow", "object_store"))
 
         evaluate = c.evaluate(config=cfg, model=train.outputs["model"], split=split.outputs["split"])
-        _cpu_step(evaluate.set_display_name("evaluate").set_caching_options(False), config,
-                  ("hub_token", "mlflow", "object_store"))
-        register = c.register(config=cfg, model=train.outputs["model"], evaluation=evaluate.outputs["evaluation"],
-                              split=split.outputs["split"])
+        _cpu_step(
+            evaluate.set_display_name("evaluate").set_caching_options(False),
+            config,
+            ("hub_token", "mlflow", "object_store"),
+        )
+        register = c.register(
+            config=cfg,
+            model=train.outputs["model"],
+            evaluation=evaluate.outputs["evaluation"],
+            split=split.outputs["split"],
+        )
         _cpu_step(register.set_display_name("register").set_caching_options(False), config, ("mlflow", "object_store"))
 
     tuneline.__signature__ = signature  # type: ignore[attr-defined]

@@ -28,27 +28,60 @@ class Parameter:
 
 
 PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("source_uri", str, "Data to ingest: a path, glob, s3:// gs:// https:// URI or hf:NAME (empty: the "
-              "sources compiled in from params.yaml).",
-              lambda c: c.data.sources[0].uri if c.data.sources else "", "data.sources"),
-    Parameter("base_model", str, "Base model to fine-tune: a hub id, an s3:// gs:// prefix, or builtin:tiny.",
-              lambda c: c.model.base, "model.base"),
+    Parameter(
+        "source_uri",
+        str,
+        "Data to ingest: a path, glob, s3:// gs:// https:// URI or hf:NAME (empty: the "
+        "sources compiled in from params.yaml).",
+        lambda c: c.data.sources[0].uri if c.data.sources else "",
+        "data.sources",
+    ),
+    Parameter(
+        "base_model",
+        str,
+        "Base model to fine-tune: a hub id, an s3:// gs:// prefix, or builtin:tiny.",
+        lambda c: c.model.base,
+        "model.base",
+    ),
     Parameter("method", str, "Training method: qlora, lora or dpo.", lambda c: c.train.method, "train.method"),
     Parameter("epochs", float, "Passes over the training split.", lambda c: c.train.epochs, "train.epochs"),
     Parameter("learning_rate", float, "Peak learning rate.", lambda c: c.train.learning_rate, "train.learning_rate"),
     Parameter("lora_r", int, "LoRA rank of the adapter.", lambda c: c.lora.r, "lora.r"),
-    Parameter("num_gpus", int, "GPUs for the train step; above 1 it trains under torchrun (DDP).",
-              lambda c: c.train.num_gpus, "train.num_gpus"),
-    Parameter("gpu_node_selector", dict, "Node selector of the GPU pool the train step runs on (from "
-              "kubeflow.train_gpu).", lambda c: scheduling(c, c.kubeflow.train_gpu).node_selector),
-    Parameter("judge_endpoint", str, "URL of a TGI, vLLM or OpenAI-compatible judge (empty: the local judge).",
-              lambda c: c.eval.judge.endpoint or "", "eval.judge.endpoint"),
-    Parameter("model_name", str, "Registered model name in MLflow.", lambda c: c.registry.model_name,
-              "registry.model_name"),
-    Parameter("config_overrides", str, 'JSON object of any other config keys, e.g. {"train.max_steps": 50}; '
-              "validated by the first step.", lambda c: "{}"),
-    Parameter("config", str, "The whole config compiled from params.yaml (JSON); change keys through "
-              "config_overrides instead.", lambda c: c.model_dump_json()),
+    Parameter(
+        "num_gpus",
+        int,
+        "GPUs for the train step; above 1 it trains under torchrun (DDP).",
+        lambda c: c.train.num_gpus,
+        "train.num_gpus",
+    ),
+    Parameter(
+        "gpu_node_selector",
+        dict,
+        "Node selector of the GPU pool the train step runs on (from kubeflow.train_gpu).",
+        lambda c: scheduling(c, c.kubeflow.train_gpu).node_selector,
+    ),
+    Parameter(
+        "judge_endpoint",
+        str,
+        "URL of a TGI, vLLM or OpenAI-compatible judge (empty: the local judge).",
+        lambda c: c.eval.judge.endpoint or "",
+        "eval.judge.endpoint",
+    ),
+    Parameter(
+        "model_name", str, "Registered model name in MLflow.", lambda c: c.registry.model_name, "registry.model_name"
+    ),
+    Parameter(
+        "config_overrides",
+        str,
+        'JSON object of any other config keys, e.g. {"train.max_steps": 50}; validated by the first step.',
+        lambda c: "{}",
+    ),
+    Parameter(
+        "config",
+        str,
+        "The whole config compiled from params.yaml (JSON); change keys through config_overrides instead.",
+        lambda c: c.model_dump_json(),
+    ),
 )
 
 #: Parameters that override one config key each (the knobs the first step applies).
@@ -61,8 +94,14 @@ def args_doc(params: tuple[Parameter, ...]) -> str:
 
 def pipeline_signature(config: TunelineConfig) -> inspect.Signature:
     """The pipeline function's signature: every parameter with its type and this config's default."""
-    return inspect.Signature([inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default(config),
-                                                annotation=p.type) for p in PARAMETERS])
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default(config), annotation=p.type
+            )
+            for p in PARAMETERS
+        ]
+    )
 
 
 def resolve_config_component() -> Callable[..., str]:
@@ -73,8 +112,10 @@ def resolve_config_component() -> Callable[..., str]:
     """
     knobs = [p for p in PARAMETERS if p.key]
     inputs = ", ".join(f"{p.name}: {p.type.__name__}" for p in knobs)
-    doc = ("Validate params.yaml (compiled in) + the run's knobs + the JSON overrides once, before any work.\n\n"
-           + args_doc(tuple(p for p in PARAMETERS if p.name in {"config", "config_overrides"} or p.key)))
+    doc = (
+        "Validate params.yaml (compiled in) + the run's knobs + the JSON overrides once, before any work.\n\n"
+        + args_doc(tuple(p for p in PARAMETERS if p.name in {"config", "config_overrides"} or p.key))
+    )
     body = ", ".join(f'"{p.name}": {p.name}' for p in knobs)
     source = (
         f"def resolve_config(config: str, config_overrides: str, {inputs}, resolved: Output[Artifact]) -> str:\n"

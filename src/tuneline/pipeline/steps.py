@@ -23,7 +23,6 @@ from tuneline.progress import setup_logging
 CHECKPOINT_MOUNT = "/mnt/tuneline-checkpoints"
 
 
-
 def resolve(config_json: str, overrides_json: str, knobs: Mapping[str, Any], out: str) -> None:
     """Apply the per-run knobs (empty = keep the compiled default) and a JSON override object, validate, write."""
     try:
@@ -31,13 +30,15 @@ def resolve(config_json: str, overrides_json: str, knobs: Mapping[str, Any], out
     except json.JSONDecodeError as exc:
         raise ConfigError(f"config_overrides is not JSON: {exc}") from None
     if not isinstance(overrides, dict):
-        raise ConfigError("config_overrides must be a JSON object of dotted keys, e.g. {\"train.max_steps\": 50}")
+        raise ConfigError('config_overrides must be a JSON object of dotted keys, e.g. {"train.max_steps": 50}')
     pairs = {KNOBS[k]: v for k, v in knobs.items() if v not in ("", None) and k in KNOBS}
     if "data.sources" in pairs:
         pairs["data.sources"] = [pairs["data.sources"]]
     pairs.update(overrides)
     data = apply_overrides(json.loads(config_json), [f"{k}={json.dumps(v)}" for k, v in pairs.items()])
-    config = validate_mapping(data, "pipeline config with overrides " + ", ".join(sorted(pairs)) if pairs else "pipeline config")
+    config = validate_mapping(
+        data, "pipeline config with overrides " + ", ".join(sorted(pairs)) if pairs else "pipeline config"
+    )
     write_text_atomic(out, config.model_dump_json())
 
 
@@ -62,8 +63,17 @@ def ingest(config_json: str, ingested: str, summary: str) -> None:
 
     config = load(config_json, ingested=ingested)
     result = run_ingest(config, default_sources(config), ingested)
-    write_text_atomic(summary, _markdown("Ingest", {"SFT records": result.sft, "preference records": result.preference,
-                                                     "quarantined (file, line, reason)": result.quarantined}))
+    write_text_atomic(
+        summary,
+        _markdown(
+            "Ingest",
+            {
+                "SFT records": result.sft,
+                "preference records": result.preference,
+                "quarantined (file, line, reason)": result.quarantined,
+            },
+        ),
+    )
 
 
 def clean(config_json: str, ingested: str, cleaned: str, summary: str) -> None:
@@ -71,8 +81,16 @@ def clean(config_json: str, ingested: str, cleaned: str, summary: str) -> None:
 
     config = load(config_json, ingested=ingested, cleaned=cleaned)
     result = run_clean(config, ingested, cleaned)
-    write_text_atomic(summary, _markdown("Clean", {**{f"kept {k}": v for k, v in result.kept.items()},
-                                                    **{f"removed: {k}": v for k, v in result.removed.items()}}))
+    write_text_atomic(
+        summary,
+        _markdown(
+            "Clean",
+            {
+                **{f"kept {k}": v for k, v in result.kept.items()},
+                **{f"removed: {k}": v for k, v in result.removed.items()},
+            },
+        ),
+    )
 
 
 def split(config_json: str, cleaned: str, split_dir: str, summary: str) -> None:
@@ -105,8 +123,9 @@ def train(config_json: str, split_dir: str, model: str, checkpoints: str, run_id
     return launch_training(config, split_dir, model, checkpoints, run_id).numeric()
 
 
-def evaluate(config_json: str, model: str, split_dir: str, evaluation: str, report_html: str,
-             summary: str) -> dict[str, float]:
+def evaluate(
+    config_json: str, model: str, split_dir: str, evaluation: str, report_html: str, summary: str
+) -> dict[str, float]:
     from tuneline.stages.evaluate import run_evaluate
 
     config = load(config_json, model=model, split=split_dir, eval=evaluation)
@@ -122,10 +141,19 @@ def register(config_json: str, model: str, evaluation: str, split_dir: str, regi
 
     config = load(config_json, model=model, eval=evaluation, split=split_dir, registration=registration)
     record = run_register(config, model, evaluation, registration).record
-    write_text_atomic(summary, _markdown("Registered model", {
-        "name": record.model_name, "version": record.version, "aliases": ", ".join(record.aliases) or "none",
-        "gate": "PASS" if record.gate_passed else "FAIL: " + "; ".join(record.gate_reasons),
-        "storage": record.storage_uri}))
+    write_text_atomic(
+        summary,
+        _markdown(
+            "Registered model",
+            {
+                "name": record.model_name,
+                "version": record.version,
+                "aliases": ", ".join(record.aliases) or "none",
+                "gate": "PASS" if record.gate_passed else "FAIL: " + "; ".join(record.gate_reasons),
+                "storage": record.storage_uri,
+            },
+        ),
+    )
 
 
 def _numeric(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

@@ -37,9 +37,18 @@ def _client(config: TunelineConfig, host: str | None, namespace: str) -> Any:
     return kfp.Client(host=host, namespace=namespace, existing_token=token)
 
 
-def submit(config: TunelineConfig, package: Path, arguments: dict[str, Any], run_name: str,
-           host: str | None = None, namespace: str | None = None, experiment: str | None = None,
-           wait: bool = False, timeout_s: float = 86400, poll_s: float = 10.0) -> Submitted:
+def submit(
+    config: TunelineConfig,
+    package: Path,
+    arguments: dict[str, Any],
+    run_name: str,
+    host: str | None = None,
+    namespace: str | None = None,
+    experiment: str | None = None,
+    wait: bool = False,
+    timeout_s: float = 86400,
+    poll_s: float = 10.0,
+) -> Submitted:
     """Create a run of ``package``; with ``wait``, poll it until it reaches a final state."""
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
@@ -49,16 +58,23 @@ def submit(config: TunelineConfig, package: Path, arguments: dict[str, Any], run
     try:
         client = _client(config, host, namespace)
         result = client.create_run_from_pipeline_package(
-            str(package), arguments=arguments, run_name=run_name,
-            experiment_name=experiment or config.kubeflow.experiment, namespace=namespace,
+            str(package),
+            arguments=arguments,
+            run_name=run_name,
+            experiment_name=experiment or config.kubeflow.experiment,
+            namespace=namespace,
             service_account=config.kubeflow.service_account,
         )
     except ApiException as exc:
-        raise SubmitError(f"KFP API at {host or 'in-cluster'} answered {exc.status}: {exc.reason} {exc.body or ''}") \
-            from None
+        raise SubmitError(
+            f"KFP API at {host or 'in-cluster'} answered {exc.status}: {exc.reason} {exc.body or ''}"
+        ) from None
     except (OSError, ValueError, HTTPError) as exc:
-        hint = f" (a token from ${config.kubeflow.token_env} was sent: check it)" \
-            if os.environ.get(config.kubeflow.token_env) else ""
+        hint = (
+            f" (a token from ${config.kubeflow.token_env} was sent: check it)"
+            if os.environ.get(config.kubeflow.token_env)
+            else ""
+        )
         raise SubmitError(f"cannot reach the KFP API at {host or 'in-cluster'}{hint}: {exc}") from None
     url = f"{(host or '').rstrip('/')}/#/runs/details/{result.run_id}"
     if not wait:

@@ -38,8 +38,12 @@ class Scheduling:
     gpus_per_node: int
 
     def to_dict(self) -> dict:
-        return {"pool": self.pool, "nodeSelector": self.node_selector, "tolerations": self.tolerations,
-                "gpusPerNode": self.gpus_per_node}
+        return {
+            "pool": self.pool,
+            "nodeSelector": self.node_selector,
+            "tolerations": self.tolerations,
+            "gpusPerNode": self.gpus_per_node,
+        }
 
 
 def pool_name(gpu: str) -> str:
@@ -86,13 +90,22 @@ def terraform_vars(config: TunelineConfig, cloud: Cloud) -> dict:
     pools = {}
     for pool in config.infra.gpu_pools:
         spec = _gpu(config, pool.gpu)
-        common = {"labels": pool_labels(config, pool.gpu), "taint": api_taint, "spot": pool.spot,
-                  "disk_gib": pool.disk_gib, "min_nodes": 0, "max_nodes": pool.max_nodes}
+        common = {
+            "labels": pool_labels(config, pool.gpu),
+            "taint": api_taint,
+            "spot": pool.spot,
+            "disk_gib": pool.disk_gib,
+            "min_nodes": 0,
+            "max_nodes": pool.max_nodes,
+        }
         if cloud == "eks":
             shape = {"instance_type": spec.eks_instance_type, "gpus_per_node": spec.eks_gpus_per_node}
         else:
-            shape = {"machine_type": spec.gke_machine_type, "accelerator_type": spec.gke_accelerator,
-                     "gpus_per_node": spec.gke_gpus_per_node}
+            shape = {
+                "machine_type": spec.gke_machine_type,
+                "accelerator_type": spec.gke_accelerator,
+                "gpus_per_node": spec.gke_gpus_per_node,
+            }
         pools[pool_name(pool.gpu)] = {**shape, **common}
     namespaces = sorted({env.namespace for env in config.serve.environments.values()})
     return {"gpu_pools": pools, "serving_namespaces": namespaces, "gitops_repo_url": config.serve.repo_url}

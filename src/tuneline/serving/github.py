@@ -38,12 +38,14 @@ class GitHub:
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
-        self.session.headers.update({
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {token}",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": "tuneline-promote",
-        })
+        self.session.headers.update(
+            {
+                "Accept": "application/vnd.github+json",
+                "Authorization": f"Bearer {token}",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": "tuneline-promote",
+            }
+        )
 
     def _post(self, path: str, body: dict) -> dict:
         import requests
@@ -63,8 +65,10 @@ class GitHub:
         return resp.json()
 
     def open_pull_request(self, slug: str, head: str, base: str, title: str, body: str) -> PullRequest:
-        data = self._post(f"/repos/{slug}/pulls",
-                          {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True})
+        data = self._post(
+            f"/repos/{slug}/pulls",
+            {"title": title, "head": head, "base": base, "body": body, "maintainer_can_modify": True},
+        )
         return PullRequest(number=int(data["number"]), url=str(data["html_url"]))
 
     def add_labels(self, slug: str, number: int, labels: list[str]) -> None:

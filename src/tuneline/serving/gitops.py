@@ -29,8 +29,10 @@ def platform_defaults(config: TunelineConfig) -> dict:
         "gpu": config.serve.gpu,
         "cloud": config.infra.cloud,
         "images": {"tgi": images.tgi, "vllm": images.vllm, "test": images.cpu},
-        "gpuPools": {pool.gpu: {cloud: scheduling(config, pool.gpu, cloud).to_dict() for cloud in CLOUDS}
-                     for pool in config.infra.gpu_pools},
+        "gpuPools": {
+            pool.gpu: {cloud: scheduling(config, pool.gpu, cloud).to_dict() for cloud in CLOUDS}
+            for pool in config.infra.gpu_pools
+        },
     }
 
 
@@ -65,8 +67,7 @@ def application(config: TunelineConfig, env: str) -> dict:
                 "repoURL": serve.repo_url,
                 "targetRevision": serve.base_branch,
                 "path": serve.chart,
-                "helm": {"releaseName": "tuneline",
-                         "valueFiles": ["../" * depth + values_file(config, env)]},
+                "helm": {"releaseName": "tuneline", "valueFiles": ["../" * depth + values_file(config, env)]},
             },
             "destination": {"server": target.cluster, "namespace": target.namespace},
             "syncPolicy": sync,
@@ -76,11 +77,13 @@ def application(config: TunelineConfig, env: str) -> dict:
 
 def generated_files(config: TunelineConfig) -> dict[str, str]:
     """Repository-relative path → content of every generated serving file."""
-    files = {f"{config.serve.chart}/{PLATFORM_FILE}":
-             json.dumps(platform_defaults(config), indent=2, sort_keys=True) + "\n"}
+    files = {
+        f"{config.serve.chart}/{PLATFORM_FILE}": json.dumps(platform_defaults(config), indent=2, sort_keys=True) + "\n"
+    }
     for env in config.serve.environments:
-        files[f"{config.serve.apps_dir}/{env}.yaml"] = HEADER + yaml.safe_dump(application(config, env),
-                                                                               sort_keys=False)
+        files[f"{config.serve.apps_dir}/{env}.yaml"] = HEADER + yaml.safe_dump(
+            application(config, env), sort_keys=False
+        )
     return files
 
 
@@ -105,6 +108,9 @@ def export(config: TunelineConfig, root: Path) -> list[Path]:
 def stale(config: TunelineConfig, root: Path) -> list[Path]:
     """Generated files that are missing or differ, plus Argo CD apps of environments no longer configured."""
     files = generated_files(config)
-    out = [Path(root) / rel for rel, text in files.items()
-           if not (Path(root) / rel).is_file() or (Path(root) / rel).read_text() != text]
+    out = [
+        Path(root) / rel
+        for rel, text in files.items()
+        if not (Path(root) / rel).is_file() or (Path(root) / rel).read_text() != text
+    ]
     return out + _orphans(config, root, files)

@@ -82,8 +82,10 @@ def _load_values(text: str | None) -> dict[str, Any]:
 def _header(text: str | None, env: str) -> str:
     lines = [line for line in (text or "").splitlines() if line.startswith("#")]
     if not lines:
-        lines = [f"# Values of the {env} environment: only what differs from charts/tuneline/values.yaml.",
-                 "# model.* and runtime.image are written by `tuneline promote`; the rest is yours."]
+        lines = [
+            f"# Values of the {env} environment: only what differs from charts/tuneline/values.yaml.",
+            "# model.* and runtime.image are written by `tuneline promote`; the rest is yours.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -97,8 +99,14 @@ def new_values(config: TunelineConfig, env: str, current: dict[str, Any], record
     values = copy.deepcopy(current)
     runtime = (values.get("runtime") or {}).get("kind") or config.serve.runtime
     model = values.setdefault("model", {})
-    model.update({"name": record.model_name, "version": str(record.version),
-                  "storageUri": record.storage_uri, "base": served_base(record)})
+    model.update(
+        {
+            "name": record.model_name,
+            "version": str(record.version),
+            "storageUri": record.storage_uri,
+            "base": served_base(record),
+        }
+    )
     values.setdefault("runtime", {})["image"] = platform_defaults(config)["images"][runtime]
     return values
 
@@ -107,15 +115,18 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def pr_body(env: str, record: VersionRecord, current: VersionRecord | None, forced_reason: str | None,
-            alias: str) -> str:
+def pr_body(
+    env: str, record: VersionRecord, current: VersionRecord | None, forced_reason: str | None, alias: str
+) -> str:
     name, version = record.model_name, record.version
     gate = "passed" if record.gate_passed else ("FAILED" if record.gate_recorded else "missing")
-    lines = [f"Promotes **{name} v{version}** to **{env}**.", "",
-             f"- storage: `{record.storage_uri}`",
-             f"- evaluation gate: **{gate}**" + (f" ({'; '.join(record.gate_reasons)})"
-                                               if record.gate_reasons else ""),
-             f"- MLflow: {record.ui_hint}"]
+    lines = [
+        f"Promotes **{name} v{version}** to **{env}**.",
+        "",
+        f"- storage: `{record.storage_uri}`",
+        f"- evaluation gate: **{gate}**" + (f" ({'; '.join(record.gate_reasons)})" if record.gate_reasons else ""),
+        f"- MLflow: {record.ui_hint}",
+    ]
     if forced_reason:
         lines += ["", f"> **Forced past the gate.** Reason: {forced_reason}"]
     lines += ["", "## Evaluation against what " + env + " serves now", ""]
@@ -129,17 +140,24 @@ def pr_body(env: str, record: VersionRecord, current: VersionRecord | None, forc
             change = _fmt(new - old) if isinstance(new, float) and isinstance(old, float) else ""
             if isinstance(new, float) and isinstance(old, float) and new - old > 0:
                 change = "+" + change
-            lines.append(f"| {key} | {_fmt(old) if old is not None else '—'} | "
-                         f"{_fmt(new) if new is not None else '—'} | {change} |")
-    rollback = (f"`tuneline promote --env {env} --version {current.version}`" if current else
-                "revert this pull request")
-    lines += ["", "## After merge", "",
-              f"Argo CD syncs `tuneline-{env}`; the promotion workflow sets MLflow alias `@{alias}` on v{version} "
-              "and runs `tuneline smoke` against the environment when its URL is configured.",
-              "", "## Rollback", "",
-              f"Revert this pull request's merge commit (`git revert -m 1 <merge sha>`), or open the opposite "
-              f"promotion with {rollback}. Argo CD then syncs the previous values and the workflow moves "
-              f"`@{alias}` back; the previous weights are still in the registry, nothing is rebuilt."]
+            lines.append(
+                f"| {key} | {_fmt(old) if old is not None else '—'} | "
+                f"{_fmt(new) if new is not None else '—'} | {change} |"
+            )
+    rollback = f"`tuneline promote --env {env} --version {current.version}`" if current else "revert this pull request"
+    lines += [
+        "",
+        "## After merge",
+        "",
+        f"Argo CD syncs `tuneline-{env}`; the promotion workflow sets MLflow alias `@{alias}` on v{version} "
+        "and runs `tuneline smoke` against the environment when its URL is configured.",
+        "",
+        "## Rollback",
+        "",
+        f"Revert this pull request's merge commit (`git revert -m 1 <merge sha>`), or open the opposite "
+        f"promotion with {rollback}. Argo CD then syncs the previous values and the workflow moves "
+        f"`@{alias}` back; the previous weights are still in the registry, nothing is rebuilt.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -156,8 +174,15 @@ def _current_record(config: TunelineConfig, values: dict[str, Any]) -> VersionRe
         return None
 
 
-def plan(config: TunelineConfig, env: str, version: str | None = None, alias: str | None = None,
-         force: bool = False, reason: str | None = None, repo: Path = Path(".")) -> Promotion:
+def plan(
+    config: TunelineConfig,
+    env: str,
+    version: str | None = None,
+    alias: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    repo: Path = Path("."),
+) -> Promotion:
     """Everything a promotion would change, without touching git or GitHub (what ``--dry-run`` prints)."""
     from tuneline.stages.register import describe_version
 
@@ -170,15 +195,19 @@ def plan(config: TunelineConfig, env: str, version: str | None = None, alias: st
         raise ConfigError("--force needs --reason: it goes into the commit and the pull request")
     record = describe_version(config, version=version, alias=None if version else (alias or CANDIDATE))
     if not str(record.storage_uri).startswith(STORAGE_SCHEMES):
-        raise PromoteError(f"{record.model_name} v{record.version} is stored at {record.storage_uri}, which a "
-                           f"cluster cannot fetch (KServe reads {', '.join(STORAGE_SCHEMES)}); register it against an "
-                           "MLflow server whose artifacts live in the bucket (infra/ deploys one)")
+        raise PromoteError(
+            f"{record.model_name} v{record.version} is stored at {record.storage_uri}, which a "
+            f"cluster cannot fetch (KServe reads {', '.join(STORAGE_SCHEMES)}); register it against an "
+            "MLflow server whose artifacts live in the bucket (infra/ deploys one)"
+        )
     target = envs[env]
     if target.require_gate and not record.gate_passed:
         why = ("; ".join(record.gate_reasons) or "failed") if record.gate_recorded else "no gate result recorded"
         if not force:
-            raise PromoteError(f"{record.model_name} v{record.version} did not pass the evaluation gate ({why}); "
-                               f"{env} requires it. Override with --force --reason '...' if you must.")
+            raise PromoteError(
+                f"{record.model_name} v{record.version} did not pass the evaluation gate ({why}); "
+                f"{env} requires it. Override with --force --reason '...' if you must."
+            )
         log.warning("promoting past a failed gate (%s): %s", why, reason)
     rel = values_file(config, env)
     path = Path(repo) / rel
@@ -186,28 +215,45 @@ def plan(config: TunelineConfig, env: str, version: str | None = None, alias: st
     current_values = _load_values(before)
     current = _current_record(config, current_values)
     after = _header(before, env) + yaml.safe_dump(new_values(config, env, current_values, record), sort_keys=False)
-    diff = "".join(difflib.unified_diff((before or "").splitlines(keepends=True), after.splitlines(keepends=True),
-                                        f"a/{rel}", f"b/{rel}"))
+    diff = "".join(
+        difflib.unified_diff(
+            (before or "").splitlines(keepends=True), after.splitlines(keepends=True), f"a/{rel}", f"b/{rel}"
+        )
+    )
     name, number = record.model_name, record.version
     if not diff:
         raise PromoteError(f"{env} already serves {name} v{number} with these values: nothing to promote")
     return Promotion(
-        env=env, branch=f"promote/{env}/{name}-v{number}", values_path=rel, content=after, diff=diff,
+        env=env,
+        branch=f"promote/{env}/{name}-v{number}",
+        values_path=rel,
+        content=after,
+        diff=diff,
         title=f"Promote {name} v{number} to {env}",
         body=pr_body(env, record, current, reason if force else None, target.alias),
-        version=record, current=current,
+        version=record,
+        current=current,
     )
 
 
-def promote(config: TunelineConfig, env: str, version: str | None = None, alias: str | None = None,
-            force: bool = False, reason: str | None = None, repo: Path = Path("."),
-            token: str | None = None) -> Promotion:
+def promote(
+    config: TunelineConfig,
+    env: str,
+    version: str | None = None,
+    alias: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    repo: Path = Path("."),
+    token: str | None = None,
+) -> Promotion:
     """Plan, then commit on a fresh branch from ``<remote>/<base>``, push, and open the pull request."""
     serve = config.serve
     token = token or secret_from_env(serve.token_env)
     if not token:
-        raise ConfigError(f"${serve.token_env} is not set: promotion opens a pull request with it "
-                          "(use --dry-run to only see the change)")
+        raise ConfigError(
+            f"${serve.token_env} is not set: promotion opens a pull request with it "
+            "(use --dry-run to only see the change)"
+        )
     repo = Path(_git(Path(repo), "rev-parse", "--show-toplevel"))
     _git(repo, "fetch", "--quiet", serve.remote, serve.base_branch)
     base_ref = f"{serve.remote}/{serve.base_branch}"
@@ -220,22 +266,37 @@ def promote(config: TunelineConfig, env: str, version: str | None = None, alias:
             _git(tree, "checkout", "--quiet", "-B", promotion.branch)
             _git(tree, "add", promotion.values_path)
             trailer = _gate_trailer(promotion.version, env, reason if force else None)
-            _git(tree, *_identity(tree), "commit", "--quiet", "-m", redact_text(promotion.title), "-m", redact_text(
-                 f"MLflow: {promotion.version.ui_hint}\nStorage: {promotion.version.storage_uri}\n\n{trailer}"))
+            _git(
+                tree,
+                *_identity(tree),
+                "commit",
+                "--quiet",
+                "-m",
+                redact_text(promotion.title),
+                "-m",
+                redact_text(
+                    f"MLflow: {promotion.version.ui_hint}\nStorage: {promotion.version.storage_uri}\n\n{trailer}"
+                ),
+            )
             commit = _git(tree, "rev-parse", "HEAD")
             _git(tree, "push", "--quiet", "--force-with-lease", serve.remote, f"HEAD:refs/heads/{promotion.branch}")
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo,  # noqa: S603, S607
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(tree)],
+                cwd=repo,  # noqa: S603, S607
+                capture_output=True,
+            )
     gh = GitHub(serve.github_api, token)
     slug = repo_slug(serve.repo_url)
     try:
-        pr = gh.open_pull_request(slug, promotion.branch, serve.base_branch, redact_text(promotion.title),
-                                 redact_text(promotion.body))
+        pr = gh.open_pull_request(
+            slug, promotion.branch, serve.base_branch, redact_text(promotion.title), redact_text(promotion.body)
+        )
         gh.add_labels(slug, pr.number, ["promotion", f"env:{env}"])
     except GitHubError as exc:
-        raise PromoteError(f"branch {promotion.branch} ({commit[:12]}) was pushed, but the pull request failed: "
-                           f"{exc}") from None
+        raise PromoteError(
+            f"branch {promotion.branch} ({commit[:12]}) was pushed, but the pull request failed: {exc}"
+        ) from None
     return Promotion(**{**promotion.__dict__, "commit": commit, "pr_url": pr.url})
 
 

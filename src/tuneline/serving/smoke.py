@@ -47,11 +47,16 @@ def _health(url: str, timeout_s: float, token: str | None) -> int:
         raise SmokeError(f"{url}/health is unreachable: {exc}") from None
 
 
-def smoke(url: str, model: str | None = None, prompt: str = "Say hello in five words.", max_tokens: int = 16,
-          timeout_s: float = 120.0, token: str | None = None) -> SmokeResult:
+def smoke(
+    url: str,
+    model: str | None = None,
+    prompt: str = "Say hello in five words.",
+    max_tokens: int = 16,
+    timeout_s: float = 120.0,
+    token: str | None = None,
+) -> SmokeResult:
     """Health, then one greedy chat completion (no retries: a smoke test reports the first failure)."""
-    endpoint = Endpoint(url, api="chat", model=model, concurrency=1, timeout_s=timeout_s, max_retries=0,
-                        token=token)
+    endpoint = Endpoint(url, api="chat", model=model, concurrency=1, timeout_s=timeout_s, max_retries=0, token=token)
     started = time.perf_counter()
     status = _health(endpoint.url, timeout_s, token)
     health_s = time.perf_counter() - started
@@ -64,5 +69,12 @@ def smoke(url: str, model: str | None = None, prompt: str = "Say hello in five w
     chat_s = time.perf_counter() - started
     if not completion.text.strip():
         raise SmokeError(f"{endpoint.url} answered with an empty completion")
-    return SmokeResult(url=endpoint.url, model=endpoint.model or "", health_status=status, health_s=health_s,
-                       chat_s=chat_s, reply=completion.text, completion_tokens=completion.completion_tokens)
+    return SmokeResult(
+        url=endpoint.url,
+        model=endpoint.model or "",
+        health_status=status,
+        health_s=health_s,
+        chat_s=chat_s,
+        reply=completion.text,
+        completion_tokens=completion.completion_tokens,
+    )

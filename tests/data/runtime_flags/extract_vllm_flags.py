@@ -24,8 +24,11 @@ def flags(root: Path) -> set[str]:
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
                 found |= {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")}
             if isinstance(node, ast.ClassDef) and node.name == "FrontendArgs":
-                found |= {f"--{s.target.id.replace('_', '-')}" for s in node.body
-                          if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+                found |= {
+                    f"--{s.target.id.replace('_', '-')}"
+                    for s in node.body
+                    if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                }
     return found
 
 

@@ -60,10 +60,12 @@ class Detector:
 _has_long_number = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}").search
 # Token prefixes, grouped by a character each group needs, so typical text is ruled out by 3-4 substring scans
 # (which run in C; a regex alternation over all prefixes was 3x slower).
-_SECRET_MARKERS = (("A", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIza")),
-                   ("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_", "sk_live_", "rk_live_")),
-                   ("-", ("sk-", "xox", "glpat-")),
-                   ("eyJ", ("eyJ",)))
+_SECRET_MARKERS = (
+    ("A", ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIza")),
+    ("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "hf_", "sk_live_", "rk_live_")),
+    ("-", ("sk-", "xox", "glpat-")),
+    ("eyJ", ("eyJ",)),
+)
 
 
 def _has_secret_marker(text: str) -> bool:
@@ -77,40 +79,84 @@ _ipv6_shape = re.compile(r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}").
 def _has_ip_shape(text: str) -> object:
     return ("." in text and _ipv4_shape(text)) or (":" in text and _ipv6_shape(text))
 
+
 DETECTORS: tuple[Detector, ...] = (
     # Secrets first: their bodies contain digits that other detectors would otherwise nibble at.
-    Detector("secrets", "[PRIVATE_KEY]", re.compile(
-        r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----"),
-        lambda t: "PRIVATE KEY" in t),
-    Detector("secrets", "[AWS_SECRET_KEY]", re.compile(
-        r"(?i)(?<=aws_secret_access_key)(\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
-        lambda t: "aws_secret" in t.lower()),
-    Detector("secrets", "[AWS_ACCESS_KEY]", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
-             _has_secret_marker),
-    Detector("secrets", "[API_TOKEN]", re.compile(
-        r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{40,255}|glpat-[A-Za-z0-9_-]{20,}"
-        r"|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}"
-        r"|(?:sk|rk)_live_[A-Za-z0-9]{20,})\b"
-        r"|(?<![A-Za-z0-9_-])sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"
-        r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-        _has_secret_marker),
-    Detector("email", "[EMAIL]", re.compile(
-        r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b"),
-        lambda t: "@" in t),
-    Detector("iban", "[IBAN]", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
-             _has_long_number, lambda m: iban_ok(m.group(0))),
-    Detector("credit_card", "[CREDIT_CARD]", re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w-]|\.\d)"),
-             _has_long_number, _card_ok),
-    Detector("ssn", "[SSN]", re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
-             _has_long_number),
-    Detector("ip_address", "[IP_ADDRESS]", re.compile(
-        r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"
-        r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])"),
-        _has_ip_shape, lambda m: ":" in m.group(0) or _ipv4_ok(m)),
-    Detector("phone", "[PHONE]", re.compile(
-        r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)"
-        r"|(?<![\w+])\+\d{1,3}(?:[ .-]\d{1,4}){2,5}(?![\w-]|\.\d)"),
-        _has_long_number, lambda m: 9 <= sum(c.isdigit() for c in m.group(0)) <= 15),
+    Detector(
+        "secrets",
+        "[PRIVATE_KEY]",
+        re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----"),
+        lambda t: "PRIVATE KEY" in t,
+    ),
+    Detector(
+        "secrets",
+        "[AWS_SECRET_KEY]",
+        re.compile(r"(?i)(?<=aws_secret_access_key)(\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
+        lambda t: "aws_secret" in t.lower(),
+    ),
+    Detector(
+        "secrets", "[AWS_ACCESS_KEY]", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"), _has_secret_marker
+    ),
+    Detector(
+        "secrets",
+        "[API_TOKEN]",
+        re.compile(
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{40,255}|glpat-[A-Za-z0-9_-]{20,}"
+            r"|xox[abposr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}"
+            r"|(?:sk|rk)_live_[A-Za-z0-9]{20,})\b"
+            r"|(?<![A-Za-z0-9_-])sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"
+            r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
+        ),
+        _has_secret_marker,
+    ),
+    Detector(
+        "email",
+        "[EMAIL]",
+        re.compile(
+            r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b"
+        ),
+        lambda t: "@" in t,
+    ),
+    Detector(
+        "iban",
+        "[IBAN]",
+        re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+        _has_long_number,
+        lambda m: iban_ok(m.group(0)),
+    ),
+    Detector(
+        "credit_card",
+        "[CREDIT_CARD]",
+        re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w-]|\.\d)"),
+        _has_long_number,
+        _card_ok,
+    ),
+    Detector(
+        "ssn",
+        "[SSN]",
+        re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
+        _has_long_number,
+    ),
+    Detector(
+        "ip_address",
+        "[IP_ADDRESS]",
+        re.compile(
+            r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)"
+            r"|(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])"
+        ),
+        _has_ip_shape,
+        lambda m: ":" in m.group(0) or _ipv4_ok(m),
+    ),
+    Detector(
+        "phone",
+        "[PHONE]",
+        re.compile(
+            r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)"
+            r"|(?<![\w+])\+\d{1,3}(?:[ .-]\d{1,4}){2,5}(?![\w-]|\.\d)"
+        ),
+        _has_long_number,
+        lambda m: 9 <= sum(c.isdigit() for c in m.group(0)) <= 15,
+    ),
 )
 
 
@@ -165,5 +211,5 @@ class _PresidioNames:
     def redact(self, text: str) -> tuple[str, int]:
         spans = sorted(self.engine.analyze(text=text, entities=["PERSON"], language="en"), key=lambda r: -r.start)
         for r in spans:
-            text = text[: r.start] + "[PERSON]" + text[r.end:]
+            text = text[: r.start] + "[PERSON]" + text[r.end :]
         return text, len(spans)

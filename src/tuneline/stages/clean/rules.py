@@ -69,8 +69,9 @@ class RecordCleaner:
             chunk.removed.append(removed)
             chunk.lines.append(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
             keep = removed is None
-            chunk.exact.append(xxhash.xxh3_64_intdigest(canonical_text(rec).encode())
-                               if keep and cfg.exact_dedup.enabled else 0)
+            chunk.exact.append(
+                xxhash.xxh3_64_intdigest(canonical_text(rec).encode()) if keep and cfg.exact_dedup.enabled else 0
+            )
             if keep and cfg.near_dedup.enabled:
                 chunk.near_rows.append(len(texts))
                 texts.append(" ".join(m["content"] for m in msgs))
@@ -125,8 +126,10 @@ class RecordCleaner:
                 if ratio > q.max_repetition:
                     return "quality.repetition", f"message {i}: {ratio:.0%} repeated 3-grams > {q.max_repetition:.0%}"
         if self.tokenizer is not None:
-            n = sum(len(ids) + 4 for ids in self.tokenizer([m["content"] for m in msgs],
-                                                            add_special_tokens=False)["input_ids"])
+            n = sum(
+                len(ids) + 4
+                for ids in self.tokenizer([m["content"] for m in msgs], add_special_tokens=False)["input_ids"]
+            )
             limit = self.cfg.token_length.max_tokens
             if n > limit:
                 return "token_length", f"{n} tokens > {limit}"

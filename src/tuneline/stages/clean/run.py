@@ -59,7 +59,9 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
         import importlib.util
 
         if importlib.util.find_spec("presidio_analyzer") is None:
-            raise CleanError("clean.pii.names needs Presidio: pip install 'tuneline[ner]' (or set clean.pii.names=false)")
+            raise CleanError(
+                "clean.pii.names needs Presidio: pip install 'tuneline[ner]' (or set clean.pii.names=false)"
+            )
     cfg = config.clean
     workers = resolve_workers(cfg.workers)
     keep_examples = cfg.examples_per_rule
@@ -70,7 +72,12 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     stats: dict[str, Counter] = {k: Counter() for k in KINDS}
     rate = Rate()
 
-    with chunk_mapper(workers, init_worker, (cfg, tok)) as pmap, atomic_dir(out, "tuneline clean", [src]) as tmp, JsonlWriter(tmp / REMOVED_FILE) as removed, stage_progress("clean") as progress:
+    with (
+        chunk_mapper(workers, init_worker, (cfg, tok)) as pmap,
+        atomic_dir(out, "tuneline clean", [src]) as tmp,
+        JsonlWriter(tmp / REMOVED_FILE) as removed,
+        stage_progress("clean") as progress,
+    ):
         for kind in KINDS:
             path = inputs[kind]
             with JsonlWriter(tmp / f"{kind}.jsonl") as kept:
@@ -104,11 +111,20 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                         removed.write_raw(head[:-2] + b',"record":' + chunk.lines[i][:-1] + b"}\n")
                         if len(examples[rule]) < keep_examples:
                             examples[rule].append({"id": rid, "detail": detail})
-                    progress.update(task, advance=len(chunk.ids),
-                                    rate=f"{rate.per_second(sum(s['input'] for s in stats.values())):,.0f} rec/s")
+                    progress.update(
+                        task,
+                        advance=len(chunk.ids),
+                        rate=f"{rate.per_second(sum(s['input'] for s in stats.values())):,.0f} rec/s",
+                    )
                 st["output"] = kept.count
-                log.info("clean %s: %d in → %d kept, %d removed, %d with PII redacted", kind, st["input"],
-                         st["output"], st["removed"], st["with_pii"])
+                log.info(
+                    "clean %s: %d in → %d kept, %d removed, %d with PII redacted",
+                    kind,
+                    st["input"],
+                    st["output"],
+                    st["removed"],
+                    st["with_pii"],
+                )
         n_in = sum(s["input"] for s in stats.values())
         report = {
             "stage": "clean",
@@ -128,8 +144,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     return CleanResult(out, report["output"], report["removed"], report)
 
 
-def _dedup(chunk: CleanedChunk, i: int, exact_seen: dict[int, str], near: NearDuplicateIndex) \
-        -> tuple[str, str] | None:
+def _dedup(chunk: CleanedChunk, i: int, exact_seen: dict[int, str], near: NearDuplicateIndex) -> tuple[str, str] | None:
     """Ordered dedup decisions: the first record of a duplicate group is kept."""
     key, row, rid = chunk.exact[i], chunk.near_rows[i], chunk.ids[i]
     if key:

@@ -42,8 +42,9 @@ def prompt_text(rec: dict[str, Any]) -> str:
     every pair of records look alike.
     """
     msgs = rec["prompt"] if "prompt" in rec else rec["messages"][:-1]
-    return "\x1e".join(_SPACE.sub(" ", m["content"]).strip().casefold() for m in msgs if m["role"] in ("user", "tool")) \
-        or canonical_text(rec)
+    return "\x1e".join(
+        _SPACE.sub(" ", m["content"]).strip().casefold() for m in msgs if m["role"] in ("user", "tool")
+    ) or canonical_text(rec)
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:

@@ -69,8 +69,15 @@ def load_examples(split_dir: str | Path, split: str, max_examples: int | None) -
 Tick = Callable[[int], None]
 
 
-def in_process(model_dir: str | Path, adapter: bool, examples: list[Example], config: TunelineConfig,
-               label: str, source: str, tick: Tick) -> Answers:
+def in_process(
+    model_dir: str | Path,
+    adapter: bool,
+    examples: list[Example],
+    config: TunelineConfig,
+    label: str,
+    source: str,
+    tick: Tick,
+) -> Answers:
     try:
         model, tokenizer = load_trained(model_dir, adapter=adapter)
     except ModelDirError as exc:
@@ -78,7 +85,7 @@ def in_process(model_dir: str | Path, adapter: bool, examples: list[Example], co
     texts: list[str] = []
     size = config.eval.batch_size
     for start in range(0, len(examples), size):
-        batch = examples[start:start + size]
+        batch = examples[start : start + size]
         texts += generate(model, tokenizer, [e.prompt for e in batch], config.eval.max_new_tokens, batch_size=size)
         tick(len(batch))
     loss = answer_loss(model, tokenizer, [e.conversation for e in examples])
@@ -87,8 +94,9 @@ def in_process(model_dir: str | Path, adapter: bool, examples: list[Example], co
     return Answers(label, source, texts, loss)
 
 
-def via_endpoint(url: str, examples: list[Example], config: TunelineConfig, label: str, tick: Tick,
-                 token_env: str) -> Answers:
+def via_endpoint(
+    url: str, examples: list[Example], config: TunelineConfig, label: str, tick: Tick, token_env: str
+) -> Answers:
     endpoint = Endpoint.from_config(url, config.eval.judge, token_env, api="chat")
     results = run_all(endpoint, [e.prompt for e in examples], config.eval.max_new_tokens, on_done=lambda: tick(1))
     errors = [r for r in results if isinstance(r, EndpointError)]
@@ -118,11 +126,17 @@ def resolve_baseline(config: TunelineConfig, workdir: Path) -> tuple[str, Path |
             log.warning("no champion baseline (%s); comparing with the base model", exc)
             version = None
         if version is not None:
-            path = download_version(config.registry.tracking_uri, name, version.version,
-                                    Path(tempfile.mkdtemp(prefix="champion-", dir=workdir)))
+            path = download_version(
+                config.registry.tracking_uri,
+                name,
+                version.version,
+                Path(tempfile.mkdtemp(prefix="champion-", dir=workdir)),
+            )
             log.info("baseline: %s v%s (@%s)", name, version.version, CHAMPION)
             return "champion", path, True, {"model_name": name, "version": str(version.version)}
         if e.baseline == "champion":
-            raise EvaluateError(f"eval.baseline is 'champion' but {name!r} has no @{CHAMPION} version; "
-                                "use 'auto' or 'base' until a model is promoted")
+            raise EvaluateError(
+                f"eval.baseline is 'champion' but {name!r} has no @{CHAMPION} version; "
+                "use 'auto' or 'base' until a model is promoted"
+            )
     return "base", None, False, {}

@@ -24,25 +24,46 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
     checks: list[GateCheck] = []
     judge = metrics.judge
     score = judge.candidate_score.mean
-    checks.append(_check("judge_score", score is not None and score >= gate.min_judge_score, score,
-                        gate.min_judge_score,
-                        f"mean judge score {_fmt(score)} (minimum {gate.min_judge_score:g})"
-                        if score is not None else "no readable judge score for the candidate"))
+    checks.append(
+        _check(
+            "judge_score",
+            score is not None and score >= gate.min_judge_score,
+            score,
+            gate.min_judge_score,
+            f"mean judge score {_fmt(score)} (minimum {gate.min_judge_score:g})"
+            if score is not None
+            else "no readable judge score for the candidate",
+        )
+    )
 
     failures = judge.parse_failure_rate
-    checks.append(_check("judge_parse_failures", failures is not None and failures <= gate.max_judge_parse_failures,
-                        failures, gate.max_judge_parse_failures,
-                        f"{'n/a' if failures is None else f'{failures:.0%}'} of judge outputs had no readable "
-                        f"verdict (maximum {gate.max_judge_parse_failures:.0%})"))
+    checks.append(
+        _check(
+            "judge_parse_failures",
+            failures is not None and failures <= gate.max_judge_parse_failures,
+            failures,
+            gate.max_judge_parse_failures,
+            f"{'n/a' if failures is None else f'{failures:.0%}'} of judge outputs had no readable "
+            f"verdict (maximum {gate.max_judge_parse_failures:.0%})",
+        )
+    )
 
     pairwise = judge.pairwise
     if pairwise is None:
         checks.append(_check("win_rate", None, None, gate.min_win_rate, "skipped: no pairwise comparison"))
     else:
         rate = pairwise.win_rate
-        checks.append(_check("win_rate", rate is not None and rate >= gate.min_win_rate, rate, gate.min_win_rate,
-                            f"win rate {_fmt(rate)} against the baseline (minimum {gate.min_win_rate:g})"
-                            if rate is not None else "no readable pairwise verdict"))
+        checks.append(
+            _check(
+                "win_rate",
+                rate is not None and rate >= gate.min_win_rate,
+                rate,
+                gate.min_win_rate,
+                f"win rate {_fmt(rate)} against the baseline (minimum {gate.min_win_rate:g})"
+                if rate is not None
+                else "no readable pairwise verdict",
+            )
+        )
 
     candidate, baseline = metrics.candidate, metrics.baseline
     for name in gate.regression_metrics:
@@ -54,9 +75,15 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
             checks.append(_check(f"regression.{name}", False, None, gate.max_regression, f"{name} was not measured"))
             continue
         drop = before - after
-        checks.append(_check(f"regression.{name}", drop <= gate.max_regression + 1e-12, drop, gate.max_regression,
-                            f"{name} {after:.3f} vs baseline {before:.3f} "
-                            f"(drop {drop:+.3f}, maximum {gate.max_regression:g})"))
+        checks.append(
+            _check(
+                f"regression.{name}",
+                drop <= gate.max_regression + 1e-12,
+                drop,
+                gate.max_regression,
+                f"{name} {after:.3f} vs baseline {before:.3f} (drop {drop:+.3f}, maximum {gate.max_regression:g})",
+            )
+        )
 
     passed = all(c.passed is not False for c in checks)
     return GateDecision(passed=passed, checks=checks, reasons=[c.detail for c in checks if c.passed is False])

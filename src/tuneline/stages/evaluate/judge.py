@@ -45,21 +45,25 @@ class Prompts:
 
     def check(self) -> None:
         """Fail on a template that lacks (or misspells) a placeholder, before any request is sent."""
-        need = {"single": {"rubric", "question", "reference", "answer"},
-                "pairwise": {"rubric", "question", "reference", "answer_a", "answer_b"}}
+        need = {
+            "single": {"rubric", "question", "reference", "answer"},
+            "pairwise": {"rubric", "question", "reference", "answer_a", "answer_b"},
+        }
         for name, fields in need.items():
             found = set(re.findall(r"\{(\w+)\}", getattr(self, name)))
             if found != fields:
-                raise ValueError(f"judge prompt {name}.txt must use exactly the placeholders "
-                                 f"{sorted(fields)}; found {sorted(found)}")
+                raise ValueError(
+                    f"judge prompt {name}.txt must use exactly the placeholders {sorted(fields)}; found {sorted(found)}"
+                )
 
     def single_messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
         text = self.single.format(rubric=self.rubric, question=question, reference=reference, answer=answer)
         return [{"role": "user", "content": text}]
 
     def pairwise_messages(self, question: str, reference: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
-        text = self.pairwise.format(rubric=self.rubric, question=question, reference=reference,
-                                    answer_a=answer_a, answer_b=answer_b)
+        text = self.pairwise.format(
+            rubric=self.rubric, question=question, reference=reference, answer_a=answer_a, answer_b=answer_b
+        )
         return [{"role": "user", "content": text}]
 
 

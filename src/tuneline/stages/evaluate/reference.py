@@ -49,8 +49,11 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def scores(prediction: str, reference: str) -> dict[str, float]:
-    return {"exact_match": exact_match(prediction, reference), "rouge_l": rouge_l(prediction, reference),
-            "token_f1": token_f1(prediction, reference)}
+    return {
+        "exact_match": exact_match(prediction, reference),
+        "rouge_l": rouge_l(prediction, reference),
+        "token_f1": token_f1(prediction, reference),
+    }
 
 
 def answer_loss(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]]) -> dict[str, float | int]:
@@ -64,15 +67,16 @@ def answer_loss(model: Any, tokenizer: Any, conversations: list[list[dict[str, s
     total_nll, total_tokens, skipped = 0.0, 0, 0
     device = next(model.parameters()).device
     for conv in conversations:
-        prompt = tokenizer.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True,
-                                               return_dict=True)["input_ids"]
+        prompt = tokenizer.apply_chat_template(conv[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
         full = tokenizer.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
-        if len(full) <= len(prompt) or full[:len(prompt)] != prompt:
+        if len(full) <= len(prompt) or full[: len(prompt)] != prompt:
             skipped += 1
             continue
         ids = torch.tensor([full], device=device)
         labels = ids.clone()
-        labels[0, :len(prompt)] = -100
+        labels[0, : len(prompt)] = -100
         with torch.no_grad():
             logits = model(input_ids=ids).logits.float()
         shift_logits, shift_labels = logits[0, :-1], labels[0, 1:]
@@ -80,5 +84,9 @@ def answer_loss(model: Any, tokenizer: Any, conversations: list[list[dict[str, s
         total_nll += float(nll)
         total_tokens += int((shift_labels != -100).sum())
     loss = total_nll / total_tokens if total_tokens else float("nan")
-    return {"eval_loss": loss, "perplexity": math.exp(loss) if total_tokens and loss < 700 else float("nan"),
-            "loss_tokens": total_tokens, "loss_skipped": skipped}
+    return {
+        "eval_loss": loss,
+        "perplexity": math.exp(loss) if total_tokens and loss < 700 else float("nan"),
+        "loss_tokens": total_tokens,
+        "loss_skipped": skipped,
+    }

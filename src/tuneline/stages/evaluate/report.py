@@ -64,8 +64,13 @@ def write_charts(out: Path, metrics: EvalMetrics, rows: list[dict[str, Any]]) ->
     cand = [metrics.candidate.get(n) or 0.0 for n in names]
     ax.bar([i - 0.2 for i in range(3)], cand, width=0.4, label="candidate", color="tab:blue")
     if metrics.baseline:
-        ax.bar([i + 0.2 for i in range(3)], [metrics.baseline.get(n) or 0.0 for n in names], width=0.4, label="baseline",
-               color="tab:gray")
+        ax.bar(
+            [i + 0.2 for i in range(3)],
+            [metrics.baseline.get(n) or 0.0 for n in names],
+            width=0.4,
+            label="baseline",
+            color="tab:gray",
+        )
     ax.set(xticks=range(3), xticklabels=names, ylim=(0, 1), title="Reference metrics")
     ax.legend()
     paths.append(_save(fig, charts / CHARTS[2]))
@@ -89,15 +94,18 @@ def per_category(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for category, items in sorted(groups.items()):
         scores = [r["judge_score_candidate"] for r in items if r.get("judge_score_candidate") is not None]
         outcomes = [r["pairwise"] for r in items if r.get("pairwise")]
-        table.append({
-            "category": category,
-            "n": len(items),
-            "exact_match": sum(r["candidate_exact_match"] for r in items) / len(items),
-            "rouge_l": sum(r["candidate_rouge_l"] for r in items) / len(items),
-            "judge_score": sum(scores) / len(scores) if scores else None,
-            "win_rate": (sum(o == "win" for o in outcomes) + sum(o == "tie" for o in outcomes) / 2) / len(outcomes)
-            if outcomes else None,
-        })
+        table.append(
+            {
+                "category": category,
+                "n": len(items),
+                "exact_match": sum(r["candidate_exact_match"] for r in items) / len(items),
+                "rouge_l": sum(r["candidate_rouge_l"] for r in items) / len(items),
+                "judge_score": sum(scores) / len(scores) if scores else None,
+                "win_rate": (sum(o == "win" for o in outcomes) + sum(o == "tie" for o in outcomes) / 2) / len(outcomes)
+                if outcomes
+                else None,
+            }
+        )
     return table
 
 
@@ -126,29 +134,55 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]
     for name in ("exact_match", "rouge_l", "token_f1", "eval_loss", "perplexity"):
         lines.append(f"| {name} | {_fmt(metrics.candidate.get(name))} | {_fmt(base.get(name))} |")
     cs, bs = j.candidate_score, j.baseline_score
-    lines.append(f"| judge score (95% CI) | {_fmt(cs.mean, 2)} [{_fmt(cs.ci_low, 2)}, {_fmt(cs.ci_high, 2)}]"
-                 f" | {_fmt(bs and bs.mean, 2)} [{_fmt(bs and bs.ci_low, 2)}, {_fmt(bs and bs.ci_high, 2)}] |")
+    lines.append(
+        f"| judge score (95% CI) | {_fmt(cs.mean, 2)} [{_fmt(cs.ci_low, 2)}, {_fmt(cs.ci_high, 2)}]"
+        f" | {_fmt(bs and bs.mean, 2)} [{_fmt(bs and bs.ci_low, 2)}, {_fmt(bs and bs.ci_high, 2)}] |"
+    )
     pw = j.pairwise
     if pw:
-        lines += ["", "## Pairwise (both orders; a flip between orders is a tie)", "",
-                  f"win {_fmt(pw.win)} · tie {_fmt(pw.tie)} · loss {_fmt(pw.loss)} · "
-                  f"win rate {_fmt(pw.win_rate)} (n={pw.n}, position-consistent "
-                  f"{_fmt(pw.position_consistency)})"]
+        lines += [
+            "",
+            "## Pairwise (both orders; a flip between orders is a tie)",
+            "",
+            f"win {_fmt(pw.win)} · tie {_fmt(pw.tie)} · loss {_fmt(pw.loss)} · "
+            f"win rate {_fmt(pw.win_rate)} (n={pw.n}, position-consistent "
+            f"{_fmt(pw.position_consistency)})",
+        ]
     if j.agreement:
         a = j.agreement
-        lines += ["", f"Agreement with human labels: accuracy {_fmt(a.accuracy)}, "
-                      f"Cohen's kappa {_fmt(a.cohen_kappa)} (n={a.n})"]
+        lines += [
+            "",
+            f"Agreement with human labels: accuracy {_fmt(a.accuracy)}, Cohen's kappa {_fmt(a.cohen_kappa)} (n={a.n})",
+        ]
     lines += ["", "## Charts", ""] + [f"![{c}](charts/{c})" for c in CHARTS]
-    lines += ["", "## Per category", "", "| category | n | exact match | ROUGE-L | judge score | win rate |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Per category",
+        "",
+        "| category | n | exact match | ROUGE-L | judge score | win rate |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in per_category(rows):
-        lines.append(f"| {c['category']} | {c['n']} | {_fmt(c['exact_match'])} | {_fmt(c['rouge_l'])} | "
-                     f"{_fmt(c['judge_score'], 2)} | {_fmt(c['win_rate'])} |")
-    lines += ["", "## Examples (first 10; all in examples.jsonl)", "",
-              "| id | reference | candidate | baseline | score | pairwise |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {c['category']} | {c['n']} | {_fmt(c['exact_match'])} | {_fmt(c['rouge_l'])} | "
+            f"{_fmt(c['judge_score'], 2)} | {_fmt(c['win_rate'])} |"
+        )
+    lines += [
+        "",
+        "## Examples (first 10; all in examples.jsonl)",
+        "",
+        "| id | reference | candidate | baseline | score | pairwise |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows[:10]:
-        cells = [r["id"], r["reference"], r["candidate"], r.get("baseline") or "", _fmt(r.get("judge_score_candidate")),
-                 r.get("pairwise") or "n/a"]
+        cells = [
+            r["id"],
+            r["reference"],
+            r["candidate"],
+            r.get("baseline") or "",
+            _fmt(r.get("judge_score_candidate")),
+            r.get("pairwise") or "n/a",
+        ]
         lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -157,7 +191,7 @@ def _cell(text: str, limit: int = 80) -> str:
     """A table cell of data or model output: one line, shortened, every ASCII punctuation mark backslash-escaped
     so the text renders literally (no links, images, emphasis or HTML from a record)."""
     text = text.replace("\n", " ")
-    text = text if len(text) <= limit else text[:limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
     return _MD_PUNCT.sub(r"\\\1", text)
 
 
@@ -179,9 +213,13 @@ def html(markdown_text: str, out: Path) -> str:
         if path.exists():
             data = base64.b64encode(path.read_bytes()).decode()
             body = body.replace(f'src="charts/{chart}"', f'src="data:image/png;base64,{data}"')
-    style = ("body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em}")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .5em}"
+    )
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-    return f"<!doctype html><html><head><meta charset='utf-8'>" \
-           f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\"><title>tuneline evaluation</title>" \
-           f"<style>{style}</style></head><body>{body}</body></html>\n"
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\"><title>tuneline evaluation</title>"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
+    )

@@ -55,8 +55,13 @@ class EvalResult:
     gate: GateDecision
 
 
-def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, split_dir: str | Path | None = None,
-                 out: str | Path | None = None, cache_path: str | Path | None = None) -> EvalResult:
+def run_evaluate(
+    config: TunelineConfig,
+    model_dir: str | Path | None = None,
+    split_dir: str | Path | None = None,
+    out: str | Path | None = None,
+    cache_path: str | Path | None = None,
+) -> EvalResult:
     started = time.perf_counter()
     e = config.eval
     model_dir = Path(model_dir or config.paths.model)
@@ -82,23 +87,49 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
         # ---- answers
         candidate_src = f"{model_dir} ({manifest.method} adapter on {manifest.base})"
         if e.candidate_endpoint:
-            candidate = ans.via_endpoint(e.candidate_endpoint, examples, config, "candidate",
-                                         task("candidate answers", len(examples)), e.candidate_token_env)
+            candidate = ans.via_endpoint(
+                e.candidate_endpoint,
+                examples,
+                config,
+                "candidate",
+                task("candidate answers", len(examples)),
+                e.candidate_token_env,
+            )
         else:
-            candidate = ans.in_process(model_dir, True, examples, config, "candidate", candidate_src,
-                                       task("candidate answers", len(examples)))
+            candidate = ans.in_process(
+                model_dir, True, examples, config, "candidate", candidate_src, task("candidate answers", len(examples))
+            )
         kind, base_dir, base_adapter, base_info = ans.resolve_baseline(config, work)
         baseline: ans.Answers | None = None
         if kind == "endpoint":
-            baseline = ans.via_endpoint(e.baseline_endpoint or "", examples, config, "baseline",
-                                        task("baseline answers", len(examples)), e.baseline_token_env)
+            baseline = ans.via_endpoint(
+                e.baseline_endpoint or "",
+                examples,
+                config,
+                "baseline",
+                task("baseline answers", len(examples)),
+                e.baseline_token_env,
+            )
         elif kind == "champion":
-            baseline = ans.in_process(base_dir or work, True, examples, config, "baseline",
-                                      f"{base_info['model_name']} v{base_info['version']} (@champion)",
-                                      task("baseline answers", len(examples)))
+            baseline = ans.in_process(
+                base_dir or work,
+                True,
+                examples,
+                config,
+                "baseline",
+                f"{base_info['model_name']} v{base_info['version']} (@champion)",
+                task("baseline answers", len(examples)),
+            )
         elif kind == "base":
-            baseline = ans.in_process(model_dir, False, examples, config, "baseline", f"{manifest.base} (base)",
-                                      task("baseline answers", len(examples)))
+            baseline = ans.in_process(
+                model_dir,
+                False,
+                examples,
+                config,
+                "baseline",
+                f"{manifest.base} (base)",
+                task("baseline answers", len(examples)),
+            )
         log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
 
         # ---- judge
@@ -137,18 +168,28 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
         # ---- metrics, gate, report
         rows, judge_metrics = _score(examples, candidate, baseline, requests, outputs, human)
         judge_metrics.update(requests=len(requests), cache_hits=hits, request_errors=errors)
-        metrics = EvalMetrics.model_validate(_jsonable({
-            "examples": len(examples),
-            "candidate": {**_mean_reference(rows, "candidate"), **(candidate.loss or {})},
-            "baseline": {**_mean_reference(rows, "baseline"), **(baseline.loss or {})} if baseline else None,
-            "judge": judge_metrics,
-        }))
+        metrics = EvalMetrics.model_validate(
+            _jsonable(
+                {
+                    "examples": len(examples),
+                    "candidate": {**_mean_reference(rows, "candidate"), **(candidate.loss or {})},
+                    "baseline": {**_mean_reference(rows, "baseline"), **(baseline.loss or {})} if baseline else None,
+                    "judge": judge_metrics,
+                }
+            )
+        )
         gate = gate_mod.decide(e.gate, metrics)
         metrics = metrics.model_copy(update={"gate_passed": gate.passed})
         evaluation = Evaluation(
-            candidate=candidate.source, baseline=baseline.source if baseline else "none", baseline_kind=kind,
-            baseline_info=base_info, judge=judge_name, split=e.split, model_dir=str(model_dir),
-            train_run_id=manifest.mlflow_run_id, seconds=round(time.perf_counter() - started, 2),
+            candidate=candidate.source,
+            baseline=baseline.source if baseline else "none",
+            baseline_kind=kind,
+            baseline_info=base_info,
+            judge=judge_name,
+            split=e.split,
+            model_dir=str(model_dir),
+            train_run_id=manifest.mlflow_run_id,
+            seconds=round(time.perf_counter() - started, 2),
         )
         with atomic_dir(out, WRITER, [model_dir, split_dir]) as tmp:
             metrics.write(tmp / EVAL_METRICS)
@@ -161,8 +202,7 @@ def run_evaluate(config: TunelineConfig, model_dir: str | Path | None = None, sp
             write_text_atomic(tmp / REPORT_HTML, report.html(text, tmp))
             run_id = _log_mlflow(config, metrics, gate, rows, evaluation, tmp)
             evaluation.model_copy(update={"mlflow_run_id": run_id}).write(tmp / EVALUATION)
-    log.info("evaluate: gate %s in %.1fs → %s", "PASS" if gate.passed else "FAIL",
-             time.perf_counter() - started, out)
+    log.info("evaluate: gate %s in %.1fs → %s", "PASS" if gate.passed else "FAIL", time.perf_counter() - started, out)
     return EvalResult(out=out, metrics=metrics, gate=gate)
 
 
@@ -175,8 +215,9 @@ def _human_labels(path: str | None) -> dict[str, jd.Outcome] | None:
         for n, record in enumerate(read_jsonl(path), 1):
             winner = record.get("winner")
             if winner not in mapping or "id" not in record:
-                raise EvaluateError(f"{path}:{n}: expected {{\"id\", \"winner\": candidate|baseline|tie}}, "
-                                    f"got {json.dumps(record)[:120]}")
+                raise EvaluateError(
+                    f'{path}:{n}: expected {{"id", "winner": candidate|baseline|tie}}, got {json.dumps(record)[:120]}'
+                )
             labels[str(record["id"])] = mapping[winner]
     except FileNotFoundError:
         raise EvaluateError(f"eval.judge.human_labels: {path} not found") from None
@@ -185,8 +226,9 @@ def _human_labels(path: str | None) -> dict[str, jd.Outcome] | None:
     return labels
 
 
-def _judge_model_dir(config: TunelineConfig, model_dir: Path, manifest: ModelManifest, split_dir: Path,
-                     work: Path) -> Path:
+def _judge_model_dir(
+    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, split_dir: Path, work: Path
+) -> Path:
     """A local directory ``transformers serve`` can load for ``eval.judge.model``."""
     name = config.eval.judge.model
     if is_builtin(name):
@@ -202,8 +244,10 @@ def _judge_model_dir(config: TunelineConfig, model_dir: Path, manifest: ModelMan
 
         return Path(snapshot_download(name, local_files_only=True))
     except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
-        raise EvaluateError(f"eval.judge.model {name!r} is neither built-in, a directory, nor in the local hub "
-                            f"cache ({type(exc).__name__}); download it first or set eval.judge.endpoint") from None
+        raise EvaluateError(
+            f"eval.judge.model {name!r} is neither built-in, a directory, nor in the local hub "
+            f"cache ({type(exc).__name__}); download it first or set eval.judge.endpoint"
+        ) from None
 
 
 def _dir_fingerprint(path: Path) -> str:
@@ -219,8 +263,13 @@ def _dir_fingerprint(path: Path) -> str:
 Request = tuple[str, int, list[dict[str, str]]]  # (kind, example index, messages)
 
 
-def _judge_requests(prompts: jd.Prompts, examples: list[ans.Example], candidate: ans.Answers,
-                    baseline: ans.Answers | None, pairwise: bool) -> list[Request]:
+def _judge_requests(
+    prompts: jd.Prompts,
+    examples: list[ans.Example],
+    candidate: ans.Answers,
+    baseline: ans.Answers | None,
+    pairwise: bool,
+) -> list[Request]:
     requests: list[Request] = []
     for i, ex in enumerate(examples):
         question = jd.render_question(ex.prompt)
@@ -234,17 +283,27 @@ def _judge_requests(prompts: jd.Prompts, examples: list[ans.Example], candidate:
     return requests
 
 
-def _score(examples: list[ans.Example], candidate: ans.Answers, baseline: ans.Answers | None,
-           requests: list[Request], outputs: list[str | None],
-           human: dict[str, jd.Outcome] | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _score(
+    examples: list[ans.Example],
+    candidate: ans.Answers,
+    baseline: ans.Answers | None,
+    requests: list[Request],
+    outputs: list[str | None],
+    human: dict[str, jd.Outcome] | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     by_example: list[dict[str, str | None]] = [{} for _ in examples]
     for (kind, i, _), text in zip(requests, outputs, strict=True):
         by_example[i][kind] = text
     rows, failures = [], 0
     for i, ex in enumerate(examples):
         judged = by_example[i]
-        row: dict[str, Any] = {"id": ex.id, "category": ex.category, "question": jd.render_question(ex.prompt),
-                               "reference": ex.reference, "candidate": candidate.texts[i]}
+        row: dict[str, Any] = {
+            "id": ex.id,
+            "category": ex.category,
+            "question": jd.render_question(ex.prompt),
+            "reference": ex.reference,
+            "candidate": candidate.texts[i],
+        }
         row.update({f"candidate_{k}": v for k, v in scores(candidate.texts[i], ex.reference).items()})
         row["judge_score_candidate"] = jd.parse_score(judged.get("score_candidate") or "")
         row["judge_output_candidate"] = judged.get("score_candidate")
@@ -259,16 +318,23 @@ def _score(examples: list[ans.Example], candidate: ans.Answers, baseline: ans.An
             first = jd.as_verdict(jd.parse_verdict(judged["pair_candidate_first"] or ""), candidate_is_a=True)
             second = jd.as_verdict(jd.parse_verdict(judged["pair_baseline_first"] or ""), candidate_is_a=False)
             failures += (first is None) + (second is None)
-            row.update(verdict_candidate_first=first, verdict_baseline_first=second,
-                       pairwise=jd.combine(first, second),
-                       judge_output_candidate_first=judged["pair_candidate_first"],
-                       judge_output_baseline_first=judged["pair_baseline_first"])
+            row.update(
+                verdict_candidate_first=first,
+                verdict_baseline_first=second,
+                pairwise=jd.combine(first, second),
+                judge_output_candidate_first=judged["pair_candidate_first"],
+                judge_output_baseline_first=judged["pair_baseline_first"],
+            )
         rows.append(row)
     metrics: dict[str, Any] = {
-        "candidate_score": jd.mean_ci([r["judge_score_candidate"] for r in rows
-                                       if r["judge_score_candidate"] is not None]),
-        "baseline_score": jd.mean_ci([r["judge_score_baseline"] for r in rows
-                                      if r.get("judge_score_baseline") is not None]) if baseline else None,
+        "candidate_score": jd.mean_ci(
+            [r["judge_score_candidate"] for r in rows if r["judge_score_candidate"] is not None]
+        ),
+        "baseline_score": jd.mean_ci(
+            [r["judge_score_baseline"] for r in rows if r.get("judge_score_baseline") is not None]
+        )
+        if baseline
+        else None,
         "parse_failure_rate": failures / len(requests) if requests else None,
         "pairwise": None,
         "agreement": None,
@@ -277,8 +343,11 @@ def _score(examples: list[ans.Example], candidate: ans.Answers, baseline: ans.An
         outcomes = [r["pairwise"] for r in rows]
         pw = jd.pairwise_rates(outcomes)
         both = [r for r in rows if r["verdict_candidate_first"] is not None and r["verdict_baseline_first"] is not None]
-        pw["position_consistency"] = (sum(r["verdict_candidate_first"] == r["verdict_baseline_first"] for r in both)
-                                      / len(both)) if both else None
+        pw["position_consistency"] = (
+            (sum(r["verdict_candidate_first"] == r["verdict_baseline_first"] for r in both) / len(both))
+            if both
+            else None
+        )
         metrics["pairwise"] = pw
         if human is not None:
             metrics["agreement"] = jd.agreement({r["id"]: r["pairwise"] for r in rows}, human)
@@ -300,19 +369,38 @@ def _jsonable(payload: Any) -> Any:
     return payload
 
 
-def _log_mlflow(config: TunelineConfig, metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]],
-                evaluation: Evaluation, out: Path) -> str:
+def _log_mlflow(
+    config: TunelineConfig,
+    metrics: EvalMetrics,
+    gate: GateDecision,
+    rows: list[dict[str, Any]],
+    evaluation: Evaluation,
+    out: Path,
+) -> str:
     import mlflow
 
     uri = tracking_uri(config.registry.tracking_uri)
     try:
         with mlflow_run(uri, config.registry.experiment, run_name="evaluate", system_metrics=False) as run:
-            mlflow.set_tags({"tuneline.stage": "evaluate", "tuneline.gate": "pass" if gate.passed else "fail",
-                             "tuneline.train_run_id": evaluation.train_run_id or ""})
-            mlflow.log_params({"baseline": evaluation.baseline[:500], "judge": evaluation.judge[:500],
-                               **flatten(config.eval.model_dump(mode="json"), "eval.")})
-            numbers = {k: float(v) for k, v in flatten(metrics.model_dump(mode="json")).items()
-                       if isinstance(v, int | float) and not isinstance(v, bool)}
+            mlflow.set_tags(
+                {
+                    "tuneline.stage": "evaluate",
+                    "tuneline.gate": "pass" if gate.passed else "fail",
+                    "tuneline.train_run_id": evaluation.train_run_id or "",
+                }
+            )
+            mlflow.log_params(
+                {
+                    "baseline": evaluation.baseline[:500],
+                    "judge": evaluation.judge[:500],
+                    **flatten(config.eval.model_dump(mode="json"), "eval."),
+                }
+            )
+            numbers = {
+                k: float(v)
+                for k, v in flatten(metrics.model_dump(mode="json")).items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
             numbers["gate_passed"] = float(gate.passed)
             mlflow.log_metrics({k.replace("@", "_"): v for k, v in numbers.items()})
             mlflow.log_table({k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file="examples_table.json")

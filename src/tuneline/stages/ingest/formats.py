@@ -79,11 +79,14 @@ def _content_text(content: Any, where: str) -> str:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise RecordError("unsupported_content", f"{where}: content part {i} of type {kind!r} is not text")
         return "".join(parts)
-    raise RecordError("invalid_content", f"{where}: content must be a string or text parts, got {type(content).__name__}")
+    raise RecordError(
+        "invalid_content", f"{where}: content must be a string or text parts, got {type(content).__name__}"
+    )
 
 
-def _message(raw: Any, where: str, role_key: str = "role", content_key: str = "content",
-             role_map: dict[str, str] | None = None) -> dict[str, str]:
+def _message(
+    raw: Any, where: str, role_key: str = "role", content_key: str = "content", role_map: dict[str, str] | None = None
+) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise RecordError("invalid_message", f"{where} is not an object (got {type(raw).__name__})")
     if role_key not in raw or raw[role_key] is None:
@@ -116,7 +119,9 @@ def _messages(raw: Any, field: str, **kw: Any) -> list[dict[str, str]]:
 
 def _require_final_assistant(messages: list[dict[str, str]], field: str) -> None:
     if messages[-1]["role"] != "assistant":
-        raise RecordError("no_final_assistant", f"'{field}' must end with an assistant turn, ends with {messages[-1]['role']!r}")
+        raise RecordError(
+            "no_final_assistant", f"'{field}' must end with an assistant turn, ends with {messages[-1]['role']!r}"
+        )
 
 
 def _turns(value: Any, field: str, default_role: str) -> list[dict[str, str]]:
@@ -141,8 +146,9 @@ def to_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
 def to_sharegpt(obj: dict[str, Any]) -> list[dict[str, str]]:
     if "conversations" not in obj or obj["conversations"] is None:
         raise RecordError("missing_messages", "missing 'conversations' list")
-    msgs = _messages(obj["conversations"], "conversations", role_key="from", content_key="value",
-                     role_map=SHAREGPT_ROLES)
+    msgs = _messages(
+        obj["conversations"], "conversations", role_key="from", content_key="value", role_map=SHAREGPT_ROLES
+    )
     if isinstance(obj.get("system"), str) and obj["system"].strip() and msgs[0]["role"] != "system":
         msgs.insert(0, {"role": "system", "content": obj["system"]})
     _require_final_assistant(msgs, "conversations")
@@ -203,12 +209,19 @@ def canonicalize(obj: Any, fmt: str, rid: str, source: str, meta: dict[str, Any]
                 meta["source_id" if key == "id" else key] = value
     if fmt == "preference":
         prompt, chosen, rejected = to_preference(obj)
-        return "preference", {"id": rid, "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                              "source": source, "meta": meta}
+        return "preference", {
+            "id": rid,
+            "prompt": prompt,
+            "chosen": chosen,
+            "rejected": rejected,
+            "source": source,
+            "meta": meta,
+        }
     convert = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}[fmt]
     return "sft", {"id": rid, "messages": convert(obj), "source": source, "meta": meta}
 
 
 def _json_type(obj: Any) -> str:
-    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(obj), type(obj).__name__)
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}.get(
+        type(obj), type(obj).__name__
+    )

@@ -78,8 +78,12 @@ def read_json_array(f: ResolvedFile) -> Iterator[RawItem]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        yield RawItem("line", exc.lineno, error=("invalid_json", f"invalid JSON document: {exc.msg} (column {exc.colno})"),
-                      raw=text)
+        yield RawItem(
+            "line",
+            exc.lineno,
+            error=("invalid_json", f"invalid JSON document: {exc.msg} (column {exc.colno})"),
+            raw=text,
+        )
         return
     if isinstance(doc, dict) and not any(k in doc for k in ("messages", "conversations", "instruction", "chosen")):
         # {"data": [...]} style wrappers: take the single list value.

@@ -74,8 +74,13 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
     by_reason: Counter = Counter()
     rate = Rate()
     out = Path(out)
-    with atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp, JsonlWriter(tmp / SFT_FILE) as sft, JsonlWriter(tmp / PREF_FILE) as pref, \
-            JsonlWriter(tmp / QUARANTINE_FILE) as quarantine, stage_progress("ingest") as progress:
+    with (
+        atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp,
+        JsonlWriter(tmp / SFT_FILE) as sft,
+        JsonlWriter(tmp / PREF_FILE) as pref,
+        JsonlWriter(tmp / QUARANTINE_FILE) as quarantine,
+        stage_progress("ingest") as progress,
+    ):
         task = progress.add_task("records", total=None, rate="")
         for f in files:
             counts = by_source[f.uri]
@@ -95,21 +100,42 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                             by_format[rec["meta"]["format"]] += 1
                     if error is not None:
                         raw = item.raw if item.raw or item.obj is None else _preview(item.obj)
-                        quarantine.write({"file": f.uri, item.loc_kind: item.loc, "reason": error[0],
-                                          "detail": error[1], "raw": raw[:preview]})
+                        quarantine.write(
+                            {
+                                "file": f.uri,
+                                item.loc_kind: item.loc,
+                                "reason": error[0],
+                                "detail": error[1],
+                                "raw": raw[:preview],
+                            }
+                        )
                         counts["quarantined"] += 1
                         by_reason[error[0]] += 1
                     if counts["total"] % 8192 == 0:
-                        progress.update(task, advance=8192, rate=f"{rate.per_second(sft.count + pref.count):,.0f} rec/s")
+                        progress.update(
+                            task, advance=8192, rate=f"{rate.per_second(sft.count + pref.count):,.0f} rec/s"
+                        )
             except (OSError, ValueError, ImportError) as exc:
                 # The file itself is unreadable (truncated gzip, corrupt parquet, bad HF dir).
-                quarantine.write({"file": f.uri, "line": None, "reason": "unreadable_file", "detail": redact_text(str(exc)),
-                                  "raw": ""})
+                quarantine.write(
+                    {
+                        "file": f.uri,
+                        "line": None,
+                        "reason": "unreadable_file",
+                        "detail": redact_text(str(exc)),
+                        "raw": "",
+                    }
+                )
                 counts["quarantined"] += 1
                 counts["unreadable"] += 1
                 by_reason["unreadable_file"] += 1
-            log.info("ingest %s: %d sft, %d preference, %d quarantined", f.uri, counts["sft"],
-                     counts["preference"], counts["quarantined"])
+            log.info(
+                "ingest %s: %d sft, %d preference, %d quarantined",
+                f.uri,
+                counts["sft"],
+                counts["preference"],
+                counts["quarantined"],
+            )
 
         total = sum(c["total"] + c["unreadable"] for c in by_source.values())
         bad = sum(c["quarantined"] for c in by_source.values())
@@ -129,8 +155,15 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
             "records_per_second": round(rate.per_second(total), 1),
         }
         write_json_atomic(tmp / REPORT_FILE, report)
-        log.info("ingest: %d records → %d sft, %d preference, %d quarantined (%.1f%%) in %.1fs",
-                 total, report["sft"], report["preference"], bad, 100 * report["bad_fraction"], report["seconds"])
+        log.info(
+            "ingest: %d records → %d sft, %d preference, %d quarantined (%.1f%%) in %.1fs",
+            total,
+            report["sft"],
+            report["preference"],
+            bad,
+            100 * report["bad_fraction"],
+            report["seconds"],
+        )
         kept = failed_path(out) / QUARANTINE_FILE
         if report["sft"] + report["preference"] == 0:
             raise IngestRejected(f"no valid records in {len(files)} file(s); {out} is unchanged, see {kept}")
@@ -146,7 +179,9 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
 def _local_inputs(sources: list[Source], files: list[ResolvedFile]) -> list[str]:
     """Local paths the output must not overlap: every file read, and each local source that is a directory."""
     paths = [f.uri for f in files if "://" not in f.uri and not f.uri.startswith("hf:")]
-    paths += [s.uri for s in sources if "://" not in s.uri and not s.uri.startswith("hf:") and not _glob.has_magic(s.uri)]
+    paths += [
+        s.uri for s in sources if "://" not in s.uri and not s.uri.startswith("hf:") and not _glob.has_magic(s.uri)
+    ]
     return paths
 
 

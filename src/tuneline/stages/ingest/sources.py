@@ -65,7 +65,9 @@ def _display(path: str, uri: str, proto: str) -> str:
     return path if proto in ("http", "https") else f"{proto}://{path}"
 
 
-def resolve(source: Source, storage_options: dict[str, dict[str, Any]] | None = None) -> tuple[list[ResolvedFile], list[str]]:
+def resolve(
+    source: Source, storage_options: dict[str, dict[str, Any]] | None = None
+) -> tuple[list[ResolvedFile], list[str]]:
     """Expand one source into files; returns ``(files, skipped)`` where skipped are unsupported files in a directory."""
     uri = source.uri
     if source.kind == "hf" or uri.startswith("hf:") or (_protocol(uri) == "file" and _is_hf_dir(uri)):
@@ -103,8 +105,18 @@ def resolve(source: Source, storage_options: dict[str, dict[str, Any]] | None = 
         if source.kind != "auto":
             kind = source.kind
         if kind is None:
-            raise SourceError(f"cannot tell the file kind of {redact_url(full)!r}: set kind (jsonl, json, csv, parquet) on the source")
-        files.append(ResolvedFile(uri=redact_url(full), kind=kind, format=source.format, compression=compression,
-                                  storage_options=opts, open_uri=full))
+            raise SourceError(
+                f"cannot tell the file kind of {redact_url(full)!r}: set kind (jsonl, json, csv, parquet) on the source"
+            )
+        files.append(
+            ResolvedFile(
+                uri=redact_url(full),
+                kind=kind,
+                format=source.format,
+                compression=compression,
+                storage_options=opts,
+                open_uri=full,
+            )
+        )
     skipped = [redact_url(_display(s, uri, proto)) for s in skipped]
     return files, skipped

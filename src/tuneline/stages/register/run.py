@@ -69,8 +69,14 @@ def _read(model: type[R], path: Path, what: str) -> R:
         raise RegisterError(f"{path} is not a valid {model.__name__}: {exc}") from None
 
 
-def lineage_tags(manifest: ModelManifest, summary: TrainSummary, metrics: EvalMetrics, gate: GateDecision,
-                 evaluation: Evaluation, digest: str) -> dict[str, str]:
+def lineage_tags(
+    manifest: ModelManifest,
+    summary: TrainSummary,
+    metrics: EvalMetrics,
+    gate: GateDecision,
+    evaluation: Evaluation,
+    digest: str,
+) -> dict[str, str]:
     tags: dict[str, Any] = {
         DIGEST_TAG: digest,
         "git_commit": manifest.git_commit or "unknown",
@@ -92,8 +98,12 @@ def lineage_tags(manifest: ModelManifest, summary: TrainSummary, metrics: EvalMe
 
 def _data_reports(config: TunelineConfig) -> list[Path]:
     paths = config.paths
-    candidates = [Path(paths.ingested) / "report.json", Path(paths.cleaned) / "report.json",
-                  Path(paths.split) / "report.json", Path(paths.split) / "leakage.jsonl"]
+    candidates = [
+        Path(paths.ingested) / "report.json",
+        Path(paths.cleaned) / "report.json",
+        Path(paths.split) / "report.json",
+        Path(paths.split) / "leakage.jsonl",
+    ]
     return [p for p in candidates if p.is_file()]
 
 
@@ -104,8 +114,12 @@ def _ui_hint(config: TunelineConfig, name: str, version: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}  (or `tuneline mlflow up`), then Models → {name} → version {version}"
 
 
-def run_register(config: TunelineConfig, model_dir: str | Path | None = None, eval_dir: str | Path | None = None,
-                 out: str | Path | None = None) -> RegisterResult:
+def run_register(
+    config: TunelineConfig,
+    model_dir: str | Path | None = None,
+    eval_dir: str | Path | None = None,
+    out: str | Path | None = None,
+) -> RegisterResult:
     from mlflow.exceptions import MlflowException
 
     import mlflow
@@ -133,20 +147,31 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
                 raise
         existing = mlc.search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
     except MlflowException as exc:
-        raise RegisterError(f"MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: {exc}") from None
+        raise RegisterError(
+            f"MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: {exc}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - unreachable servers raise many types
-        raise RegisterError(f"cannot reach the MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: "
-                            f"{exc}") from None
+        raise RegisterError(
+            f"cannot reach the MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: {exc}"
+        ) from None
 
     if existing:
         version = max(existing, key=lambda v: int(v.version))
-        log.info("register: %s v%s already holds these inputs (digest %s); not creating another", name,
-                 version.version, digest)
+        log.info(
+            "register: %s v%s already holds these inputs (digest %s); not creating another",
+            name,
+            version.version,
+            digest,
+        )
     else:
         tags = lineage_tags(manifest, summary, metrics, gate, evaluation, digest)
         try:
-            with mlflow_run(tracking_uri(config.registry.tracking_uri), config.registry.experiment,
-                            run_name="register", system_metrics=False) as run:
+            with mlflow_run(
+                tracking_uri(config.registry.tracking_uri),
+                config.registry.experiment,
+                run_name="register",
+                system_metrics=False,
+            ) as run:
                 mlflow.set_tags({"tuneline.stage": "register", DIGEST_TAG: digest})
                 log.info("register: uploading %s", model_dir)
                 mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
@@ -156,9 +181,11 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
                 storage_uri = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
                 tags["tuneline.storage_uri"] = storage_uri
                 version = mlc.create_model_version(
-                    name, source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}", run_id=run.info.run_id, tags=tags,
-                    description=f"{manifest.method} on {manifest.base}; gate "
-                                f"{'passed' if gate.passed else 'failed'}",
+                    name,
+                    source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
+                    run_id=run.info.run_id,
+                    tags=tags,
+                    description=f"{manifest.method} on {manifest.base}; gate {'passed' if gate.passed else 'failed'}",
                 )
         except ConnectionError as exc:
             raise RegisterError(str(exc)) from None
@@ -169,8 +196,13 @@ def run_register(config: TunelineConfig, model_dir: str | Path | None = None, ev
     if gate.passed:
         mlc.set_registered_model_alias(name, CANDIDATE, version.version)
     else:
-        log.warning("register: gate failed, %s v%s registered without @%s: %s", name, version.version, CANDIDATE,
-                    "; ".join(gate.reasons))
+        log.warning(
+            "register: gate failed, %s v%s registered without @%s: %s",
+            name,
+            version.version,
+            CANDIDATE,
+            "; ".join(gate.reasons),
+        )
     record = describe_version(config, version=str(version.version)).model_copy(update={"existing": bool(existing)})
     record.write(out)
     return RegisterResult(record=record)
@@ -192,8 +224,10 @@ def describe_version(config: TunelineConfig, version: str | None = None, alias: 
         else:
             versions = mlc.search_model_versions(f"name = '{name}'")
             if not versions:
-                raise RegistryError(f"no registered versions of {name!r} at "
-                                    f"{redact_url(tracking_uri(config.registry.tracking_uri))}; run `tuneline register`")
+                raise RegistryError(
+                    f"no registered versions of {name!r} at "
+                    f"{redact_url(tracking_uri(config.registry.tracking_uri))}; run `tuneline register`"
+                )
             mv = max(versions, key=lambda v: int(v.version))
         aliases = sorted(mlc.get_model_version(name, mv.version).aliases)
     except MlflowException as exc:
@@ -211,12 +245,14 @@ def describe_version(config: TunelineConfig, version: str | None = None, alias: 
         run_id=mv.run_id,
         input_digest=tags.get(DIGEST_TAG),
         base_model=tags.get("base_model"),
-        metrics={k.removeprefix("eval."): _number(v) for k, v in sorted(tags.items())
-                 if k.startswith("eval.") and k not in ("eval.baseline", "eval.judge")},
+        metrics={
+            k.removeprefix("eval."): _number(v)
+            for k, v in sorted(tags.items())
+            if k.startswith("eval.") and k not in ("eval.baseline", "eval.judge")
+        },
         tracking_uri=redact_url(tracking_uri(config.registry.tracking_uri)),
         ui_hint=_ui_hint(config, name, str(mv.version)),
     )
-
 
 
 def _number(value: str) -> float | str:

@@ -75,8 +75,10 @@ def assign(keys: list[tuple[str, Any]], cfg: SplitConfig) -> list[int]:
         for i, (rid, value) in enumerate(keys):
             ts = _timestamp(value)
             if ts is None:
-                raise SplitError(f"split.field {cfg.field!r} of record {rid} is {value!r}, not a timestamp "
-                                 "(ISO 8601 or epoch seconds); temporal splits need it on every record")
+                raise SplitError(
+                    f"split.field {cfg.field!r} of record {rid} is {value!r}, not a timestamp "
+                    "(ISO 8601 or epoch seconds); temporal splits need it on every record"
+                )
             stamps.append((ts, rank(cfg.seed, rid), i))
         _cut([i for _, _, i in sorted(stamps)], ratios, assignment)
     else:  # group: every record of a group lands in the same split

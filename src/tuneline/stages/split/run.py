@@ -23,7 +23,6 @@ LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
 CHUNK = 1024
 
 
-
 class SplitRejected(SplitError, OutputRejected):
     """The split ran but must not replace the previous one (leakage with action 'fail'); it is kept beside."""
 
@@ -56,15 +55,21 @@ def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
                 continue
             if field is None and line.startswith(prefix):
                 end = line.find(b'"', len(prefix))
-                keys.append((line[len(prefix):end].decode(), None))
+                keys.append((line[len(prefix) : end].decode(), None))
                 continue
             rec = orjson.loads(line)
             keys.append((rec["id"], field_value(rec, field) if field else None))
     return keys
 
 
-def _write_train_and_audit(path: Path, keys: list[tuple[str, Any]], assignment: list[int],
-                           writers: dict[str, JsonlWriter], pmap: Any, threshold: float) -> dict[int, tuple[str, str]]:
+def _write_train_and_audit(
+    path: Path,
+    keys: list[tuple[str, Any]],
+    assignment: list[int],
+    writers: dict[str, JsonlWriter],
+    pmap: Any,
+    threshold: float,
+) -> dict[int, tuple[str, str]]:
     """Write the train split; with ``pmap`` also find val/test records whose prompt occurs in train.
 
     Returns ``{ordinal: (match, train_id)}`` for leaked val/test records. Train prompts are
@@ -116,8 +121,12 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
     examples: list[dict[str, Any]] = []
     workers = resolve_workers(config.clean.workers)
 
-    with chunk_mapper(workers, init_worker, (cfg.leakage,)) as pmap, atomic_dir(out, "tuneline split", [src]) as tmp, \
-            JsonlWriter(tmp / LEAKAGE_FILE) as leakage, stage_progress("split") as progress:
+    with (
+        chunk_mapper(workers, init_worker, (cfg.leakage,)) as pmap,
+        atomic_dir(out, "tuneline split", [src]) as tmp,
+        JsonlWriter(tmp / LEAKAGE_FILE) as leakage,
+        stage_progress("split") as progress,
+    ):
         for kind in KINDS:
             path = inputs[kind]
             (tmp / kind).mkdir()
@@ -131,13 +140,20 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                     raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
                 assignment = assign(keys, cfg)
                 task = progress.add_task(kind, total=len(keys), rate="")
-                leaks = _write_train_and_audit(path, keys, assignment, writers,
-                                               pmap if cfg.leakage.check else None, cfg.leakage.threshold)
+                leaks = _write_train_and_audit(
+                    path, keys, assignment, writers, pmap if cfg.leakage.check else None, cfg.leakage.threshold
+                )
                 for ordinal, (match, train_id) in sorted(leaks.items()):
                     split = SPLITS[assignment[ordinal]]
                     leak_counts[f"{kind}.{split}.{match}"] += 1
-                    entry = {"kind": kind, "split": split, "id": keys[ordinal][0], "match": match,
-                             "train_id": train_id, "action": cfg.leakage.action}
+                    entry = {
+                        "kind": kind,
+                        "split": split,
+                        "id": keys[ordinal][0],
+                        "match": match,
+                        "train_id": train_id,
+                        "action": cfg.leakage.action,
+                    }
                     leakage.write(entry)
                     if len(examples) < 5:
                         examples.append(entry)
@@ -167,15 +183,22 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
             "seed": cfg.seed,
             "ratios": cfg.ratios.model_dump(),
             "counts": counts,
-            "leakage": {"checked": cfg.leakage.check, "action": cfg.leakage.action, "found": leaked,
-                        "by_kind_split_match": dict(sorted(leak_counts.items())), "examples": examples},
+            "leakage": {
+                "checked": cfg.leakage.check,
+                "action": cfg.leakage.action,
+                "found": leaked,
+                "by_kind_split_match": dict(sorted(leak_counts.items())),
+                "examples": examples,
+            },
             "seconds": round(rate.elapsed(), 3),
         }
         write_json_atomic(tmp / REPORT_FILE, report)
         if leaked and cfg.leakage.action == "fail":
-            raise SplitRejected(f"{leaked} val/test records share a prompt with train ({dict(leak_counts)}); "
-                                "set split.leakage.action to 'remove' or fix the data; "
-                                f"{out} is unchanged, this split is in {failed_path(out)}")
+            raise SplitRejected(
+                f"{leaked} val/test records share a prompt with train ({dict(leak_counts)}); "
+                "set split.leakage.action to 'remove' or fix the data; "
+                f"{out} is unchanged, this split is in {failed_path(out)}"
+            )
     if leaked:
         log.warning("split: %d val/test records leak from train (%s)", leaked, cfg.leakage.action)
     return SplitResult(out, counts, leaked, report)

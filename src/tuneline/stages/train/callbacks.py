@@ -57,7 +57,11 @@ class Progress(TrainerCallback):
         shown = {k: logs[k] for k in ("loss", "eval_loss", "learning_rate", "grad_norm") if k in logs}
         log.info(
             "step %d/%d  %s  %.0f tok/s  eta %ds",
-            state.global_step, state.max_steps, "  ".join(f"{k} {v:.4g}" for k, v in shown.items()), tps, eta,
+            state.global_step,
+            state.max_steps,
+            "  ".join(f"{k} {v:.4g}" for k, v in shown.items()),
+            tps,
+            eta,
         )
 
     def on_train_end(self, args, state, control, **kwargs):

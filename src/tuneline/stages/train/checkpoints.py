@@ -37,15 +37,15 @@ def _step(path: Path | str) -> int:
 
 def file_sizes(ckpt: Path) -> dict[str, int]:
     return {
-        str(p.relative_to(ckpt)): p.stat().st_size
-        for p in sorted(ckpt.rglob("*"))
-        if p.is_file() and p.name != MARKER
+        str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*")) if p.is_file() and p.name != MARKER
     }
 
 
 def mark_complete(ckpt: Path, step: int, fingerprint: str, mlflow_run_id: str | None = None) -> None:
-    write_json_atomic(ckpt / MARKER, {"step": step, "fingerprint": fingerprint, "mlflow_run_id": mlflow_run_id,
-                                      "files": file_sizes(ckpt)})
+    write_json_atomic(
+        ckpt / MARKER,
+        {"step": step, "fingerprint": fingerprint, "mlflow_run_id": mlflow_run_id, "files": file_sizes(ckpt)},
+    )
 
 
 def mlflow_run_of(ckpt: Path) -> str | None:

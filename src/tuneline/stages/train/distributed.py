@@ -39,12 +39,25 @@ class DistributedTrainingError(RuntimeError):
 
 
 def torchrun_command(config_file: str, nproc: int, split_dir: str, model: str, checkpoints: str) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            "-m", "tuneline.stages.train.node", "local", config_file, split_dir, model, checkpoints]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "tuneline.stages.train.node",
+        "local",
+        config_file,
+        split_dir,
+        model,
+        checkpoints,
+    ]
 
 
-def launch_training(config: TunelineConfig, split_dir: str | Path, model: str | Path, checkpoints: str | Path,
-                    run_id: str = "") -> TrainSummary:
+def launch_training(
+    config: TunelineConfig, split_dir: str | Path, model: str | Path, checkpoints: str | Path, run_id: str = ""
+) -> TrainSummary:
     """Train on as many processes and nodes as ``train.num_gpus``/``num_nodes`` say; returns the train summary.
 
     One process (or already a torchrun rank) trains here; ``num_gpus > 1`` re-launches under torchrun;
@@ -71,7 +84,8 @@ def check_devices(wanted: int) -> None:
     if torch.cuda.is_available() and torch.cuda.device_count() < wanted:
         raise DistributedTrainingError(
             f"train.num_gpus={wanted}, but this machine has {torch.cuda.device_count()} CUDA device(s): "
-            f"set train.num_gpus to at most {torch.cuda.device_count()}")
+            f"set train.num_gpus to at most {torch.cuda.device_count()}"
+        )
     if not torch.cuda.is_available():
         log.warning("train.num_gpus=%d and no CUDA device: running %d CPU processes with gloo", wanted, wanted)
 
@@ -103,15 +117,20 @@ def _node_command(config: TunelineConfig, run_id: str) -> list[str]:
 
 def _node_pod(config: TunelineConfig) -> dict[str, Any]:
     sched = scheduling(config, config.kubeflow.train_gpu)
-    return {"nodeSelector": sched.node_selector, "tolerations": sched.tolerations,
-            "serviceAccountName": config.kubeflow.service_account}
+    return {
+        "nodeSelector": sched.node_selector,
+        "tolerations": sched.tolerations,
+        "serviceAccountName": config.kubeflow.service_account,
+    }
 
 
 def _resources(config: TunelineConfig) -> dict[str, Any]:
     step = config.kubeflow.train_step
     gpus = str(config.train.num_gpus)
-    return {"requests": {"cpu": step.cpu, "memory": step.memory, GPU_RESOURCE: gpus},
-            "limits": {"memory": step.memory, GPU_RESOURCE: gpus}}
+    return {
+        "requests": {"cpu": step.cpu, "memory": step.memory, GPU_RESOURCE: gpus},
+        "limits": {"memory": step.memory, GPU_RESOURCE: gpus},
+    }
 
 
 def trainjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> dict[str, Any]:
@@ -119,8 +138,11 @@ def trainjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> di
     return {
         "apiVersion": "trainer.kubeflow.org/v1alpha1",
         "kind": "TrainJob",
-        "metadata": {"name": job_name(run_id), "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63]}},
+        "metadata": {
+            "name": job_name(run_id),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63]},
+        },
         "spec": {
             "runtimeRef": {"name": config.kubeflow.training_runtime},
             "trainer": {
@@ -130,13 +152,23 @@ def trainjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> di
                 "numProcPerNode": config.train.num_gpus,
                 "resourcesPerNode": _resources(config),
             },
-            "runtimePatches": [{
-                "manager": MANAGER,
-                "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
-                    "name": "node",
-                    "template": {"spec": {"template": {"spec": _node_pod(config)}}},
-                }]}}},
-            }],
+            "runtimePatches": [
+                {
+                    "manager": MANAGER,
+                    "trainingRuntimeSpec": {
+                        "template": {
+                            "spec": {
+                                "replicatedJobs": [
+                                    {
+                                        "name": "node",
+                                        "template": {"spec": {"template": {"spec": _node_pod(config)}}},
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                }
+            ],
         },
     }
 
@@ -145,12 +177,23 @@ def pytorchjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> 
     """The same job for clusters on the Training Operator v1 (PyTorchJob: one Master, num_nodes-1 Workers)."""
 
     def replica(n: int) -> dict[str, Any]:
-        return {"replicas": n, "restartPolicy": "OnFailure", "template": {"spec": {
-            **_node_pod(config),
-            "containers": [{"name": "pytorch", "image": config.images.gpu,
+        return {
+            "replicas": n,
+            "restartPolicy": "OnFailure",
+            "template": {
+                "spec": {
+                    **_node_pod(config),
+                    "containers": [
+                        {
+                            "name": "pytorch",
+                            "image": config.images.gpu,
                             "command": _node_command(config, run_id),
-                            "resources": _resources(config)}],
-        }}}
+                            "resources": _resources(config),
+                        }
+                    ],
+                }
+            },
+        }
 
     specs = {"Master": replica(1)}
     if config.train.num_nodes > 1:
@@ -158,10 +201,16 @@ def pytorchjob_manifest(config: TunelineConfig, run_id: str, namespace: str) -> 
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": {"name": job_name(run_id), "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63]}},
-        "spec": {"nprocPerNode": str(config.train.num_gpus), "runPolicy": {"backoffLimit": config.kubeflow.retries},
-                 "pytorchReplicaSpecs": specs},
+        "metadata": {
+            "name": job_name(run_id),
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63]},
+        },
+        "spec": {
+            "nprocPerNode": str(config.train.num_gpus),
+            "runPolicy": {"backoffLimit": config.kubeflow.retries},
+            "pytorchReplicaSpecs": specs,
+        },
     }
 
 
@@ -177,16 +226,28 @@ def job_state(obj: dict[str, Any]) -> str | None:
 
 def _refusal(exc: Any, kind: str, plural: str, namespace: str) -> str:
     if exc.status == 404:
-        return (f"the cluster has no {kind} API: install Kubeflow Trainer (infra/ does) or, on the Training "
-                "Operator, set kubeflow.multi_node_api=pytorchjob")
+        return (
+            f"the cluster has no {kind} API: install Kubeflow Trainer (infra/ does) or, on the Training "
+            "Operator, set kubeflow.multi_node_api=pytorchjob"
+        )
     if exc.status == 403:
-        return (f"the step's service account may not create {plural} in namespace {namespace}; grant it "
-                "(infra/ binds pipeline-runner to the tuneline-train-jobs Role)")
+        return (
+            f"the step's service account may not create {plural} in namespace {namespace}; grant it "
+            "(infra/ binds pipeline-runner to the tuneline-train-jobs Role)"
+        )
     return f"the Kubernetes API refused the {kind} ({exc.status} {exc.reason}): {exc.body or ''}".strip()
 
 
-def launch(api: Any, group: str, version: str, plural: str, namespace: str, body: dict[str, Any],
-           poll_s: float = 5.0, timeout_s: float = 600.0) -> str:
+def launch(
+    api: Any,
+    group: str,
+    version: str,
+    plural: str,
+    namespace: str,
+    body: dict[str, Any],
+    poll_s: float = 5.0,
+    timeout_s: float = 600.0,
+) -> str:
     """Create the job, or take over the one a previous attempt of this step created (same name).
 
     Returns ``created``, ``attached`` (it is running or done: follow it) or ``replaced`` (it had failed: it was
@@ -225,8 +286,9 @@ def launch(api: Any, group: str, version: str, plural: str, namespace: str, body
     return "replaced"
 
 
-def follow(api: Any, group: str, version: str, plural: str, namespace: str, name: str, timeout_s: float,
-           poll_s: float = 15.0) -> dict[str, Any]:
+def follow(
+    api: Any, group: str, version: str, plural: str, namespace: str, name: str, timeout_s: float, poll_s: float = 15.0
+) -> dict[str, Any]:
     """Poll a custom object until it finishes; ``api`` is a ``kubernetes.client.CustomObjectsApi``."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -242,8 +304,15 @@ def follow(api: Any, group: str, version: str, plural: str, namespace: str, name
         time.sleep(poll_s)
 
 
-def run_multi_node(config: TunelineConfig, split_dir: str, model: str, run_id: str, api: Any = None,
-                   namespace: str | None = None, poll_s: float = 15.0) -> str:
+def run_multi_node(
+    config: TunelineConfig,
+    split_dir: str,
+    model: str,
+    run_id: str,
+    api: Any = None,
+    namespace: str | None = None,
+    poll_s: float = 15.0,
+) -> str:
     """Stage, launch (or take over), follow, fetch. ``api``/``namespace`` default to the pod's in-cluster
     service account and namespace. Returns what :func:`launch` did."""
     import fsspec

@@ -25,8 +25,12 @@ def main(stage: str) -> None:
     fs, root = fsspec.core.url_to_fs(stage)
     work = Path(tempfile.mkdtemp(prefix="tuneline-node-"))
     fs.get(f"{root}/split/", str(work / "split") + "/", recursive=True)
-    config = with_paths(fs.cat_file(f"{root}/config.json").decode(), split=str(work / "split"),
-                  model=str(work / "model"), checkpoints=str(work / "checkpoints"))
+    config = with_paths(
+        fs.cat_file(f"{root}/config.json").decode(),
+        split=str(work / "split"),
+        model=str(work / "model"),
+        checkpoints=str(work / "checkpoints"),
+    )
     run_train(config, work / "split", work / "model", work / "checkpoints")
     if int(os.environ.get("RANK", "0")) == 0:
         fs.put(str(work / "model") + "/", f"{root}/model", recursive=True)

@@ -110,10 +110,18 @@ def check_memory(config: TunelineConfig, device: Device, train_tokens: int, base
     need = plan.memory.total - (plan.memory.overhead if device.kind == "cpu" else 0)
     log.info(
         "pre-flight: memory plan %.2f GiB for %s %s (seq %d × batch %d) on %s with %.1f GiB",
-        need / GIB, plan.base, plan.method, plan.seq_len, plan.batch_size, device.name, device.memory_bytes / GIB,
+        need / GIB,
+        plan.base,
+        plan.method,
+        plan.seq_len,
+        plan.batch_size,
+        device.name,
+        device.memory_bytes / GIB,
     )
     if need > budget:
-        suggestion = f"; a {plan.recommended.name} ({plan.recommended.memory_gib:g} GiB) fits" if plan.recommended else ""
+        suggestion = (
+            f"; a {plan.recommended.name} ({plan.recommended.memory_gib:g} GiB) fits" if plan.recommended else ""
+        )
         raise TrainError(
             f"the memory plan ({need / GIB:.1f} GiB) exceeds {config.train.memory_fraction:.0%} of {device.name}'s "
             f"{device.memory_bytes / GIB:.1f} GiB: lower train.batch_size or model.max_seq_length, use method qlora, "

@@ -60,10 +60,24 @@ class TrainResult:
 
 def fingerprint(config: TunelineConfig, lineage: dict[str, str]) -> str:
     """Identity of a training run: checkpoints from another fingerprint are never resumed."""
-    train = config.train.model_dump(exclude={"save_total_limit", "keep_rejected", "mirror_after_finish",
-                                             "checkpoint_uri", "merge", "memory_fraction"})
-    return digest({"model": config.model.model_dump(), "lora": config.lora.model_dump(), "train": train,
-                   "data": {k: v for k, v in lineage.items() if k != "dvc.lock"}})
+    train = config.train.model_dump(
+        exclude={
+            "save_total_limit",
+            "keep_rejected",
+            "mirror_after_finish",
+            "checkpoint_uri",
+            "merge",
+            "memory_fraction",
+        }
+    )
+    return digest(
+        {
+            "model": config.model.model_dump(),
+            "lora": config.lora.model_dump(),
+            "train": train,
+            "data": {k: v for k, v in lineage.items() if k != "dvc.lock"},
+        }
+    )
 
 
 def _peak_memory(device_kind: str) -> tuple[int, str]:
@@ -141,17 +155,27 @@ def _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ck
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
-        return DPOTrainer(model=model, args=args, train_dataset=_dataset(train_rows),
-                          eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
-                          peft_config=peft_cfg)
+        return DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=_dataset(train_rows),
+            eval_dataset=_dataset(val_rows) if val_rows else None,
+            processing_class=tokenizer,
+            peft_config=peft_cfg,
+        )
     from trl import SFTConfig, SFTTrainer
 
     train_rows, assistant_only = _sft_rows_for_template(tokenizer, train_rows, t.assistant_only_loss)
     val_rows, _ = _sft_rows_for_template(tokenizer, val_rows, t.assistant_only_loss) if val_rows else ([], False)
     args = SFTConfig(**common, packing=t.packing, assistant_only_loss=assistant_only)
-    return SFTTrainer(model=model, args=args, train_dataset=_dataset(train_rows),
-                      eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
-                      peft_config=peft_cfg)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(train_rows),
+        eval_dataset=_dataset(val_rows) if val_rows else None,
+        processing_class=tokenizer,
+        peft_config=peft_cfg,
+    )
 
 
 def run_train(
@@ -213,8 +237,12 @@ def run_train(
             raise TrainError(f"the tokenizer of {base_ref} has no chat template; use an instruct/chat base model")
         lengths = data.token_lengths(tokenizer, train_rows)
         check_lengths(lengths, [r["id"] for r in train_rows], config.model.max_seq_length, f"{kind}/train")
-        check_lengths(data.token_lengths(tokenizer, val_rows), [r["id"] for r in val_rows],
-                      config.model.max_seq_length, f"{kind}/val")
+        check_lengths(
+            data.token_lengths(tokenizer, val_rows),
+            [r["id"] for r in val_rows],
+            config.model.max_seq_length,
+            f"{kind}/val",
+        )
         plan = check_memory(config, decisions.device, train_tokens=sum(lengths), base=base_path)
 
         # ---- model, adapter, trainer
@@ -283,45 +311,49 @@ def run_train(
             tokens_seen = int(trainer.state.num_input_tokens_seen)
             session_tokens = tokens_seen - progress.start_tokens  # this invocation only, resumed or not
             losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-            summary = TrainSummary(**{
-                "method": t.method,
-                "base": base_ref,
-                "steps": int(trainer.state.global_step),
-                "epochs": float(trainer.state.epoch or 0.0),
-                "tokens_seen": tokens_seen,
-                "tokens_per_second": round(session_tokens / max(train_seconds, 1e-9), 2),
-                "peak_memory_gib": round(peak / GIB, 4),
-                "peak_memory_kind": peak_kind,
-                "planned_memory_gib": round(plan.memory.total / GIB, 4),
-                "wall_time_s": round(time.perf_counter() - started, 2),
-                "train_time_s": round(train_seconds, 2),
-                "final_train_loss": float(losses[-1]) if losses else float(output.training_loss),
-                "final_val_loss": final_val,
-                "trainable_params": int(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)),
-                "resumed_from": resume.name if resume else None,
-                "precision": decisions.precision,
-                "optimizer": decisions.optimizer,
-                "device": decisions.device.name,
-                "notes": decisions.notes,
-                "mlflow_run_id": run_ref,
-                "fingerprint": run_fp,
-                "world_size": ranks.num_processes,
-            })
+            summary = TrainSummary(
+                **{
+                    "method": t.method,
+                    "base": base_ref,
+                    "steps": int(trainer.state.global_step),
+                    "epochs": float(trainer.state.epoch or 0.0),
+                    "tokens_seen": tokens_seen,
+                    "tokens_per_second": round(session_tokens / max(train_seconds, 1e-9), 2),
+                    "peak_memory_gib": round(peak / GIB, 4),
+                    "peak_memory_kind": peak_kind,
+                    "planned_memory_gib": round(plan.memory.total / GIB, 4),
+                    "wall_time_s": round(time.perf_counter() - started, 2),
+                    "train_time_s": round(train_seconds, 2),
+                    "final_train_loss": float(losses[-1]) if losses else float(output.training_loss),
+                    "final_val_loss": final_val,
+                    "trainable_params": int(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)),
+                    "resumed_from": resume.name if resume else None,
+                    "precision": decisions.precision,
+                    "optimizer": decisions.optimizer,
+                    "device": decisions.device.name,
+                    "notes": decisions.notes,
+                    "mlflow_run_id": run_ref,
+                    "fingerprint": run_fp,
+                    "world_size": ranks.num_processes,
+                }
+            )
             summary.write(tmp / TRAIN_SUMMARY)
             curve_files = write_curves(trainer.state.log_history, tmp)
-            ModelManifest(**{
-                "base": base_ref,
-                "base_dir": "base" if bundled_base else None,
-                "adapter_dir": "adapter",
-                "full_finetune": t.full_finetune,
-                "merged_dir": "merged" if (tmp / "merged").is_dir() else None,
-                "method": t.method,
-                "sft_adapter": str(sft_dir) if sft_dir else None,
-                "mlflow_run_id": run_ref,
-                "git_commit": git_commit(),
-                "data": lineage,
-                "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
-            }).write(tmp / MODEL_MANIFEST)
+            ModelManifest(
+                **{
+                    "base": base_ref,
+                    "base_dir": "base" if bundled_base else None,
+                    "adapter_dir": "adapter",
+                    "full_finetune": t.full_finetune,
+                    "merged_dir": "merged" if (tmp / "merged").is_dir() else None,
+                    "method": t.method,
+                    "sft_adapter": str(sft_dir) if sft_dir else None,
+                    "mlflow_run_id": run_ref,
+                    "git_commit": git_commit(),
+                    "data": lineage,
+                    "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
+                }
+            ).write(tmp / MODEL_MANIFEST)
             _log_run_outputs(summary, tmp / TRAIN_SUMMARY, curve_files)
     if t.checkpoint_uri:
         checkpoints.finish_mirror(t.checkpoint_uri, t.mirror_after_finish)
@@ -370,8 +402,15 @@ def _log_run_inputs(config: TunelineConfig, lineage: dict[str, str], run_fp: str
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    tags.update({"tuneline.stage": "train", "tuneline.fingerprint": run_fp, "tuneline.device": decisions.device.name,
-                 "tuneline.precision": decisions.precision, "tuneline.optimizer": decisions.optimizer})
+    tags.update(
+        {
+            "tuneline.stage": "train",
+            "tuneline.fingerprint": run_fp,
+            "tuneline.device": decisions.device.name,
+            "tuneline.precision": decisions.precision,
+            "tuneline.optimizer": decisions.optimizer,
+        }
+    )
     mlflow.set_tags(tags)
     mlflow.log_dict(plan.to_dict(), "plan.json")
 
