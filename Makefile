@@ -12,7 +12,7 @@ export HF_DATASETS_OFFLINE := 1
 # Not HF_HUB_OFFLINE: with it, huggingface_hub's InferenceClient refuses even the local judge server.
 export TUNELINE_OFFLINE := 1
 
-.PHONY: setup demo test contracts lint schema bench infra clean-data
+.PHONY: setup demo test contracts lint check-generated schema bench infra clean-data
 
 setup: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -49,8 +49,16 @@ test: setup
 contracts:
 	$(PYTHON) -m tests.contracts fetch
 
-lint: setup
+## lint: what CI checks besides the tests (ruff check, ruff format --check, generated files up to date)
+lint: setup check-generated
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+check-generated: setup
+	$(BIN)/tuneline pipeline compile --check
+	$(BIN)/tuneline config schema | diff -q - params.schema.json
+	$(BIN)/tuneline infra export --check
+	$(BIN)/tuneline deploy export --check
 
 ## schema: regenerate params.schema.json from the config model
 schema: setup
