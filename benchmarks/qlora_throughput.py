@@ -132,10 +132,10 @@ def run_tuneline(base: Path, split: Path, work: Path, args: argparse.Namespace) 
     config = load_config(None, overrides)
     summary = run_train(config, split, work / "model", work / "ckpt").summary
     return {
-        "tokens_per_second": summary["tokens_per_second"],
+        "tokens_per_second": summary.tokens_per_second,
         "peak_gib": peak_memory(),
-        "planned_gib": summary["planned_memory_gib"],
-        "steps": summary["steps"],
+        "planned_gib": summary.planned_memory_gib,
+        "steps": summary.steps,
     }
 
 

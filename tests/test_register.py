@@ -71,8 +71,8 @@ def test_a_passing_model_is_registered_with_its_lineage_and_the_candidate_alias(
     tags, manifest = mv.tags, read_manifest(eval_assets.model_dir)
     assert tags["data.sft/train.jsonl"] == file_md5(eval_assets.split_dir / "sft" / "train.jsonl")
     assert tags["data.sft/test.jsonl"] == file_md5(eval_assets.split_dir / "sft" / "test.jsonl")
-    assert tags["git_commit"] == (manifest["git_commit"] or "unknown")
-    assert tags["params_digest"] == manifest["params_digest"] and tags["train_run_id"] == manifest["mlflow_run_id"]
+    assert tags["git_commit"] == (manifest.git_commit or "unknown")
+    assert tags["params_digest"] == manifest.params_digest and tags["train_run_id"] == manifest.mlflow_run_id
     assert tags["train.steps"] == "40" and tags["method"] == "qlora"
     assert tags["eval.judge.candidate_score.mean"] == "9.0" and tags["eval.candidate.exact_match"] == "1.0"
     assert tags["gate.passed"] == "true" and tags["gate.reasons"] == "none"
@@ -187,12 +187,10 @@ def test_unreachable_registry_is_a_clear_error(
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    eval_dir = evaluate(make_config(), eval_assets, tmp_path / "eval")
     config = make_config(f"registry.tracking_uri=http://127.0.0.1:{free_port()}")
-    (tmp_path / "eval").mkdir()
-    for name in ("gate.json", "metrics.json", "evaluation.json"):
-        (tmp_path / "eval" / name).write_text('{"passed": true, "reasons": []}')
     with pytest.raises(RegisterError, match=r"MLflow registry at http://127\.0\.0\.1:\d+.*Connection refused"):
-        run_register(config, eval_assets.model_dir, tmp_path / "eval")
+        run_register(config, eval_assets.model_dir, eval_dir)
 
 
 @pytest.mark.slow

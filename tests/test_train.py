@@ -62,7 +62,7 @@ def test_qlora_sft_trains_every_lora_weight_in_4bit_and_writes_a_loadable_model(
     assert len(curve) == 8 and curve[-1] < curve[0] * 0.7, curve
 
     s = json.loads((out / "train_summary.json").read_text())
-    assert s == result.summary
+    assert s == result.summary.model_dump()
     assert s["steps"] == 16 and s["method"] == "qlora" and s["tokens_seen"] > 16 * 8 * 10
     assert s["tokens_per_second"] > 0 and s["peak_memory_gib"] > 0 and s["wall_time_s"] > 0
     assert s["final_val_loss"] is not None and s["final_train_loss"] == pytest.approx(curve[-1], abs=1e-5)
@@ -82,8 +82,8 @@ def test_qlora_sft_trains_every_lora_weight_in_4bit_and_writes_a_loadable_model(
     }
     assert "{% generation %}" in (adapter / "chat_template.jinja").read_text()
     manifest = read_manifest(out)
-    assert manifest["base_dir"] == "base" and (out / "base" / "config.json").is_file()
-    assert manifest["data"]["sft/train.jsonl"] and manifest["mlflow_run_id"] == s["mlflow_run_id"]
+    assert manifest.base_dir == "base" and (out / "base" / "config.json").is_file()
+    assert manifest.data["sft/train.jsonl"] and manifest.mlflow_run_id == s["mlflow_run_id"]
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the adapter loads with peft and generates; it differs from the untouched base
@@ -121,7 +121,7 @@ def test_dpo_from_the_sft_adapter_changes_every_lora_weight_and_lowers_the_loss(
     assert curve[0] == pytest.approx(0.693, abs=0.05), "DPO starts at ln 2 when policy == reference"
     assert curve[-1] < curve[0] - 0.05, curve
     manifest = read_manifest(out)
-    assert manifest["method"] == "dpo" and manifest["sft_adapter"] == str(sft)
+    assert manifest.method == "dpo" and manifest.sft_adapter == str(sft)
     # same bundled base as the SFT run it continues
     assert (out / "base/model.safetensors").read_bytes() == (sft / "base/model.safetensors").read_bytes()
 
@@ -188,7 +188,7 @@ def test_base_model_from_an_s3_prefix(make_config, split_dir, tmp_path, s3_endpo
     cfg = make_config(*TINY_TRAIN, "train.max_steps=2", "model.base=s3://models/tiny")
     out = run_train(cfg, split_dir, tmp_path / "model", tmp_path / "ckpt").out
     manifest = read_manifest(out)
-    assert manifest["base"] == "s3://models/tiny" and manifest["base_dir"] is None
+    assert manifest.base == "s3://models/tiny" and manifest.base_dir is None
     assert len(list((tmp_path / "cache" / "models").iterdir())) == 1, "downloaded once into the cache"
     model, tok = load_trained(out)
     assert generate(model, tok, [[{"role": "user", "content": "Bob wants 2 mug"}]], 8)[0] is not None

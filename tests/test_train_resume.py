@@ -94,11 +94,11 @@ def test_a_checkpoint_whose_mlflow_run_is_gone_resumes_under_a_new_run(make_conf
     old = run_train(first, split_dir, tmp_path / "m1", tmp_path / "ckpt").summary.mlflow_run_id
     second = make_config(*TINY_TRAIN, "train.max_steps=4", f"registry.tracking_uri=sqlite:///{tmp_path / 'b.db'}")
     summary = run_train(second, split_dir, tmp_path / "m2", tmp_path / "ckpt").summary
-    assert summary["resumed_from"] == "checkpoint-4"
-    assert summary["mlflow_run_id"] != old
+    assert summary.resumed_from == "checkpoint-4"
+    assert summary.mlflow_run_id != old
     from mlflow.tracking import MlflowClient
 
-    run = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}").get_run(summary["mlflow_run_id"])
+    run = MlflowClient(f"sqlite:///{tmp_path / 'b.db'}").get_run(summary.mlflow_run_id)
     assert run.data.params, "the new run carries the run's inputs"
 
 
