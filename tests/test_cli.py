@@ -55,3 +55,13 @@ def test_config_schema_and_show(tmp_path: Path):
     assert r.returncode == 0 and "seed: 5" in r.stdout
     r = tuneline("config", "schema", cwd=tmp_path)
     assert json.loads(r.stdout)["title"] == "tuneline params.yaml"
+
+
+def test_the_bitsandbytes_kernel_hub_notice_is_silenced_and_real_warnings_still_show():
+    code = (
+        "import logging, tuneline, bitsandbytes\n"
+        "logging.getLogger('bitsandbytes.backends.cpu.ops').warning('a real bitsandbytes problem')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "gemm_4bit_forward" not in r.stderr and "a real bitsandbytes problem" in r.stderr

@@ -20,7 +20,7 @@ from tuneline.config import ConfigError, TunelineConfig, json_schema, load_confi
 from tuneline.config.schema import Source
 from tuneline.io.atomic import OutputRefused
 from tuneline.progress import console, setup_logging
-from tuneline.redact import redact_text
+from tuneline.redact import redact_text, secret_from_env
 from tuneline.results import VersionRecord
 
 app = typer.Typer(
@@ -615,11 +615,10 @@ def smoke(
 ) -> None:
     """Health check plus one chat completion, with latencies; exit 1 when either fails."""
     import json
-    import os
 
     from tuneline.serving.smoke import smoke as run_smoke
 
-    result = run_smoke(url, model, prompt, max_tokens, timeout, os.environ.get(token_env) or None)
+    result = run_smoke(url, model, prompt, max_tokens, timeout, secret_from_env(token_env))
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config import TunelineConfig
+from tuneline.redact import secret_from_env
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 
@@ -33,7 +34,7 @@ class Submitted:
 def _client(config: TunelineConfig, host: str | None, namespace: str) -> Any:
     import kfp
 
-    token = os.environ.get(config.kubeflow.token_env) or None
+    token = secret_from_env(config.kubeflow.token_env)
     return kfp.Client(host=host, namespace=namespace, existing_token=token)
 
 
