@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export HF_DATASETS_OFFLINE := 1
 # Model loading is offline: hub ids resolve from the local cache only (builtin:tiny needs no hub at all).
-# Not HF_HUB_OFFLINE: with it, huggingface_hub's InferenceClient refuses even the local judge server.
+# HF_HUB_OFFLINE=1 works as well: tuneline lets its own endpoints (the local judge) through huggingface_hub's guard.
 export TUNELINE_OFFLINE := 1
 
 .PHONY: setup demo test contracts lint check-generated schema bench infra clean-data

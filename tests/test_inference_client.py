@@ -151,10 +151,40 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
     assert isinstance(out[0], EndpointError) and "127.0.0.1" in str(out[0])
 
 
-def test_hf_hub_offline_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with TgiContractServer(chat_reply()) as s, pytest.raises(EndpointError, match="TUNELINE_OFFLINE"):
-        run_all(Endpoint(s.url), [MESSAGES], 8)
+OFFLINE_SCRIPT = """
+import asyncio
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import OfflineModeIsEnabled
+from tests.test_inference_client import MESSAGES, chat_reply
+from tests.tgi_contract import TgiContractServer
+from tuneline.inference.client import Endpoint, run_all
+
+with TgiContractServer(chat_reply()) as s, TgiContractServer(chat_reply()) as other:
+    [out] = run_all(Endpoint(s.url, max_retries=0), [MESSAGES], 8)
+    print("endpoint:", out.text)
+    async def not_an_endpoint():
+        async with AsyncInferenceClient(base_url=other.url) as client:
+            await client.chat_completion(MESSAGES, model="m", max_tokens=4)
+    try:
+        asyncio.run(not_an_endpoint())
+        print("other: reached")
+    except OfflineModeIsEnabled:
+        print("other: refused")
+"""
+
+
+def test_hf_hub_offline_still_reaches_configured_endpoints_and_nothing_else() -> None:
+    """Air-gapped users set HF_HUB_OFFLINE=1 globally: tuneline's endpoints work, the hub's guard stays for the rest."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "endpoint: Rating: [[7]]" in r.stdout and "other: refused" in r.stdout
 
 
 def test_cache_survives_a_new_process_and_separates_keys(tmp_path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,6 +57,38 @@ def _retryable(exc: BaseException) -> bool:
 def messages_to_prompt(messages: list[dict[str, str]]) -> str:
     """Raw prompt for ``/generate``, which takes text: the turns' contents, system first."""
     return "\n\n".join(m["content"] for m in messages)
+
+
+_ENDPOINT_ORIGINS: set[tuple[str, str | None, int | None]] = set()
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+def _let_endpoints_through_offline_mode(url: str) -> None:
+    """Air-gapped users set ``HF_HUB_OFFLINE=1`` globally, and huggingface_hub then refuses every URL, even
+    127.0.0.1. A configured endpoint is not the hub: its requests go through; every other request of
+    huggingface_hub's async client still meets the hub's own checks, offline refusal included. Installed
+    through huggingface_hub's public ``set_async_client_factory``."""
+    if not _ENDPOINT_ORIGINS:
+        import httpx2
+        from huggingface_hub import set_async_client_factory
+        from huggingface_hub.utils._http import async_hf_request_event_hook, async_hf_response_event_hook
+
+        async def on_request(request: Any) -> None:
+            if _origin(str(request.url)) not in _ENDPOINT_ORIGINS:
+                await async_hf_request_event_hook(request)
+
+        set_async_client_factory(
+            lambda: httpx2.AsyncClient(
+                event_hooks={"request": [on_request], "response": [async_hf_response_event_hook]},
+                follow_redirects=True,
+                timeout=None,
+            )
+        )
+    _ENDPOINT_ORIGINS.add(_origin(url))
 
 
 class Endpoint:
@@ -110,12 +141,9 @@ class Endpoint:
 
     def _ensure_client(self) -> Any:
         if self._client is None:
-            if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-                raise EndpointError(
-                    "HF_HUB_OFFLINE is set, and huggingface_hub then refuses every URL, even 127.0.0.1. "
-                    "Unset it; set TUNELINE_OFFLINE=1 instead to keep model loading offline."
-                )
             from huggingface_hub import AsyncInferenceClient
+
+            _let_endpoints_through_offline_mode(self.url)
 
             base = f"{self.url}/generate" if self.api == "generate" else self.url
             # With no token of its own, huggingface_hub would send HF_TOKEN (or the saved hub login) to whatever

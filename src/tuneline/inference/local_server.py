@@ -1,8 +1,8 @@
 """A real OpenAI-compatible server on 127.0.0.1 for offline runs: ``transformers serve MODEL_DIR``.
 
 Started and stopped by whoever needs it (the evaluate stage's judge, the smoke tests). The
-server process gets ``HF_HUB_OFFLINE=1`` (it only loads the local dir); the client process
-must not have it (huggingface_hub then refuses even 127.0.0.1).
+server process gets ``HF_HUB_OFFLINE=1`` (it only loads the local dir); the client reaches it under
+``HF_HUB_OFFLINE`` too, as a configured endpoint.
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 Object-store prefixes are copied once into a local cache keyed by URI (atomically, so an
 interrupted download is never mistaken for a model). Hub ids load with
-``local_files_only`` when ``TUNELINE_OFFLINE`` (or ``HF_HUB_OFFLINE``) is set. Offline runs
-set ``TUNELINE_OFFLINE``: the global ``HF_HUB_OFFLINE`` flag would also stop
-``huggingface_hub``'s InferenceClient from reaching local servers (the judge).
+``local_files_only`` when ``TUNELINE_OFFLINE`` (or ``HF_HUB_OFFLINE``) is set; with the latter, the
+inference client still reaches its configured endpoints (see ``tuneline.inference.client``).
 """
 
 from __future__ import annotations
