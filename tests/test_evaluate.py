@@ -171,3 +171,40 @@ def test_an_unreachable_judge_fails_the_stage_and_writes_nothing(
     with pytest.raises(EvaluateError, match="judge failed on all 2 requests"):
         run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
+
+
+HOSTILE = (
+    "<script>alert(1)</script><img src=x onerror=alert(2)> [click](javascript:alert(3)) ![t](http://evil.example/t.png)"
+)
+
+
+def test_the_html_report_shows_hostile_model_output_as_text(eval_assets: EvalAssets, make_config, tmp_path) -> None:
+    """Model output (and data) in the report is text: no script, no foreign image or link, scripts forbidden."""
+    from html.parser import HTMLParser
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags.append((tag, dict(attrs)))
+
+    hostile = lambda path, body: (200, chat_completion(HOSTILE))  # noqa: E731
+    with TgiContractServer(hostile) as cand, TgiContractServer(rule_judge) as judge:
+        config = make_config(
+            f"eval.candidate_endpoint={cand.url}",
+            f"eval.judge.endpoint={judge.url}",
+            "eval.max_examples=2",
+            "eval.baseline=none",
+        )
+        run_evaluate(config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "j.sqlite")
+    html = (tmp_path / "eval" / "report.html").read_text()
+    parser = Tags()
+    parser.feed(html)
+    assert "&lt;script&gt;alert(1)" in html, "the output is shown, as text"
+    assert not [t for t, _ in parser.tags if t == "script"]
+    assert all(a.get("src", "").startswith("data:image/png") for t, a in parser.tags if t == "img")
+    assert not [a for t, a in parser.tags if t == "a" and "javascript" in (a.get("href") or "")]
+    [csp] = [a["content"] for t, a in parser.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    assert "default-src 'none'" in csp

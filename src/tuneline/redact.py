@@ -30,7 +30,7 @@ _known: set[str] = set()
 
 
 def redact_url(url: str) -> str:
-    """``url`` without user info, query or fragment (``?…`` stands for a removed query)."""
+    """``url`` without user info, query (``?…`` stands for a removed one) or fragment, but for a UI route."""
     try:
         parts = urlsplit(url)
         if not parts.scheme or not (parts.netloc or parts.query):
