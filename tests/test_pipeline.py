@@ -164,6 +164,8 @@ def test_cli_compile_check_reports_a_stale_pipeline(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- kfp.local vs dvc repro
 SHORT = [
+    "model.base=builtin:tiny",  # the KFP mechanics, not the model: the DVC test runs params.yaml's SmolLM2
+    "eval.judge.model=builtin:tiny",
     "train.max_steps=3",
     "train.logging_steps=1",
     "train.save_steps=3",

@@ -24,7 +24,13 @@ def cfg(make_config, mlflow_server: str):
     name = f"tl-{uuid.uuid4().hex[:8]}"  # one registered model per test on the shared server
 
     def make(*overrides: str):
-        return make_config(f"registry.tracking_uri={mlflow_server}", f"registry.model_name={name}", *overrides)
+        # generate mode: the rule judge's "Rating: [[9]]" reads as 9.0 exactly
+        return make_config(
+            f"registry.tracking_uri={mlflow_server}",
+            f"registry.model_name={name}",
+            "eval.judge.mode=generate",
+            *overrides,
+        )
 
     return make
 

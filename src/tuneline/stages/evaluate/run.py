@@ -25,7 +25,8 @@ from tuneline.inference.client import Endpoint, EndpointError, run_all
 from tuneline.inference.local_server import LocalServer
 from tuneline.io.atomic import atomic_dir, check_output, write_text_atomic
 from tuneline.io.jsonl import JsonlWriter, read_jsonl
-from tuneline.models.builtin import build_builtin, is_builtin
+from tuneline.models.builtin import build_builtin, builtin_name, is_builtin, is_packaged
+from tuneline.models.packaged import materialize
 from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.progress import stage_progress
@@ -44,7 +45,7 @@ log = logging.getLogger("tuneline")
 
 EXAMPLES = "examples.jsonl"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
-REFERENCE = ("exact_match", "rouge_l", "token_f1")
+REFERENCE = ("exact_match", "rouge_l", "token_f1", "valid_json", "field_accuracy")
 WRITER = "tuneline evaluate"
 
 
@@ -133,41 +134,49 @@ def run_evaluate(
         log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
 
         # ---- judge
+        mode = e.judge.mode
         cache = CallCache(cache_path or config.paths.judge_cache)
         stack.callback(cache.close)
         if e.judge.endpoint:
             judge_url, judge_name = e.judge.endpoint, redact_url(e.judge.endpoint)
-            identity = f"endpoint:{e.judge.endpoint}"
+            identity, judge_dir = f"endpoint:{e.judge.endpoint}", None
         else:
             judge_dir = _judge_model_dir(config, model_dir, manifest, split_dir, work)
             identity = f"local:{e.judge.model}:{_dir_fingerprint(judge_dir)}"
-            judge_name = f"{e.judge.model} served locally by `transformers serve`"
+            how = "in-process" if mode == "logprobs" else "served locally by `transformers serve`"
+            judge_name = f"{e.judge.model} {how}"
             judge_url = None
-        requests = _judge_requests(prompts, examples, candidate, baseline, e.judge.pairwise)
-        keys = [cache_key(identity, e.judge.api, e.judge.max_new_tokens, messages) for _, _, messages in requests]
+        judge_name += f" ({mode} mode)"
+        requests = _judge_requests(prompts, examples, candidate, baseline, e.judge.pairwise, mode)
+        budget = e.judge.top_logprobs if mode == "logprobs" else e.judge.max_new_tokens
+        keys = [cache_key(identity, f"{e.judge.api}:{mode}", budget, messages) for _, _, messages in requests]
         outputs: list[str | None] = [cache.get(k) for k in keys]
         hits = sum(o is not None for o in outputs)
         missing = [i for i, o in enumerate(outputs) if o is None]
         errors = 0
         if missing:
-            if judge_url is None:
-                judge_url = stack.enter_context(LocalServer(judge_dir))
-            endpoint = Endpoint.from_config(judge_url, e.judge)
             tick = task("judge", len(missing))
-            results = run_all(endpoint, [requests[i][2] for i in missing], e.judge.max_new_tokens, on_done=tick)
-            failed = [r for r in results if isinstance(r, EndpointError)]
-            if failed and len(failed) == len(results):
-                raise EvaluateError(f"the judge failed on all {len(results)} requests: {failed[0]}")
+            fresh = _run_judge(config, mode, judge_url, judge_dir, requests, missing, tick, stack)
+            failed = [r for r in fresh if isinstance(r, EndpointError)]
+            if failed and len(failed) == len(fresh):
+                raise EvaluateError(f"the judge failed on all {len(fresh)} requests: {failed[0]}")
             errors = len(failed)
-            for i, result in zip(missing, results, strict=True):
+            for i, result in zip(missing, fresh, strict=True):
                 if not isinstance(result, EndpointError):
-                    outputs[i] = result.text
-                    cache.put(keys[i], result.text)
-        log.info("judge: %d requests, %d from cache, %d failed", len(requests), hits, errors)
+                    outputs[i] = result
+                    cache.put(keys[i], result)
+        log.info("judge (%s): %d requests, %d from cache, %d failed", mode, len(requests), hits, errors)
 
         # ---- metrics, gate, report
-        rows, judge_metrics = _score(examples, candidate, baseline, requests, outputs, human)
-        judge_metrics.update(requests=len(requests), cache_hits=hits, request_errors=errors)
+        rows, judge_metrics = _score(examples, candidate, baseline, requests, outputs, human, mode)
+        truth = e.gate.primary_metric or "exact_match"
+        judge_metrics.update(
+            mode=mode,
+            truth=jd.truth_agreement(rows, truth),
+            requests=len(requests),
+            cache_hits=hits,
+            request_errors=errors,
+        )
         metrics = EvalMetrics.model_validate(
             _jsonable(
                 {
@@ -231,6 +240,8 @@ def _judge_model_dir(
 ) -> Path:
     """A local directory ``transformers serve`` can load for ``eval.judge.model``."""
     name = config.eval.judge.model
+    if is_packaged(name):
+        return materialize(builtin_name(name))  # the cached conversion, shared by every run
     if is_builtin(name):
         if manifest.base == name and manifest.base_dir:
             return model_dir / manifest.base_dir  # the same built-in model, already built
@@ -269,18 +280,56 @@ def _judge_requests(
     candidate: ans.Answers,
     baseline: ans.Answers | None,
     pairwise: bool,
+    mode: jd.Mode,
 ) -> list[Request]:
     requests: list[Request] = []
     for i, ex in enumerate(examples):
-        question = jd.render_question(ex.prompt)
-        requests.append(("score_candidate", i, prompts.single_messages(question, ex.reference, candidate.texts[i])))
+        question, ref = jd.render_question(ex.prompt), ex.reference
+        requests.append(("score_candidate", i, prompts.single_messages(question, ref, candidate.texts[i], mode)))
         if baseline:
-            requests.append(("score_baseline", i, prompts.single_messages(question, ex.reference, baseline.texts[i])))
+            requests.append(("score_baseline", i, prompts.single_messages(question, ref, baseline.texts[i], mode)))
             if pairwise:
                 c, b = candidate.texts[i], baseline.texts[i]
-                requests.append(("pair_candidate_first", i, prompts.pairwise_messages(question, ex.reference, c, b)))
-                requests.append(("pair_baseline_first", i, prompts.pairwise_messages(question, ex.reference, b, c)))
+                requests.append(("pair_candidate_first", i, prompts.pairwise_messages(question, ref, c, b, mode)))
+                requests.append(("pair_baseline_first", i, prompts.pairwise_messages(question, ref, b, c, mode)))
     return requests
+
+
+def _run_judge(
+    config: TunelineConfig,
+    mode: jd.Mode,
+    url: str | None,
+    local_dir: Path | None,
+    requests: list[Request],
+    which: list[int],
+    tick: Any,
+    stack: ExitStack,
+) -> list[str | EndpointError]:
+    """Judge outputs of ``requests[which]`` as the text the cache keeps (logprob mode: the encoded alternatives).
+
+    Logprob mode with a local judge runs in-process (``transformers serve`` rejects logprobs);
+    everything else goes through the endpoint client, a local judge behind ``transformers serve``.
+    """
+    j = config.eval.judge
+    if mode == "logprobs" and url is None:
+        from tuneline.inference.next_token import judge_in_process
+
+        labelled = [(_labels(requests[i][0]), requests[i][2]) for i in which]
+        tops = judge_in_process(local_dir or Path(), labelled, on_done=tick, batch_size=config.eval.batch_size)
+        return [jd.encode_logprobs(top) for top in tops]
+    if url is None:
+        url = stack.enter_context(LocalServer(local_dir or Path()))
+    endpoint = Endpoint.from_config(url, j)
+    messages = [requests[i][2] for i in which]
+    if mode == "logprobs":
+        results = run_all(endpoint, messages, 1, on_done=tick, top_logprobs=j.top_logprobs)
+        return [r if isinstance(r, EndpointError) else jd.encode_logprobs(r.top_logprobs or []) for r in results]
+    results = run_all(endpoint, messages, j.max_new_tokens, on_done=tick)
+    return [r if isinstance(r, EndpointError) else r.text for r in results]
+
+
+def _labels(kind: str) -> tuple[str, ...]:
+    return jd.SCORE_TOKENS if kind.startswith("score_") else jd.VERDICT_TOKENS
 
 
 def _score(
@@ -290,6 +339,7 @@ def _score(
     requests: list[Request],
     outputs: list[str | None],
     human: dict[str, jd.Outcome] | None,
+    mode: jd.Mode = "generate",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     by_example: list[dict[str, str | None]] = [{} for _ in examples]
     for (kind, i, _), text in zip(requests, outputs, strict=True):
@@ -305,18 +355,18 @@ def _score(
             "candidate": candidate.texts[i],
         }
         row.update({f"candidate_{k}": v for k, v in scores(candidate.texts[i], ex.reference).items()})
-        row["judge_score_candidate"] = jd.parse_score(judged.get("score_candidate") or "")
+        row["judge_score_candidate"] = jd.read_score(judged.get("score_candidate"), mode)
         row["judge_output_candidate"] = judged.get("score_candidate")
         failures += row["judge_score_candidate"] is None
         if baseline:
             row["baseline"] = baseline.texts[i]
             row.update({f"baseline_{k}": v for k, v in scores(baseline.texts[i], ex.reference).items()})
-            row["judge_score_baseline"] = jd.parse_score(judged.get("score_baseline") or "")
+            row["judge_score_baseline"] = jd.read_score(judged.get("score_baseline"), mode)
             row["judge_output_baseline"] = judged.get("score_baseline")
             failures += row["judge_score_baseline"] is None
         if "pair_candidate_first" in judged:
-            first = jd.as_verdict(jd.parse_verdict(judged["pair_candidate_first"] or ""), candidate_is_a=True)
-            second = jd.as_verdict(jd.parse_verdict(judged["pair_baseline_first"] or ""), candidate_is_a=False)
+            first = jd.as_verdict(jd.read_verdict(judged["pair_candidate_first"], mode), candidate_is_a=True)
+            second = jd.as_verdict(jd.read_verdict(judged["pair_baseline_first"], mode), candidate_is_a=False)
             failures += (first is None) + (second is None)
             row.update(
                 verdict_candidate_first=first,
@@ -355,7 +405,13 @@ def _score(
 
 
 def _mean_reference(rows: list[dict[str, Any]], who: str) -> dict[str, float]:
-    return {name: sum(r[f"{who}_{name}"] for r in rows) / len(rows) for name in REFERENCE}
+    """Mean of each reference metric over the rows that have it (valid_json/field_accuracy: JSON references)."""
+    means = {}
+    for name in REFERENCE:
+        values = [r[f"{who}_{name}"] for r in rows if f"{who}_{name}" in r]
+        if values:
+            means[name] = sum(values) / len(values)
+    return means
 
 
 def _jsonable(payload: Any) -> Any:
@@ -386,6 +442,7 @@ def _log_mlflow(
                 {
                     "tuneline.stage": "evaluate",
                     "tuneline.gate": "pass" if gate.passed else "fail",
+                    "tuneline.judge_mode": metrics.judge.mode,
                     "tuneline.train_run_id": evaluation.train_run_id or "",
                 }
             )

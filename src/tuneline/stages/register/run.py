@@ -90,6 +90,7 @@ def lineage_tags(
         "gate.passed": str(gate.passed).lower(),
         "gate.reasons": "; ".join(gate.reasons) or "none",
         **{f"data.{k}": v for k, v in manifest.data.items()},
+        **{f"base.{k}": v for k, v in (manifest.base_provenance or {}).items()},
         **flatten(summary.model_dump(exclude={"fingerprint"}), "train."),
         **flatten(metrics.model_dump(mode="json", exclude={"gate_passed"}), "eval."),
     }

