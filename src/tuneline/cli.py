@@ -534,6 +534,23 @@ def config_schema(
         write_text_atomic(out, text)
 
 
+plots_app = typer.Typer(help="The `dvc plots show` page, self-contained offline.", no_args_is_help=True)
+app.add_typer(plots_app, name="plots")
+
+
+@plots_app.command("template")
+@friendly
+def plots_template(
+    out: Annotated[Path, typer.Option(help="Where .dvc/config's plots.html_template points.")] = Path(
+        ".dvc/plots_template.html"
+    ),
+) -> None:
+    """Write the HTML template with vega, vega-lite and vega-embed inlined (`make setup` runs it)."""
+    from tuneline.plots_page import write_template
+
+    stdout.print(f"wrote {write_template(out)}")
+
+
 deploy_app = typer.Typer(help="Serving: the chart's generated defaults and the Argo CD apps.", no_args_is_help=True)
 app.add_typer(deploy_app, name="deploy")
 
