@@ -44,8 +44,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from tuneline.config import load_config
-    from tuneline.progress import setup_logging
     from tuneline.models.trained import read_manifest
+    from tuneline.progress import setup_logging
     from tuneline.stages.evaluate import run_evaluate
 
     setup_logging()

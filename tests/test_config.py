@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from tests.conftest import REPO
 from tuneline.config import ConfigError, TunelineConfig, apply_overrides, json_schema, load_config
 
-
 # What params.yaml (the demo, `dvc repro`, the compiled pipeline) chooses over the built-in defaults: a real
 # pretrained model, trained for a fixed number of steps sized to the bundled data. The defaults keep builtin:tiny,
 # which needs no package and trains in seconds (the tests' model).
