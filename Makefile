@@ -43,7 +43,7 @@ $(TOOLS)/.installed: Makefile
 ## SmolLM2-135M-Instruct fine-tuned with QLoRA on CPU, judged in-process, gated on measured metrics (no linters needed)
 demo: $(VENV)/.installed
 	dvc repro
-	dvc metrics show
+	@echo "numbers: dvc metrics show · loss curves and charts: dvc plots show (works offline)"
 	@echo "outputs: data/{ingested,cleaned,split} (reports: */report.json), models/candidate, reports/eval/report.html"
 	$(BIN)/tuneline registry show
 

@@ -93,6 +93,7 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(first_repro) -> None:
     # decided on merit: the fine-tune answers in the task's JSON, the untouched base does not
     assert registration["gate_passed"] is True, first.stdout
     assert "gate: PASS" in first.stdout and "registered: tuneline-chat version 1" in first.stdout
+    assert "pass    improvement.field_accuracy: field_accuracy" in first.stdout  # each check, printed
     report = json.loads((repo / "data/split/report.json").read_text())
     assert sum(report["counts"]["sft"].values()) > 400
     assert (repo / "data/split/preference/train.jsonl").stat().st_size > 0

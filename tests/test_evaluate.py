@@ -178,6 +178,21 @@ def test_endpoints_for_candidate_and_judge(api: str, mode: str, eval_assets: Eva
     assert checks["judge_trust"].passed is True and checks["judge_score"].passed is True
     assert checks["improvement.field_accuracy"].passed is True
     assert result.gate.passed, result.gate.reasons
+    # what a reviewer reads: MLflow and the report carry the mode, the failures and the agreement with the truth
+    import mlflow
+
+    run_id = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["mlflow_run_id"]
+    run = mlflow.MlflowClient(tracking_uri=config.registry.tracking_uri).get_run(run_id)
+    assert run.data.tags["tuneline.judge_mode"] == mode
+    assert run.data.metrics["judge.truth.single.cohen_kappa"] == 1.0
+    assert (
+        run.data.metrics["judge.parse_failure_rate"] == 0.0
+        and "judge.pairwise.position_consistency" in run.data.metrics
+    )
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert (
+        f"verdicts read by {mode}" in report and "| single grade >= 5.5 means correct | 10 | 1.000 | 1.000 |" in report
+    )
 
 
 def contrarian_judge(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -206,6 +206,9 @@ def evaluate(
         f"judge parse failures {num(failures, '.0%')}"
     )
     stdout.print(f"gate: {'PASS' if g.passed else 'FAIL'}" + ("" if g.passed else " — " + "; ".join(g.reasons)))
+    for check in g.checks:  # one line each: what was measured, what it was held to
+        status = "skipped" if check.passed is None else ("pass" if check.passed else "FAIL")
+        stdout.print(f"  {status:7} {check.name}: {check.detail}")
 
 
 @app.command()

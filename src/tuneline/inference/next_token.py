@@ -52,9 +52,16 @@ class NextTokenJudge:
         import torch
 
         ids = torch.tensor([i for i, _ in self.label_ids])
-        results: list[list[tuple[str, float]]] = []
-        for start in range(0, len(conversations), self.batch_size):
-            batch = conversations[start : start + self.batch_size]
+        # batches of similar length waste little on padding; answers go back in the callers' order
+        lengths = [
+            len(self.tokenizer.apply_chat_template(c, add_generation_prompt=True, return_dict=True)["input_ids"])
+            for c in conversations
+        ]
+        order = sorted(range(len(conversations)), key=lambda i: lengths[i])
+        results: list[list[tuple[str, float]]] = [[] for _ in conversations]
+        for start in range(0, len(order), self.batch_size):
+            picked = order[start : start + self.batch_size]
+            batch = [conversations[i] for i in picked]
             enc = self.tokenizer.apply_chat_template(
                 batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
             )
@@ -63,8 +70,8 @@ class NextTokenJudge:
             with torch.no_grad():
                 logits = self.model(**enc, position_ids=positions).logits[:, -1, :].float()
             logprobs = torch.log_softmax(logits, dim=-1)[:, ids]
-            for row in logprobs.tolist():
-                results.append([(text, lp) for (_, text), lp in zip(self.label_ids, row, strict=True)])
+            for i, row in zip(picked, logprobs.tolist(), strict=True):
+                results[i] = [(text, lp) for (_, text), lp in zip(self.label_ids, row, strict=True)]
             if on_done:
                 on_done(len(batch))
         return results

@@ -236,9 +236,10 @@ def agreement(
 
 
 PASS_MARK = 5.5  # a single grade at or above the middle of 1-10 calls the answer correct
+TRUTH_METRIC = "field_accuracy"  # known exactly where the reference is a JSON object; absent elsewhere
 
 
-def truth_agreement(rows: list[dict], truth_metric: str) -> dict[str, Any]:
+def truth_agreement(rows: list[dict], truth_metric: str = TRUTH_METRIC) -> dict[str, Any]:
     """The judge measured against reference correctness, on examples where correctness is known.
 
     An answer is correct when ``truth_metric`` (field accuracy on JSON answers) is 1. Single

@@ -169,10 +169,9 @@ def run_evaluate(
 
         # ---- metrics, gate, report
         rows, judge_metrics = _score(examples, candidate, baseline, requests, outputs, human, mode)
-        truth = e.gate.primary_metric or "exact_match"
         judge_metrics.update(
             mode=mode,
-            truth=jd.truth_agreement(rows, truth),
+            truth=jd.truth_agreement(rows),
             requests=len(requests),
             cache_hits=hits,
             request_errors=errors,

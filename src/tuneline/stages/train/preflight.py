@@ -66,7 +66,7 @@ def decide(config: TunelineConfig, device: Device) -> Decisions:
                 f"train.precision={precision} needs a GPU; this machine has none: set train.precision to auto or fp32"
             )
         precision = "fp32"
-        notes.append("no GPU: computing in fp32 on CPU (slow; fine for builtin:tiny)")
+        notes.append("no GPU: computing in fp32 on CPU (slow; fine for models of a few hundred million parameters)")
     elif precision == "auto":
         precision = "bf16" if device.bf16 else "fp16"
         if not device.bf16:
