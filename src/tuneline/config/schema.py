@@ -88,7 +88,11 @@ class DataConfig(Section):
 # ---------------------------------------------------------------------------- clean
 class NormalizeRule(Section):
     enabled: bool = Field(True, description="Unicode-normalize text and strip control characters.")
-    form: Literal["NFC", "NFKC", "NFD", "NFKD"] = Field("NFKC", description="Unicode normalization form.")
+    form: Literal["NFC", "NFKC", "NFD", "NFKD"] = Field(
+        "NFC",
+        description="Unicode normalization form. NFC changes no meaning; NFKC also folds compatibility forms, "
+        "which rewrites Chinese full-width punctuation to ASCII and superscripts (m/s², CO₃²⁻) to digits.",
+    )
 
 
 class ToggleRule(Section):
