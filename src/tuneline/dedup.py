@@ -22,7 +22,6 @@ are ASCII letters, digits, '_' and any non-ASCII UTF-8 byte.
 from __future__ import annotations
 
 import re
-
 from functools import lru_cache
 
 import numpy as np
