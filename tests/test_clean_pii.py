@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuneline.config.schema import PiiRule
-from tuneline.stages.clean.pii import Redactor, iban_ok, luhn_ok
+from tuneline.stages.clean.pii import Redactor, iban_ok, isbn13_ok, luhn_ok
 
 REDACT = Redactor(PiiRule())
 
@@ -17,6 +17,10 @@ REDACT = Redactor(PiiRule())
         ("call 415-555-2671 now", "call [PHONE] now", "phone"),
         ("call (415) 555-2671 now", "call [PHONE] now", "phone"),
         ("call +44 20 7946 0958 now", "call [PHONE] now", "phone"),
+        ("ruf +49 30 98820959 an", "ruf [PHONE] an", "phone"),
+        ("appelez le +33 1 42 68 53 00", "appelez le [PHONE]", "phone"),
+        ("电话 +86 138 0013 8000。", "电话 [PHONE]。", "phone"),
+        ("tel +81 3-1234-5678", "tel [PHONE]", "phone"),
         ("card 4111 1111 1111 1111 ok", "card [CREDIT_CARD] ok", "credit_card"),
         ("card 5500-0000-0000-0004 ok", "card [CREDIT_CARD] ok", "credit_card"),
         ("ssn 123-45-6789.", "ssn [SSN].", "ssn"),
@@ -57,6 +61,10 @@ def test_pii_is_redacted_with_typed_placeholder(text: str, expected: str, label:
         "lr=3e-4, batch 32, warmup 0.03, eps 1e-8, seed 1234",  # hyper-parameters
         "at 12:30:45, port 8080, PID 4242, 999.1.1.1",  # times, ports, out-of-range IPs
         "ISBN 978-3-16-148410-0 and part 123-456-78",  # codes with dashes
+        "see 9783161484193 or 978-3-16-148419-3",  # an ISBN-13 that also passes the Luhn check: a book, not a card
+        "call 555-0100 for a quote, ext. 12",  # too short to be a whole number
+        "Termin am 13.10.2026, Adresse 268.46.131.37",  # a day-first date and a dotted quad, not phones
+        "code DE85 1605 1030 6464 1299 60 is IBAN-shaped",  # bad IBAN checksum; its digits pass Luhn: no card
         "code DE12 3456 7890 1234 5678 90 is not an IBAN",  # IBAN-shaped, bad checksum
         "user@localhost and @handle and a@b",  # not routable emails
         "skip sk-short and ghp_tooShort",  # too short for tokens
@@ -68,6 +76,7 @@ def test_look_alikes_survive(text: str):
 
 def test_checksums():
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert luhn_ok("9783161484193") and isbn13_ok("9783161484193") and not isbn13_ok("9783161484194")
     assert iban_ok("DE89370400440532013000") and not iban_ok("DE12345678901234567890")
 
 
@@ -77,3 +86,9 @@ def test_rules_can_be_switched_off():
         "a@example.com 415-555-2671 [IP_ADDRESS]",
         {"ip_address": 1},
     )
+
+
+def test_national_numbers_follow_the_configured_region():
+    german = "Tel. 030 98820959"
+    assert Redactor(PiiRule()).redact(german) == (german, {})  # not a valid US number
+    assert Redactor(PiiRule(phone_region="DE")).redact(german) == ("Tel. [PHONE]", {"phone": 1})

@@ -109,7 +109,12 @@ class NearDedupRule(Section):
 class PiiRule(Section):
     enabled: bool = Field(True, description="Redact PII with typed placeholders such as [EMAIL].")
     email: bool = True
-    phone: bool = True
+    phone: bool = Field(True, description="Valid phone numbers by libphonenumber (international, or of phone_region).")
+    phone_region: str = Field(
+        "US",
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166 region of phone numbers written without a +country code (e.g. DE reads 030 98820959).",
+    )
     credit_card: bool = Field(True, description="Card numbers that pass the Luhn check.")
     ssn: bool = True
     ip_address: bool = True

@@ -2,8 +2,12 @@
 
 Detectors are precise rather than greedy: card numbers must pass the Luhn check, IBANs
 the ISO 13616 mod-97 check, IPv4 octets must be ≤ 255, SSNs follow the SSA's reserved
-ranges, and phone numbers need a phone-like grouping. That is what lets look-alikes
-(versions, dates, order numbers, hyper-parameters such as ``lr=3e-4``) survive.
+ranges, and phone numbers must be valid numbers by Google's libphonenumber (the
+``phonenumbers`` package: international ``+49 30 …`` numbers of every country, national
+ones of ``clean.pii.phone_region``). That is what lets look-alikes (versions, dates, order
+numbers, hyper-parameters such as ``lr=3e-4``) survive. Book numbers are shielded first: a
+valid ISBN-13 (978/979, ISBN check digit) is never taken for a card, even when it also
+passes the Luhn check, nor for a phone number.
 Cheap substring pre-checks skip regexes that cannot match, which keeps the stage fast.
 """
 
@@ -37,8 +41,13 @@ def iban_ok(candidate: str) -> bool:
         return False
 
 
+_IBAN_HEAD = re.compile(r"[A-Z]{2}\d{2} ?$")
+
+
 def _card_ok(m: re.Match[str]) -> bool:
     digits = re.sub(r"[ -]", "", m.group(0))
+    if _IBAN_HEAD.search(m.string[max(0, m.start() - 5) : m.start()]):
+        return False  # the account digits of an IBAN-shaped code (one in ten passes Luhn by chance)
     return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
 
 
@@ -50,9 +59,35 @@ def _ipv4_ok(m: re.Match[str]) -> bool:
 class Detector:
     name: str  # config switch and report key
     label: str  # placeholder text
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None  # None: ``find`` locates the spans
     precheck: Callable[[str], object]
     validate: Callable[[re.Match[str]], bool] | None = None
+    find: Callable[[str, str], list[tuple[int, int]]] | None = None  # (text, region) -> spans
+
+
+def _phone_spans(text: str, region: str) -> list[tuple[int, int]]:
+    """Spans of valid phone numbers (libphonenumber's matcher, leniency VALID)."""
+    import phonenumbers
+
+    matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
+    return [(m.start, m.end) for m in matcher if not _NOT_A_PHONE.fullmatch(m.raw_string)]
+
+
+# Shapes the matcher accepts as numbers but people write for something else: dotted quads (IPv4-like, also
+# out of range) and dates (ISO and day-first).
+_NOT_A_PHONE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+
+
+def isbn13_ok(digits: str) -> bool:
+    return (
+        len(digits) == 13
+        and digits[:3] in ("978", "979")
+        and sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(digits)) % 10 == 0
+    )
+
+
+_ISBN = re.compile(r"(?<![\w-])97[89](?:[ -]?\d){10}(?![\w-])")
+_SHIELD_OPEN, _SHIELD_CLOSE = "\ue000", "\ue001"  # private-use code points: no detector matches them
 
 
 # Pre-checks run in C (one regex search) and skip detectors that cannot match: most text has no secrets.
@@ -147,16 +182,7 @@ DETECTORS: tuple[Detector, ...] = (
         _has_ip_shape,
         lambda m: ":" in m.group(0) or _ipv4_ok(m),
     ),
-    Detector(
-        "phone",
-        "[PHONE]",
-        re.compile(
-            r"(?<![\w+.-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|\.\d)"
-            r"|(?<![\w+])\+\d{1,3}(?:[ .-]\d{1,4}){2,5}(?![\w-]|\.\d)"
-        ),
-        _has_long_number,
-        lambda m: 9 <= sum(c.isdigit() for c in m.group(0)) <= 15,
-    ),
+    Detector("phone", "[PHONE]", None, _has_long_number, find=_phone_spans),
 )
 
 
@@ -165,17 +191,30 @@ class Redactor:
 
     def __init__(self, rule: PiiRule) -> None:
         self.detectors = [d for d in DETECTORS if getattr(rule, d.name)]
+        self.region = rule.phone_region
         self.ner = _PresidioNames() if rule.names else None
 
     def redact(self, text: str) -> tuple[str, dict[str, int]]:
         counts: dict[str, int] = {}
         prechecked: dict[Callable[[str], object], bool] = {}
+        shielded: list[str] = []
+        if _has_long_number(text):
+            text, shielded = _shield_isbns(text)
         for det in self.detectors:
             ok = prechecked.get(det.precheck)
             if ok is None:
                 ok = prechecked[det.precheck] = bool(det.precheck(text))
             if not ok:
                 continue
+            if det.find is not None:
+                spans = det.find(text, self.region)
+                for start, end in reversed(spans):
+                    text = text[:start] + det.label + text[end:]
+                if spans:
+                    key = det.label.strip("[]").lower()
+                    counts[key] = counts.get(key, 0) + len(spans)
+                continue
+            assert det.pattern is not None
             hits = 0
 
             def sub(m: re.Match[str], det: Detector = det) -> str:
@@ -191,11 +230,26 @@ class Redactor:
             if hits:
                 key = det.label.strip("[]").lower()
                 counts[key] = counts.get(key, 0) + hits
+        for i, original in enumerate(shielded):
+            text = text.replace(f"{_SHIELD_OPEN}{i}{_SHIELD_CLOSE}", original)
         if self.ner is not None:
             text, n = self.ner.redact(text)
             if n:
                 counts["person"] = n
         return text, counts
+
+
+def _shield_isbns(text: str) -> tuple[str, list[str]]:
+    """Valid ISBN-13s replaced by numbered private-use markers (restored after the detectors ran)."""
+    found: list[str] = []
+
+    def keep(m: re.Match[str]) -> str:
+        if not isbn13_ok(re.sub(r"[ -]", "", m.group(0))):
+            return m.group(0)
+        found.append(m.group(0))
+        return f"{_SHIELD_OPEN}{len(found) - 1}{_SHIELD_CLOSE}"
+
+    return _ISBN.sub(keep, text), found
 
 
 class _PresidioNames:
