@@ -8,6 +8,7 @@ inputs) print one clear message and exit non-zero, never a stack trace.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +89,11 @@ def friendly(fn: F) -> F:
             raise typer.Exit(2) from None
         except _expected_errors() as exc:
             console.print(f"[bold red]{fn.__name__} failed:[/] {redact_text(str(exc))}", highlight=False)
+            raise typer.Exit(1) from None
+        except OSError as exc:  # a path the user gave that cannot be written or read (a file in the way, no access)
+            where = f": {exc.filename}" if exc.filename else ""
+            reason = exc.strerror or type(exc).__name__
+            console.print(f"[bold red]{fn.__name__} failed:[/] {reason}{redact_text(str(where))}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -471,6 +477,11 @@ def plan(
     cfg = _load(config, set_)
     if method not in (None, "qlora", "lora", "full", "dpo"):
         raise ConfigError(f"--method: expected qlora, lora, full or dpo, got {method!r}")
+    if not math.isfinite(tokens) or tokens <= 0 or tokens > 1e18:
+        raise ConfigError(f"--tokens: expected a positive number of tokens up to 1e18, got {tokens!r}")
+    for flag, value in (("--seq-len", seq_len), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: expected a positive integer, got {value}")
     try:
         result = make_plan(
             cfg, base=model, method=method, seq_len=seq_len, batch_size=batch_size, train_tokens=int(tokens)

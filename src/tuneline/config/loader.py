@@ -67,11 +67,17 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     """Load and validate the config; a missing default params.yaml means all defaults."""
     params = Path(path) if path is not None else DEFAULT_PARAMS
     raw: Any = {}
+    if params.is_dir():
+        raise ConfigError(f"config {params} is a directory; pass a params.yaml file")
     if params.exists():
         try:
             raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{params} is not valid YAML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{params} is not a UTF-8 text file (byte {exc.start}): is it the right file?") from None
+        except OSError as exc:
+            raise ConfigError(f"config {params} cannot be read: {exc.strerror}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{params} must hold a mapping at the top level, got {type(raw).__name__}")
     elif path is not None:

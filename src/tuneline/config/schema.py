@@ -17,9 +17,10 @@ from tuneline.redact import secret_looking_key, url_problem
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable."""
+    """Base of every config section: unknown keys are errors, values are immutable, numbers are finite
+    (``.inf`` and ``.nan`` are refused: they would reach the pipeline spec and MLflow as ``Infinity``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------- paths

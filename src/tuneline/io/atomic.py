@@ -68,6 +68,7 @@ def check_output(out: str | Path, writer: str, inputs: Iterable[str | Path] = ()
             raise OutputRefused(f"output {out} is inside the input directory {item}: write it elsewhere")
     if real.is_file():
         raise OutputRefused(f"output {out} is a file, not a directory")
+    _check_place(out)
     if real.is_dir() and any(real.iterdir()):
         owner = owner_of(real)
         if owner != writer:
@@ -78,11 +79,22 @@ def check_output(out: str | Path, writer: str, inputs: Iterable[str | Path] = ()
             )
 
 
+def _check_place(out: Path) -> None:
+    """``out`` can be created: its nearest existing ancestor is a writable directory."""
+    real = out.resolve()
+    existing = next(p for p in (real, *real.parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputRefused(f"output {out} would be inside {existing}, which is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputRefused(f"output {out} cannot be created: {existing} is not writable")
+
+
 @contextmanager
 def atomic_dir(out: str | Path, writer: str, inputs: Iterable[str | Path] = ()) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``out`` only if the block succeeds (see the module doc)."""
     out = Path(out)
     inputs = list(inputs)
+    _check_place(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _recover(out, writer)
     check_output(out, writer, inputs)

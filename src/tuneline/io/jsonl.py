@@ -83,3 +83,48 @@ def line_chunks(path: str | Path, size: int) -> Iterator[list[bytes]]:
                     buf = []
         if buf:
             yield buf
+
+
+class BadRecord(ValueError):
+    """A line of a stage's own output that is not a canonical record (the file was edited or truncated).
+
+    ``index`` is the record's 0-based position in the list it came from (a chunk, in a worker);
+    the caller, who knows where that list starts, names the file and line.
+    """
+
+    def __init__(self, index: int, detail: str) -> None:
+        super().__init__(index, detail)
+        self.index, self.detail = index, detail
+
+
+def _messages_problem(value: Any, field: str) -> str:
+    if not isinstance(value, list):
+        return f"{field} is not a list"
+    for j, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            return f"{field}[{j}] is not a message with string role and content"
+    return ""
+
+
+def parse_canonical(line: bytes, index: int) -> dict[str, Any]:
+    """One canonical SFT or preference record (what ingest writes), or :class:`BadRecord` saying what is wrong."""
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord(index, f"invalid JSON ({exc})") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+        raise BadRecord(index, "not a record with a string id")
+    fields = ("messages",) if "messages" in rec else ("prompt", "chosen", "rejected")
+    for field in fields:
+        problem = _messages_problem(rec.get(field), field)
+        if problem:
+            raise BadRecord(index, problem)
+    return rec
+
+
+def bad_input(path: str | Path, line: int, detail: str, stage: str) -> str:
+    """The one-line error for a malformed input line of ``stage``."""
+    return (
+        f"{path}:{line}: {detail}; {Path(path).name} is not as `tuneline {stage}` wrote it "
+        f"(edited or truncated?): re-run `tuneline {stage}`"
+    )

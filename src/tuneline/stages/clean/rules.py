@@ -18,6 +18,7 @@ import xxhash
 
 from tuneline.config.schema import CleanConfig
 from tuneline.dedup import batch_near_keys
+from tuneline.io.jsonl import parse_canonical
 from tuneline.stages.clean.pii import Redactor
 from tuneline.stages.clean.text import canonical_text, messages_of, normalize_text, repetition_ratio
 
@@ -58,7 +59,7 @@ class RecordCleaner:
         texts: list[str] = []
         cfg = self.cfg
         for i, line in enumerate(lines):
-            rec = orjson.loads(line)
+            rec = parse_canonical(line, i)
             msgs = list(messages_of(rec))
             chunk.ids.append(rec["id"])
             if cfg.normalize.enabled:

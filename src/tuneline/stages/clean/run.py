@@ -9,8 +9,8 @@ from typing import Any
 
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import NearDuplicateIndex
-from tuneline.io.atomic import atomic_dir, write_json_atomic
-from tuneline.io.jsonl import JsonlWriter, count_lines, dumps, line_chunks
+from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
+from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, count_lines, dumps, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.stages.clean.rules import CleanedChunk, clean_chunk, init_worker
@@ -22,6 +22,10 @@ CHUNK = 1024
 
 class CleanError(RuntimeError):
     """The clean stage cannot run (missing input, unusable tokenizer setting)."""
+
+
+class CleanRejected(CleanError, OutputRejected):
+    """The stage ran but kept nothing: its output is set aside as ``DIR.failed``, the previous one stays."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ def tokenizer_for(config: TunelineConfig) -> str | None:
             f"(model.base is {config.model.base!r}, whose tokenizer is only built at training time)"
         )
     return path
+
+
+def _named_errors(results: Any, path: Path, st: Counter) -> Any:
+    """The chunks, with a malformed input line turned into a CleanError naming the file and line."""
+    try:
+        yield from results
+    except BadRecord as exc:
+        raise CleanError(bad_input(path, st["input"] + exc.index + 1, exc.detail, "ingest")) from None
 
 
 def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> CleanResult:
@@ -90,7 +102,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                 chunks = line_chunks(path, CHUNK)
                 results = pmap(clean_chunk, chunks)
                 st = stats[kind]
-                for chunk in results:
+                for chunk in _named_errors(results, path, st):
                     st["input"] += len(chunk.ids)
                     st["normalized"] += chunk.normalized
                     st["with_pii"] += len(chunk.pii)
@@ -141,6 +153,12 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
             "records_per_second": round(rate.per_second(n_in), 1),
         }
         write_json_atomic(tmp / REPORT_FILE, report)
+        if n_in and not sum(report["output"].values()):
+            raise CleanRejected(
+                f"clean kept 0 of {n_in} records (removed: "
+                + ", ".join(f"{k}={v}" for k, v in removed_by_rule.most_common())
+                + f"); {out} is unchanged, this output is in {failed_path(out)} (see removed.jsonl there)"
+            )
     return CleanResult(out, report["output"], report["removed"], report)
 
 

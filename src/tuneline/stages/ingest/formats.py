@@ -201,12 +201,18 @@ def canonicalize(obj: Any, fmt: str, rid: str, source: str, meta: dict[str, Any]
     if fmt == "auto":
         fmt = detect_format(obj)
     meta = {"format": fmt, **meta}
+    own = set(meta)  # tuneline's keys win; a record's own value under such a key is kept as source_<key>
+
+    def put(key: str, value: Any) -> None:
+        meta[f"source_{key}" if key in own else key] = value
+
     for key, value in obj.items():
         if key not in _CONSUMED[fmt]:
             if key in ("meta", "metadata") and isinstance(value, dict):
-                meta.update(value)
+                for k, v in value.items():
+                    put(str(k), v)
             else:
-                meta["source_id" if key == "id" else key] = value
+                put("source_id" if key == "id" else key, value)
     if fmt == "preference":
         prompt, chosen, rejected = to_preference(obj)
         return "preference", {

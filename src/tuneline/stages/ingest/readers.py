@@ -46,6 +46,23 @@ def _utf8_error(line: bytes) -> str:
     return ""
 
 
+# 20+ digits in a row: maybe an integer beyond 64 bits, which orjson would turn into a float without a word
+_LONG_DIGITS = re.compile(rb"\d{20,}")
+MAX_INT = 2**63
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if abs(value) >= MAX_INT:
+        raise OverflowError(f"the integer {text[:24]}{'…' if len(text) > 24 else ''} does not fit in 64 bits")
+    return value
+
+
+def _loads_exact(data: bytes | str) -> Any:
+    """JSON with every integer exact: one beyond 64 bits is an error (quote it as a string), never a rounded float."""
+    return json.loads(data, parse_int=_exact_int)
+
+
 def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
     with _open(f) as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -55,8 +72,13 @@ def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
             if not line.strip():
                 continue
             try:
-                yield RawItem("line", lineno, obj=orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
+                obj = _loads_exact(line) if _LONG_DIGITS.search(line) else orjson.loads(line)
+                yield RawItem("line", lineno, obj=obj)
+            except OverflowError as exc:
+                yield RawItem(
+                    "line", lineno, error=("integer_out_of_range", str(exc)), raw=line.decode("utf-8", "replace")
+                )
+            except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
                 raw = line.decode("utf-8", "replace")
                 bad_utf8 = _utf8_error(line)
                 if bad_utf8:
@@ -76,12 +98,23 @@ def read_json_array(f: ResolvedFile) -> Iterator[RawItem]:
         data = fh.read()
     text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
     try:
-        doc = json.loads(text)
+        doc = _loads_exact(text)
     except json.JSONDecodeError as exc:
         yield RawItem(
             "line",
             exc.lineno,
             error=("invalid_json", f"invalid JSON document: {exc.msg} (column {exc.colno})"),
+            raw=text,
+        )
+        return
+    except OverflowError as exc:
+        yield RawItem("line", 1, error=("integer_out_of_range", f"{exc} (quote it as a string)"), raw=text)
+        return
+    except RecursionError:
+        yield RawItem(
+            "line",
+            1,
+            error=("invalid_json", "JSON document nested too deeply to parse (thousands of levels)"),
             raw=text,
         )
         return
@@ -115,7 +148,11 @@ def _decode_cells(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+CSV_FIELD_LIMIT = 64 * 1024 * 1024  # per cell; the csv module's default (128 KiB) refuses long conversations
+
+
 def read_csv(f: ResolvedFile) -> Iterator[RawItem]:
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     with _open(f) as fh:
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.DictReader(text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import glob as _glob
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,14 +117,17 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                         progress.update(
                             task, advance=8192, rate=f"{rate.per_second(sft.count + pref.count):,.0f} rec/s"
                         )
-            except (OSError, ValueError, ImportError) as exc:
-                # The file itself is unreadable (truncated gzip, corrupt parquet, bad HF dir).
+            except (OSError, ValueError, ImportError, EOFError, csv.Error, zlib.error) as exc:
+                # The file itself is unreadable (truncated gzip, corrupt parquet, bad HF dir, a CSV cell over
+                # the limit): what was read before stays, the rest is reported with where reading stopped.
+                read = counts["total"]
                 quarantine.write(
                     {
                         "file": f.uri,
                         "line": None,
                         "reason": "unreadable_file",
-                        "detail": redact_text(str(exc)),
+                        "detail": redact_text(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                        + f" (after {read} record{'s' if read != 1 else ''})",
                         "raw": "",
                     }
                 )

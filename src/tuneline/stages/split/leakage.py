@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 import xxhash
 
 from tuneline.config.schema import LeakageConfig
 from tuneline.dedup import batch_near_keys
+from tuneline.io.jsonl import parse_canonical
 from tuneline.stages.clean.text import prompt_text
 
 _CFG: LeakageConfig | None = None
@@ -32,6 +32,6 @@ def init_worker(cfg: LeakageConfig) -> None:
 
 def prompt_keys_chunk(lines: list[bytes]) -> PromptKeys:
     assert _CFG is not None
-    texts = [prompt_text(orjson.loads(line)) for line in lines]
+    texts = [prompt_text(parse_canonical(line, i)) for i, line in enumerate(lines)]
     sigs, bands = batch_near_keys(texts, _CFG.threshold, NUM_PERM, _SHINGLE)
     return PromptKeys([xxhash.xxh3_64_intdigest(t.encode()) for t in texts], sigs, bands.tolist())

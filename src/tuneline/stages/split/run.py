@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import NearDuplicateIndex
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import JsonlWriter, line_chunks
+from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, line_chunks, parse_canonical
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, field_value
@@ -57,7 +55,10 @@ def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
                 end = line.find(b'"', len(prefix))
                 keys.append((line[len(prefix) : end].decode(), None))
                 continue
-            rec = orjson.loads(line)
+            try:
+                rec = parse_canonical(line, len(keys))
+            except BadRecord as exc:
+                raise SplitError(bad_input(path, exc.index + 1, exc.detail, "clean")) from None
             keys.append((rec["id"], field_value(rec, field) if field else None))
     return keys
 
@@ -82,7 +83,10 @@ def _write_train_and_audit(
     keyed = pmap(prompt_keys_chunk, line_chunks(path, CHUNK)) if pmap is not None else None
     ordinal = 0
     for lines in chunks:
-        pk = next(keyed) if keyed is not None else None
+        try:
+            pk = next(keyed) if keyed is not None else None
+        except BadRecord as exc:
+            raise SplitError(bad_input(path, ordinal + exc.index + 1, exc.detail, "clean")) from None
         for j, line in enumerate(lines):
             if assignment[ordinal] == 0:
                 writers["train"].write_raw(_nl(line))
