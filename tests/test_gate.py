@@ -17,9 +17,15 @@ def metrics(
     win_rate: float | None = 0.6,
     baseline: dict[str, float] | None = None,
     pairwise: bool = True,
+    fields: tuple[float, float] | None = None,
+    truth: dict[str, Any] | None = None,
 ) -> EvalMetrics:
-    cand = {"exact_match": 0.5, "rouge_l": 0.7, "token_f1": 0.6}
+    """Metrics of a text task; ``fields`` (candidate, baseline) adds field accuracy, ``truth`` the judge vs truth."""
+    cand: dict[str, float] = {"exact_match": 0.5, "rouge_l": 0.7, "token_f1": 0.6}
     nothing = {"ci_low": None, "ci_high": None, "n": 10}
+    if fields is not None:
+        cand["field_accuracy"] = fields[0]
+        baseline = {**(baseline or {"exact_match": 0.4, "rouge_l": 0.6, "token_f1": 0.5}), "field_accuracy": fields[1]}
     return EvalMetrics.model_validate(
         {
             "examples": 10,
@@ -33,6 +39,7 @@ def metrics(
                 if pairwise
                 else None,
                 "agreement": None,
+                "truth": truth,
                 "requests": 20,
                 "cache_hits": 0,
                 "request_errors": 0,
@@ -48,7 +55,45 @@ def checks(result: GateDecision) -> dict[str, bool | None]:
 def test_a_good_candidate_passes() -> None:
     result = decide(EvalGate(), metrics())
     assert result.passed is True and result.reasons == []
-    assert all(checks(result).values())
+    # a text task: no JSON answers, so no truth to check the judge against and no field accuracy to improve on
+    skipped = {name for name, ok in checks(result).items() if ok is None}
+    assert skipped == {"judge_trust", "improvement.field_accuracy"}
+    assert all(ok for name, ok in checks(result).items() if name not in skipped)
+
+
+def _truth(kappa: float | None, accuracy: float) -> dict[str, Any]:
+    agreement = {"n": 20, "accuracy": accuracy, "cohen_kappa": kappa}
+    return {"truth_metric": "field_accuracy", "single": agreement, "pairwise": agreement}
+
+
+def test_the_candidate_must_beat_the_baseline_on_the_primary_metric() -> None:
+    better = decide(EvalGate(), metrics(fields=(0.95, 0.9)))
+    same = decide(EvalGate(), metrics(fields=(0.9, 0.9)))
+    assert better.passed and checks(better)["improvement.field_accuracy"] is True
+    assert not same.passed and same.reasons == ["field_accuracy 0.900 vs baseline 0.900 (gain +0.000, must exceed 0)"]
+    assert not decide(EvalGate(min_improvement=0.1), metrics(fields=(0.95, 0.9))).passed
+    assert checks(decide(EvalGate(primary_metric=None), metrics(fields=(0.9, 0.9))))["improvement"] is None
+
+
+def test_a_judge_that_disagrees_with_the_truth_is_not_believed() -> None:
+    bad_judge = metrics(score=9.0, win_rate=1.0, fields=(0.95, 0.5), truth=_truth(0.05, 0.4))
+    ignored = decide(EvalGate(), bad_judge)  # untrusted_judge: reference_only
+    assert ignored.passed
+    c = checks(ignored)
+    assert c["judge_trust"] is None and c["judge_score"] is None and c["win_rate"] is None
+    assert "kappa 0.050" in next(x.detail for x in ignored.checks if x.name == "judge_trust")
+    # the same judge with a low score cannot fail the gate either: its verdicts are not evidence
+    assert decide(EvalGate(), metrics(score=2.0, win_rate=0.0, fields=(0.95, 0.5), truth=_truth(0.05, 0.4))).passed
+    strict = decide(EvalGate(untrusted_judge="fail"), bad_judge)
+    assert not strict.passed and checks(strict)["judge_trust"] is False
+
+
+def test_a_trusted_judge_decides_and_undefined_kappa_falls_back_to_accuracy() -> None:
+    trusted = decide(EvalGate(), metrics(score=2.0, fields=(0.95, 0.5), truth=_truth(0.8, 0.9)))
+    assert not trusted.passed and checks(trusted)["judge_trust"] is True and checks(trusted)["judge_score"] is False
+    one_label = decide(EvalGate(), metrics(fields=(0.95, 0.5), truth=_truth(None, 0.9)))
+    assert checks(one_label)["judge_trust"] is True and one_label.passed
+    assert checks(decide(EvalGate(), metrics(fields=(0.95, 0.5), truth=_truth(None, 0.5))))["judge_trust"] is None
 
 
 @pytest.mark.parametrize(
