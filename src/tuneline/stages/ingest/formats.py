@@ -200,19 +200,19 @@ def canonicalize(obj: Any, fmt: str, rid: str, source: str, meta: dict[str, Any]
         raise RecordError("not_an_object", f"record is not a JSON object (got {_json_type(obj)})")
     if fmt == "auto":
         fmt = detect_format(obj)
-    meta = {"format": fmt, **meta}
-    own = set(meta)  # tuneline's keys win; a record's own value under such a key is kept as source_<key>
-
-    def put(key: str, value: Any) -> None:
-        meta[f"source_{key}" if key in own else key] = value
-
+    own = meta  # tuneline's keys win; a record's own value under such a key is kept as source_<key>
+    meta = {"format": fmt, **own}
+    consumed = _CONSUMED[fmt]
     for key, value in obj.items():
-        if key not in _CONSUMED[fmt]:
-            if key in ("meta", "metadata") and isinstance(value, dict):
-                for k, v in value.items():
-                    put(str(k), v)
-            else:
-                put("source_id" if key == "id" else key, value)
+        if key in consumed:
+            continue
+        if key in ("meta", "metadata") and isinstance(value, dict):
+            for k, v in value.items():
+                k = str(k)
+                meta[f"source_{k}" if k == "format" or k in own else k] = v
+        else:
+            key = "source_id" if key == "id" else key
+            meta[f"source_{key}" if key == "format" or key in own else key] = value
     if fmt == "preference":
         prompt, chosen, rejected = to_preference(obj)
         return "preference", {

@@ -47,7 +47,8 @@ def _utf8_error(line: bytes) -> str:
 
 
 # 20+ digits in a row: maybe an integer beyond 64 bits, which orjson would turn into a float without a word
-_LONG_DIGITS = re.compile(rb"\d{20,}")
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_DIGITS = b"0123456789"  # counted first (bytes.translate, ~20x cheaper than the regex): most lines have few
 MAX_INT = 2**63
 
 
@@ -72,7 +73,8 @@ def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
             if not line.strip():
                 continue
             try:
-                obj = _loads_exact(line) if _LONG_DIGITS.search(line) else orjson.loads(line)
+                maybe_big = len(line) - len(line.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(line)
+                obj = _loads_exact(line) if maybe_big else orjson.loads(line)
                 yield RawItem("line", lineno, obj=obj)
             except OverflowError as exc:
                 yield RawItem(
