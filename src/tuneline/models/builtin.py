@@ -21,17 +21,33 @@ from tuneline.io.atomic import atomic_dir, write_json_atomic
 
 PREFIX = "builtin:"
 SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{{ '\\n' }}"
-    "{% else %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+
+
+def chatml_template(default_system: str | None = None) -> str:
+    """ChatML with ``{% generation %}`` markers around each assistant turn (end-of-turn token included).
+
+    ``default_system``: the system turn added when a conversation has none, as SmolLM2's own template does.
+    """
+    system = (
+        "{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}"
+        "{% endif %}"
+        if default_system
+        else ""
+    )
+    return (
+        "{% for message in messages %}" + system + "{% if message['role'] == 'assistant' %}"
+        "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+        "{{ '\\n' }}"
+        "{% else %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+
+
+CHAT_TEMPLATE = chatml_template()
 
 # Shapes of the built-in models (Llama architecture, grouped-query attention).
 SHAPES: dict[str, dict[str, int | float]] = {

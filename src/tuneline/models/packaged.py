@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tuneline.io.atomic import atomic_dir, write_json_atomic
+from tuneline.models.builtin import chatml_template
 
 log = logging.getLogger("tuneline")
 PROVENANCE = "tuneline_builtin.json"
@@ -57,24 +58,6 @@ PACKAGED: dict[str, PackagedModel] = {
         default_system="You are a helpful AI assistant named SmolLM, trained by Hugging Face",
     ),
 }
-
-
-def chat_template(default_system: str) -> str:
-    """ChatML as SmolLM2 writes it, with generation markers around each assistant turn."""
-    return (
-        "{% for message in messages %}"
-        "{% if loop.first and messages[0]['role'] != 'system' %}"
-        "{{ '<|im_start|>system\\n" + default_system + "<|im_end|>\\n' }}"
-        "{% endif %}"
-        "{% if message['role'] == 'assistant' %}"
-        "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-        "{{ '\\n' }}"
-        "{% else %}"
-        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-        "{% endif %}"
-        "{% endfor %}"
-        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-    )
 
 
 class PackageMissing(FileNotFoundError):
@@ -132,7 +115,7 @@ def materialize(name: str) -> Path:
     model.generation_config.do_sample = False
     for key in ("temperature", "top_p", "top_k"):
         setattr(model.generation_config, key, None)
-    tokenizer.chat_template = chat_template(spec.default_system)
+    tokenizer.chat_template = chatml_template(spec.default_system)
     provenance = {**asdict(spec), "base": f"builtin:{name}"}
     with atomic_dir(target, WRITER) as tmp:
         model.save_pretrained(tmp)

@@ -31,12 +31,10 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
     checks: list[GateCheck] = []
     judge = metrics.judge
     trust = _trust(gate, metrics)
-    checks.append(trust)
-    untrusted = trust.passed is False
-    if untrusted and gate.untrusted_judge == "reference_only":
+    skip_judge = trust.passed is False and gate.untrusted_judge == "reference_only"
+    if skip_judge:
         trust = trust.model_copy(update={"passed": None, "detail": trust.detail + "; judge checks skipped"})
-        checks[-1] = trust
-    skip_judge = untrusted and gate.untrusted_judge == "reference_only"
+    checks.append(trust)
     score = judge.candidate_score.mean
     checks.append(
         _check(
