@@ -91,7 +91,7 @@ def test_every_file_kind_and_gzip(tmp_path: Path, make_config):
         for e in read_jsonl(tmp_path / "out/quarantine.jsonl")
     }
     assert q == {("b.json", 1, "not_an_object"), ("c.csv", 4, "empty_content")}
-    assert res.report["skipped_files"] == [str(d / "notes.txt")]
+    assert res.report["skipped_files"] == [f"{d / 'notes.txt'} (unsupported file kind)"]
     assert res.report["by_format"] == {"alpaca": 2, "messages": 2, "preference": 1, "sharegpt": 1}
 
 

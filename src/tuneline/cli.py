@@ -124,7 +124,8 @@ def ingest(
         raise ConfigError(f"--format: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     result = run_ingest(cfg, srcs, out or Path(cfg.paths.ingested))
     stdout.print(
-        f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, {result.quarantined} quarantined"
+        f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, {result.kto} kto, "
+        f"{result.quarantined} quarantined"
     )
 
 

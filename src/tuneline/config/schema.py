@@ -48,7 +48,25 @@ class PathsConfig(Section):
 
 
 # ----------------------------------------------------------------------------- data
-RecordFormat = Literal["auto", "messages", "sharegpt", "alpaca", "preference"]
+RecordFormat = Literal["auto", "messages", "sharegpt", "alpaca", "preference", "kto"]
+# The record fields ingest's readers understand; a source's ``columns`` maps them onto its own names.
+Column = Literal[
+    "messages",
+    "conversations",
+    "system",
+    "tools",
+    "instruction",
+    "input",
+    "output",
+    "history",
+    "prompt",
+    "question",
+    "chosen",
+    "rejected",
+    "completion",
+    "label",
+]
+Role = Literal["system", "user", "assistant", "tool", "tool_call"]
 FileKind = Literal["auto", "jsonl", "json", "csv", "parquet", "hf"]
 
 
@@ -61,6 +79,18 @@ class Source(Section):
     format: RecordFormat = Field("auto", description="Record format; 'auto' detects it per record.")
     kind: FileKind = Field("auto", description="File kind; 'auto' infers it from the extension.")
     hf_split: str = Field("train", description="Split to read from a Hugging Face dataset.")
+    columns: dict[Column, str] = Field(
+        default_factory=dict,
+        description="The source's own field names: {messages: conversation, chosen: better, ...} (what "
+        "LLaMA-Factory's dataset_info columns and axolotl's field_messages declare).",
+    )
+    role_key: str | None = Field(None, description="Message key holding the role, when not role/from.")
+    content_key: str | None = Field(None, description="Message key holding the text, when not content/value.")
+    roles: dict[str, Role] = Field(
+        default_factory=dict,
+        description="The source's role tags → roles, e.g. {agent: assistant, customer: user}; tool_call marks "
+        "an assistant turn whose text is a tool call (ShareGPT's function_call).",
+    )
 
 
 def _source_from_str(value: object) -> object:

@@ -10,6 +10,18 @@ import orjson
 
 _DUMP_OPTS = orjson.OPT_APPEND_NEWLINE
 
+# The record kinds every data stage writes, one ``<kind>.jsonl`` each, and the message lists of each:
+# sft trains SFT, preference trains DPO (paired), kto trains KTO (unpaired: one answer and a good/bad label).
+KINDS = ("sft", "preference", "kto")
+MESSAGE_FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion")}
+
+
+def kind_of(rec: dict[str, Any]) -> str:
+    """The kind of a canonical record, from the fields it has."""
+    if "messages" in rec:
+        return "sft"
+    return "kto" if "completion" in rec else "preference"
+
 
 def dumps(record: Any) -> bytes:
     return orjson.dumps(record, option=_DUMP_OPTS)
@@ -107,15 +119,14 @@ def _messages_problem(value: Any, field: str) -> str:
 
 
 def parse_canonical(line: bytes, index: int) -> dict[str, Any]:
-    """One canonical SFT or preference record (what ingest writes), or :class:`BadRecord` saying what is wrong."""
+    """One canonical record of any kind (what ingest writes), or :class:`BadRecord` saying what is wrong."""
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise BadRecord(index, f"invalid JSON ({exc})") from None
     if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
         raise BadRecord(index, "not a record with a string id")
-    fields = ("messages",) if "messages" in rec else ("prompt", "chosen", "rejected")
-    for field in fields:
+    for field in MESSAGE_FIELDS[kind_of(rec)]:
         problem = _messages_problem(rec.get(field), field)
         if problem:
             raise BadRecord(index, problem)

@@ -70,6 +70,7 @@ def ingest(config_json: str, ingested: str, summary: str) -> None:
             {
                 "SFT records": result.sft,
                 "preference records": result.preference,
+                "KTO records": result.kto,
                 "quarantined (file, line, reason)": result.quarantined,
             },
         ),

@@ -1,4 +1,5 @@
-"""The ingest stage: raw sources → canonical ``sft.jsonl`` / ``preference.jsonl`` + quarantine + report."""
+"""The ingest stage: raw sources → canonical ``sft.jsonl`` / ``preference.jsonl`` / ``kto.jsonl`` + quarantine
++ report."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ import xxhash
 
 from tuneline.config.schema import Source, TunelineConfig
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import JsonlWriter
+from tuneline.io.jsonl import KINDS, JsonlWriter
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.redact import redact_text
 from tuneline.stages.ingest.formats import RecordError, canonicalize
 from tuneline.stages.ingest.readers import read_items
 from tuneline.stages.ingest.sources import ResolvedFile, SourceError, resolve
 
-SFT_FILE, PREF_FILE, QUARANTINE_FILE, REPORT_FILE = "sft.jsonl", "preference.jsonl", "quarantine.jsonl", "report.json"
+QUARANTINE_FILE, REPORT_FILE = "quarantine.jsonl", "report.json"
 WRITER = "tuneline ingest"
 
 
@@ -38,6 +39,7 @@ class IngestResult:
     out: Path
     sft: int
     preference: int
+    kto: int
     quarantined: int
     report: dict[str, Any]
 
@@ -68,7 +70,7 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
         files.extend(found)
         skipped.extend(skip)
     for s in skipped:
-        log.warning("skipping %s: unsupported file kind", s)
+        log.warning("skipping %s", s)
 
     preview = config.data.raw_preview_chars
     by_source: dict[str, Counter] = defaultdict(Counter)
@@ -78,12 +80,15 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
     out = Path(out)
     with (
         atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp,
-        JsonlWriter(tmp / SFT_FILE) as sft,
-        JsonlWriter(tmp / PREF_FILE) as pref,
+        JsonlWriter(tmp / "sft.jsonl") as sft,
+        JsonlWriter(tmp / "preference.jsonl") as pref,
+        JsonlWriter(tmp / "kto.jsonl") as kto,
         JsonlWriter(tmp / QUARANTINE_FILE) as quarantine,
         stage_progress("ingest") as progress,
     ):
         task = progress.add_task("records", total=None, rate="")
+        writers = {"sft": sft, "preference": pref, "kto": kto}
+        assert set(writers) == set(KINDS)
         for f in files:
             counts = by_source[f.uri]
             try:
@@ -93,11 +98,13 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                     if error is None:
                         rid = record_id(f.uri, item.loc_kind, item.loc)
                         try:
-                            kind, rec = canonicalize(item.obj, f.format, rid, f.uri, {item.loc_kind: item.loc})
+                            kind, rec = canonicalize(
+                                item.obj, f.format, rid, f.uri, {item.loc_kind: item.loc}, f.field_map
+                            )
                         except RecordError as exc:
                             error = (exc.code, str(exc))
                         else:
-                            (sft if kind == "sft" else pref).write(rec)
+                            writers[kind].write(rec)
                             counts[kind] += 1
                             by_format[rec["meta"]["format"]] += 1
                     if error is not None:
@@ -115,7 +122,9 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                         by_reason[error[0]] += 1
                     if counts["total"] % 8192 == 0:
                         progress.update(
-                            task, advance=8192, rate=f"{rate.per_second(sft.count + pref.count):,.0f} rec/s"
+                            task,
+                            advance=8192,
+                            rate=f"{rate.per_second(sum(w.count for w in writers.values())):,.0f} rec/s",
                         )
             except (OSError, ValueError, ImportError, EOFError, csv.Error, zlib.error) as exc:
                 # The file itself is unreadable (truncated gzip, corrupt parquet, bad HF dir, a CSV cell over
@@ -135,10 +144,11 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                 counts["unreadable"] += 1
                 by_reason["unreadable_file"] += 1
             log.info(
-                "ingest %s: %d sft, %d preference, %d quarantined",
+                "ingest %s: %d sft, %d preference, %d kto, %d quarantined",
                 f.uri,
                 counts["sft"],
                 counts["preference"],
+                counts["kto"],
                 counts["quarantined"],
             )
 
@@ -151,6 +161,7 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
             "records": total,
             "sft": sft.count,
             "preference": pref.count,
+            "kto": kto.count,
             "quarantined": bad,
             "bad_fraction": round(bad / total, 6) if total else 0.0,
             "by_source": {k: dict(v) for k, v in sorted(by_source.items())},
@@ -161,16 +172,17 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
         }
         write_json_atomic(tmp / REPORT_FILE, report)
         log.info(
-            "ingest: %d records → %d sft, %d preference, %d quarantined (%.1f%%) in %.1fs",
+            "ingest: %d records → %d sft, %d preference, %d kto, %d quarantined (%.1f%%) in %.1fs",
             total,
             report["sft"],
             report["preference"],
+            report["kto"],
             bad,
             100 * report["bad_fraction"],
             report["seconds"],
         )
         kept = failed_path(out) / QUARANTINE_FILE
-        if report["sft"] + report["preference"] == 0:
+        if report["sft"] + report["preference"] + report["kto"] == 0:
             raise IngestRejected(f"no valid records in {len(files)} file(s); {out} is unchanged, see {kept}")
         if report["bad_fraction"] > config.data.max_bad_fraction:
             raise IngestRejected(
@@ -178,7 +190,7 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
                 f"data.max_bad_fraction={config.data.max_bad_fraction:g}; {out} is unchanged, see {kept} "
                 "(reasons: " + ", ".join(f"{k}={v}" for k, v in by_reason.most_common(5)) + ")"
             )
-    return IngestResult(out, report["sft"], report["preference"], bad, report)
+    return IngestResult(out, report["sft"], report["preference"], report["kto"], bad, report)
 
 
 def _local_inputs(sources: list[Source], files: list[ResolvedFile]) -> list[str]:

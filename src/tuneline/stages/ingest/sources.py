@@ -12,10 +12,12 @@ import fsspec
 
 from tuneline.config.schema import Source
 from tuneline.redact import redact_text, redact_url
+from tuneline.stages.ingest.mapping import FieldMap, from_dataset_info
 
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_HF_MARKERS = ("state.json", "dataset_dict.json")  # what datasets.save_to_disk writes beside dataset_info.json
+LF_INFO = "dataset_info.json"  # LLaMA-Factory's index of a data directory
 
 
 class SourceError(ValueError):
@@ -32,6 +34,7 @@ class ResolvedFile:
     format: str
     compression: str | None = None
     hf_split: str = "train"
+    field_map: FieldMap = field(default_factory=FieldMap, hash=False, compare=False)
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
     open_uri: str = field(default="", compare=False, repr=False)
 
@@ -55,7 +58,63 @@ def _protocol(uri: str) -> str:
 
 def _is_hf_dir(path: str) -> bool:
     p = Path(path)
-    return p.is_dir() and any((p / m).exists() for m in _HF_MARKERS)
+    if not p.is_dir():
+        return False
+    if any((p / m).exists() for m in _HF_MARKERS):
+        return True
+    return (p / LF_INFO).is_file() and _lf_info(p) is None  # a saved HF dataset's own info, not LLaMA-Factory's
+
+
+def _lf_info(directory: Path) -> dict[str, Any] | None:
+    """The LLaMA-Factory index of ``directory``: an object of entries, each an object (HF's
+    dataset_info.json is one object describing one dataset: features, builder_name, ...)."""
+    import json
+
+    try:
+        info = json.loads((directory / LF_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"cannot read {directory / LF_INFO}: {exc}") from None
+    if not isinstance(info, dict) or not info or "features" in info or "builder_name" in info:
+        return None
+    if not all(isinstance(v, dict) for v in info.values()):
+        return None
+    return info
+
+
+def _source_map(source: Source) -> FieldMap:
+    return FieldMap(
+        columns=dict(source.columns), role_key=source.role_key, content_key=source.content_key, roles=dict(source.roles)
+    )
+
+
+def _resolve_lf(source: Source, directory: Path, info: dict[str, Any]) -> tuple[list[ResolvedFile], list[str]]:
+    """Read a LLaMA-Factory data directory as LLaMA-Factory does: the local files its entries name, each
+    with its formatting, columns and tags; everything else in the directory is listed as skipped."""
+    entries, skipped_entries = from_dataset_info(info)
+    files: list[ResolvedFile] = []
+    skipped = [f"{directory / LF_INFO}: entry {name!r} ({why})" for name, why in skipped_entries]
+    used: set[Path] = {directory / LF_INFO}
+    for entry in entries:
+        target = directory / entry.file_name
+        paths = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
+        if not target.exists():
+            skipped.append(f"{target} (listed as {entry.name!r} in {LF_INFO}, not found)")
+            continue
+        for p in paths:
+            used.add(p)
+            kind, compression = infer_kind(str(p))
+            if kind is None:
+                skipped.append(f"{p} (unsupported file kind)")
+                continue
+            display = _display(str(p), source.uri, "file")
+            fmt = entry.format if source.format == "auto" else source.format
+            files.append(
+                ResolvedFile(uri=display, kind=kind, format=fmt, compression=compression, field_map=entry.field_map)
+            )
+    for p in sorted(directory.rglob("*")):
+        if p.is_file() and p not in used and not p.name.startswith("."):
+            skipped.append(f"{_display(str(p), source.uri, 'file')} (not listed in {LF_INFO})")
+    return files, skipped
 
 
 def _display(path: str, uri: str, proto: str) -> str:
@@ -68,12 +127,20 @@ def _display(path: str, uri: str, proto: str) -> str:
 def resolve(
     source: Source, storage_options: dict[str, dict[str, Any]] | None = None
 ) -> tuple[list[ResolvedFile], list[str]]:
-    """Expand one source into files; returns ``(files, skipped)`` where skipped are unsupported files in a directory."""
+    """Expand one source into files; returns ``(files, skipped)``, skipped naming each file or entry not read
+    and why (an unsupported kind in a directory, a LLaMA-Factory entry that is a hub dataset, ...)."""
     uri = source.uri
     if source.kind == "hf" or uri.startswith("hf:") or (_protocol(uri) == "file" and _is_hf_dir(uri)):
-        return [ResolvedFile(uri=uri, kind="hf", format=source.format, hf_split=source.hf_split)], []
+        hf = ResolvedFile(
+            uri=uri, kind="hf", format=source.format, hf_split=source.hf_split, field_map=_source_map(source)
+        )
+        return [hf], []
 
     proto = _protocol(uri)
+    if proto == "file" and (Path(uri) / LF_INFO).is_file():
+        info = _lf_info(Path(uri))
+        if info is not None:
+            return _resolve_lf(source, Path(uri), info)
     opts = dict((storage_options or {}).get(proto, {}))
     skipped: list[str] = []
     try:
@@ -87,6 +154,7 @@ def resolve(
             paths = []
             for p in found:
                 (paths if infer_kind(p)[0] else skipped).append(p)
+
         elif fs.exists(path):
             paths = [path]
         else:
@@ -116,7 +184,8 @@ def resolve(
                 compression=compression,
                 storage_options=opts,
                 open_uri=full,
+                field_map=_source_map(source),
             )
         )
-    skipped = [redact_url(_display(s, uri, proto)) for s in skipped]
+    skipped = [f"{redact_url(_display(s, uri, proto))} (unsupported file kind)" for s in skipped]
     return files, skipped

@@ -1,0 +1,256 @@
+"""One raw chat message → one canonical message, whatever project wrote it.
+
+Canonical message: ``{"role": system|user|assistant|tool, "content": str}`` plus, where present,
+``name``, ``tool_call_id``, ``reasoning_content`` (an assistant's reasoning, the key Hugging Face
+chat templates read) and ``tool_calls`` (``[{"type": "function", "function": {"name", "arguments":
+{...}}, "id"?}]``, arguments always a JSON object: templates serialise them with ``tojson``).
+
+Read here, with one role table:
+- OpenAI/axolotl ``{"role", "content"}``, content a string or parts (``text``, or LLaMA-Factory's
+  ``value`` with ``text``/``reasoning``/``tool_call`` parts), assistant ``tool_calls`` with no content,
+  the legacy assistant ``function_call`` and ``function`` results;
+- ShareGPT ``{"from", "value"}``: ``function_call`` is the assistant calling a tool (so it is trained
+  on), ``observation`` is the tool's answer.
+
+Errors are :class:`RecordError` with stable codes; the message names the field and index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class RecordError(ValueError):
+    """A record that cannot become a canonical record; ``code`` is stable, the message is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+TOOL_CALL = "tool_call"  # a pseudo-role: an assistant turn whose content is a tool call (ShareGPT function_call)
+ROLE_TABLE = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "tool": "tool",
+    "function": "tool",  # OpenAI's legacy function result; FastChat's tool answer
+    "observation": "tool",
+    "ipython": "tool",
+    "function_call": TOOL_CALL,
+    "tool_call": TOOL_CALL,
+}
+TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
+REASONING_PARTS = frozenset({"reasoning", "thinking"})
+MEDIA_PARTS = frozenset({"image", "image_url", "input_image", "audio", "input_audio", "video", "video_url", "file"})
+ROLE_KEYS, CONTENT_KEYS = ("role", "from", "speaker"), ("content", "value", "text")
+
+
+def json_object(value: Any, where: str, code: str) -> Any:
+    """A JSON value given as text (as OpenAI and LLaMA-Factory write tool calls and tools) or already parsed."""
+    if isinstance(value, str):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError(code, f"{where} is not valid JSON ({exc})") from None
+    return value
+
+
+def _arguments(value: Any, where: str) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    args = json_object(value, where, "invalid_tool_call")
+    if not isinstance(args, dict):
+        raise RecordError("invalid_tool_call", f"{where} must be a JSON object, got {type(args).__name__}")
+    return args
+
+
+def tool_call(raw: Any, where: str) -> dict[str, Any]:
+    """OpenAI ``{"type": "function", "function": {...}}``, or the bare ``{"name", "arguments"}`` of
+    ShareGPT/LLaMA-Factory/Hermes, → the canonical call."""
+    raw = json_object(raw, where, "invalid_tool_call")
+    if not isinstance(raw, dict):
+        raise RecordError("invalid_tool_call", f"{where} must be an object with a name, got {type(raw).__name__}")
+    fn = raw.get("function") if isinstance(raw.get("function"), dict) else raw
+    name = fn.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RecordError("invalid_tool_call", f"{where} has no function name")
+    call: dict[str, Any] = {
+        "type": "function",
+        "function": {"name": name, "arguments": _arguments(fn.get("arguments", fn.get("parameters")), where)},
+    }
+    if isinstance(raw.get("id"), str) and raw["id"]:
+        call["id"] = raw["id"]
+    return call
+
+
+def tool_calls_from(value: Any, where: str) -> list[dict[str, Any]]:
+    """One call or a list of parallel calls, as text or parsed."""
+    value = json_object(value, where, "invalid_tool_call")
+    calls = value if isinstance(value, list) else [value]
+    if not calls:
+        raise RecordError("invalid_tool_call", f"{where} is an empty list of tool calls")
+    return [tool_call(c, f"{where}[{i}]" if isinstance(value, list) else where) for i, c in enumerate(calls)]
+
+
+def _parts(content: list[Any], where: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """Content parts → (text, reasoning, tool calls)."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        if isinstance(part, str):
+            text.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise RecordError("invalid_content", f"{where}: content part {i} is a {type(part).__name__}")
+        kind = part.get("type", "text")
+        value = part.get("text", part.get("value"))
+        if kind in MEDIA_PARTS:
+            raise RecordError(
+                "unsupported_content", f"{where}: content part {i} is {kind!r}; tuneline fine-tunes on text only"
+            )
+        if kind == "tool_call":
+            calls.extend(tool_calls_from(value, f"{where}: content part {i}"))
+            continue
+        if not isinstance(value, str):
+            raise RecordError(
+                "invalid_content", f"{where}: content part {i} ({kind!r}) has no 'text' or 'value' string"
+            )
+        if kind in TEXT_PARTS:
+            text.append(value)
+        elif kind in REASONING_PARTS:
+            reasoning.append(value)
+        else:
+            raise RecordError(
+                "unsupported_content",
+                f"{where}: content part {i} has type {kind!r} (supported: text, reasoning, tool_call)",
+            )
+    return "".join(text), "\n".join(reasoning), calls
+
+
+def _key(raw: dict[str, Any], preferred: str | None, candidates: tuple[str, ...]) -> str:
+    if preferred:
+        return preferred
+    return next((k for k in candidates if k in raw), candidates[0])
+
+
+def message(
+    raw: Any,
+    where: str,
+    role_key: str | None = None,
+    content_key: str | None = None,
+    roles: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One canonical message. ``role_key``/``content_key`` name the fields when a source declares them;
+    ``roles`` maps a source's own role tags (checked before the built-in table)."""
+    if not isinstance(raw, dict):
+        raise RecordError("invalid_message", f"{where} is not an object (got {type(raw).__name__})")
+    rk, ck = _key(raw, role_key, ROLE_KEYS), _key(raw, content_key, CONTENT_KEYS)
+    if raw.get(rk) is None:
+        raise RecordError("missing_role", f"{where}: missing '{rk}'")
+    tag = raw[rk]
+    if not isinstance(tag, str):
+        raise RecordError("unknown_role", f"{where}: role must be a string, got {type(tag).__name__}")
+    key = tag.strip().lower()
+    role = (roles or {}).get(tag, (roles or {}).get(key)) or ROLE_TABLE.get(key)
+    if role is None:
+        allowed = sorted({*ROLE_TABLE, *(roles or {})})
+        raise RecordError(
+            "unknown_role",
+            f"{where}: unknown role {tag!r} (known: {', '.join(allowed)}; map it with the source's roles)",
+        )
+    content = raw.get(ck)
+    calls: list[dict[str, Any]] = []
+    reasoning = ""
+    if role == TOOL_CALL:  # ShareGPT function_call: the value is the call itself
+        if content is None:
+            raise RecordError("missing_content", f"{where}: missing '{ck}'")
+        role, calls, content = "assistant", tool_calls_from(content, f"{where}.{ck}"), ""
+    elif isinstance(content, list):
+        content, reasoning, calls = _parts(content, where)
+    elif content is not None and not isinstance(content, str):
+        raise RecordError(
+            "invalid_content", f"{where}: content must be a string or parts, got {type(content).__name__}"
+        )
+    if role == "assistant":
+        for field in ("tool_calls", "function_call"):
+            if raw.get(field):
+                calls.extend(tool_calls_from(raw[field], f"{where}.{field}"))
+        for field in ("reasoning_content", "reasoning", "thinking"):
+            if isinstance(raw.get(field), str) and raw[field].strip():
+                reasoning = reasoning or raw[field]
+    elif raw.get("tool_calls"):
+        raise RecordError("invalid_tool_call", f"{where}: only assistant turns make tool calls (role {tag!r})")
+    if content is None and not calls:
+        raise RecordError("missing_content", f"{where}: missing '{ck}'")
+    content = content or ""
+    if not content.strip() and not calls:
+        raise RecordError("empty_content", f"{where}: empty content")
+    weight = raw.get("loss_weight")
+    if role == "assistant" and weight is not None and weight == 0:
+        raise RecordError(
+            "unsupported_loss_weight",
+            f"{where}: loss_weight 0 on an assistant turn; tuneline trains on every assistant turn "
+            "(drop the turn or move it into the prompt)",
+        )
+    msg: dict[str, Any] = {"role": role, "content": content}
+    if reasoning:
+        msg["reasoning_content"] = reasoning
+    if calls:
+        msg["tool_calls"] = calls
+    for field in ("name", "tool_call_id"):
+        value = raw.get(field)
+        if isinstance(value, str) and value:
+            msg[field] = value
+    return msg
+
+
+def message_list(raw: Any, field: str, **kw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        what = "empty" if isinstance(raw, list) else f"a {type(raw).__name__}"
+        raise RecordError("missing_messages", f"'{field}' must be a non-empty list of messages, got {what}")
+    msgs = [message(m, f"{field}[{i}]", **kw) for i, m in enumerate(raw)]
+    _name_tool_results(msgs)
+    return msgs
+
+
+def _name_tool_results(msgs: list[dict[str, Any]]) -> None:
+    """A tool result that does not say which tool answered takes the name of the call it follows
+    (ShareGPT observations carry only the text; templates that label tool turns need the name)."""
+    pending: list[dict[str, Any]] = []
+    for m in msgs:
+        if m.get("tool_calls"):
+            pending = list(m["tool_calls"])
+        elif m["role"] == "tool" and pending:
+            call = pending.pop(0)
+            m.setdefault("name", call["function"]["name"])
+            if "id" in call:
+                m.setdefault("tool_call_id", call["id"])
+        elif m["role"] != "tool":
+            pending = []
+
+
+def tools_schema(value: Any, where: str = "tools") -> list[dict[str, Any]]:
+    """Function schemas: LLaMA-Factory writes a JSON string of bare schemas, OpenAI a list of
+    ``{"type": "function", "function": schema}``; both → the OpenAI form chat templates read."""
+    value = json_object(value, where, "invalid_tools")
+    if value in (None, "", []):
+        return []
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        fn = item.get("function") if isinstance(item, dict) and isinstance(item.get("function"), dict) else item
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise RecordError("invalid_tools", f"{where}[{i}] is not a function schema with a name")
+        out.append({"type": "function", "function": fn})
+    return out
