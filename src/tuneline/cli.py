@@ -462,7 +462,7 @@ def plan(
     model: Annotated[
         str | None, typer.Option(help="Base model: preset (llama-2-7b...), builtin:*, dir or hub id.")
     ] = None,
-    method: Annotated[str | None, typer.Option(help="qlora | lora | full | dpo (default: train.method).")] = None,
+    method: Annotated[str | None, typer.Option(help="qlora | lora | full | dpo | kto (default: train.method).")] = None,
     seq_len: Annotated[int | None, typer.Option(help="Sequence length (default: model.max_seq_length).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Per-GPU batch (default: train.batch_size).")] = None,
     tokens: Annotated[float, typer.Option(help="Training tokens per epoch, for time and cost.")] = 10e6,
@@ -476,8 +476,8 @@ def plan(
     from tuneline.planner import make_plan, node_selectors
 
     cfg = _load(config, set_)
-    if method not in (None, "qlora", "lora", "full", "dpo"):
-        raise ConfigError(f"--method: expected qlora, lora, full or dpo, got {method!r}")
+    if method not in (None, "qlora", "lora", "full", "dpo", "kto"):
+        raise ConfigError(f"--method: expected qlora, lora, full, dpo or kto, got {method!r}")
     if not math.isfinite(tokens) or tokens <= 0 or tokens > 1e18:
         raise ConfigError(f"--tokens: expected a positive number of tokens up to 1e18, got {tokens!r}")
     for flag, value in (("--seq-len", seq_len), ("--batch-size", batch_size)):

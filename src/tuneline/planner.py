@@ -25,7 +25,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tuneline.config.schema import GpuSpec, TunelineConfig
+from tuneline.config.schema import REFERENCE_METHODS, GpuSpec, TunelineConfig
 from tuneline.models.builtin import SHAPES, builtin_name, is_builtin, is_packaged
 from tuneline.platform.gpu_pools import CLOUDS, node_selector
 
@@ -126,7 +126,7 @@ def architecture_of(base: str) -> Architecture:
         ) from exc
 
 
-Method = str  # "qlora" | "lora" | "full" | "dpo"
+Method = str  # "qlora" | "lora" | "full" | "dpo" | "kto"
 
 
 @dataclass(frozen=True)
@@ -171,11 +171,12 @@ def estimate_memory(
 ) -> MemoryPlan:
     """Peak accelerator bytes of one training step (see the module docstring for the terms).
 
-    ``quantized`` (default: qlora and dpo) loads the linear layers in 4-bit; DPO runs chosen and
-    rejected sequences together, so it holds twice the activations of SFT at the same batch.
+    ``quantized`` (default: qlora, dpo, kto) loads the linear layers in 4-bit; DPO runs chosen and
+    rejected sequences together, KTO each answer and a mismatched KL one, so both hold twice the
+    activations of SFT at the same batch.
     """
     full = method == "full"
-    quantized = method in ("qlora", "dpo") if quantized is None else quantized
+    quantized = method in ("qlora", *REFERENCE_METHODS) if quantized is None else quantized
     linear_bytes = NF4_BITS / 8 if quantized else 2.0
     weights = arch.linear_params * linear_bytes + (arch.total_params - arch.linear_params) * 2.0
     trainable_params = arch.total_params if full else arch.lora_params(lora_r)
@@ -188,7 +189,7 @@ def estimate_memory(
         gradients = 4.0 * trainable_params
     optimizer_bytes = (2.0 if eight_bit else 8.0) * trainable_params
 
-    sequences = batch_size * (2 if method == "dpo" else 1)
+    sequences = batch_size * (2 if method in REFERENCE_METHODS else 1)
     tokens = sequences * seq_len
     h, i = arch.hidden_size, arch.intermediate_size
     per_layer_token = 2.0 * (7 * h + 4 * i)  # 16-bit: q k v, attn out, norms, mlp in, gate, up, act, product
@@ -303,10 +304,10 @@ def make_plan(
         gradient_checkpointing=config.train.gradient_checkpointing,
         optimizer=config.train.optimizer,
         overhead_gib=config.plan.overhead_gib,
-        quantized=method == "qlora" or (method == "dpo" and config.train.dpo.load_in_4bit),
+        quantized=method == "qlora" or (method in REFERENCE_METHODS and getattr(config.train, method).load_in_4bit),
     )
     mfu = config.plan.mfu.get(method, 0.3)
-    total_tokens = train_tokens * config.train.epochs * (2 if method == "dpo" else 1)
+    total_tokens = train_tokens * config.train.epochs * (2 if method in REFERENCE_METHODS else 1)
     options = []
     for gpu in config.plan.gpus:
         fits = memory.total <= gpu.memory_gib * GIB * config.train.memory_fraction

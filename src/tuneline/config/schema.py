@@ -262,24 +262,46 @@ class LoraConfig(Section):
     )
 
 
-class DpoConfig(Section):
-    """Direct preference optimisation on the preference split (train.method: dpo)."""
+class ReferenceTuning(Section):
+    """What preference methods share: a frozen reference model (the base, or an SFT run) and a KL strength."""
 
     beta: float = Field(0.1, gt=0.0, description="Strength of the KL pull towards the reference model.")
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
     sft_adapter: str | None = Field(
         None,
         description="Model dir of an SFT run (its adapter/ is trained further and is the reference); "
         "null starts a fresh adapter on the base.",
     )
-    load_in_4bit: bool = Field(True, description="Load the base in 4-bit NF4 (QLoRA-style DPO).")
+    load_in_4bit: bool = Field(True, description="Load the base in 4-bit NF4 (QLoRA-style).")
+
+
+class DpoConfig(ReferenceTuning):
+    """Direct preference optimisation on the preference split (train.method: dpo): paired chosen/rejected."""
+
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field("sigmoid", description="DPO loss variant.")
+
+
+class KtoConfig(ReferenceTuning):
+    """Kahneman-Tversky optimisation on the kto split (train.method: kto): unpaired answers labelled
+    desirable or not (LLaMA-Factory's kto_tag, axolotl's KTO label). Needs train.batch_size >= 2: the KL
+    term compares each answer with another prompt's in the same batch."""
+
+    desirable_weight: float = Field(
+        1.0, gt=0.0, description="Weight of desirable answers' loss (raise it when they are the minority)."
+    )
+    undesirable_weight: float = Field(1.0, gt=0.0, description="Weight of undesirable answers' loss.")
+
+
+# Methods that tune against a frozen reference, each on its own record kind (TrainConfig.reference_tuning).
+REFERENCE_METHODS = ("dpo", "kto")
 
 
 class TrainConfig(Section):
     """Fine-tuning: method, schedule, checkpoints."""
 
-    method: Literal["qlora", "lora", "dpo"] = Field(
-        "qlora", description="qlora: LoRA on a 4-bit NF4 base; lora: LoRA on a 16-bit base; dpo: preference tuning."
+    method: Literal["qlora", "lora", "dpo", "kto"] = Field(
+        "qlora",
+        description="qlora: LoRA on a 4-bit NF4 base; lora: LoRA on a 16-bit base; dpo: paired preference tuning; "
+        "kto: unpaired (desirable/undesirable) preference tuning.",
     )
     full_finetune: bool = Field(
         False, description="Train every weight instead of a LoRA adapter (method lora only; 4-bit weights are frozen)."
@@ -339,6 +361,7 @@ class TrainConfig(Section):
         0.9, gt=0.0, le=1.0, description="Share of device memory the pre-flight plan may use."
     )
     dpo: DpoConfig = DpoConfig()
+    kto: KtoConfig = KtoConfig()
 
     @model_validator(mode="after")
     def _coherent(self) -> TrainConfig:
@@ -352,7 +375,17 @@ class TrainConfig(Section):
                 f"save_steps ({self.save_steps}) must be a multiple of logging_steps ({self.logging_steps}) "
                 "so that a NaN loss is seen before a checkpoint is written"
             )
+        if self.method == "kto" and self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be at least 2 with method kto (got {self.batch_size}): KTO's KL term pairs "
+                "each answer with another example's prompt in the same batch"
+            )
         return self
+
+    @property
+    def reference_tuning(self) -> ReferenceTuning | None:
+        """The settings of a preference method (dpo, kto); None for SFT methods."""
+        return {"dpo": self.dpo, "kto": self.kto}.get(self.method)
 
 
 ReferenceMetric = Literal["exact_match", "rouge_l", "token_f1", "valid_json", "field_accuracy"]
@@ -651,7 +684,7 @@ class PlanConfig(Section):
 
     gpus: list[GpuSpec] = Field(default_factory=_default_gpus, description="GPU catalogue, smallest first.")
     mfu: dict[str, float] = Field(
-        default_factory=lambda: {"qlora": 0.30, "lora": 0.40, "full": 0.40, "dpo": 0.30},
+        default_factory=lambda: {"qlora": 0.30, "lora": 0.40, "full": 0.40, "dpo": 0.30, "kto": 0.30},
         description="Assumed model-FLOPs utilisation per method (qlora calibrated on HF's Llama-2-7B A100 figure).",
     )
     overhead_gib: float = Field(1.0, ge=0, description="CUDA context and allocator overhead per GPU.")

@@ -8,19 +8,20 @@ from typing import IO, Any
 
 import orjson
 
+from tuneline.records import MESSAGE_FIELDS, kind_of
+
+__all__ = [
+    "BadRecord",
+    "JsonlWriter",
+    "bad_input",
+    "count_lines",
+    "dumps",
+    "line_chunks",
+    "parse_canonical",
+    "read_jsonl",
+]
+
 _DUMP_OPTS = orjson.OPT_APPEND_NEWLINE
-
-# The record kinds every data stage writes, one ``<kind>.jsonl`` each, and the message lists of each:
-# sft trains SFT, preference trains DPO (paired), kto trains KTO (unpaired: one answer and a good/bad label).
-KINDS = ("sft", "preference", "kto")
-MESSAGE_FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion")}
-
-
-def kind_of(rec: dict[str, Any]) -> str:
-    """The kind of a canonical record, from the fields it has."""
-    if "messages" in rec:
-        return "sft"
-    return "kto" if "completion" in rec else "preference"
 
 
 def dumps(record: Any) -> bytes:

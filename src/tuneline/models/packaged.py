@@ -91,7 +91,9 @@ def cached_dir(name: str) -> Path:
     from tuneline.models.resolve import cache_root
 
     spec = PACKAGED[name]
-    return cache_root() / "models" / f"builtin-{name}-{spec.version}"
+    # The chat template is tuneline's (see chatml_template): a new one is a new conversion, never a stale cache
+    template = hashlib.sha256(chatml_template(spec.default_system).encode()).hexdigest()[:8]
+    return cache_root() / "models" / f"builtin-{name}-{spec.version}-t{template}"
 
 
 def materialize(name: str) -> Path:

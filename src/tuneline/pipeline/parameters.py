@@ -43,7 +43,7 @@ PARAMETERS: tuple[Parameter, ...] = (
         lambda c: c.model.base,
         "model.base",
     ),
-    Parameter("method", str, "Training method: qlora, lora or dpo.", lambda c: c.train.method, "train.method"),
+    Parameter("method", str, "Training method: qlora, lora, dpo or kto.", lambda c: c.train.method, "train.method"),
     Parameter("epochs", float, "Passes over the training split.", lambda c: c.train.epochs, "train.epochs"),
     Parameter("learning_rate", float, "Peak learning rate.", lambda c: c.train.learning_rate, "train.learning_rate"),
     Parameter("lora_r", int, "LoRA rank of the adapter.", lambda c: c.lora.r, "lora.r"),

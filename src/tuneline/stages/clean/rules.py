@@ -20,7 +20,14 @@ from tuneline.config.schema import CleanConfig
 from tuneline.dedup import batch_near_keys
 from tuneline.io.jsonl import parse_canonical
 from tuneline.stages.clean.pii import Redactor
-from tuneline.stages.clean.text import canonical_text, messages_of, normalize_text, repetition_ratio
+from tuneline.stages.clean.text import (
+    canonical_text,
+    map_texts,
+    message_text,
+    messages_of,
+    normalize_text,
+    repetition_ratio,
+)
 
 
 @dataclass(slots=True)
@@ -75,7 +82,7 @@ class RecordCleaner:
             )
             if keep and cfg.near_dedup.enabled:
                 chunk.near_rows.append(len(texts))
-                texts.append(" ".join(m["content"] for m in msgs))
+                texts.append(" ".join(message_text(m) for m in msgs))
             else:
                 chunk.near_rows.append(-1)
         if texts:
@@ -85,39 +92,48 @@ class RecordCleaner:
         return chunk
 
     def _normalize(self, msgs: list[dict[str, Any]]) -> bool:
+        form = self.cfg.normalize.form
         changed = False
         for m in msgs:
-            new = normalize_text(m["content"], self.cfg.normalize.form)
-            if new != m["content"]:
-                m["content"] = new
-                changed = True
+            changed |= map_texts(m, lambda text: normalize_text(text, form))
         return changed
 
     def _redact(self, msgs: list[dict[str, Any]], index: int, chunk: CleanedChunk) -> None:
         assert self.redactor is not None
         total: dict[str, int] = {}
         example = ""
-        for m in msgs:
-            text, counts = self.redactor.redact(m["content"])
+        redact = self.redactor.redact
+
+        def one(text: str) -> str:
+            nonlocal example
+            new, counts = redact(text)
             if counts:
-                m["content"] = text
                 for k, v in counts.items():
                     total[k] = total.get(k, 0) + v
-                example = example or _snippet(text, text.find("["))
+                example = example or _snippet(new, new.find("["))
+            return new
+
+        for m in msgs:
+            map_texts(m, one)
         if total:
             chunk.pii[index] = (total, example)
 
     def _filter(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
         q = self.cfg.quality
         if q.enabled:
-            if any(not m["content"].strip() for m in msgs):
+            if any(not m["content"].strip() and not m.get("tool_calls") for m in msgs):
                 return "quality.empty_after_cleaning", "a message is empty after normalization"
-            chars = sum(len(m["content"]) for m in msgs)
+            chars = sum(len(message_text(m)) for m in msgs)
             if chars < q.min_chars:
                 return "quality.min_chars", f"{chars} characters < {q.min_chars}"
             if chars > q.max_chars:
                 return "quality.max_chars", f"{chars} characters > {q.max_chars}"
-            turns = len(rec["messages"]) if "messages" in rec else len(rec["prompt"]) + len(rec["chosen"])
+            # turns of one conversation: a preference record's is its prompt and one answer
+            turns = (
+                len(rec["messages"])
+                if "messages" in rec
+                else len(rec["prompt"]) + len(rec.get("chosen") or rec["completion"])
+            )
             if turns < q.min_turns:
                 return "quality.min_turns", f"{turns} turns < {q.min_turns}"
             if turns > q.max_turns:
@@ -129,7 +145,7 @@ class RecordCleaner:
         if self.tokenizer is not None:
             n = sum(
                 len(ids) + 4
-                for ids in self.tokenizer([m["content"] for m in msgs], add_special_tokens=False)["input_ids"]
+                for ids in self.tokenizer([message_text(m) for m in msgs], add_special_tokens=False)["input_ids"]
             )
             limit = self.cfg.token_length.max_tokens
             if n > limit:

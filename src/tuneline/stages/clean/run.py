@@ -13,9 +13,9 @@ from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_js
 from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, count_lines, dumps, line_chunks
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
+from tuneline.records import KINDS
 from tuneline.stages.clean.rules import CleanedChunk, clean_chunk, init_worker
 
-KINDS = ("sft", "preference")
 REMOVED_FILE, REPORT_FILE = "removed.jsonl", "report.json"
 CHUNK = 1024
 
@@ -58,14 +58,14 @@ def _named_errors(results: Any, path: Path, st: Counter) -> Any:
 
 
 def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> CleanResult:
-    """Clean ``src/{sft,preference}.jsonl`` into ``out``; every removal is written to ``removed.jsonl`` with its rule.
+    """Clean ``src/{sft,preference,kto}.jsonl`` into ``out``; every removal is written to ``removed.jsonl`` with its rule.
 
     Deterministic: decisions depend only on input order and config, not on the number of workers.
     """
     src, out = Path(src), Path(out)
     inputs = {k: src / f"{k}.jsonl" for k in KINDS}
     if not any(p.exists() for p in inputs.values()):
-        raise CleanError(f"no sft.jsonl or preference.jsonl in {src}: run `tuneline ingest` first")
+        raise CleanError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline ingest` first")
     tok = tokenizer_for(config)
     if config.clean.pii.enabled and config.clean.pii.names:
         import importlib.util

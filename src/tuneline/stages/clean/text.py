@@ -4,22 +4,43 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
+
+from tuneline.records import message_text, messages_of
+
+__all__ = ["canonical_text", "map_texts", "message_text", "messages_of", "normalize_text", "prompt_text"]
 
 # C0/C1 controls except \t \n \r, zero-width and bidi marks, line/paragraph separators, BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _SPACE = re.compile(r"\s+")
 
 
-def messages_of(rec: dict[str, Any]) -> Iterator[dict[str, str]]:
-    """Every message of an SFT or preference record, in a stable order."""
-    if "messages" in rec:
-        yield from rec["messages"]
-    else:
-        yield from rec["prompt"]
-        yield from rec["chosen"]
-        yield from rec["rejected"]
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: _map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, fn) for v in value]
+    return value
+
+
+def map_texts(m: dict[str, Any], fn: Callable[[str], str]) -> bool:
+    """Apply ``fn`` to every text a message holds (content, reasoning, the string values of its tool
+    calls' arguments), in place; True when something changed. A call's name is an identifier, left as is."""
+    changed = False
+    for key in ("content", "reasoning_content"):
+        if key in m:
+            new = fn(m[key])
+            if new != m[key]:
+                m[key], changed = new, True
+    for call in m.get("tool_calls") or ():
+        fn_ = call["function"]
+        new = _map_strings(fn_["arguments"], fn)
+        if new != fn_["arguments"]:
+            fn_["arguments"], changed = new, True
+    return changed
 
 
 def normalize_text(text: str, form: str) -> str:
@@ -32,7 +53,8 @@ def normalize_text(text: str, form: str) -> str:
 
 def canonical_text(rec: dict[str, Any]) -> str:
     """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content."""
-    return "\x1e".join(m["role"] + "\x1f" + " ".join(m["content"].casefold().split()) for m in messages_of(rec))
+    body = "\x1e".join(m["role"] + "\x1f" + " ".join(message_text(m).casefold().split()) for m in messages_of(rec))
+    return body + ("\x1e" + str(rec["label"]) if "label" in rec else "")
 
 
 def prompt_text(rec: dict[str, Any]) -> str:

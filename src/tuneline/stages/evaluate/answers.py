@@ -48,21 +48,33 @@ class Answers:
 
 
 def load_examples(split_dir: str | Path, split: str, max_examples: int | None) -> list[Example]:
-    """SFT records of ``split`` whose last turn is the assistant's (the reference answer)."""
+    """SFT records of ``split`` whose last turn is the assistant's (the reference answer).
+
+    Tool-calling records (a ``tools`` schema or tool calls) are left out, with a warning: their answers
+    are calls, not texts a judge or the reference metrics can compare.
+    """
     path = Path(split_dir) / "sft" / f"{split}.jsonl"
     if not path.is_file():
         raise EvaluateError(f"{path} not found: run `tuneline split` first (or set eval.split)")
     examples = []
+    tool_use = 0
     for record in read_jsonl(path):
         messages = record.get("messages") or []
         if len(messages) < 2 or messages[-1].get("role") != "assistant":
+            continue
+        if record.get("tools") or any(m.get("tool_calls") for m in messages):
+            tool_use += 1
             continue
         category = str((record.get("meta") or {}).get("category") or "uncategorized")
         examples.append(Example(str(record["id"]), category, messages[:-1], messages[-1]["content"]))
         if max_examples and len(examples) >= max_examples:
             break
+    if tool_use:
+        log.warning(
+            "evaluate: %d tool-calling conversations in %s are not evaluated (answers are calls)", tool_use, path
+        )
     if not examples:
-        raise EvaluateError(f"{path} holds no conversation ending with an assistant answer")
+        raise EvaluateError(f"{path} holds no conversation ending with an assistant text answer")
     return examples
 
 

@@ -46,14 +46,17 @@ def _label(obj: dict[str, Any]) -> Any:
     return obj["label"] if "label" in obj else obj.get("kto_tag")
 
 
+def _looks_like_label(value: Any) -> bool:
+    """A KTO label: a boolean, or one written as text (CSV)."""
+    return isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in ("true", "false"))
+
+
 def detect_format(obj: dict[str, Any]) -> str:
     """Guess the format from the keys a record carries."""
     if ("chosen" in obj and "rejected" in obj) or ("chosen_messages" in obj and "rejected_messages" in obj):
         return "preference"
-    if "kto_tag" in obj or (
-        isinstance(obj.get("label"), bool)
-        and any(k in obj for k in ("completion", "messages", "conversations", "output"))
-    ):
+    answer_keys = ("completion", "messages", "conversations", "output")
+    if "kto_tag" in obj or (_looks_like_label(obj.get("label")) and any(k in obj for k in answer_keys)):
         return "kto"
     if "messages" in obj:
         return "messages"

@@ -22,7 +22,23 @@ import orjson
 from tuneline.stages.ingest.sources import ResolvedFile
 
 _SURROGATE = re.compile(r"[\udc80-\udcff]")
-_LIST_FIELDS = ("messages", "conversations", "chosen", "rejected", "prompt", "meta", "metadata")
+# CSV cells that hold JSON (a conversation, tools, history) when they start like it
+_JSON_FIELDS = frozenset(
+    {
+        "messages",
+        "conversations",
+        "chosen",
+        "rejected",
+        "chosen_messages",
+        "rejected_messages",
+        "prompt",
+        "completion",
+        "history",
+        "tools",
+        "meta",
+        "metadata",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -133,7 +149,10 @@ def read_json_array(f: ResolvedFile) -> Iterator[RawItem]:
             yield RawItem("row", i, obj=obj)
 
 
-def _decode_cells(row: dict[str, Any]) -> dict[str, Any]:
+_TEXT_OR_JSON = frozenset({"prompt", "completion", "chosen", "rejected"})  # may also be plain text: "[Q] ..."
+
+
+def _decode_cells(row: dict[str, Any], json_fields: frozenset[str]) -> dict[str, Any]:
     """CSV cells are strings: decode JSON in list-like fields (empty cells stay empty strings)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
@@ -141,11 +160,12 @@ def _decode_cells(row: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, str):
             stripped = value.lstrip()
-            if key in _LIST_FIELDS and stripped[:1] in ("[", "{"):
+            if key in json_fields and stripped[:1] in ("[", "{"):
                 try:
                     value = json.loads(value)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"column {key!r} holds invalid JSON: {exc}") from None
+                    if key not in _TEXT_OR_JSON:
+                        raise ValueError(f"column {key!r} holds invalid JSON: {exc}") from None
         out[key] = value
     return out
 
@@ -155,6 +175,8 @@ CSV_FIELD_LIMIT = 64 * 1024 * 1024  # per cell; the csv module's default (128 Ki
 
 def read_csv(f: ResolvedFile) -> Iterator[RawItem]:
     csv.field_size_limit(CSV_FIELD_LIMIT)
+    # the source's own names for those fields too (its columns mapping)
+    json_fields = _JSON_FIELDS | {theirs for ours, theirs in f.field_map.columns.items() if ours in _JSON_FIELDS}
     with _open(f) as fh:
         text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.DictReader(text)
@@ -173,7 +195,7 @@ def read_csv(f: ResolvedFile) -> Iterator[RawItem]:
                 yield RawItem("line", lineno, error=("invalid_csv", "row has more cells than the header"), raw=raw)
                 continue
             try:
-                yield RawItem("line", lineno, obj=_decode_cells(row))
+                yield RawItem("line", lineno, obj=_decode_cells(row, json_fields))
             except ValueError as exc:
                 yield RawItem("line", lineno, error=("invalid_json", str(exc)), raw=raw)
 

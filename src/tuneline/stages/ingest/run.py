@@ -15,8 +15,9 @@ import xxhash
 
 from tuneline.config.schema import Source, TunelineConfig
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import KINDS, JsonlWriter
+from tuneline.io.jsonl import JsonlWriter
 from tuneline.progress import Rate, log, stage_progress
+from tuneline.records import KINDS
 from tuneline.redact import redact_text
 from tuneline.stages.ingest.formats import RecordError, canonicalize
 from tuneline.stages.ingest.readers import read_items

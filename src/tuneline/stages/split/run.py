@@ -1,4 +1,4 @@
-"""The split stage: cleaned records → ``{sft,preference}/{train,val,test}.jsonl`` + leakage audit + report."""
+"""The split stage: cleaned records → ``{sft,preference,kto}/{train,val,test}.jsonl`` + leakage audit + report."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_js
 from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, line_chunks, parse_canonical
 from tuneline.parallel import chunk_mapper, resolve_workers
 from tuneline.progress import Rate, log, stage_progress
+from tuneline.records import KINDS
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, field_value
 from tuneline.stages.split.leakage import NUM_PERM, init_worker, prompt_keys_chunk
 
-KINDS = ("sft", "preference")
 LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
 CHUNK = 1024
 
@@ -117,7 +117,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
     src, out = Path(src), Path(out)
     inputs = {k: src / f"{k}.jsonl" for k in KINDS}
     if not any(p.exists() for p in inputs.values()):
-        raise SplitError(f"no sft.jsonl or preference.jsonl in {src}: run `tuneline clean` first")
+        raise SplitError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline clean` first")
     field = cfg.field or ("source" if cfg.strategy == "group" else None)
     rate = Rate()
     counts: dict[str, dict[str, int]] = {}

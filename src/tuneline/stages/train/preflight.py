@@ -57,7 +57,7 @@ class Decisions:
 def decide(config: TunelineConfig, device: Device) -> Decisions:
     train = config.train
     notes: list[str] = []
-    quantize = train.method == "qlora" or (train.method == "dpo" and train.dpo.load_in_4bit)
+    quantize = train.method == "qlora" or bool(train.reference_tuning and train.reference_tuning.load_in_4bit)
 
     precision = train.precision
     if device.kind == "cpu":

@@ -89,12 +89,6 @@ def _peak_memory(device_kind: str) -> tuple[int, str]:
     return int(rss if sys.platform == "darwin" else rss * 1024), "process peak RSS"
 
 
-def _dataset(rows: list[dict[str, Any]]) -> Any:
-    from datasets import Dataset
-
-    return Dataset.from_list([{k: v for k, v in r.items() if k != "id"} for r in rows])
-
-
 def _sft_rows_for_template(tokenizer: Any, rows: list[dict[str, Any]], assistant_only: bool) -> tuple[list, bool]:
     """Keep conversations when the chat template can mask assistant turns, else use prompt/completion pairs."""
     if not assistant_only:
@@ -108,7 +102,10 @@ def _sft_rows_for_template(tokenizer: Any, rows: list[dict[str, Any]], assistant
         return rows, True
     except Exception:  # noqa: BLE001 - TRL raises for templates it cannot patch
         log.info("chat template has no {%% generation %%} markers: training on the last assistant turn only")
-        return [{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows], False
+        return [
+            {"id": r["id"], "prompt": r["messages"][:-1], "completion": r["messages"][-1:], "tools": r["tools"]}
+            for r in rows
+        ], False
 
 
 def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val: bool) -> dict[str, Any]:
@@ -152,27 +149,28 @@ def _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ck
     t = config.train
     common = _common_args(config, decisions, ckpt_dir, bool(val_rows))
     if t.method == "dpo":
-        from trl import DPOConfig, DPOTrainer
+        from trl import DPOConfig as Args
+        from trl import DPOTrainer as Trainer
 
-        args = DPOConfig(**common, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
-        return DPOTrainer(
-            model=model,
-            args=args,
-            train_dataset=_dataset(train_rows),
-            eval_dataset=_dataset(val_rows) if val_rows else None,
-            processing_class=tokenizer,
-            peft_config=peft_cfg,
-        )
-    from trl import SFTConfig, SFTTrainer
+        args = Args(**common, beta=t.dpo.beta, loss_type=[t.dpo.loss_type])
+    elif t.method == "kto":
+        from trl import KTOConfig as Args
+        from trl import KTOTrainer as Trainer
 
-    train_rows, assistant_only = _sft_rows_for_template(tokenizer, train_rows, t.assistant_only_loss)
-    val_rows, _ = _sft_rows_for_template(tokenizer, val_rows, t.assistant_only_loss) if val_rows else ([], False)
-    args = SFTConfig(**common, packing=t.packing, assistant_only_loss=assistant_only)
-    return SFTTrainer(
+        k = t.kto
+        args = Args(**common, beta=k.beta, desirable_weight=k.desirable_weight, undesirable_weight=k.undesirable_weight)
+    else:
+        from trl import SFTConfig as Args
+        from trl import SFTTrainer as Trainer
+
+        train_rows, assistant_only = _sft_rows_for_template(tokenizer, train_rows, t.assistant_only_loss)
+        val_rows, _ = _sft_rows_for_template(tokenizer, val_rows, t.assistant_only_loss) if val_rows else ([], False)
+        args = Args(**common, packing=t.packing, assistant_only_loss=assistant_only)
+    return Trainer(
         model=model,
         args=args,
-        train_dataset=_dataset(train_rows),
-        eval_dataset=_dataset(val_rows) if val_rows else None,
+        train_dataset=data.dataset(train_rows),
+        eval_dataset=data.dataset(val_rows) if val_rows else None,
         processing_class=tokenizer,
         peft_config=peft_cfg,
     )
@@ -200,13 +198,14 @@ def run_train(
     kind = data.kind_for(t.method)
 
     # ---- pre-flight: inputs and config, before anything large is loaded
-    train_rows = data.rows_for(kind, data.load_records(split_dir, kind, "train"))
-    val_rows = data.rows_for(kind, data.load_records(split_dir, kind, "val", required=False))
-    sft_dir = Path(t.dpo.sft_adapter) if t.method == "dpo" and t.dpo.sft_adapter else None
+    train_rows = data.rows_for(kind, data.load_records(split_dir, kind, "train"), t.seed)
+    val_rows = data.rows_for(kind, data.load_records(split_dir, kind, "val", required=False), t.seed)
+    reference = t.reference_tuning
+    sft_dir = Path(reference.sft_adapter) if reference and reference.sft_adapter else None
     try:
         sft_manifest = read_manifest(sft_dir) if sft_dir else None
     except ModelDirError as exc:
-        raise TrainError(f"train.dpo.sft_adapter: {exc}") from None
+        raise TrainError(f"train.{t.method}.sft_adapter: {exc}") from None
     inputs = [split_dir, ckpt_dir, *([sft_dir] if sft_dir else [])]
     check_output(out, WRITER, inputs)  # before the expensive part, not only at the swap
     lineage = split_lineage(split_dir)
