@@ -86,7 +86,7 @@ def test_source_declares_its_own_field_names_and_role_tags(tmp_path):
         run_ingest(cfg, [Source(uri=str(raw))], tmp_path / "plain")
     assert read_jsonl(tmp_path / "plain.failed" / "quarantine.jsonl")[0]["reason"] == "unknown_format"
 
-    mapped = run_ingest(cfg, [Source(uri=str(raw), **MAPPING)], tmp_path / "mapped")  # ... with it, it is
+    assert run_ingest(cfg, [Source(uri=str(raw), **MAPPING)], tmp_path / "mapped").preference == 1  # ... with it
     [rec] = read_jsonl(tmp_path / "mapped" / "preference.jsonl")
     assert rec["prompt"] == [{"role": "user", "content": "Where is parcel ZX-118?"}]
     assert rec["chosen"][0]["role"] == "assistant" and rec["rejected"][0]["content"] == "No idea."
