@@ -160,3 +160,51 @@ def test_near_dedup_catches_a_small_edit_in_text_without_spaces(tmp_path: Path, 
     assert kept == [ZH_ANSWER, other]
     [removed] = read_jsonl(tmp_path / "out/removed.jsonl")
     assert removed["rule"] == "near_dedup"
+
+
+def test_tool_calls_and_kto_records_through_ingest_clean_split(tmp_path: Path, make_config):
+    """PII inside a tool call's arguments and in reasoning is redacted like any text; calls survive intact
+    otherwise; dedup tells calls apart; KTO records flow to kto/ with their labels."""
+    from tests.format_fixtures import SHAPES
+    from tuneline.config.schema import Source
+    from tuneline.stages.ingest import run_ingest
+    from tuneline.stages.split import run_split, split_path
+
+    def tool_chat(email: str, code: str) -> dict:
+        call = {"name": "send_receipt", "arguments": {"to": email, "order": code, "copies": 2}}
+        return {
+            "messages": [
+                {"role": "user", "content": f"Send the receipt for {code}, please."},
+                {"role": "assistant", "content": "", "reasoning_content": f"Mail it to {email}.", "tool_calls": [call]},
+                {"role": "tool", "content": "sent"},
+                {"role": "assistant", "content": "Done, the receipt is on its way."},
+            ]
+        }
+
+    kto = [r for r, kind, _ in SHAPES.values() if kind == "kto"]
+    raw = write_jsonl(
+        tmp_path / "raw" / "mixed.jsonl",
+        [tool_chat("ann@example.com", "A-1"), tool_chat("bo@example.org", "B-2"), *kto],
+    )
+    cfg = make_config(
+        "clean.quality.min_chars=1", "split.ratios.train=1.0", "split.ratios.val=0", "split.ratios.test=0"
+    )
+    run_ingest(cfg, [Source(uri=str(raw))], tmp_path / "ingested")
+    result = run_clean(cfg, tmp_path / "ingested", tmp_path / "cleaned")
+    sft = read_jsonl(tmp_path / "cleaned" / "sft.jsonl")
+    assert len(sft) == 2, "two calls that differ only in their arguments are not duplicates"
+    call = sft[0]["messages"][1]
+    assert call["tool_calls"][0]["function"] == {
+        "name": "send_receipt",
+        "arguments": {"to": "[EMAIL]", "order": "A-1", "copies": 2},
+    }
+    assert call["reasoning_content"] == "Mail it to [EMAIL]."
+    assert result.report["redactions"]["email"] == 4
+    assert "example.com" not in (tmp_path / "cleaned" / "sft.jsonl").read_text()
+    # the four KTO shapes hold two distinct (prompt, answer, label) records: exact dedup keeps one of each
+    assert sorted(r["label"] for r in read_jsonl(tmp_path / "cleaned" / "kto.jsonl")) == [False, True]
+    assert result.report["removed"]["exact_dedup"] == 2
+
+    run_split(cfg, tmp_path / "cleaned", tmp_path / "split")
+    labels = sorted(r["label"] for r in read_jsonl(split_path(tmp_path / "split", "kto", "train")))
+    assert labels == [False, True]

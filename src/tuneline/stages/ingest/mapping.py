@@ -113,6 +113,10 @@ def from_dataset_info(info: dict[str, Any]) -> tuple[list[DatasetEntry], list[tu
             skipped.append((name, why))
             continue
         sharegpt = spec.get("formatting", "alpaca") == "sharegpt"
+        given = spec.get("columns") or {}
+        if not sharegpt and "prompt" in given and not {"response", "chosen", "kto_tag"} & set(given):
+            skipped.append((name, "a pretraining corpus (a text column, no responses); tuneline fine-tunes on chats"))
+            continue
         columns: dict[str, str] = {}
         for lf, theirs in (spec.get("columns") or {}).items():
             ours = _LF_COLUMNS.get(lf)
