@@ -62,7 +62,8 @@ def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
     assert res.report["redactions"] == {"email": 1, "phone": 1}
     assert res.report["removed"]["near_dedup"] == 1
     assert res.report["examples"]["pii.email"] == [{"id": "s1", "redacted": "mail me: [EMAIL]"}]
-    assert res.report["input"] == {"sft": 8, "preference": 1} and res.report["output"] == {"sft": 3, "preference": 1}
+    assert res.report["input"] == {"sft": 8, "preference": 1, "kto": 0}
+    assert res.report["output"] == {"sft": 3, "preference": 1, "kto": 0}
 
 
 def test_rules_are_switchable(tmp_path: Path, make_config):

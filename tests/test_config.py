@@ -59,7 +59,7 @@ def test_unknown_key_names_its_path(tmp_path: Path):
         ("clean.near_dedup.threshold=1.5", "clean.near_dedup.threshold: Input should be less than 1"),
         ("split.ratios.train=0.9", "split.ratios: Value error, train + val + test must be 1.0, got 1.1"),
         ("split.strategy=temporal", "split: Value error, strategy 'temporal' needs split.field"),
-        ("train.method=full", "train.method: Input should be 'qlora', 'lora' or 'dpo'"),
+        ("train.method=full", "train.method: Input should be 'qlora', 'lora', 'dpo' or 'kto'"),
         ("data.max_bad_fraction=lots", "data.max_bad_fraction: Input should be a valid number"),
     ],
 )

@@ -148,7 +148,8 @@ def test_bad_overrides_fail_the_first_step_naming_the_key(cfg, tmp_path):
     resolved = json.loads(out.read_text())
     assert resolved["train"]["max_steps"] == 7 and resolved["train"]["epochs"] == 2.0
     assert resolved["data"]["sources"] == [
-        {"uri": "s3://b/raw/", "format": "auto", "kind": "auto", "hf_split": "train"}
+        {"uri": "s3://b/raw/", "format": "auto", "kind": "auto", "hf_split": "train", "columns": {}}
+        | {"role_key": None, "content_key": None, "roles": {}}
     ]
 
 

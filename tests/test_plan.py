@@ -111,7 +111,7 @@ def test_train_cli_runs_and_fails_clearly(tmp_path: Path, split_dir: Path):
     assert "step 2/2" in r.stderr, "per-step progress lines when not on a terminal"
 
     r = tuneline("train", str(split_dir), "-S", "train.method=sft", cwd=tmp_path)
-    assert r.returncode == 2 and "train.method: Input should be 'qlora', 'lora' or 'dpo'" in r.stderr
+    assert r.returncode == 2 and "train.method: Input should be 'qlora', 'lora', 'dpo' or 'kto'" in r.stderr
     r = tuneline("train", str(split_dir), "-S", "train.full_finetune=true", cwd=tmp_path)
     assert r.returncode == 2 and "full_finetune is only possible with method 'lora'" in r.stderr
     r = tuneline("train", "no-such-dir", cwd=tmp_path)
