@@ -178,3 +178,38 @@ def test_mt_bench_questions_are_refused_as_eval_prompts(tmp_path):
         run_ingest(cfg, [Source(uri=str(q))], tmp_path / "out")
     reasons = {r["reason"] for r in read_jsonl(tmp_path / "out.failed" / "quarantine.jsonl")}
     assert reasons == {"no_answers"}
+
+
+@pytest.mark.parametrize(
+    ("original", "derived", "kind"),
+    [
+        ("alpaca_en_demo.json", "alpaca_en_demo.csv", "sft"),
+        ("glaive_toolcall_en_demo.json", "glaive_toolcall_en_demo.csv", "sft"),
+        ("glaive_toolcall_en_demo.json", "glaive_toolcall_en_demo.parquet", "sft"),
+        ("kto_en_demo.json", "kto_en_demo.parquet", "kto"),
+        ("dpo_en_demo.json", "dpo_en_demo.parquet", "preference"),
+    ],
+)
+def test_csv_and_parquet_copies_ingest_exactly_like_the_json_originals(tmp_path, original, derived, kind):
+    def body(records):
+        return [{k: v for k, v in r.items() if k not in ("id", "source", "meta")} for r in records]
+
+    _, a = ingest(tmp_path / "a", LF / "data" / original)
+    _, b = ingest(tmp_path / "b", REAL / "derived" / derived)
+    assert not b["quarantine"]
+    assert len(b[kind]) == len(a[kind]) > 0 and body(b[kind]) == body(a[kind])
+
+
+def test_derived_preference_shapes_state_the_prompt_once(tmp_path):
+    _, out = ingest(
+        tmp_path,
+        REAL / "derived" / "ultra_shaped.jsonl",
+        REAL / "derived" / "intel_shaped.jsonl",
+        REAL / "derived" / "prompt_pairs_shaped.jsonl",
+    )
+    assert len(out["preference"]) == 4 and not out["quarantine"]
+    for rec in out["preference"]:
+        assert rec["prompt"][-1]["role"] == "user"
+        assert [m["role"] for m in rec["chosen"]] == ["assistant"] == [m["role"] for m in rec["rejected"]]
+        if "intel" in rec["source"] or "prompt_pairs" in rec["source"]:
+            assert rec["prompt"][0]["role"] == "system", "the system field reaches the prompt"
