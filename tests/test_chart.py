@@ -34,6 +34,7 @@ CRDS = {
     "ServingRuntime": ("kserve/serving.kserve.io_servingruntimes.yaml", "v1alpha1"),
     "ScaledObject": ("keda/keda.sh_scaledobjects.yaml", "v1alpha1"),
     "ServiceMonitor": ("prometheus-operator/monitoring.coreos.com_servicemonitors.yaml", "v1"),
+    "PrometheusRule": ("prometheus-operator/monitoring.coreos.com_prometheusrules.yaml", "v1"),
     "Application": ("argocd/application-crd.yaml", "v1alpha1"),
 }
 K8S_VERSION = "1.32"

@@ -119,7 +119,7 @@ adapter by its id alone (requests then name it by that id), vLLM always as name=
 {{- .Values.autoscaling.keda.query }}
 {{- else }}
 {{- $metric := ternary "tgi_queue_size" "vllm:num_requests_waiting" (eq (include "tuneline.runtimeKind" .) "tgi") }}
-{{- printf "sum(%s{namespace=\"%s\", pod=~\"%s-predictor-.*\"})" $metric .Release.Namespace (include "tuneline.fullname" .) }}
+{{- printf "sum(%s{%s})" $metric (include "tuneline.podSelector" .) }}
 {{- end }}
 {{- end }}
 
@@ -129,4 +129,14 @@ adapter by its id alone (requests then name it by that id), vLLM always as name=
 {{- $_ := set $r.requests "nvidia.com/gpu" (int .Values.gpu.count) }}
 {{- $_ := set $r.limits "nvidia.com/gpu" (int .Values.gpu.count) }}
 {{- toYaml $r }}
+{{- end }}
+
+{{/* The predictor pods' series in PromQL (the SLO rules and the KEDA query select the same pods). */}}
+{{- define "tuneline.podSelector" -}}
+{{- printf "namespace=\"%s\", pod=~\"%s-.*\"" .Release.Namespace (include "tuneline.workloadPrefix" .) }}
+{{- end }}
+
+{{/* Pods of the serving workload are named after it: <isvc>-predictor-… (InferenceService). */}}
+{{- define "tuneline.workloadPrefix" -}}
+{{- printf "%s-predictor" (include "tuneline.fullname" .) }}
 {{- end }}
