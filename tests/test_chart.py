@@ -35,6 +35,11 @@ CRDS = {
     "ScaledObject": ("keda/keda.sh_scaledobjects.yaml", "v1alpha1"),
     "ServiceMonitor": ("prometheus-operator/monitoring.coreos.com_servicemonitors.yaml", "v1"),
     "PrometheusRule": ("prometheus-operator/monitoring.coreos.com_prometheusrules.yaml", "v1"),
+    "LLMInferenceService": ("kserve/serving.kserve.io_llminferenceservices.yaml", "v1alpha2"),
+    "HTTPRoute": ("gateway-api/gateway.networking.k8s.io_httproutes.yaml", "v1"),
+    "AIGatewayRoute": ("envoy-ai-gateway/aigateway.envoyproxy.io_aigatewayroutes.yaml", "v1beta1"),
+    "SecurityPolicy": ("envoy-gateway/gateway.envoyproxy.io_securitypolicies.yaml", "v1alpha1"),
+    "BackendTrafficPolicy": ("envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml", "v1alpha1"),
     "Application": ("argocd/application-crd.yaml", "v1alpha1"),
 }
 K8S_VERSION = "1.32"
@@ -70,8 +75,18 @@ def one(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
 
 
 def runtime_container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The model server's container: the ServingRuntime's, or the LLMInferenceService template's ``main``."""
+    if any(d["kind"] == "LLMInferenceService" for d in docs):
+        [container] = one(docs, "LLMInferenceService")["spec"]["template"]["containers"]
+        return container
     [container] = one(docs, "ServingRuntime")["spec"]["containers"]
     return container
+
+
+def runtime_args(container: dict[str, Any]) -> list[str]:
+    """Server flags: the container's args, or vLLM's VLLM_ADDITIONAL_ARGS under LLMInferenceService."""
+    extra = [e["value"] for e in container.get("env", []) if e["name"] == "VLLM_ADDITIONAL_ARGS"]
+    return container.get("args", []) + [a for value in extra for a in value.split()]
 
 
 def flag_names(args: list[str]) -> list[str]:
@@ -100,7 +115,9 @@ def test_every_scenario_lints_strictly_renders_and_validates(values):
     assert lint.returncode == 0, lint.stdout + lint.stderr
     docs = render(values)
     kinds = {d["kind"] for d in docs}
-    assert {"ServingRuntime", "InferenceService", "ServiceAccount"} <= kinds
+    assert {"ServiceAccount"} <= kinds and (
+        {"ServingRuntime", "InferenceService"} <= kinds or "LLMInferenceService" in kinds
+    ), kinds
     for doc in docs:
         if doc["kind"] not in CRDS:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -118,7 +135,8 @@ def test_every_scenario_lints_strictly_renders_and_validates(values):
 @pytest.mark.parametrize("values", SCENARIOS + ENVIRONMENTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_scenarios_custom_resources_match_their_published_crds(values):
     docs = [d for d in render(values) if d["kind"] in CRDS]
-    assert {"ServingRuntime", "InferenceService"} <= {d["kind"] for d in docs}
+    kinds = {d["kind"] for d in docs}
+    assert {"ServingRuntime", "InferenceService"} <= kinds or "LLMInferenceService" in kinds
     for doc in docs:
         errors = crd_errors(*CRDS[doc["kind"]], doc)
         assert not errors, f"{doc['kind']}: {errors}"
@@ -182,7 +200,8 @@ def test_runtime_args_are_flags_the_pinned_server_accepts(values):
         assert env <= set(known.values()) | TGI_OTHER_ENV, env - set(known.values())
     else:
         assert image == cfg.images.vllm
-        assert set(flag_names(container["args"])) <= vllm_flags(), set(flag_names(container["args"])) - vllm_flags()
+        flags = set(flag_names(runtime_args(container)))
+        assert flags and flags <= vllm_flags(), flags - vllm_flags()
 
 
 def test_tgi_serves_the_model_on_its_gpus_with_probes_shm_and_the_token_budget():
@@ -278,12 +297,16 @@ def test_pdb_and_service_monitor_select_the_predictor_pods_and_metrics():
 @pytest.mark.parametrize("values", SCENARIOS + ENVIRONMENTS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_container_is_hardened_with_requests_limits_and_pinned_images(values):
     docs = render(values)
-    isvc = one(docs, "InferenceService")
     test_pod = one(docs, "Pod")
-    pods = [
-        (isvc["spec"]["predictor"]["securityContext"], [runtime_container(docs), isvc["spec"]["predictor"]["model"]]),
-        (test_pod["spec"]["securityContext"], test_pod["spec"]["containers"]),
-    ]
+    if any(d["kind"] == "LLMInferenceService" for d in docs):
+        template = one(docs, "LLMInferenceService")["spec"]["template"]
+        servers = [runtime_container(docs)]
+        pods = [(template["securityContext"], servers)]
+    else:
+        isvc = one(docs, "InferenceService")
+        servers = [runtime_container(docs), isvc["spec"]["predictor"]["model"]]
+        pods = [(isvc["spec"]["predictor"]["securityContext"], servers)]
+    pods.append((test_pod["spec"]["securityContext"], test_pod["spec"]["containers"]))
     for pod_security, containers in pods:
         assert pod_security["runAsNonRoot"] is True and pod_security["seccompProfile"]["type"] == "RuntimeDefault"
         for c in containers:
@@ -296,7 +319,7 @@ def test_every_container_is_hardened_with_requests_limits_and_pinned_images(valu
                 assert not c["image"].endswith(":latest") and (
                     ":" in c["image"].rsplit("/", 1)[-1] or "@sha256:" in c["image"]
                 )
-    for c in (runtime_container(docs), isvc["spec"]["predictor"]["model"]):
+    for c in servers:
         gpus = c["resources"]["limits"]["nvidia.com/gpu"]
         assert gpus >= 1 and c["resources"]["requests"]["nvidia.com/gpu"] == gpus
     assert one(docs, "ServiceAccount")["automountServiceAccountToken"] is False

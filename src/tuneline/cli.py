@@ -643,6 +643,9 @@ def smoke(
     token_env: Annotated[
         str, typer.Option(help="Env var with a bearer token, if the endpoint needs one.")
     ] = "TUNELINE_ENDPOINT_TOKEN",
+    token_header: Annotated[
+        str, typer.Option(help="Header that carries the token: Authorization (bearer) or an API-key header.")
+    ] = "Authorization",
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Health check plus one chat completion, with latencies; exit 1 when either fails."""
@@ -650,7 +653,7 @@ def smoke(
 
     from tuneline.serving.smoke import smoke as run_smoke
 
-    result = run_smoke(url, model, prompt, max_tokens, timeout, secret_from_env(token_env))
+    result = run_smoke(url, model, prompt, max_tokens, timeout, secret_from_env(token_env), token_header)
     if json_out:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return

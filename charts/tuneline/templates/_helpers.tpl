@@ -37,10 +37,50 @@ tuneline.io/model: {{ .Values.model.name | quote }}
 tuneline.io/model-version: {{ .Values.model.version | quote }}
 {{- end }}
 
-{{/* Pods of the predictor, as KServe labels them (for the PDB and the metrics Service). */}}
+{{/* Which KServe API serves the model: inferenceservice (InferenceService + ServingRuntime, TGI or vLLM)
+or llminferenceservice (LLMInferenceService v1alpha2: vLLM behind the llm-d router). */}}
+{{- define "tuneline.llmisvc" -}}
+{{- if eq .Values.serving.api "llminferenceservice" }}true{{ end }}
+{{- end }}
+
+{{/* Pods of the model server, as KServe labels them (for the PDB, the metrics Service, NetworkPolicies). */}}
 {{- define "tuneline.predictorSelector" -}}
+{{- if include "tuneline.llmisvc" . }}
+app.kubernetes.io/name: {{ include "tuneline.fullname" . }}
+app.kubernetes.io/part-of: llminferenceservice
+app.kubernetes.io/component: llminferenceservice-workload
+{{- else }}
 serving.kserve.io/inferenceservice: {{ include "tuneline.fullname" . }}
 component: predictor
+{{- end }}
+{{- end }}
+
+{{/* The port the model server listens on: the runtime's, or vLLM's 8000 under LLMInferenceService. */}}
+{{- define "tuneline.servingPort" -}}
+{{- if include "tuneline.llmisvc" . }}8000{{ else }}{{ .Values.runtime.port }}{{ end }}
+{{- end }}
+
+{{/* A path under /mnt/models (what the storage initializer downloads) as a URI under model.storageUri;
+anything else is a Hugging Face hub id. */}}
+{{- define "tuneline.modelUri" -}}
+{{- $path := index . 0 }}{{- $root := index . 1 }}
+{{- if hasPrefix "/mnt/models" $path }}
+{{- printf "%s%s" (trimSuffix "/" $root) (trimPrefix "/mnt/models" $path) }}
+{{- else }}
+{{- printf "hf://%s" $path }}
+{{- end }}
+{{- end }}
+
+{{/* The URL the helm test calls: helmTest.url, else the gateway (with a route or under LLMInferenceService,
+which KServe always routes through a Gateway), else the InferenceService's cluster-local predictor. */}}
+{{- define "tuneline.testUrl" -}}
+{{- if .Values.helmTest.url }}
+{{- .Values.helmTest.url }}
+{{- else if or .Values.gateway.enabled (include "tuneline.llmisvc" .) }}
+{{- required "gateway.address (the gateway's in-cluster URL) or helmTest.url is needed for the helm test" .Values.gateway.address }}
+{{- else }}
+{{- printf "http://%s-predictor.%s.svc.cluster.local" (include "tuneline.fullname" .) .Release.Namespace }}
+{{- end }}
 {{- end }}
 
 {{/* files/platform.json: images, GPU pools and defaults exported from params.yaml. */}}
@@ -136,7 +176,8 @@ adapter by its id alone (requests then name it by that id), vLLM always as name=
 {{- printf "namespace=\"%s\", pod=~\"%s-.*\"" .Release.Namespace (include "tuneline.workloadPrefix" .) }}
 {{- end }}
 
-{{/* Pods of the serving workload are named after it: <isvc>-predictor-… (InferenceService). */}}
+{{/* The serving Deployment, whose pods are named after it: <isvc>-predictor (InferenceService),
+<llmisvc>-kserve (LLMInferenceService). */}}
 {{- define "tuneline.workloadPrefix" -}}
-{{- printf "%s-predictor" (include "tuneline.fullname" .) }}
+{{- printf "%s-%s" (include "tuneline.fullname" .) (ternary "kserve" "predictor" (eq (include "tuneline.llmisvc" .) "true")) }}
 {{- end }}

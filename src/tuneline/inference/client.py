@@ -110,6 +110,7 @@ class Endpoint:
         max_retries: int = 3,
         backoff_s: float = 1.0,
         token: str | None = None,
+        token_header: str = "authorization",
     ) -> None:
         self.url = url.rstrip("/")
         for suffix in ("/v1/chat/completions", "/v1", "/generate"):
@@ -120,6 +121,8 @@ class Endpoint:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.token = token
+        # where the credential goes: a bearer token (TGI, vLLM, a JWT gateway) or an API-key header of its own
+        self.token_header = token_header.lower()
         register_secret(token)
         if token and urlsplit(self.url).scheme == "http" and urlsplit(self.url).hostname not in LOOPBACK:
             log.warning("sending a bearer token over plain http to %s: use https", redact_url(self.url))
@@ -150,11 +153,18 @@ class Endpoint:
             base = f"{self.url}/generate" if self.api == "generate" else self.url
             # With no token of its own, huggingface_hub would send HF_TOKEN (or the saved hub login) to whatever
             # endpoint this is; a None header is dropped from the request instead.
-            headers = {} if self.token else {"authorization": None}
-            self._client = AsyncInferenceClient(
-                base_url=base, api_key=self.token, timeout=self.timeout_s, headers=headers
-            )
+            bearer = self.token if self.token_header == "authorization" else None
+            headers = {} if bearer else {"authorization": None, **self.auth_headers()}
+            self._client = AsyncInferenceClient(base_url=base, api_key=bearer, timeout=self.timeout_s, headers=headers)
         return self._client
+
+    def auth_headers(self) -> dict[str, str]:
+        """The credential as request headers (none without a token)."""
+        if not self.token:
+            return {}
+        if self.token_header == "authorization":
+            return {"Authorization": f"Bearer {self.token}"}
+        return {self.token_header: self.token}
 
     async def served_model(self) -> str:
         if self.model is None:
@@ -166,9 +176,7 @@ class Endpoint:
         import json
         import urllib.request
 
-        request = urllib.request.Request(f"{self.url}/v1/models")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+        request = urllib.request.Request(f"{self.url}/v1/models", headers=self.auth_headers())
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 - configured URL
                 body = json.load(resp)

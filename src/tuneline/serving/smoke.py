@@ -34,15 +34,14 @@ class SmokeResult:
         return asdict(self)
 
 
-def _health(url: str, timeout_s: float, token: str | None) -> int:
-    request = urllib.request.Request(f"{url}/health")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
+def _health(url: str, timeout_s: float, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(f"{url}/health", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 - the URL under test
             return resp.status
     except urllib.error.HTTPError as exc:
-        raise SmokeError(f"{url}/health answered HTTP {exc.code}") from None
+        refused = " (refused: the credential is missing or wrong)" if exc.code in (401, 403) else ""
+        raise SmokeError(f"{url}/health answered HTTP {exc.code}{refused}") from None
     except OSError as exc:
         raise SmokeError(f"{url}/health is unreachable: {exc}") from None
 
@@ -54,11 +53,23 @@ def smoke(
     max_tokens: int = 16,
     timeout_s: float = 120.0,
     token: str | None = None,
+    token_header: str = "authorization",
 ) -> SmokeResult:
-    """Health, then one greedy chat completion (no retries: a smoke test reports the first failure)."""
-    endpoint = Endpoint(url, api="chat", model=model, concurrency=1, timeout_s=timeout_s, max_retries=0, token=token)
+    """Health, then one greedy chat completion (no retries: a smoke test reports the first failure).
+
+    ``token`` is sent as a bearer token, or in ``token_header`` (an API-key gateway's ``x-api-key``)."""
+    endpoint = Endpoint(
+        url,
+        api="chat",
+        model=model,
+        concurrency=1,
+        timeout_s=timeout_s,
+        max_retries=0,
+        token=token,
+        token_header=token_header,
+    )
     started = time.perf_counter()
-    status = _health(endpoint.url, timeout_s, token)
+    status = _health(endpoint.url, timeout_s, endpoint.auth_headers())
     health_s = time.perf_counter() - started
     messages = [{"role": "user", "content": prompt}]
     started = time.perf_counter()
