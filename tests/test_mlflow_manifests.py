@@ -44,6 +44,7 @@ def test_overlay_builds_validates_and_uses_workload_identity(cloud: str, annotat
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
     for doc in docs:
         kubernetes_validate.validate(doc, "1.32", strict=True)
@@ -68,8 +69,10 @@ def test_server_is_hardened_and_takes_credentials_only_from_secrets() -> None:
     assert image.rsplit(":", 1)[1] == "3.17.2"  # the server matches the client mlflow pinned in pyproject
     env = {e["name"]: e for e in container["env"]}
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow-backend", "key": "uri"}
-    assert "--serve-artifacts" in container["args"]
-    assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in container["args"]
+    assert "--serve-artifacts" in container["args"] and "--app-name=basic-auth" in container["args"]
+    # the database URI is read from the environment, never expanded into the command line (ps shows that)
+    assert not any("STORE_URI" in a or "postgresql" in a for a in container["args"])
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-auth"
     rendered = yaml.safe_dump_all(docs)
     assert "postgresql://" not in rendered and "AWS_SECRET_ACCESS_KEY" not in rendered
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"

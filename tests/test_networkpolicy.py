@@ -33,8 +33,13 @@ class External:
 
 
 def _matches(selector: dict | None, labels: dict[str, str]) -> bool:
-    assert set(selector or {}) <= {"matchLabels"}, "only matchLabels is used (and implemented)"
-    return all(labels.get(k) == v for k, v in (selector or {}).get("matchLabels", {}).items())
+    selector = selector or {}
+    assert set(selector) <= {"matchLabels", "matchExpressions"}
+    for expr in selector.get("matchExpressions", []):
+        assert expr["operator"] == "In", "only In is used (and implemented)"
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
 def _peer_matches(peer: dict, policy_ns: str, other: Pod | External) -> bool:
@@ -161,3 +166,26 @@ def test_knative_service_is_cluster_local_unless_values_say_external():
     raw = next(d for d in render(PROD, namespace=NS) if d["kind"] == "InferenceService")
     assert "networking.knative.dev/visibility" not in raw["metadata"]["labels"], "RawDeployment: no Knative"
     assert CHART.is_dir()
+
+
+def test_mlflow_is_reached_only_from_the_pipeline_and_serving_namespaces():
+    from tests.test_chart import config
+    from tests.test_mlflow_manifests import KUBECTL, build
+
+    if KUBECTL is None:
+        pytest.skip("kubectl (for kustomize) is not installed")
+    pol = [d for d in build("eks") if d["kind"] == "NetworkPolicy"]
+    server = Pod("mlflow", {"app.kubernetes.io/component": "tracking-server", "app.kubernetes.io/name": "mlflow"})
+    cfg = config()
+    allowed = {cfg.kubeflow.namespace, *(e.namespace for e in cfg.serve.environments.values())}
+    for ns in allowed:
+        assert can_connect(pol, Pod(ns, {"app": "step"}), server, 5000), ns
+    assert not can_connect(pol, Pod("kubeflow", {"app": "step"}), server, 22)
+    assert not can_connect(pol, STRANGER, server, 5000)
+    assert not can_connect(pol, Pod("mlflow", {"app": "other"}), server, 5000)
+    assert can_connect(pol, server, External("10.1.2.3"), 5432), "its PostgreSQL"
+    assert not can_connect(pol, server, External("10.1.2.3"), 22)
+    assert can_connect(pol, server, S3, 443) and not can_connect(pol, server, METADATA, 80)
+    [rule] = next(p for p in pol if p["metadata"]["name"] == "tracking-server")["spec"]["ingress"]
+    [peer] = rule["from"]
+    assert set(peer["namespaceSelector"]["matchExpressions"][0]["values"]) == allowed, "the namespaces of params.yaml"
