@@ -174,8 +174,10 @@ def test_mlflow_is_reached_only_from_the_pipeline_and_serving_namespaces():
 
     if KUBECTL is None:
         pytest.skip("kubectl (for kustomize) is not installed")
-    pol = [d for d in build("eks") if d["kind"] == "NetworkPolicy"]
-    server = Pod("mlflow", {"app.kubernetes.io/component": "tracking-server", "app.kubernetes.io/name": "mlflow"})
+    docs = build("eks")
+    pol = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    server = Pod("mlflow", deployment["spec"]["template"]["metadata"]["labels"])
     cfg = config()
     allowed = {cfg.kubeflow.namespace, *(e.namespace for e in cfg.serve.environments.values())}
     for ns in allowed:
