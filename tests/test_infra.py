@@ -316,3 +316,58 @@ def test_checkov_offline_finds_nothing_unlisted():
             while re.match(r"\s+- CKV", lines[j]):
                 j -= 1
             assert lines[j].strip().startswith("#"), f"{line.strip()} has no reason"
+
+
+def _blocks(tf: dict, kind: str, type_: str) -> dict:
+    return {n: b for block in tf.get(kind, []) for t, items in block.items() if t == type_ for n, b in items.items()}
+
+
+def test_serving_identities_are_read_only_on_the_models_prefix_per_environment():
+    """What a compromised predictor could do with its cloud identity: read registered models, nothing else."""
+    eks = load_tf(ROOTS["eks"])
+    docs = _blocks(eks, "data", "aws_iam_policy_document")
+    serving = docs["serving"]["statement"]
+    actions = {a for s in serving for a in s["actions"]}
+    assert actions == {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"}, "read-only"
+    for s in serving:
+        if "s3:GetObject" in s["actions"]:
+            assert all(r.endswith("/${local.models_prefix}/*") for r in s["resources"]), s
+        if "s3:ListBucket" in s["actions"]:
+            [cond] = s["condition"]
+            assert cond["variable"] == "s3:prefix" and cond["values"] == ["${local.models_prefix}/*"]
+    mlflow = {a for s in docs["mlflow"]["statement"] for a in s["actions"]}
+    assert "s3:PutObject" in mlflow
+    assert all(
+        r.endswith("/${local.models_prefix}/*") or r == "${aws_s3_bucket.artifacts.arn}"
+        for s in docs["mlflow"]["statement"]
+        if s["sid"] != "UseBucketKey"
+        for r in s["resources"]
+    )
+    modules = {n: b for block in eks["module"] for n, b in block.items()}
+    assert modules["serving_irsa"]["for_each"] == "${toset(var.serving_namespaces)}", "one role per environment"
+    assert "serving" not in str(modules["workload_irsa"]["for_each"]).replace('k != "serving"', "")
+
+    gke = load_tf(ROOTS["gke"])
+    members = _blocks(gke, "resource", "google_storage_bucket_iam_member")
+    assert members["serving"]["role"] == "roles/storage.objectViewer"
+    assert members["serving"]["for_each"] == "${module.serving_identity}"
+    for name in ("serving", "mlflow"):
+        [cond] = members[name]["condition"]
+        assert cond["expression"] == "${local.models_condition}"
+    gke_locals = {k: v for block in gke["locals"] for k, v in block.items()}
+    assert "/objects/${local.models_prefix}/" in gke_locals["models_condition"]
+
+
+def test_the_pipeline_service_account_reads_no_secrets():
+    cfg = load_config(REPO / "params.yaml")
+    manifests = {
+        n: b["yaml_body"]
+        for block in load_tf(INFRA / "modules" / "platform")["resource"]
+        for kind, rs in block.items()
+        if kind == "kubectl_manifest"
+        for n, b in rs.items()
+    }
+    role = manifests["pipeline_role"]
+    assert "secrets" not in role and "pods/exec" not in role and '"*"' not in role
+    assert f'name = "{cfg.kubeflow.service_account}"' in manifests["pipeline_sa"].replace("  ", " ")
+    assert cfg.kubeflow.service_account == "tuneline-pipeline"

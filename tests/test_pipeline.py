@@ -380,7 +380,7 @@ def test_submit_creates_a_run_through_the_v2_rest_api_and_follows_it(monkeypatch
             {k.lower(): v for k, v in r["headers"].items()}["authorization"] == "Bearer s3cret" for r in api.requests
         )
     body = create["body"]
-    assert body["display_name"] == "nightly" and body["service_account"] == "pipeline-runner"
+    assert body["display_name"] == "nightly" and body["service_account"] == "tuneline-pipeline"
     assert body["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "tuneline"
     assert body["runtime_config"]["parameters"] == {
         "epochs": 2,

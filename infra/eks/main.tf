@@ -106,6 +106,7 @@ module "platform" {
   cloud               = "eks"
   artifact_bucket_uri = "s3://${aws_s3_bucket.artifacts.bucket}"
   gitops_repo_url     = var.gitops_repo_url
+  serving_namespaces  = var.serving_namespaces
   service_account_annotations = {
     for sa, role in module.workload_irsa : sa => { "eks.amazonaws.com/role-arn" = role.iam_role_arn }
   }

@@ -29,6 +29,11 @@ output "gpu_pools" {
 }
 
 output "service_account_annotations" {
-  description = "Annotations that bind the pipeline, serving and mlflow service accounts to their IAM roles."
+  description = "Annotations that bind the pipeline and mlflow service accounts to their IAM roles."
   value       = { for sa, role in module.workload_irsa : sa => { "eks.amazonaws.com/role-arn" = role.iam_role_arn } }
+}
+
+output "serving_service_account_annotations" {
+  description = "Per environment namespace: the serving chart's serviceAccount.annotations (its read-only role)."
+  value       = { for ns, role in module.serving_irsa : ns => { "eks.amazonaws.com/role-arn" = role.iam_role_arn } }
 }

@@ -53,6 +53,7 @@ module "platform" {
   cloud               = "gke"
   artifact_bucket_uri = "gs://${google_storage_bucket.artifacts.name}"
   gitops_repo_url     = var.gitops_repo_url
+  serving_namespaces  = var.serving_namespaces
   service_account_annotations = {
     for sa, wi in module.workload_identity : sa => { "iam.gke.io/gcp-service-account" = wi.gcp_service_account_email }
   }

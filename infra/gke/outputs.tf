@@ -29,6 +29,11 @@ output "gpu_pools" {
 }
 
 output "service_account_annotations" {
-  description = "Annotations that bind the pipeline, serving and mlflow service accounts to their Google service accounts."
+  description = "Annotations that bind the pipeline and mlflow service accounts to their Google service accounts."
   value       = { for sa, wi in module.workload_identity : sa => { "iam.gke.io/gcp-service-account" = wi.gcp_service_account_email } }
+}
+
+output "serving_service_account_annotations" {
+  description = "Per environment namespace: the serving chart's serviceAccount.annotations (its read-only identity)."
+  value       = { for ns, wi in module.serving_identity : ns => { "iam.gke.io/gcp-service-account" = wi.gcp_service_account_email } }
 }

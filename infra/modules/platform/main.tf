@@ -77,6 +77,18 @@ resource "helm_release" "kserve" {
   depends_on = [helm_release.kserve_crd, kubectl_manifest.knative_serving]
 }
 
+# LLMInferenceService (serving.api llminferenceservice): its controller and well-known configs (vLLM, the llm-d
+# scheduler), at the KServe version the chart's CRD validation is pinned to.
+resource "helm_release" "kserve_llmisvc" {
+  name       = "kserve-llmisvc"
+  repository = "oci://ghcr.io/kserve/charts"
+  chart      = "kserve-llmisvc-resources"
+  version    = local.v.kserve
+  namespace  = "kserve"
+  wait       = true
+  depends_on = [helm_release.kserve, helm_release.leader_worker_set, kustomization_resource.inference_extension_crds]
+}
+
 # KEDA scales RawDeployment InferenceServices on TGI's Prometheus metrics (tgi_queue_size).
 resource "helm_release" "keda" {
   name             = "keda"
@@ -102,6 +114,104 @@ resource "helm_release" "kube_prometheus_stack" {
   }
 }
 
+# The serving gateway: Envoy Gateway (Gateway API, SecurityPolicy, BackendTrafficPolicy with its global rate
+# limit), Envoy AI Gateway (AIGatewayRoute: token costs, InferencePool backends), the Gateway API Inference
+# Extension's CRDs (InferencePool) and LeaderWorkerSet (LLMInferenceService's multi-node workers).
+resource "helm_release" "envoy_gateway" {
+  name             = "eg"
+  repository       = "oci://docker.io/envoyproxy"
+  chart            = "gateway-helm"
+  version          = local.v.envoy_gateway
+  namespace        = "envoy-gateway-system"
+  create_namespace = true
+  wait             = true
+  # the global rate limit (per-tenant quotas) needs Envoy Gateway's rate-limit service and its Redis
+  values = [yamlencode({ config = { envoyGateway = {
+    rateLimit     = { backend = { type = "Redis", redis = { url = "redis.envoy-gateway-system.svc.cluster.local:6379" } } }
+    extensionApis = { enableBackend = true }
+  } } })]
+}
+
+resource "helm_release" "envoy_ai_gateway_crds" {
+  name             = "aieg-crd"
+  repository       = "oci://docker.io/envoyproxy"
+  chart            = "ai-gateway-crds-helm"
+  version          = local.v.envoy_ai_gateway
+  namespace        = "envoy-ai-gateway-system"
+  create_namespace = true
+}
+
+resource "helm_release" "envoy_ai_gateway" {
+  name       = "aieg"
+  repository = "oci://docker.io/envoyproxy"
+  chart      = "ai-gateway-helm"
+  version    = local.v.envoy_ai_gateway
+  namespace  = "envoy-ai-gateway-system"
+  wait       = true
+  depends_on = [helm_release.envoy_ai_gateway_crds, helm_release.envoy_gateway]
+}
+
+data "kustomization_build" "inference_extension_crds" {
+  path = "github.com/kubernetes-sigs/gateway-api-inference-extension/config/crd?ref=${local.v.gateway_api_inference_extension}"
+}
+
+resource "kustomization_resource" "inference_extension_crds" {
+  for_each = data.kustomization_build.inference_extension_crds.ids
+  manifest = data.kustomization_build.inference_extension_crds.manifests[each.value]
+}
+
+resource "helm_release" "leader_worker_set" {
+  name             = "lws"
+  repository       = "oci://registry.k8s.io/lws/charts"
+  chart            = "lws"
+  version          = local.v.leader_worker_set
+  namespace        = "lws-system"
+  create_namespace = true
+}
+
+# The Gateway the serving chart's routes attach to (gateway.parentRef), its Envoy Service under a fixed name
+# (gateway.address: http://envoy-tuneline.envoy-gateway-system.svc.cluster.local).
+resource "kubectl_manifest" "gateway_proxy_config" {
+  yaml_body = yamlencode({
+    apiVersion = "gateway.envoyproxy.io/v1alpha1"
+    kind       = "EnvoyProxy"
+    metadata   = { name = "tuneline", namespace = "envoy-gateway-system" }
+    spec       = { provider = { type = "Kubernetes", kubernetes = { envoyService = { name = "envoy-tuneline" } } } }
+  })
+  depends_on = [helm_release.envoy_gateway]
+}
+
+resource "kubectl_manifest" "gateway_class" {
+  yaml_body = yamlencode({
+    apiVersion = "gateway.networking.k8s.io/v1"
+    kind       = "GatewayClass"
+    metadata   = { name = "tuneline" }
+    spec = {
+      controllerName = "gateway.envoyproxy.io/gatewayclass-controller"
+      parametersRef  = { group = "gateway.envoyproxy.io", kind = "EnvoyProxy", name = "tuneline", namespace = "envoy-gateway-system" }
+    }
+  })
+  depends_on = [kubectl_manifest.gateway_proxy_config]
+}
+
+resource "kubectl_manifest" "gateway" {
+  yaml_body = yamlencode({
+    apiVersion = "gateway.networking.k8s.io/v1"
+    kind       = "Gateway"
+    metadata   = { name = "tuneline", namespace = "envoy-gateway-system" }
+    spec = {
+      gatewayClassName = "tuneline"
+      listeners = [{
+        name = "http", protocol = "HTTP", port = 80
+        allowedRoutes = { namespaces = { from = "Selector", selector = { matchExpressions = [{
+          key = "kubernetes.io/metadata.name", operator = "In", values = var.serving_namespaces
+        }] } } }
+      }]
+    }
+  })
+  depends_on = [kubectl_manifest.gateway_class]
+}
+
 # Kubeflow Pipelines standalone has no Helm chart upstream: its kustomize manifests at a pinned tag.
 data "kustomization_build" "kfp_cluster_scoped" {
   path = "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${local.v.kubeflow_pipelines}"
@@ -122,17 +232,48 @@ resource "kustomization_resource" "kfp" {
   depends_on = [kustomization_resource.kfp_cluster_scoped]
 }
 
-resource "kubectl_manifest" "kfp_pipeline_runner_sa" {
+# The pipeline's own service account: every step and training pod runs as it (kubeflow.service_account in
+# params.yaml). Upstream's pipeline-runner may read every Secret in the namespace; this one may read none: the
+# steps reach the bucket through workload identity and get MLflow's credentials as env from the one Secret the
+# pipeline mounts (kubeflow.mlflow_secret), which kubelet, not the pod, reads.
+resource "kubectl_manifest" "pipeline_sa" {
   yaml_body = yamlencode({
     apiVersion = "v1"
     kind       = "ServiceAccount"
     metadata = {
-      name        = "pipeline-runner"
+      name        = "tuneline-pipeline"
       namespace   = "kubeflow"
       annotations = var.service_account_annotations["pipeline"]
     }
   })
   depends_on = [kustomization_resource.kfp]
+}
+
+# What a KFP v2 step needs from the API as its pod's identity (Argo's executor reports outputs, the driver reads the
+# launcher config); no Secrets, no pods/exec.
+resource "kubectl_manifest" "pipeline_role" {
+  yaml_body = yamlencode({
+    apiVersion = "rbac.authorization.k8s.io/v1"
+    kind       = "Role"
+    metadata   = { name = "tuneline-pipeline", namespace = "kubeflow" }
+    rules = [
+      { apiGroups = ["argoproj.io"], resources = ["workflowtaskresults"], verbs = ["create", "patch"] },
+      { apiGroups = [""], resources = ["pods"], verbs = ["get", "watch", "patch"] },
+      { apiGroups = [""], resources = ["configmaps"], verbs = ["get"] },
+    ]
+  })
+  depends_on = [kustomization_resource.kfp]
+}
+
+resource "kubectl_manifest" "pipeline_binding" {
+  yaml_body = yamlencode({
+    apiVersion = "rbac.authorization.k8s.io/v1"
+    kind       = "RoleBinding"
+    metadata   = { name = "tuneline-pipeline", namespace = "kubeflow" }
+    roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = "tuneline-pipeline" }
+    subjects   = [{ kind = "ServiceAccount", name = "tuneline-pipeline", namespace = "kubeflow" }]
+  })
+  depends_on = [kubectl_manifest.pipeline_role, kubectl_manifest.pipeline_sa]
 }
 
 # Kubeflow Trainer (and JobSet, which it runs on) with its default ClusterTrainingRuntimes: the train step creates a
@@ -152,7 +293,7 @@ resource "helm_release" "kubeflow_trainer" {
   }
 }
 
-# The train step runs as pipeline-runner and creates, follows and (on a retry after a failure) replaces its
+# The train step runs as tuneline-pipeline and creates, follows and (on a retry after a failure) replaces its
 # TrainJob (or, with kubeflow.multi_node_api = pytorchjob, a Training Operator PyTorchJob); nothing more.
 resource "kubectl_manifest" "train_jobs_role" {
   yaml_body = yamlencode({
@@ -181,9 +322,9 @@ resource "kubectl_manifest" "train_jobs_binding" {
     kind       = "RoleBinding"
     metadata   = { name = "tuneline-train-jobs", namespace = "kubeflow" }
     roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = "tuneline-train-jobs" }
-    subjects   = [{ kind = "ServiceAccount", name = "pipeline-runner", namespace = "kubeflow" }]
+    subjects   = [{ kind = "ServiceAccount", name = "tuneline-pipeline", namespace = "kubeflow" }]
   })
-  depends_on = [kubectl_manifest.train_jobs_role]
+  depends_on = [kubectl_manifest.train_jobs_role, kubectl_manifest.pipeline_sa]
 }
 
 # The MLflow tracking server from this repository's mlflow/ overlay, with the bucket and identity filled in.

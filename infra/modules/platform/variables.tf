@@ -12,8 +12,13 @@ variable "artifact_bucket_uri" {
   type        = string
 }
 
+variable "serving_namespaces" {
+  description = "Namespaces of the serving chart's environments: the only ones whose routes the Gateway accepts."
+  type        = list(string)
+}
+
 variable "service_account_annotations" {
-  description = "Workload-identity annotations per in-cluster service account: pipeline, serving, mlflow."
+  description = "Workload-identity annotations per in-cluster service account: pipeline, mlflow."
   type        = map(map(string))
 }
 
@@ -51,11 +56,16 @@ variable "chart_versions" {
     cert_manager          = "v1.16.3"
     knative_operator      = "v1.17.1"
     knative_serving       = "1.17.0"
-    kserve                = "v0.16.0"
+    kserve                = "v0.20.0"
     keda                  = "2.17.0"
     kube_prometheus_stack = "70.4.2"
     kubeflow_pipelines    = "2.5.0"
     kubeflow_trainer      = "2.3.0"
     argo_cd               = "7.8.26"
+    # the serving gateway and LLMInferenceService's dependencies
+    envoy_gateway                   = "v1.9.0"
+    envoy_ai_gateway                = "v1.1.0"
+    gateway_api_inference_extension = "v1.5.0"
+    leader_worker_set               = "0.7.0"
   }
 }

@@ -615,7 +615,9 @@ class KubeflowConfig(Section):
     token_env: str = Field("KFP_TOKEN", description="Env var holding a bearer token for the KFP API, if any.")
     train_gpu: str = Field("l4", description="GPU (an infra.gpu_pools entry) the train step is scheduled on.")
     service_account: str = Field(
-        "pipeline-runner", description="Service account of the steps (workload identity to the bucket)."
+        "tuneline-pipeline",
+        description="Service account of the steps and training pods (infra/ makes it: workload identity to the "
+        "bucket, no Secret reads; upstream's pipeline-runner may read every Secret in the namespace).",
     )
     cpu_step: StepResources = StepResources(cpu="2", memory="8Gi")
     train_step: StepResources = StepResources(cpu="8", memory="48Gi")

@@ -233,7 +233,7 @@ def _refusal(exc: Any, kind: str, plural: str, namespace: str) -> str:
     if exc.status == 403:
         return (
             f"the step's service account may not create {plural} in namespace {namespace}; grant it "
-            "(infra/ binds pipeline-runner to the tuneline-train-jobs Role)"
+            "(infra/ binds tuneline-pipeline to the tuneline-train-jobs Role)"
         )
     return f"the Kubernetes API refused the {kind} ({exc.status} {exc.reason}): {exc.body or ''}".strip()
 
