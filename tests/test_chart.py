@@ -466,3 +466,27 @@ def test_infra_app_of_apps_follows_the_same_repository_branch_and_folder():
     }
     assert variables["gitops_revision"]["default"] == cfg.serve.base_branch
     assert variables["gitops_apps_path"]["default"] == cfg.serve.apps_dir
+
+
+def test_checkov_on_every_rendered_scenario_finds_nothing_unlisted(tmp_path):
+    checkov = shutil.which("checkov", path=str(REPO / ".venv-tools" / "bin")) or shutil.which("checkov")
+    assert checkov, "checkov is installed by `make setup` into .venv-tools"
+    for values in SCENARIOS + ENVIRONMENTS:
+        docs = render(values)
+        (tmp_path / f"{values.parent.name}-{values.stem}.yaml").write_text(yaml.safe_dump_all(docs))
+    proc = subprocess.run(
+        [checkov, "--config-file", str(CHART / ".checkov.yaml"), "-d", str(tmp_path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    reports = json.loads(proc.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [
+        (f["check_id"], f["resource"], f["file_path"])
+        for r in reports
+        for f in r.get("results", {}).get("failed_checks", [])
+    ]
+    assert not failed, failed
+    assert sum(r["summary"]["failed"] for r in reports) == 0
+    assert sum(r["summary"]["passed"] for r in reports) > 100, "checkov really looked at the manifests"
