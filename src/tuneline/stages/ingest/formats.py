@@ -56,7 +56,7 @@ def detect_format(obj: dict[str, Any]) -> str:
     if ("chosen" in obj and "rejected" in obj) or ("chosen_messages" in obj and "rejected_messages" in obj):
         return "preference"
     answer_keys = ("completion", "messages", "conversations", "output")
-    if "kto_tag" in obj or (_looks_like_label(obj.get("label")) and any(k in obj for k in answer_keys)):
+    if "kto_tag" in obj or ("label" in obj and _looks_like_label(obj["label"]) and any(k in obj for k in answer_keys)):
         return "kto"
     if "messages" in obj:
         return "messages"
@@ -315,7 +315,7 @@ def canonicalize(
     """Convert one parsed raw record; returns ``("sft"|"preference"|"kto", canonical record)``."""
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"record is not a JSON object (got {_json_type(obj)})")
-    if field_map is not None:
+    if field_map:
         obj = apply_map(obj, field_map)
     if fmt == "auto":
         fmt = detect_format(obj)
@@ -337,7 +337,7 @@ def canonicalize(
         else:
             key = "source_id" if key == "id" else key
             meta[f"source_{key}" if key == "format" or key in own else key] = value
-    tools = tools_schema(obj.get("tools"))
+    tools = tools_schema(obj["tools"]) if obj.get("tools") else None
     extra = {"tools": tools} if tools else {}
     if fmt == "preference":
         prompt, chosen, rejected = to_preference(obj)

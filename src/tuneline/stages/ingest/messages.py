@@ -53,6 +53,7 @@ TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 REASONING_PARTS = frozenset({"reasoning", "thinking"})
 MEDIA_PARTS = frozenset({"image", "image_url", "input_image", "audio", "input_audio", "video", "video_url", "file"})
 ROLE_KEYS, CONTENT_KEYS = ("role", "from", "speaker"), ("content", "value", "text")
+_PLAIN_KEYS = (("role", "content"), ("from", "value"))
 
 
 def json_object(value: Any, where: str, code: str) -> Any:
@@ -155,6 +156,15 @@ def message(
     ``roles`` maps a source's own role tags (checked before the built-in table)."""
     if not isinstance(raw, dict):
         raise RecordError("invalid_message", f"{where} is not an object (got {type(raw).__name__})")
+    if len(raw) == 2 and not (role_key or content_key or roles):
+        # the common case, a plain text turn ({"role", "content"} or {"from", "value"}): no lookups beyond these
+        for rk, ck in _PLAIN_KEYS:
+            tag, content = raw.get(rk), raw.get(ck)
+            if type(tag) is str and type(content) is str:
+                role = ROLE_TABLE.get(tag)
+                if role is not None and role != TOOL_CALL and content.strip():
+                    return {"role": role, "content": content}
+                break
     rk, ck = _key(raw, role_key, ROLE_KEYS), _key(raw, content_key, CONTENT_KEYS)
     if raw.get(rk) is None:
         raise RecordError("missing_role", f"{where}: missing '{rk}'")
@@ -220,7 +230,8 @@ def message_list(raw: Any, field: str, **kw: Any) -> list[dict[str, Any]]:
         what = "empty" if isinstance(raw, list) else f"a {type(raw).__name__}"
         raise RecordError("missing_messages", f"'{field}' must be a non-empty list of messages, got {what}")
     msgs = [message(m, f"{field}[{i}]", **kw) for i, m in enumerate(raw)]
-    _name_tool_results(msgs)
+    if any(m["role"] == "tool" for m in msgs):
+        _name_tool_results(msgs)
     return msgs
 
 
