@@ -490,3 +490,32 @@ def test_checkov_on_every_rendered_scenario_finds_nothing_unlisted(tmp_path):
     assert not failed, failed
     assert sum(r["summary"]["failed"] for r in reports) == 0
     assert sum(r["summary"]["passed"] for r in reports) > 100, "checkov really looked at the manifests"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            "llmisvc-gateway-quotas-values.yaml",
+            ["get llminferenceservice tuneline", "x-api-key", "401", "50000 tokens a minute"],
+        ),
+        ("llmisvc-values.yaml", ["LLMInferenceService", "jsonpath='{.status.url}'"]),
+        ("gateway-jwt-values.yaml", ["a JWT as bearer token", "600 requests a minute"]),
+    ],
+)
+def test_notes_for_the_gateway_and_llminferenceservice(tmp_path, values, expected):
+    chart = tmp_path / "tuneline"
+    shutil.copytree(CHART, chart)
+    (chart / "templates" / "NOTES.txt").rename(chart / "notes.src")
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
+        'data: {notes: {{ tpl (.Files.Get "notes.src") . | quote }}}\n'
+    )
+    proc = run_helm(
+        "template", "tuneline", ".", "-n", "tuneline", "-f", str(CHART / "ci" / values),
+        "--show-only", "templates/notes.yaml", chart=chart,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    notes = " ".join(yaml.safe_load(proc.stdout)["data"]["notes"].split())
+    for text in expected:
+        assert text in notes, (text, notes)
