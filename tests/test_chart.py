@@ -413,29 +413,26 @@ def test_environment_files_hold_only_differences_from_the_chart_defaults():
             assert base.get(key, object()) != value, f"{path.name}: {key} repeats the chart default {value!r}"
 
 
-def test_notes_tell_how_to_test_and_reach_the_release(tmp_path):
+def render_notes(tmp_path: Path, values: Path) -> str:
+    """NOTES.txt as `helm install` would print it: `helm template` never renders NOTES.txt (and install needs a
+    cluster), so a copy of the chart renders it through tpl into a ConfigMap."""
     chart = tmp_path / "tuneline"
     shutil.copytree(CHART, chart)
-    # `helm template` never renders NOTES.txt (and install needs a cluster): render it through tpl instead
     (chart / "templates" / "NOTES.txt").rename(chart / "notes.src")
     (chart / "templates" / "notes.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
         'data: {notes: {{ tpl (.Files.Get "notes.src") . | quote }}}\n'
     )
     proc = run_helm(
-        "template",
-        "tuneline",
-        ".",
-        "-n",
-        "tuneline",
-        "-f",
-        str(CHART / "ci" / "serverless-canary-values.yaml"),
-        "--show-only",
-        "templates/notes.yaml",
+        "template", "tuneline", ".", "-n", "tuneline", "-f", str(values), "--show-only", "templates/notes.yaml",
         chart=chart,
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    notes = yaml.safe_load(proc.stdout)["data"]["notes"]
+    return yaml.safe_load(proc.stdout)["data"]["notes"]
+
+
+def test_notes_tell_how_to_test_and_reach_the_release(tmp_path):
+    notes = render_notes(tmp_path, CHART / "ci" / "serverless-canary-values.yaml")
     assert "helm test tuneline -n tuneline --logs" in notes
     assert "tuneline smoke --url http://127.0.0.1:8080 --model tuneline" in notes
     assert "10% of traffic" in notes and "tuneline-chat v0 with tgi" in notes
@@ -504,18 +501,6 @@ def test_checkov_on_every_rendered_scenario_finds_nothing_unlisted(tmp_path):
     ],
 )
 def test_notes_for_the_gateway_and_llminferenceservice(tmp_path, values, expected):
-    chart = tmp_path / "tuneline"
-    shutil.copytree(CHART, chart)
-    (chart / "templates" / "NOTES.txt").rename(chart / "notes.src")
-    (chart / "templates" / "notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
-        'data: {notes: {{ tpl (.Files.Get "notes.src") . | quote }}}\n'
-    )
-    proc = run_helm(
-        "template", "tuneline", ".", "-n", "tuneline", "-f", str(CHART / "ci" / values),
-        "--show-only", "templates/notes.yaml", chart=chart,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    notes = " ".join(yaml.safe_load(proc.stdout)["data"]["notes"].split())
+    notes = " ".join(render_notes(tmp_path, CHART / "ci" / values).split())
     for text in expected:
         assert text in notes, (text, notes)

@@ -93,6 +93,18 @@ def load_tf(path: Path) -> dict:
     return merged
 
 
+def _blocks(tf: dict, kind: str, type_: str) -> dict:
+    return {n: b for block in tf.get(kind, []) for t, items in block.items() if t == type_ for n, b in items.items()}
+
+
+def platform_manifests() -> dict[str, str]:
+    """The platform module's kubectl_manifest bodies by resource name (HCL expressions, unevaluated)."""
+    return {
+        n: b["yaml_body"]
+        for n, b in _blocks(load_tf(INFRA / "modules" / "platform"), "resource", "kubectl_manifest").items()
+    }
+
+
 # --------------------------------------------------------------------------- one source for node pools
 def test_committed_tfvars_are_what_params_yaml_says(cfg):
     assert stale_tfvars(cfg, INFRA) == [], "run `tuneline infra export`"
@@ -247,13 +259,7 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
 
     from tuneline.stages.train.distributed import PYTORCHJOB, TRAINJOB
 
-    manifests = {
-        n: b["yaml_body"]
-        for block in load_tf(INFRA / "modules" / "platform")["resource"]
-        for kind, rs in block.items()
-        if kind == "kubectl_manifest"
-        for n, b in rs.items()
-    }
+    manifests = platform_manifests()
     objects = {}
     for name in ("train_jobs_role", "train_jobs_binding"):
         expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", manifests[name], re.S).group(1)
@@ -318,10 +324,6 @@ def test_checkov_offline_finds_nothing_unlisted():
             assert lines[j].strip().startswith("#"), f"{line.strip()} has no reason"
 
 
-def _blocks(tf: dict, kind: str, type_: str) -> dict:
-    return {n: b for block in tf.get(kind, []) for t, items in block.items() if t == type_ for n, b in items.items()}
-
-
 def test_serving_identities_are_read_only_on_the_models_prefix_per_environment():
     """What a compromised predictor could do with its cloud identity: read registered models, nothing else."""
     eks = load_tf(ROOTS["eks"])
@@ -360,13 +362,7 @@ def test_serving_identities_are_read_only_on_the_models_prefix_per_environment()
 
 def test_the_pipeline_service_account_reads_no_secrets():
     cfg = load_config(REPO / "params.yaml")
-    manifests = {
-        n: b["yaml_body"]
-        for block in load_tf(INFRA / "modules" / "platform")["resource"]
-        for kind, rs in block.items()
-        if kind == "kubectl_manifest"
-        for n, b in rs.items()
-    }
+    manifests = platform_manifests()
     role = manifests["pipeline_role"]
     assert "secrets" not in role and "pods/exec" not in role and '"*"' not in role
     assert f'name = "{cfg.kubeflow.service_account}"' in manifests["pipeline_sa"].replace("  ", " ")
