@@ -97,8 +97,60 @@ def _source_from_str(value: object) -> object:
     return {"uri": value} if isinstance(value, str) else value
 
 
+class RayClusterConfig(Section):
+    """The KubeRay ``RayJob`` the KFP data steps submit when ``data.engine`` is ``ray`` (its head and workers)."""
+
+    workers: int = Field(4, ge=1, le=1000, description="Ray worker pods.")
+    worker_cpu: int = Field(4, ge=1, description="CPU cores per worker pod (its Ray num-cpus).")
+    worker_memory: str = Field("8Gi", description="Memory request and limit per worker pod (Kubernetes quantity).")
+    head_cpu: int = Field(2, ge=1, description="CPU cores of the head pod (it runs the driver: the stage itself).")
+    head_memory: str = Field("8Gi", description="Memory of the head pod.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels of the CPU pool the head and workers run on ({} = any node)."
+    )
+    spot: bool = Field(
+        True,
+        description="Run the workers on spot/preemptible capacity (Ray retries the tasks of a lost worker; the "
+        "head stays on regular nodes).",
+    )
+    ray_version: str = Field("2.60.0", description="Ray version of images.cpu (KubeRay's rayVersion).")
+    stage_uri: str | None = Field(
+        None,
+        description="s3:// or gs:// prefix the step and the RayJob exchange inputs and outputs through "
+        "(per run and step); required for data.engine=ray on Kubernetes.",
+    )
+    timeout_s: int = Field(86400, ge=60, description="Give up following the RayJob after this long.")
+
+
+class RayConfig(Section):
+    """How the data stages run with ``data.engine: ray`` (Ray Data over the same stage logic as ``local``)."""
+
+    address: str | None = Field(
+        None,
+        description="Ray cluster to join ('auto', ray://host:10001); null: RAY_ADDRESS if set, else a local "
+        "Ray started on this machine.",
+    )
+    num_cpus: int = Field(0, ge=0, description="CPUs of the local Ray started when there is no address; 0 = all.")
+    max_retries: int = Field(
+        4, ge=0, description="Times Ray re-runs a block whose worker died (tasks are idempotent: nothing doubles)."
+    )
+    cluster: RayClusterConfig = RayClusterConfig()
+
+
 class DataConfig(Section):
     """Ingestion: where records come from and how many bad ones are tolerated."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="What runs ingest, clean and split: 'local' (worker processes on this machine) or 'ray' "
+        "(Ray Data; on Kubernetes a KubeRay RayJob). Both keep and remove exactly the same records.",
+    )
+    block_records: int = Field(
+        16384,
+        ge=1024,
+        description="Records per block: the unit of work of both engines (and of Ray's retries).",
+    )
+    ray: RayConfig = RayConfig()
 
     sources: list[Annotated[Source, BeforeValidator(_source_from_str)]] = Field(
         default_factory=list,

@@ -1,10 +1,9 @@
-"""The per-record part of cleaning, run in worker processes.
+"""The per-record part of cleaning, run in block tasks (:mod:`tuneline.stages.clean.blocks`).
 
 :class:`RecordCleaner` applies normalization, PII redaction, the quality and token-length
-filters, and computes the dedup keys for a chunk of records; the ordered, stateful dedup
-decisions stay in the parent process (:mod:`tuneline.stages.clean.run`) so results do not
-depend on the number of workers. A chunk travels back as one :class:`CleanedChunk` of
-serialized lines and numpy arrays, which is far cheaper to pickle than per-record objects.
+filters, and computes the dedup keys for a chunk of records, as one :class:`CleanedChunk` of
+serialized lines and numpy arrays; the dedup decisions are taken over all blocks afterwards
+(:mod:`tuneline.clusters`), so results do not depend on the number of workers or the engine.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ class CleanedChunk:
     exact: list[int] = field(default_factory=list)  # 0 when exact dedup is off or the record was removed
     near_rows: list[int] = field(default_factory=list)  # row in sigs/bands per record, -1 when none
     sigs: np.ndarray | None = None
-    bands: list[list[int]] | None = None
+    bands: np.ndarray | None = None  # (rows, bands) uint64 LSH band keys
 
 
 def _snippet(text: str, label_start: int, width: int = 40) -> str:
@@ -87,8 +86,7 @@ class RecordCleaner:
                 chunk.near_rows.append(-1)
         if texts:
             nd = cfg.near_dedup
-            chunk.sigs, bands = batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words)
-            chunk.bands = bands.tolist()
+            chunk.sigs, chunk.bands = batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words)
         return chunk
 
     def _normalize(self, msgs: list[dict[str, Any]]) -> bool:
@@ -153,14 +151,13 @@ class RecordCleaner:
         return None
 
 
-_WORKER: RecordCleaner | None = None
+_CLEANERS: dict[str, RecordCleaner] = {}
 
 
-def init_worker(config: CleanConfig, tokenizer_path: str | None) -> None:
-    global _WORKER
-    _WORKER = RecordCleaner(config, tokenizer_path)
-
-
-def clean_chunk(lines: list[bytes]) -> CleanedChunk:
-    assert _WORKER is not None, "init_worker was not called"
-    return _WORKER.clean_many(lines)
+def cleaner_for(config: CleanConfig, tokenizer_path: str | None) -> RecordCleaner:
+    """One cleaner per worker process and config (the tokenizer and PII patterns load once, not per block)."""
+    key = config.model_dump_json() + "\0" + (tokenizer_path or "")
+    if key not in _CLEANERS:
+        _CLEANERS.clear()
+        _CLEANERS[key] = RecordCleaner(config, tokenizer_path)
+    return _CLEANERS[key]

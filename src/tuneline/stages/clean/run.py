@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
+import numpy as np
+
+from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
-from tuneline.dedup import NearDuplicateIndex
+from tuneline.dedup import lsh_params
+from tuneline.engine import Executor, executor_for
+from tuneline.engine.blocks import Block, plan_blocks, remove_tree
+from tuneline.engine.cluster_tasks import by_block, clusters, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, count_lines, dumps, line_chunks
-from tuneline.parallel import chunk_mapper, resolve_workers
+from tuneline.io.jsonl import bad_input
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
-from tuneline.stages.clean.rules import CleanedChunk, clean_chunk, init_worker
+from tuneline.stages.clean.blocks import (
+    BlockCleaned,
+    CleanBlockTask,
+    IdsTask,
+    WriteTask,
+    clean_block,
+    record_ids,
+    write_block,
+)
 
 REMOVED_FILE, REPORT_FILE = "removed.jsonl", "report.json"
-CHUNK = 1024
+SCRATCH = ".blocks"
 
 
 class CleanError(RuntimeError):
@@ -49,22 +63,19 @@ def tokenizer_for(config: TunelineConfig) -> str | None:
     return path
 
 
-def _named_errors(results: Any, path: Path, st: Counter) -> Any:
-    """The chunks, with a malformed input line turned into a CleanError naming the file and line."""
-    try:
-        yield from results
-    except BadRecord as exc:
-        raise CleanError(bad_input(path, st["input"] + exc.index + 1, exc.detail, "ingest")) from None
-
-
-def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> CleanResult:
+def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> CleanResult:
     """Clean ``src/{sft,preference,kto}.jsonl`` into ``out``; every removal is written to ``removed.jsonl`` with its rule.
 
-    Deterministic: decisions depend only on input order and config, not on the number of workers.
+    Deterministic: a duplicate cluster keeps its record of lowest input position (:mod:`tuneline.clusters`),
+    so decisions depend only on the input and the config, not on the number of workers or ``data.engine``.
+    ``src`` may be a URI (a Ray cluster's workers read it); ``scratch`` (default: inside the output being
+    written) is where block tasks write, and must be reachable by every worker.
     """
-    src, out = Path(src), Path(out)
-    inputs = {k: src / f"{k}.jsonl" for k in KINDS}
-    if not any(p.exists() for p in inputs.values()):
+    src_s, out = str(src).rstrip("/"), Path(out)
+    fs, _ = fsspec.core.url_to_fs(src_s)
+    inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
+    present = {k: p for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
+    if not present:
         raise CleanError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline ingest` first")
     tok = tokenizer_for(config)
     if config.clean.pii.enabled and config.clean.pii.names:
@@ -75,68 +86,54 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
                 "clean.pii.names needs Presidio: pip install 'tuneline[ner]' (or set clean.pii.names=false)"
             )
     cfg = config.clean
-    workers = resolve_workers(cfg.workers)
-    keep_examples = cfg.examples_per_rule
-
+    rate = Rate()
     removed_by_rule: Counter = Counter()
     redactions: Counter = Counter()
-    examples: dict[str, list[Any]] = defaultdict(list)
+    examples: dict[str, list[Any]] = {}
     stats: dict[str, Counter] = {k: Counter() for k in KINDS}
-    rate = Rate()
 
     with (
-        chunk_mapper(workers, init_worker, (cfg, tok)) as pmap,
-        atomic_dir(out, "tuneline clean", [src]) as tmp,
-        JsonlWriter(tmp / REMOVED_FILE) as removed,
+        executor_for(config) as ex,
+        atomic_dir(out, "tuneline clean", [src] if "://" not in src_s else []) as tmp,
         stage_progress("clean") as progress,
     ):
-        for kind in KINDS:
-            path = inputs[kind]
-            with JsonlWriter(tmp / f"{kind}.jsonl") as kept:
-                if not path.exists():
-                    continue
-                total = count_lines(path)
-                task = progress.add_task(kind, total=total, rate="")
-                exact_seen: dict[int, str] = {}
-                near_index = NearDuplicateIndex(cfg.near_dedup.threshold, cfg.near_dedup.num_perm)
-                chunks = line_chunks(path, CHUNK)
-                results = pmap(clean_chunk, chunks)
-                st = stats[kind]
-                for chunk in _named_errors(results, path, st):
-                    st["input"] += len(chunk.ids)
-                    st["normalized"] += chunk.normalized
-                    st["with_pii"] += len(chunk.pii)
-                    for i, (counts, example) in chunk.pii.items():
-                        redactions.update(counts)
-                        for label in counts:
-                            if len(examples[f"pii.{label}"]) < keep_examples:
-                                examples[f"pii.{label}"].append({"id": chunk.ids[i], "redacted": example})
-                    for i, rid in enumerate(chunk.ids):
-                        reason = chunk.removed[i] or _dedup(chunk, i, exact_seen, near_index)
-                        if reason is None:
-                            kept.write_raw(chunk.lines[i])
+        root = (scratch.rstrip("/") if scratch else str(tmp / SCRATCH)) + "/"
+        try:
+            with open(tmp / REMOVED_FILE, "wb") as removed_fh:
+                for kind in KINDS:
+                    with open(tmp / f"{kind}.jsonl", "wb") as kept_fh:
+                        if kind not in present:
                             continue
-                        rule, detail = reason
-                        removed_by_rule[rule] += 1
-                        st["removed"] += 1
-                        head = dumps({"rule": rule, "detail": detail, "kind": kind, "id": rid})
-                        removed.write_raw(head[:-2] + b',"record":' + chunk.lines[i][:-1] + b"}\n")
-                        if len(examples[rule]) < keep_examples:
-                            examples[rule].append({"id": rid, "detail": detail})
-                    progress.update(
-                        task,
-                        advance=len(chunk.ids),
-                        rate=f"{rate.per_second(sum(s['input'] for s in stats.values())):,.0f} rec/s",
-                    )
-                st["output"] = kept.count
-                log.info(
-                    "clean %s: %d in → %d kept, %d removed, %d with PII redacted",
-                    kind,
-                    st["input"],
-                    st["output"],
-                    st["removed"],
-                    st["with_pii"],
-                )
+                        st = stats[kind]
+                        blocks = plan_blocks([present[kind]], config.data.block_records)
+                        task = progress.add_task(kind, total=sum(b.lines for b in blocks), rate="")
+                        written = _clean_kind(config, ex, kind, present[kind], blocks, root, tok, progress, task, rate)
+                        for cleaned in written.cleaned:
+                            st["input"] += cleaned.records
+                            st["normalized"] += cleaned.normalized
+                            st["with_pii"] += cleaned.with_pii
+                            redactions.update(cleaned.redactions)
+                            removed_by_rule.update(cleaned.filtered)
+                            _merge_examples(examples, cleaned.pii_examples, cfg.examples_per_rule)
+                            _merge_examples(examples, cleaned.filter_examples, cfg.examples_per_rule)
+                        for result in written.results:
+                            removed_by_rule.update(result.removed)
+                            _merge_examples(examples, result.examples, cfg.examples_per_rule)
+                        for prefix in written.prefixes:
+                            _append(kept_fh, f"{prefix}.kept")
+                            _append(removed_fh, f"{prefix}.removed")
+                        st["output"] = sum(r.kept for r in written.results)
+                        st["removed"] = st["input"] - st["output"]
+                        log.info(
+                            "clean %s: %d in → %d kept, %d removed, %d with PII redacted",
+                            kind,
+                            st["input"],
+                            st["output"],
+                            st["removed"],
+                            st["with_pii"],
+                        )
+        finally:
+            remove_tree(root)
         n_in = sum(s["input"] for s in stats.values())
         report = {
             "stage": "clean",
@@ -148,7 +145,8 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
             "normalized": sum(s["normalized"] for s in stats.values()),
             "examples": dict(sorted(examples.items())),
             "rules": cfg.model_dump(),
-            "workers": workers,
+            "engine": ex.name,
+            "workers": ex.workers,
             "seconds": round(rate.elapsed(), 3),
             "records_per_second": round(rate.per_second(n_in), 1),
         }
@@ -162,19 +160,86 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path) -> Clean
     return CleanResult(out, report["output"], report["removed"], report)
 
 
-def _dedup(chunk: CleanedChunk, i: int, exact_seen: dict[int, str], near: NearDuplicateIndex) -> tuple[str, str] | None:
-    """Ordered dedup decisions: the first record of a duplicate group is kept."""
-    key, row, rid = chunk.exact[i], chunk.near_rows[i], chunk.ids[i]
-    if key:
-        first = exact_seen.get(key)
-        if first is not None:
-            return "exact_dedup", f"same text as {first}"
-    if row >= 0:
-        assert chunk.sigs is not None and chunk.bands is not None
-        hit = near.find(chunk.bands[row], chunk.sigs[row])
-        if hit is not None:
-            return "near_dedup", f"near duplicate of {hit}"
-        near.add(chunk.bands[row], chunk.sigs[row], rid)
-    if key:
-        exact_seen[key] = rid
-    return None
+@dataclass
+class _KindWritten:
+    cleaned: list[BlockCleaned]
+    results: list[Any]
+    prefixes: list[str]
+
+
+def _clean_kind(
+    config: TunelineConfig,
+    ex: Executor,
+    kind: str,
+    path: str,
+    blocks: list[Block],
+    root: str,
+    tok: str | None,
+    progress: Any,
+    task: Any,
+    rate: Rate,
+) -> _KindWritten:
+    """The four dedup steps of :mod:`tuneline.clusters` over one kind's blocks, then the write of each block."""
+    cfg = config.clean
+    nd = cfg.near_dedup
+    total = sum(b.lines for b in blocks)
+    bands = lsh_params(nd.threshold, nd.num_perm)[0] if nd.enabled else 1
+    prefixes = [f"{root}{kind}/{b.index:06d}" for b in blocks]
+    tasks = [
+        CleanBlockTask(b, p, cfg, tok, bucket_bits(total), bucket_bits(total * bands))
+        for b, p in zip(blocks, prefixes, strict=True)
+    ]
+    cleaned: list[BlockCleaned] = []
+    done = 0
+    for result in ex.imap(clean_block, tasks):
+        blk = blocks[len(cleaned)]
+        if result.error:
+            line, _, detail = result.error.partition(": ")
+            raise CleanError(bad_input(path, int(line), detail, "ingest"))
+        cleaned.append(result)
+        done += blk.lines
+        progress.update(task, advance=blk.lines, rate=f"{rate.per_second(done):,.0f} rec/s")
+    keyed = [c.keyed for c in cleaned]
+
+    # exact duplicates first; the near step sees only what they left
+    decided: dict[int, tuple[str, int]] = {}
+    if cfg.exact_dedup.enabled:
+        first, dup = exact_groups(ex, keyed)
+        for r, f in zip(dup.tolist(), first.tolist(), strict=True):
+            decided[r] = ("exact_dedup", f)
+    if nd.enabled:
+        exclude = np.array(sorted(decided), dtype=np.int64)
+        a, b = near_pairs(ex, keyed, nd.threshold, nd.num_perm, exclude=exclude)
+        member, root_rank = clusters(a, b)
+        for r, f in zip(member.tolist(), root_rank.tolist(), strict=True):
+            decided[r] = ("near_dedup", f)
+
+    wanted = np.array(sorted({f for _, f in decided.values()}), dtype=np.int64)
+    ids: dict[int, str] = {}
+    id_tasks = [IdsTask(blocks[bi], prefixes[bi], wanted[sel]) for bi, sel in by_block(wanted, keyed)]
+    for found in ex.imap(record_ids, id_tasks):
+        ids.update(found)
+    details = {"exact_dedup": "same text as {}", "near_dedup": "near duplicate of {}"}
+    per_block: list[dict[int, tuple[str, str]]] = [{} for _ in blocks]
+    ranks = np.array(sorted(decided), dtype=np.int64)
+    for bi, sel in by_block(ranks, keyed):
+        for r in ranks[sel].tolist():
+            rule, f = decided[r]
+            per_block[bi][r] = (rule, details[rule].format(ids[f]))
+    writes = [
+        WriteTask(b, p, kind, per_block[i], cfg.examples_per_rule)
+        for i, (b, p) in enumerate(zip(blocks, prefixes, strict=True))
+    ]
+    return _KindWritten(cleaned, list(ex.imap(write_block, writes)), prefixes)
+
+
+def _merge_examples(into: dict[str, list[Any]], found: dict[str, list[Any]], keep: int) -> None:
+    for rule, shown in found.items():
+        have = into.setdefault(rule, [])
+        have.extend(shown[: max(0, keep - len(have))])
+
+
+def _append(fh: Any, uri: str) -> None:
+    with fsspec.open(uri, "rb") as src:
+        while chunk := src.read(1 << 22):
+            fh.write(chunk)

@@ -1,0 +1,140 @@
+"""Blocks of JSONL input and the scratch files block tasks write.
+
+A :class:`Block` is a byte range of one file that starts and ends at a line boundary, with the number of its
+first line, so any process that can open the file (a worker, a Ray task on another node) reads exactly its
+lines and names them as the whole file would. Every record of a stage is identified by its *rank*: the
+position of its line among all input lines of its kind, which is what "first" means in every dedup decision.
+
+Scratch files are written whole and renamed into place (object stores put them atomically), so a block task
+that Ray re-runs after its worker died overwrites its own output instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+
+_READ = 1 << 22
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Lines ``first_line .. first_line + lines - 1`` (1-based) of ``path``: bytes ``[start, end)``."""
+
+    index: int
+    path: str
+    start: int
+    end: int
+    first_line: int
+    lines: int
+    first_rank: int  # rank of the block's first line among all lines of the stage's input
+
+    def read(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) for every line of the block, blank ones included."""
+        with fsspec.open(self.path, "rb") as fh:
+            fh.seek(self.start)
+            data = fh.read(self.end - self.start)
+        lineno = self.first_line
+        for line in data.splitlines(keepends=True):
+            yield lineno, line
+            lineno += 1
+
+
+def plan_blocks(paths: Sequence[str], lines_per_block: int) -> list[Block]:
+    """Cut ``paths`` (read in this order) into blocks of ``lines_per_block`` lines at most.
+
+    One sequential read of each file at disk speed, counting newlines; nothing is parsed.
+    """
+    blocks: list[Block] = []
+    rank = 0
+    for path in paths:
+        with fsspec.open(path, "rb") as fh:
+            start = pos = 0
+            line, first = 0, 1
+            pending = 0
+            tail = b""
+            while chunk := fh.read(_READ):
+                tail = chunk[-1:]
+                i = 0
+                while True:
+                    need = lines_per_block - pending
+                    j = -1
+                    for _ in range(need):
+                        j = chunk.find(b"\n", i)
+                        if j < 0:
+                            break
+                        i = j + 1
+                        pending += 1
+                    if j < 0:
+                        break
+                    end = pos + i
+                    blocks.append(Block(len(blocks), path, start, end, first, pending, rank))
+                    rank += pending
+                    line += pending
+                    first, start, pending = line + 1, end, 0
+                pos += len(chunk)
+            if pos > start:  # the last lines (the final one may lack a newline)
+                n = pending + (1 if tail != b"\n" else 0)
+                blocks.append(Block(len(blocks), path, start, pos, first, n, rank))
+                rank += n
+    return blocks
+
+
+# --------------------------------------------------------------------------- scratch files
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``uri`` whole: a temporary name, then a rename (local), or one PUT (object stores)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    if fs.protocol in ("file", "local") or "file" in fs.protocol:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def read_bytes(uri: str, start: int | None = None, end: int | None = None) -> bytes:
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.cat_file(path, start=start, end=end)
+
+
+def write_array(uri: str, array: np.ndarray) -> None:
+    write_bytes(uri, np.ascontiguousarray(array).tobytes())
+
+
+def read_array(uri: str, dtype: np.dtype | type, start: int = 0, end: int | None = None, width: int = 1) -> np.ndarray:
+    """Rows ``[start, end)`` of a raw array file of ``dtype`` with ``width`` values per row."""
+    size = np.dtype(dtype).itemsize * width
+    data = read_bytes(uri, start * size, None if end is None else end * size)
+    arr = np.frombuffer(data, dtype=dtype)
+    return arr.reshape(-1, width) if width > 1 else arr
+
+
+def read_rows(uri: str, dtype: np.dtype | type, rows: np.ndarray, width: int) -> np.ndarray:
+    """The given rows of a raw array file, in the order asked (one ranged read per row, batched by fsspec)."""
+    if not len(rows):
+        return np.zeros((0, width), dtype=dtype)
+    fs, path = fsspec.core.url_to_fs(uri)
+    size = np.dtype(dtype).itemsize * width
+    if "file" in fs.protocol or fs.protocol in ("file", "local"):
+        mm = np.memmap(path, dtype=dtype, mode="r").reshape(-1, width)
+        try:
+            return np.array(mm[rows])
+        finally:
+            del mm
+    starts = (rows * size).tolist()
+    parts = fs.cat_ranges([path] * len(starts), starts, [s + size for s in starts])
+    return np.frombuffer(b"".join(parts), dtype=dtype).reshape(-1, width)
+
+
+def remove_tree(uri: str) -> None:
+    """Delete a scratch tree this stage created (never anything else)."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)

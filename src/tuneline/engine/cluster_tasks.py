@@ -1,0 +1,162 @@
+"""The bucket and verify tasks of :mod:`tuneline.clusters`, reading what block tasks wrote to scratch.
+
+Shared by the clean stage's dedup and the split stage's leakage audit: a block task writes, per kind of key,
+``(key, rank)`` rows sorted by bucket (``<prefix>.<name>``) with the bucket offsets in its result, and the
+MinHash signatures of its records (``<prefix>.sig``, row i = rank ``<prefix>.sr``\\[i]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuneline.clusters import ROW, components, partition, similar, star_edges, unique_pairs
+from tuneline.engine.blocks import read_array, read_rows, write_array
+from tuneline.engine.executors import Executor
+
+VERIFY_PAIRS = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedBlock:
+    """What a block task wrote for the dedup steps: its scratch prefix, rank range and bucket offsets."""
+
+    prefix: str
+    first_rank: int
+    end_rank: int
+    offsets: dict[str, np.ndarray]  # key kind ("ex", "bd", ...) → bucket offsets (rows of <prefix>.<kind>)
+    signed: int  # rows of <prefix>.sig
+
+
+def write_keys(prefix: str, name: str, keys: np.ndarray, ranks: np.ndarray, bits: int) -> np.ndarray:
+    rows, offsets = partition(keys, ranks, bits)
+    write_array(f"{prefix}.{name}", rows)
+    return offsets
+
+
+def write_signatures(prefix: str, ranks: np.ndarray, sigs: np.ndarray) -> int:
+    write_array(f"{prefix}.sr", ranks.astype(np.int64))
+    write_array(f"{prefix}.sig", sigs)
+    return len(ranks)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketTask:
+    slices: tuple[tuple[str, int, int], ...]  # (uri, first row, end row) per block
+    exclude: np.ndarray | None = None  # sorted ranks to leave out (exact duplicates, before the near step)
+    mark: np.ndarray | None = None  # sorted ranks of the "reference" side (split: train); None = all
+
+
+def _bucket_rows(task: BucketTask) -> np.ndarray:
+    parts = [read_array(uri, ROW, lo, hi) for uri, lo, hi in task.slices if hi > lo]
+    rows = np.concatenate(parts) if parts else np.zeros(0, dtype=ROW)
+    if task.exclude is not None and len(task.exclude) and len(rows):
+        rows = rows[~np.isin(rows["rank"], task.exclude, assume_unique=False)]
+    return rows
+
+
+def bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of one bucket: (first rank of a key group, another rank of it)."""
+    rows = _bucket_rows(task)
+    if task.mark is None:
+        return unique_pairs(*star_edges(rows))
+    # reference mode: each non-reference record is paired with the first reference record of its group
+    ref = np.isin(rows["rank"], task.mark)
+    refs, others = rows[ref], rows[~ref]
+    if not len(refs) or not len(others):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    refs = refs[np.lexsort((refs["rank"], refs["key"]))]
+    first = np.ones(len(refs), dtype=bool)
+    first[1:] = refs["key"][1:] != refs["key"][:-1]
+    refs = refs[first]
+    pos = np.searchsorted(refs["key"], others["key"])
+    pos = np.minimum(pos, len(refs) - 1)
+    hit = refs["key"][pos] == others["key"]
+    return unique_pairs(refs["rank"][pos[hit]], others["rank"][hit])
+
+
+def bucket_tasks(
+    blocks: Sequence[KeyedBlock], name: str, exclude: np.ndarray | None = None, mark: np.ndarray | None = None
+) -> list[BucketTask]:
+    n = len(blocks[0].offsets[name]) - 1 if blocks else 0
+    return [
+        BucketTask(
+            tuple((f"{b.prefix}.{name}", int(b.offsets[name][p]), int(b.offsets[name][p + 1])) for b in blocks),
+            exclude,
+            mark,
+        )
+        for p in range(n)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyTask:
+    a: np.ndarray
+    b: np.ndarray
+    threshold: float
+    num_perm: int
+    blocks: tuple[tuple[str, int, int], ...]  # (prefix, first rank, end rank)
+
+
+def _signatures(task: VerifyTask, ranks: np.ndarray) -> np.ndarray:
+    out = np.empty((len(ranks), task.num_perm), dtype=np.uint32)
+    starts = np.array([lo for _, lo, _ in task.blocks])
+    which = np.searchsorted(starts, ranks, side="right") - 1
+    for bi in np.unique(which):
+        prefix = task.blocks[bi][0]
+        sel = np.flatnonzero(which == bi)
+        signed = read_array(f"{prefix}.sr", np.int64)
+        rows = np.searchsorted(signed, ranks[sel])
+        out[sel] = read_rows(f"{prefix}.sig", np.uint32, rows, task.num_perm)
+    return out
+
+
+def verify_pairs(task: VerifyTask) -> np.ndarray:
+    """Which candidate pairs are near duplicates by their signatures."""
+    return similar(_signatures(task, task.a), _signatures(task, task.b), task.threshold)
+
+
+def _concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return unique_pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def exact_groups(ex: Executor, blocks: Sequence[KeyedBlock], name: str = "ex", mark=None):
+    """(first, duplicate) rank pairs of records with equal exact keys."""
+    return _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, mark=mark))))
+
+
+def near_pairs(
+    ex: Executor,
+    blocks: Sequence[KeyedBlock],
+    threshold: float,
+    num_perm: int,
+    exclude: np.ndarray | None = None,
+    mark: np.ndarray | None = None,
+    name: str = "bd",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Verified near-duplicate pairs: candidates from shared band keys, kept when the signatures agree."""
+    a, b = _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, exclude, mark))))
+    layout = tuple((blk.prefix, blk.first_rank, blk.end_rank) for blk in blocks)
+    tasks = [
+        VerifyTask(a[i : i + VERIFY_PAIRS], b[i : i + VERIFY_PAIRS], threshold, num_perm, layout)
+        for i in range(0, len(a), VERIFY_PAIRS)
+    ]
+    masks = list(ex.imap(verify_pairs, tasks))
+    keep = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+    return a[keep], b[keep]
+
+
+def clusters(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return components(a, b)
+
+
+def by_block(ranks: np.ndarray, blocks: Sequence[KeyedBlock]) -> Iterator[tuple[int, np.ndarray]]:
+    """(block position, indices into ``ranks``) for the ranks that fall in each block."""
+    starts = np.array([b.first_rank for b in blocks])
+    which = np.searchsorted(starts, ranks, side="right") - 1
+    for bi in np.unique(which):
+        yield int(bi), np.flatnonzero(which == bi)

@@ -1,0 +1,203 @@
+"""The block tasks of the clean stage: clean a block and write its dedup keys, then write its decisions.
+
+:func:`clean_block` runs the per-record rules (:class:`~tuneline.stages.clean.rules.RecordCleaner`) over one
+block and writes to scratch: the cleaned lines, the records a rule removed, the exact keys and LSH band keys
+as bucketed ``(key, rank)`` rows, and the MinHash signatures. :func:`write_block` later reads the block's
+cleaned lines again and splits them into kept and removed by the decisions the driver took over all blocks.
+Both are pure functions of their task: re-running one (a Ray retry) rewrites the same files.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from tuneline.config.schema import CleanConfig
+from tuneline.engine.blocks import Block, read_bytes, write_bytes
+from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
+from tuneline.io.jsonl import BadRecord, dumps
+from tuneline.stages.clean.rules import cleaner_for
+
+CHUNK = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CleanBlockTask:
+    block: Block
+    prefix: str  # scratch prefix of this block's files
+    config: CleanConfig
+    tokenizer: str | None
+    exact_bits: int
+    band_bits: int
+
+
+@dataclass(slots=True)
+class BlockCleaned:
+    """What one block task found; everything but the keys the driver merges in block order."""
+
+    keyed: KeyedBlock
+    records: int = 0
+    normalized: int = 0
+    with_pii: int = 0
+    redactions: Counter = field(default_factory=Counter)
+    pii_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    filtered: Counter = field(default_factory=Counter)
+    filter_examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    error: str | None = None  # "line N: what is wrong" for a malformed input line
+
+
+def clean_block(task: CleanBlockTask) -> BlockCleaned:
+    blk, cfg = task.block, task.config
+    cleaner = cleaner_for(cfg, task.tokenizer)
+    keep = cfg.examples_per_rule
+    out = BlockCleaned(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0))
+    lines: list[bytes] = []
+    linenos: list[int] = []
+    for lineno, line in blk.read():
+        if line.strip():
+            lines.append(line)
+            linenos.append(lineno)
+    cleaned: list[bytes] = []
+    filtered: list[tuple[int, str, str]] = []  # (position in block, rule, detail)
+    ex_keys, ex_ranks, near_ranks, sigs, bands = [], [], [], [], []
+    for start in range(0, len(lines), CHUNK):
+        try:
+            chunk = cleaner.clean_many(lines[start : start + CHUNK])
+        except BadRecord as exc:
+            out.error = f"{linenos[start + exc.index]}: {exc.detail}"
+            return out
+        out.normalized += chunk.normalized
+        out.with_pii += len(chunk.pii)
+        for i, (counts, example) in chunk.pii.items():
+            out.redactions.update(counts)
+            for label in counts:
+                shown = out.pii_examples.setdefault(f"pii.{label}", [])
+                if len(shown) < keep:
+                    shown.append({"id": chunk.ids[i], "redacted": example})
+        near_rows = []
+        for i, removed in enumerate(chunk.removed):
+            pos = start + i
+            rank = blk.first_rank + linenos[pos] - blk.first_line
+            if removed is not None:
+                rule, detail = removed
+                filtered.append((pos, rule, detail))
+                out.filtered[rule] += 1
+                shown = out.filter_examples.setdefault(rule, [])
+                if len(shown) < keep:
+                    shown.append({"id": chunk.ids[i], "detail": detail})
+                continue
+            if chunk.exact[i]:
+                ex_keys.append(chunk.exact[i])
+                ex_ranks.append(rank)
+            if chunk.near_rows[i] >= 0:
+                near_ranks.append(rank)
+                near_rows.append(chunk.near_rows[i])
+        cleaned.extend(chunk.lines)
+        if near_rows:
+            assert chunk.sigs is not None and chunk.bands is not None
+            sigs.append(chunk.sigs[near_rows])
+            bands.append(chunk.bands[near_rows])
+    out.records = len(lines)
+    write_bytes(f"{task.prefix}.jsonl", b"".join(cleaned))
+    write_bytes(f"{task.prefix}.filtered", orjson.dumps(filtered))
+    offsets = {
+        "ex": write_keys(
+            task.prefix, "ex", np.array(ex_keys, dtype=np.uint64), np.array(ex_ranks, np.int64), task.exact_bits
+        )
+    }
+    ranks = np.array(near_ranks, dtype=np.int64)
+    num_perm = cfg.near_dedup.num_perm
+    sig = np.concatenate(sigs) if sigs else np.zeros((0, num_perm), dtype=np.uint32)
+    band = np.concatenate(bands) if bands else np.zeros((0, 1), dtype=np.uint64)
+    offsets["bd"] = write_keys(
+        task.prefix, "bd", band.reshape(-1), np.repeat(ranks, band.shape[1]) if len(ranks) else ranks, task.band_bits
+    )
+    signed = write_signatures(task.prefix, ranks, sig)
+    out.keyed = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class IdsTask:
+    block: Block
+    prefix: str
+    ranks: np.ndarray  # sorted ranks whose record ids are wanted
+
+
+def _cleaned_lines(prefix: str) -> list[bytes]:
+    return read_bytes(f"{prefix}.jsonl").splitlines(keepends=True)
+
+
+def _index_of(block: Block, lines: list[bytes], ranks: list[int]) -> list[int]:
+    """Index among the block's cleaned lines of each rank (they differ from rank order only where the input
+    had blank lines, which ingest never writes)."""
+    if len(lines) == block.lines:
+        return [r - block.first_rank for r in ranks]
+    index: dict[int, int] = {}
+    for lineno, line in block.read():
+        if line.strip():
+            index[block.first_rank + lineno - block.first_line] = len(index)
+    return [index[r] for r in ranks]
+
+
+def record_ids(task: IdsTask) -> dict[int, str]:
+    """rank → record id for the asked ranks of one block."""
+    lines = _cleaned_lines(task.prefix)
+    ranks = [int(r) for r in task.ranks]
+    return {r: _id_of(lines[i]) for r, i in zip(ranks, _index_of(task.block, lines, ranks), strict=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class WriteTask:
+    block: Block
+    prefix: str
+    kind: str
+    decisions: dict[int, tuple[str, str]]  # rank → (rule, detail) for the block's dedup removals
+    examples_per_rule: int
+
+
+@dataclass(slots=True)
+class BlockWritten:
+    kept: int = 0
+    removed: Counter = field(default_factory=Counter)
+    examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+
+
+def write_block(task: WriteTask) -> BlockWritten:
+    """``<prefix>.kept`` and ``<prefix>.removed``: the block's records, in input order, by the decisions."""
+    lines = _cleaned_lines(task.prefix)
+    filtered = {pos: (rule, detail) for pos, rule, detail in orjson.loads(read_bytes(f"{task.prefix}.filtered"))}
+    ranks = list(task.decisions)
+    by_pos = dict(zip(_index_of(task.block, lines, ranks), task.decisions.values(), strict=True))
+    kept, removed = [], []
+    out = BlockWritten()
+    for pos, line in enumerate(lines):
+        reason = filtered.get(pos) or by_pos.get(pos)
+        if reason is None:
+            kept.append(line)
+            continue
+        rule, detail = reason
+        rid = _id_of(line)
+        head = dumps({"rule": rule, "detail": detail, "kind": task.kind, "id": rid})
+        removed.append(head[:-2] + b',"record":' + line.rstrip(b"\n") + b"}\n")
+        if pos in by_pos:  # rule removals were counted by the clean task
+            out.removed[rule] += 1
+            shown = out.examples.setdefault(rule, [])
+            if len(shown) < task.examples_per_rule:
+                shown.append({"id": rid, "detail": detail})
+    out.kept = len(kept)
+    write_bytes(f"{task.prefix}.kept", b"".join(kept))
+    write_bytes(f"{task.prefix}.removed", b"".join(removed))
+    return out
+
+
+def _id_of(line: bytes) -> str:
+    prefix = b'{"id":"'
+    if line.startswith(prefix):
+        end = line.find(b'"', len(prefix))
+        if end > 0 and b"\\" not in line[len(prefix) : end]:
+            return line[len(prefix) : end].decode()
+    return orjson.loads(line)["id"]
