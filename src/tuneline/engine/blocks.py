@@ -15,6 +15,7 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import fsspec
 import numpy as np
@@ -39,49 +40,58 @@ class Block:
         with fsspec.open(self.path, "rb") as fh:
             fh.seek(self.start)
             data = fh.read(self.end - self.start)
-        lineno = self.first_line
-        for line in data.splitlines(keepends=True):
-            yield lineno, line
-            lineno += 1
+        yield from enumerate(split_lines(data), start=self.first_line)
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines of ``data`` ending in their newline (the last may lack it): split at ``\\n`` only, as a file's
+    lines are (``bytes.splitlines`` would also split at a lone ``\\r``)."""
+    lines = data.split(b"\n")
+    last = lines.pop()
+    out = [line + b"\n" for line in lines]
+    if last:
+        out.append(last)
+    return out
+
+
+def line_ranges(fh: BinaryIO, lines_per_range: int) -> list[tuple[int, int, int, int]]:
+    """(start byte, end byte, first line, lines) of consecutive ranges of ``lines_per_range`` lines of ``fh``.
+
+    One sequential read at disk speed, counting newlines; nothing is parsed. The final line may lack its
+    newline; an empty file has no range.
+    """
+    ranges: list[tuple[int, int, int, int]] = []
+    start = pos = pending = 0
+    first = 1
+    last = b""
+    while chunk := fh.read(_READ):
+        last = chunk[-1:]
+        i = 0
+        while True:
+            need = lines_per_range - pending
+            if chunk.count(b"\n", i) < need:
+                pending += chunk.count(b"\n", i)
+                break
+            for _ in range(need):
+                i = chunk.index(b"\n", i) + 1
+            ranges.append((start, pos + i, first, lines_per_range))
+            first += lines_per_range
+            start, pending = pos + i, 0
+        pos += len(chunk)
+    if pos > start:
+        ranges.append((start, pos, first, pending + (last != b"\n")))
+    return ranges
 
 
 def plan_blocks(paths: Sequence[str], lines_per_block: int) -> list[Block]:
-    """Cut ``paths`` (read in this order) into blocks of ``lines_per_block`` lines at most.
-
-    One sequential read of each file at disk speed, counting newlines; nothing is parsed.
-    """
+    """Cut ``paths`` (taken in this order) into blocks of ``lines_per_block`` lines at most."""
     blocks: list[Block] = []
     rank = 0
     for path in paths:
         with fsspec.open(path, "rb") as fh:
-            start = pos = 0
-            line, first = 0, 1
-            pending = 0
-            tail = b""
-            while chunk := fh.read(_READ):
-                tail = chunk[-1:]
-                i = 0
-                while True:
-                    need = lines_per_block - pending
-                    j = -1
-                    for _ in range(need):
-                        j = chunk.find(b"\n", i)
-                        if j < 0:
-                            break
-                        i = j + 1
-                        pending += 1
-                    if j < 0:
-                        break
-                    end = pos + i
-                    blocks.append(Block(len(blocks), path, start, end, first, pending, rank))
-                    rank += pending
-                    line += pending
-                    first, start, pending = line + 1, end, 0
-                pos += len(chunk)
-            if pos > start:  # the last lines (the final one may lack a newline)
-                n = pending + (1 if tail != b"\n" else 0)
-                blocks.append(Block(len(blocks), path, start, pos, first, n, rank))
-                rank += n
+            for start, end, first, lines in line_ranges(fh, lines_per_block):
+                blocks.append(Block(len(blocks), path, start, end, first, lines, rank))
+                rank += lines
     return blocks
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from tuneline.config.schema import CleanConfig
-from tuneline.engine.blocks import Block, read_bytes, write_bytes
+from tuneline.engine.blocks import Block, read_bytes, split_lines, write_bytes
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
 from tuneline.io.jsonl import BadRecord, dumps
 from tuneline.stages.clean.rules import cleaner_for
@@ -128,7 +128,7 @@ class IdsTask:
 
 
 def _cleaned_lines(prefix: str) -> list[bytes]:
-    return read_bytes(f"{prefix}.jsonl").splitlines(keepends=True)
+    return split_lines(read_bytes(f"{prefix}.jsonl"))
 
 
 def _index_of(block: Block, lines: list[bytes], ranks: list[int]) -> list[int]:

@@ -80,29 +80,40 @@ def _loads_exact(data: bytes | str) -> Any:
     return json.loads(data, parse_int=_exact_int)
 
 
-def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
+def _jsonl_lines(f: ResolvedFile) -> Iterator[tuple[int, bytes]]:
+    if f.line_range is None:
+        with _open(f) as fh:
+            yield from enumerate(fh, start=1)
+        return
+    from tuneline.engine.blocks import split_lines
+
+    start, end, first = f.line_range
     with _open(f) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            line = line.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            try:
-                maybe_big = len(line) - len(line.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(line)
-                obj = _loads_exact(line) if maybe_big else orjson.loads(line)
-                yield RawItem("line", lineno, obj=obj)
-            except OverflowError as exc:
-                yield RawItem(
-                    "line", lineno, error=("integer_out_of_range", str(exc)), raw=line.decode("utf-8", "replace")
-                )
-            except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raw = line.decode("utf-8", "replace")
-                bad_utf8 = _utf8_error(line)
-                if bad_utf8:
-                    yield RawItem("line", lineno, error=("invalid_utf8", bad_utf8), raw=raw)
-                else:
-                    yield RawItem("line", lineno, error=("invalid_json", f"invalid JSON: {exc}"), raw=raw)
+        fh.seek(start)
+        data = fh.read(end - start)
+    yield from enumerate(split_lines(data), start=first)
+
+
+def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
+    for lineno, line in _jsonl_lines(f):
+        if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        try:
+            maybe_big = len(line) - len(line.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(line)
+            obj = _loads_exact(line) if maybe_big else orjson.loads(line)
+            yield RawItem("line", lineno, obj=obj)
+        except OverflowError as exc:
+            yield RawItem("line", lineno, error=("integer_out_of_range", str(exc)), raw=line.decode("utf-8", "replace"))
+        except (orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raw = line.decode("utf-8", "replace")
+            bad_utf8 = _utf8_error(line)
+            if bad_utf8:
+                yield RawItem("line", lineno, error=("invalid_utf8", bad_utf8), raw=raw)
+            else:
+                yield RawItem("line", lineno, error=("invalid_json", f"invalid JSON: {exc}"), raw=raw)
 
 
 def _surrogate_error(value: Any) -> str:

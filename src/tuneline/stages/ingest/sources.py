@@ -37,6 +37,8 @@ class ResolvedFile:
     field_map: FieldMap = field(default_factory=FieldMap, hash=False, compare=False)
     storage_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
     open_uri: str = field(default="", compare=False, repr=False)
+    # (start byte, end byte, first line): one block of an uncompressed JSONL file (both engines read those in parallel)
+    line_range: tuple[int, int, int] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.open_uri:
