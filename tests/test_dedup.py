@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from tuneline.dedup import NearDuplicateIndex, batch_near_keys, batch_shingles, batch_signatures, permutations
+from tuneline.dedup import batch_near_keys, batch_shingles, batch_signatures, permutations
 
 TEXTS = [
     "Hello, world! hello world",
@@ -48,16 +48,19 @@ def test_similarity_estimate_tracks_jaccard():
     assert abs(np.mean(a == b) - 178 / 218) < 0.1
 
 
-def test_index_finds_near_duplicates_and_rejects_unrelated():
+def test_staged_clusters_find_near_duplicates_and_reject_unrelated():
+    """Band keys grouped (star_edges) and verified (similar) pair each document with its edited copy only."""
+    from tuneline.clusters import ROW, similar, star_edges, unique_pairs
+
     rng = random.Random(1)
     docs = [" ".join(f"w{rng.randrange(5000)}" for _ in range(40)) for _ in range(500)]
-    index = NearDuplicateIndex(0.8, 64)
-    sigs, bands = batch_near_keys(docs, 0.8, 64, 3)
-    for i, (b, s) in enumerate(zip(bands.tolist(), sigs, strict=True)):
-        index.add(b, s, f"d{i}")
-    sigs, bands = batch_near_keys([d + " extra" for d in docs], 0.8, 64, 3)  # J = 38/39
-    hits = [index.find(b, s) for b, s in zip(bands.tolist(), sigs, strict=True)]
-    assert sum(h == f"d{i}" for i, h in enumerate(hits)) >= 495
     others = [" ".join(f"v{rng.randrange(5000)}" for _ in range(40)) for _ in range(500)]
-    sigs, bands = batch_near_keys(others, 0.8, 64, 3)
-    assert all(index.find(b, s) is None for b, s in zip(bands.tolist(), sigs, strict=True))
+    texts = docs + [d + " extra" for d in docs] + others  # J(doc, copy) = 38/39
+    sigs, bands = batch_near_keys(texts, 0.8, 64, 3)
+    rows = np.zeros(bands.size, dtype=ROW)
+    rows["key"], rows["rank"] = bands.reshape(-1), np.repeat(np.arange(len(texts)), bands.shape[1])
+    a, b = unique_pairs(*star_edges(rows))
+    ok = similar(sigs[a], sigs[b], 0.8)
+    pairs = set(zip(a[ok].tolist(), b[ok].tolist(), strict=True))
+    assert sum((i, i + 500) in pairs for i in range(500)) >= 495
+    assert all(y == x + 500 for x, y in pairs)  # no unrelated pair survives verification

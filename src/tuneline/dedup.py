@@ -9,11 +9,11 @@ from datasketch's optimizer. Two things are ours, both for scale (measured in be
   its per-call overhead (plus hashing every shingle string in Python) dominated the clean
   stage. tests/test_dedup.py checks that the result equals datasketch's ``MinHash`` fed the
   same shingle hashes, value for value.
-* ``NearDuplicateIndex`` replaces ``MinHashLSH``, measured here at ~1.9 KB per indexed record
-  (≈1.9 GB at a million): it keeps one 64-bit key per band in a dict and the signatures in
-  numpy blocks, and verifies every LSH candidate against its stored signature. Banding is
-  therefore weighted towards recall (false negatives cost 0.7, false positives 0.3): the
-  verification removes the extra false positives again.
+* no ``MinHashLSH``: it was measured here at ~1.9 KB per indexed record (≈1.9 GB at a million).
+  ``band_keys`` gives each band one 64-bit key, and :mod:`tuneline.clusters` groups records by
+  those keys bucket by bucket and verifies every candidate pair against the two signatures.
+  Banding is therefore weighted towards recall (false negatives cost 0.7, false positives 0.3):
+  the verification removes the extra false positives again.
 
 Shingles are word n-grams of the case-folded text with punctuation dropped; word characters
 are ASCII letters, digits, '_' and any non-ASCII UTF-8 byte.
@@ -31,7 +31,6 @@ from datasketch.minhash import _fmix
 
 _SEED = 1
 _WEIGHTS = (0.3, 0.7)  # (false positive, false negative) weights for the band/row optimizer
-_BLOCK = 65536
 _DTYPE = np.uint32  # datasketch's affine32 scheme
 
 _WORD_BYTE = np.zeros(256, dtype=bool)
@@ -170,42 +169,3 @@ def batch_near_keys(
     """Signatures (n, num_perm) uint32 and band keys (n, bands) uint64 for a chunk of texts."""
     sigs = batch_signatures(texts, num_perm, shingle_words) if texts else np.zeros((0, num_perm), dtype=_DTYPE)
     return sigs, band_keys(sigs, threshold)
-
-
-class NearDuplicateIndex:
-    """Records kept so far; ``find`` returns the id of a kept record at or above the threshold."""
-
-    def __init__(self, threshold: float, num_perm: int) -> None:
-        self.threshold = threshold
-        self.num_perm = num_perm
-        self._first: dict[int, int] = {}
-        self._blocks: list[np.ndarray] = []
-        self._ids: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def _signature(self, ordinal: int) -> np.ndarray:
-        return self._blocks[ordinal // _BLOCK][ordinal % _BLOCK]
-
-    def find(self, bands: list[int], signature: np.ndarray) -> str | None:
-        """Id of a kept record sharing a band and estimated at or above the threshold, else None."""
-        tried: set[int] = set()
-        for k in bands:
-            ordinal = self._first.get(k)
-            if ordinal is None or ordinal in tried:
-                continue
-            tried.add(ordinal)
-            similarity = float(np.count_nonzero(self._signature(ordinal) == signature)) / self.num_perm
-            if similarity >= self.threshold:
-                return self._ids[ordinal]
-        return None
-
-    def add(self, bands: list[int], signature: np.ndarray, rid: str) -> None:
-        ordinal = len(self._ids)
-        if ordinal % _BLOCK == 0:
-            self._blocks.append(np.empty((_BLOCK, self.num_perm), dtype=_DTYPE))
-        self._blocks[-1][ordinal % _BLOCK] = signature
-        self._ids.append(rid)
-        for k in bands:
-            self._first.setdefault(k, ordinal)

@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -97,7 +98,8 @@ class RayExecutor:
 
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
-        ctx.enable_progress_bars = False
+        ctx.enable_progress_bars = False  # tuneline's own progress bars count records, not Ray datasets
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per map otherwise
         log.info("ray: %d CPUs in the cluster", self.workers)
 
     def imap(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
@@ -106,9 +108,12 @@ class RayExecutor:
         import ray.data
 
         rows = [{"i": i, "task": pickle.dumps((fn, t), protocol=5)} for i, t in enumerate(tasks)]
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-            _run_pickled, num_cpus=1, max_retries=self.max_retries, retry_exceptions=False
-        )
+        with warnings.catch_warnings():
+            # Ray Data has no named parameter for max_retries yet (2.60); its default, -1, retries forever
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
+                _run_pickled, num_cpus=1, max_retries=self.max_retries, retry_exceptions=False
+            )
         expected = 0
         for row in ds.iter_rows():
             if row["i"] != expected:  # preserve_order is on: anything else is a bug, not a race to hide

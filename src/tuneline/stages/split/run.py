@@ -7,18 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
-from tuneline.dedup import NearDuplicateIndex
+from tuneline.dedup import lsh_params
+from tuneline.engine import Executor, executor_for
+from tuneline.engine.blocks import plan_blocks, remove_tree
+from tuneline.engine.cluster_tasks import exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, line_chunks, parse_canonical
-from tuneline.parallel import chunk_mapper, resolve_workers
+from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, parse_canonical
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, field_value
-from tuneline.stages.split.leakage import NUM_PERM, init_worker, prompt_keys_chunk
+from tuneline.stages.split.leakage import NUM_PERM, PromptTask, prompt_block
 
 LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
 CHUNK = 1024
+SCRATCH = ".blocks"
 
 
 class SplitRejected(SplitError, OutputRejected):
@@ -63,47 +69,37 @@ def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
     return keys
 
 
-def _write_train_and_audit(
-    path: Path,
-    keys: list[tuple[str, Any]],
-    assignment: list[int],
-    writers: dict[str, JsonlWriter],
-    pmap: Any,
-    threshold: float,
-) -> dict[int, tuple[str, str]]:
-    """Write the train split; with ``pmap`` also find val/test records whose prompt occurs in train.
+def _leaks(
+    config: TunelineConfig, ex: Executor, path: str, n: int, assignment: list[int], root: str
+) -> dict[int, tuple[str, int]]:
+    """``{rank: (match, train rank)}`` for val/test records whose prompt is in train, exactly or nearly.
 
-    Returns ``{ordinal: (match, train_id)}`` for leaked val/test records. Train prompts are
-    indexed as they stream by; only val/test prompt keys (a small share) are held in memory.
+    Each is matched to the first train record (lowest rank) sharing a key with it, as a train-side index
+    built in input order would; exact matches are taken first, the near step sees only the rest.
     """
-    exact: dict[int, str] = {}
-    near = NearDuplicateIndex(threshold, NUM_PERM)
-    held: dict[int, Any] = {}
-    chunks = line_chunks(path, CHUNK)
-    keyed = pmap(prompt_keys_chunk, line_chunks(path, CHUNK)) if pmap is not None else None
-    ordinal = 0
-    for lines in chunks:
-        try:
-            pk = next(keyed) if keyed is not None else None
-        except BadRecord as exc:
-            raise SplitError(bad_input(path, ordinal + exc.index + 1, exc.detail, "clean")) from None
-        for j, line in enumerate(lines):
-            if assignment[ordinal] == 0:
-                writers["train"].write_raw(_nl(line))
-                if pk is not None:
-                    exact.setdefault(pk.exact[j], keys[ordinal][0])
-                    near.add(pk.bands[j], pk.sigs[j], keys[ordinal][0])
-            elif pk is not None:
-                held[ordinal] = (pk.exact[j], pk.bands[j], pk.sigs[j].copy())
-            ordinal += 1
-    leaks: dict[int, tuple[str, str]] = {}
-    for ordinal, (exact_key, bands, sig) in held.items():
-        if exact_key in exact:
-            leaks[ordinal] = ("exact", exact[exact_key])
-        else:
-            hit = near.find(bands, sig)
-            if hit is not None:
-                leaks[ordinal] = ("near", hit)
+    cfg = config.split.leakage
+    blocks = plan_blocks([path], config.data.block_records)
+    if sum(b.lines for b in blocks) != n:
+        raise SplitError(f"{path} has blank lines: it is not as `tuneline clean` wrote it (re-run `tuneline clean`)")
+    bands = lsh_params(cfg.threshold, NUM_PERM)[0]
+    tasks = [PromptTask(b, f"{root}{b.index:06d}", cfg, bucket_bits(n), bucket_bits(n * bands)) for b in blocks]
+    keyed = []
+    for res in ex.imap(prompt_block, tasks):
+        if res.error:
+            line, _, detail = res.error.partition(": ")
+            raise SplitError(bad_input(path, int(line), detail, "clean"))
+        keyed.append(res.keyed)
+    train = np.flatnonzero(np.asarray(assignment, dtype=np.int8) == 0).astype(np.int64)
+    leaks: dict[int, tuple[str, int]] = {}
+    first, other = exact_groups(ex, keyed, name="px", mark=train)
+    for o, f in zip(other.tolist(), first.tolist(), strict=True):
+        leaks[o] = ("exact", f)
+    a, b = near_pairs(
+        ex, keyed, cfg.threshold, NUM_PERM, exclude=np.array(sorted(leaks), dtype=np.int64), mark=train, name="pb"
+    )
+    order = np.lexsort((a, b))  # per val/test record, its lowest-rank verified train match first
+    for t, o in zip(a[order].tolist(), b[order].tolist(), strict=True):
+        leaks.setdefault(o, ("near", t))
     return leaks
 
 
@@ -123,10 +119,8 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
     counts: dict[str, dict[str, int]] = {}
     leak_counts: Counter = Counter()
     examples: list[dict[str, Any]] = []
-    workers = resolve_workers(config.clean.workers)
-
     with (
-        chunk_mapper(workers, init_worker, (cfg.leakage,)) as pmap,
+        executor_for(config) as ex,
         atomic_dir(out, "tuneline split", [src]) as tmp,
         JsonlWriter(tmp / LEAKAGE_FILE) as leakage,
         stage_progress("split") as progress,
@@ -144,10 +138,14 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                     raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
                 assignment = assign(keys, cfg)
                 task = progress.add_task(kind, total=len(keys), rate="")
-                leaks = _write_train_and_audit(
-                    path, keys, assignment, writers, pmap if cfg.leakage.check else None, cfg.leakage.threshold
-                )
-                for ordinal, (match, train_id) in sorted(leaks.items()):
+                leaks: dict[int, tuple[str, int]] = {}
+                if cfg.leakage.check:
+                    root = str(tmp / SCRATCH / kind) + "/"
+                    try:
+                        leaks = _leaks(config, ex, str(path), len(keys), assignment, root)
+                    finally:
+                        remove_tree(root)
+                for ordinal, (match, train_rank) in sorted(leaks.items()):
                     split = SPLITS[assignment[ordinal]]
                     leak_counts[f"{kind}.{split}.{match}"] += 1
                     entry = {
@@ -155,7 +153,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                         "split": split,
                         "id": keys[ordinal][0],
                         "match": match,
-                        "train_id": train_id,
+                        "train_id": keys[train_rank][0],
                         "action": cfg.leakage.action,
                     }
                     leakage.write(entry)
@@ -167,7 +165,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                     for line in fh:
                         if not line.strip():
                             continue
-                        if assignment[ordinal] and ordinal not in drop:
+                        if ordinal not in drop:
                             writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
                         ordinal += 1
                         if ordinal % CHUNK == 0:
