@@ -286,6 +286,39 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
     ]
 
 
+def test_the_data_steps_may_launch_their_rayjobs_and_nothing_more(cfg, tmp_path):
+    """infra/ installs the KubeRay operator at the version whose CRD the RayJob is validated against, and lets the
+    pipeline's service account create, follow and replace RayJobs: the operator, not the step, makes the pods."""
+    from tuneline.platform.rayjob import RAYJOB
+
+    manifests = platform_manifests()
+    objects = {}
+    for name in ("ray_jobs_role", "ray_jobs_binding"):
+        expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", manifests[name], re.S).group(1)
+        proc = subprocess.run(
+            ["terraform", "console", "-no-color"],
+            input=f"jsonencode({expr})\n",
+            cwd=tmp_path,
+            env=TF_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        objects[name] = json.loads(json.loads(proc.stdout))
+    role, binding = objects["ray_jobs_role"], objects["ray_jobs_binding"]
+    group, _, plural = RAYJOB
+    assert role["rules"] == [{"apiGroups": [group], "resources": [plural], "verbs": ["create", "get", "delete"]}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": cfg.kubeflow.service_account, "namespace": cfg.kubeflow.namespace}
+    ]
+    pinned = json.loads((REPO / "contracts" / "manifest.json").read_text())
+    [crd] = [e for e in pinned["contracts"] if e["file"] == "kuberay/ray.io_rayjobs.yaml"]
+    variables = (INFRA / "modules" / "platform" / "variables.tf").read_text()
+    assert re.search(r'kuberay_operator\s*=\s*"' + re.escape(crd["version"].lstrip("v")) + '"', variables)
+    assert "local.v.kuberay_operator" in (INFRA / "modules" / "platform" / "main.tf").read_text()
+
+
 def test_terraform_fmt_is_clean():
     proc = subprocess.run(
         ["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)],

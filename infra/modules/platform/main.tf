@@ -327,6 +327,47 @@ resource "kubectl_manifest" "train_jobs_binding" {
   depends_on = [kubectl_manifest.train_jobs_role, kubectl_manifest.pipeline_sa]
 }
 
+# KubeRay: with data.engine = ray the ingest, clean and split steps each run as a RayJob (a head for the driver and
+# data.ray.cluster.workers workers), which the operator creates, runs and deletes when the job finishes.
+resource "helm_release" "kuberay_operator" {
+  name             = "kuberay-operator"
+  repository       = "https://ray-project.github.io/kuberay-helm/"
+  chart            = "kuberay-operator"
+  version          = local.v.kuberay_operator
+  namespace        = "kuberay-system"
+  create_namespace = true
+  wait             = true
+}
+
+# The data steps run as tuneline-pipeline and create, follow and (on a retry after a failure) replace their RayJob;
+# the operator, not the step, creates the RayCluster and its pods, so nothing else is granted.
+resource "kubectl_manifest" "ray_jobs_role" {
+  yaml_body = yamlencode({
+    apiVersion = "rbac.authorization.k8s.io/v1"
+    kind       = "Role"
+    metadata   = { name = "tuneline-ray-jobs", namespace = "kubeflow" }
+    rules = [
+      {
+        apiGroups = ["ray.io"]
+        resources = ["rayjobs"]
+        verbs     = ["create", "get", "delete"]
+      },
+    ]
+  })
+  depends_on = [kustomization_resource.kfp, helm_release.kuberay_operator]
+}
+
+resource "kubectl_manifest" "ray_jobs_binding" {
+  yaml_body = yamlencode({
+    apiVersion = "rbac.authorization.k8s.io/v1"
+    kind       = "RoleBinding"
+    metadata   = { name = "tuneline-ray-jobs", namespace = "kubeflow" }
+    roleRef    = { apiGroup = "rbac.authorization.k8s.io", kind = "Role", name = "tuneline-ray-jobs" }
+    subjects   = [{ kind = "ServiceAccount", name = "tuneline-pipeline", namespace = "kubeflow" }]
+  })
+  depends_on = [kubectl_manifest.ray_jobs_role, kubectl_manifest.pipeline_sa]
+}
+
 # The MLflow tracking server from this repository's mlflow/ overlay, with the bucket and identity filled in.
 data "kustomization_overlay" "mlflow" {
   resources = ["${path.module}/../../../mlflow/${var.cloud}"]

@@ -61,6 +61,7 @@ variable "chart_versions" {
     kube_prometheus_stack = "70.4.2"
     kubeflow_pipelines    = "2.5.0"
     kubeflow_trainer      = "2.3.0"
+    kuberay_operator      = "1.7.0" # the RayJob CRD tests validate against (contracts/manifest.json)
     argo_cd               = "7.8.26"
     # the serving gateway and LLMInferenceService's dependencies
     envoy_gateway                   = "v1.9.0"

@@ -18,22 +18,36 @@ from tuneline.pipeline.parameters import resolve_config_component
 resolve_config = resolve_config_component()
 
 
-def ingest(config: str, ingested: Output[Dataset], summary: Output[Markdown]) -> None:
+def ingest(
+    config: str, ingested: Output[Dataset], summary: Output[Markdown], run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+) -> None:
     from tuneline.pipeline import steps
 
-    steps.ingest(config, ingested.path, summary.path)
+    steps.ingest(config, ingested.path, summary.path, run_id)
 
 
-def clean(config: str, ingested: Input[Dataset], cleaned: Output[Dataset], summary: Output[Markdown]) -> None:
+def clean(
+    config: str,
+    ingested: Input[Dataset],
+    cleaned: Output[Dataset],
+    summary: Output[Markdown],
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+) -> None:
     from tuneline.pipeline import steps
 
-    steps.clean(config, ingested.path, cleaned.path, summary.path)
+    steps.clean(config, ingested.path, cleaned.path, summary.path, run_id)
 
 
-def split(config: str, cleaned: Input[Dataset], split: Output[Dataset], summary: Output[Markdown]) -> None:
+def split(
+    config: str,
+    cleaned: Input[Dataset],
+    split: Output[Dataset],
+    summary: Output[Markdown],
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+) -> None:
     from tuneline.pipeline import steps
 
-    steps.split(config, cleaned.path, split.path, summary.path)
+    steps.split(config, cleaned.path, split.path, summary.path, run_id)
 
 
 def train(

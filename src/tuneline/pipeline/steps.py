@@ -57,50 +57,86 @@ def _markdown(title: str, rows: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ingest(config_json: str, ingested: str, summary: str) -> None:
+def on_rayjob(config: TunelineConfig) -> bool:
+    """A data step hands its stage to a KubeRay RayJob when ``data.engine`` is ``ray`` and no running Ray cluster
+    is named to join (``data.ray.address``)."""
+    return config.data.engine == "ray" and not config.data.ray.address
+
+
+def _report(out: str) -> dict[str, Any]:
+    return json.loads((Path(out) / "report.json").read_text())
+
+
+def ingest(config_json: str, ingested: str, summary: str, run_id: str = "") -> None:
     from tuneline.stages.ingest import run_ingest
     from tuneline.stages.ingest.run import default_sources
 
     config = load(config_json, ingested=ingested)
-    result = run_ingest(config, default_sources(config), ingested)
+    if on_rayjob(config):
+        from tuneline.platform.rayjob import run_step_on_ray
+
+        run_step_on_ray(config, "ingest", run_id, None, ingested)
+        report = _report(ingested)
+        result_rows = {k: report[k] for k in ("sft", "preference", "kto", "quarantined")}
+    else:
+        result = run_ingest(config, default_sources(config), ingested)
+        result_rows = {
+            "sft": result.sft,
+            "preference": result.preference,
+            "kto": result.kto,
+            "quarantined": result.quarantined,
+        }
     write_text_atomic(
         summary,
         _markdown(
             "Ingest",
             {
-                "SFT records": result.sft,
-                "preference records": result.preference,
-                "KTO records": result.kto,
-                "quarantined (file, line, reason)": result.quarantined,
+                "SFT records": result_rows["sft"],
+                "preference records": result_rows["preference"],
+                "KTO records": result_rows["kto"],
+                "quarantined (file, line, reason)": result_rows["quarantined"],
             },
         ),
     )
 
 
-def clean(config_json: str, ingested: str, cleaned: str, summary: str) -> None:
+def clean(config_json: str, ingested: str, cleaned: str, summary: str, run_id: str = "") -> None:
     from tuneline.stages.clean import run_clean
 
     config = load(config_json, ingested=ingested, cleaned=cleaned)
-    result = run_clean(config, ingested, cleaned)
+    if on_rayjob(config):
+        from tuneline.platform.rayjob import run_step_on_ray
+
+        run_step_on_ray(config, "clean", run_id, ingested, cleaned)
+        report = _report(cleaned)
+        kept, removed = report["output"], report["removed"]
+    else:
+        result = run_clean(config, ingested, cleaned)
+        kept, removed = result.kept, result.removed
     write_text_atomic(
         summary,
         _markdown(
             "Clean",
-            {
-                **{f"kept {k}": v for k, v in result.kept.items()},
-                **{f"removed: {k}": v for k, v in result.removed.items()},
-            },
+            {**{f"kept {k}": v for k, v in kept.items()}, **{f"removed: {k}": v for k, v in removed.items()}},
         ),
     )
 
 
-def split(config_json: str, cleaned: str, split_dir: str, summary: str) -> None:
+def split(config_json: str, cleaned: str, split_dir: str, summary: str, run_id: str = "") -> None:
     from tuneline.stages.split import run_split
 
     config = load(config_json, cleaned=cleaned, split=split_dir)
-    result = run_split(config, cleaned, split_dir)
-    rows = {f"{kind} {name}": n for kind, counts in result.counts.items() for name, n in counts.items()}
-    write_text_atomic(summary, _markdown("Split", {**rows, "leaked records handled": result.leaked}))
+    if on_rayjob(config):
+        from tuneline.platform.rayjob import run_step_on_ray
+
+        run_step_on_ray(config, "split", run_id, cleaned, split_dir)
+        report = _report(split_dir)
+        counts, leaked = report["counts"], report["leakage"]["found"]
+    else:
+        result = run_split(config, cleaned, split_dir)
+        counts, leaked = result.counts, result.leaked
+    rows = {f"{kind} {name}": n for kind, counts_ in counts.items() for name, n in counts_.items()}
+    write_text_atomic(summary, _markdown("Split", {**rows, "leaked records handled": leaked}))
 
 
 def checkpoint_mirror(config: TunelineConfig, run_id: str) -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from tuneline.clusters import bucket_bits
@@ -48,12 +49,12 @@ def _nl(line: bytes) -> bytes:
     return line if line.endswith(b"\n") else line + b"\n"
 
 
-def _read_keys(path: Path, field: str | None) -> list[tuple[str, Any]]:
+def _read_keys(path: str, field: str | None) -> list[tuple[str, Any]]:
     """(id, field value) per record. Stage outputs start with ``{"id":"...`` (orjson keeps key order),
     so without a field the id is sliced out instead of parsing the whole record."""
     keys = []
     prefix = b'{"id":"'
-    with open(path, "rb") as fh:
+    with fsspec.open(path, "rb") as fh:
         for line in fh:
             if not line.strip():
                 continue
@@ -103,16 +104,18 @@ def _leaks(
     return leaks
 
 
-def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> SplitResult:
+def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> SplitResult:
     """Split each kind of record deterministically and audit prompt leakage from train into val/test.
 
     Leaked val/test records are reported in ``leakage.jsonl``; with ``leakage.action: remove``
     they are dropped from val/test, with ``fail`` the stage stops and writes nothing.
     """
     cfg = config.split
-    src, out = Path(src), Path(out)
-    inputs = {k: src / f"{k}.jsonl" for k in KINDS}
-    if not any(p.exists() for p in inputs.values()):
+    src_s, out = str(src).rstrip("/"), Path(out)
+    fs = fsspec.core.url_to_fs(src_s)[0]
+    inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
+    present = {k for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
+    if not present:
         raise SplitError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline clean` first")
     field = cfg.field or ("source" if cfg.strategy == "group" else None)
     rate = Rate()
@@ -121,7 +124,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
     examples: list[dict[str, Any]] = []
     with (
         executor_for(config) as ex,
-        atomic_dir(out, "tuneline split", [src]) as tmp,
+        atomic_dir(out, "tuneline split", [src] if "://" not in src_s else []) as tmp,
         JsonlWriter(tmp / LEAKAGE_FILE) as leakage,
         stage_progress("split") as progress,
     ):
@@ -130,7 +133,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
             (tmp / kind).mkdir()
             writers = {s: JsonlWriter(split_path(tmp, kind, s)) for s in SPLITS}
             try:
-                if not path.exists():
+                if kind not in present:
                     continue
                 keys = _read_keys(path, field)
                 missing = sum(1 for _, v in keys if v is None) if field else 0
@@ -140,9 +143,9 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                 task = progress.add_task(kind, total=len(keys), rate="")
                 leaks: dict[int, tuple[str, int]] = {}
                 if cfg.leakage.check:
-                    root = str(tmp / SCRATCH / kind) + "/"
+                    root = f"{scratch.rstrip('/') if scratch else tmp / SCRATCH}/{kind}/"
                     try:
-                        leaks = _leaks(config, ex, str(path), len(keys), assignment, root)
+                        leaks = _leaks(config, ex, path, len(keys), assignment, root)
                     finally:
                         remove_tree(root)
                 for ordinal, (match, train_rank) in sorted(leaks.items()):
@@ -160,7 +163,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path) -> Split
                     if len(examples) < 5:
                         examples.append(entry)
                 drop = set(leaks) if cfg.leakage.action == "remove" else set()
-                with open(path, "rb") as fh:
+                with fsspec.open(path, "rb") as fh:
                     ordinal = 0
                     for line in fh:
                         if not line.strip():

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,8 @@ def launch(
     body: dict[str, Any],
     poll_s: float = 5.0,
     timeout_s: float = 600.0,
+    state: Callable[[dict[str, Any]], str | None] = job_state,
+    refusal: Callable[[Any, str, str, str], str] = _refusal,
 ) -> str:
     """Create the job, or take over the one a previous attempt of this step created (same name).
 
@@ -261,9 +264,9 @@ def launch(
         return "created"
     except ApiException as exc:
         if exc.status != 409:
-            raise DistributedTrainingError(_refusal(exc, kind, plural, namespace)) from None
+            raise DistributedTrainingError(refusal(exc, kind, plural, namespace)) from None
     existing = api.get_namespaced_custom_object(group, version, namespace, plural, name)
-    if job_state(existing) != "Failed":
+    if state(existing) != "Failed":
         log.info("%s %s/%s exists (an earlier attempt of this step): following it", kind, namespace, name)
         return "attached"
     log.warning("%s %s/%s failed in an earlier attempt: replacing it", kind, namespace, name)
@@ -282,23 +285,36 @@ def launch(
     try:
         api.create_namespaced_custom_object(group, version, namespace, plural, body)
     except ApiException as exc:
-        raise DistributedTrainingError(_refusal(exc, kind, plural, namespace)) from None
+        raise DistributedTrainingError(refusal(exc, kind, plural, namespace)) from None
     return "replaced"
 
 
+def failure_message(obj: dict[str, Any]) -> str:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c.get("message", "") for c in conditions if c.get("type") == "Failed"), "")
+
+
 def follow(
-    api: Any, group: str, version: str, plural: str, namespace: str, name: str, timeout_s: float, poll_s: float = 15.0
+    api: Any,
+    group: str,
+    version: str,
+    plural: str,
+    namespace: str,
+    name: str,
+    timeout_s: float,
+    poll_s: float = 15.0,
+    state: Callable[[dict[str, Any]], str | None] = job_state,
+    message: Callable[[dict[str, Any]], str] = failure_message,
 ) -> dict[str, Any]:
     """Poll a custom object until it finishes; ``api`` is a ``kubernetes.client.CustomObjectsApi``."""
     deadline = time.monotonic() + timeout_s
     while True:
         obj = api.get_namespaced_custom_object(group, version, namespace, plural, name)
-        state = job_state(obj)
-        if state == "Complete":
+        done = state(obj)
+        if done == "Complete":
             return obj
-        if state == "Failed":
-            msg = next((c.get("message", "") for c in obj["status"]["conditions"] if c.get("type") == "Failed"), "")
-            raise DistributedTrainingError(f"{plural[:-1]} {name} failed: {msg}")
+        if done == "Failed":
+            raise DistributedTrainingError(f"{plural[:-1]} {name} failed: {message(obj)}")
         if time.monotonic() > deadline:
             raise DistributedTrainingError(f"{plural[:-1]} {name} did not finish within {timeout_s:.0f}s")
         time.sleep(poll_s)

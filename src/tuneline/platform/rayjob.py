@@ -1,0 +1,178 @@
+"""The KFP data steps on a KubeRay cluster: one ``RayJob`` (``ray.io/v1``) per step when ``data.engine`` is ``ray``.
+
+The step stages its input and the resolved config under ``data.ray.cluster.stage_uri``/<run id>/<step>,
+creates a RayJob whose head runs ``python -m tuneline.engine.remote <stage URI> <step>`` (the same stage
+function, on Ray Data, reading its input from the stage URI so every worker reaches it), follows it to the
+end and fetches the output into its artifact. A retried step finds the RayJob its earlier attempt created, by
+name: it follows a running or finished one and replaces a failed one, as the multi-node train step does with
+its TrainJob. The manifest is a plain dict, validated in tests against the pinned KubeRay CRD.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tuneline.config import ConfigError, TunelineConfig
+
+log = logging.getLogger(__name__)
+RAYJOB = ("ray.io", "v1", "rayjobs")
+STEPS = ("ingest", "clean", "split")
+#: Where spot capacity is, per cloud: the label the cloud puts on such nodes, and GKE's taint on them.
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+SPOT_LABEL = {"eks": ("eks.amazonaws.com/capacityType", "SPOT"), "gke": ("cloud.google.com/gke-spot", "true")}
+
+
+def job_name(step: str, run_id: str) -> str:
+    return f"tuneline-{step}-{run_id[:8].lower() or 'local'}"
+
+
+def stage_uri(config: TunelineConfig, run_id: str, step: str) -> str:
+    root = config.data.ray.cluster.stage_uri
+    if not root:
+        raise ConfigError(
+            "data.engine=ray on Kubernetes needs data.ray.cluster.stage_uri (an s3:// or gs:// prefix the step "
+            "and the Ray workers both reach), or data.ray.address to join a running Ray cluster"
+        )
+    return f"{root.rstrip('/')}/{run_id or 'local'}/{step}"
+
+
+def _container(name: str, image: str, cpu: int, memory: str, command: list[str] | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "resources": {"requests": {"cpu": str(cpu), "memory": memory}, "limits": {"cpu": str(cpu), "memory": memory}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if command:
+        c["command"] = command
+    return c
+
+
+def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: str) -> dict[str, Any]:
+    """A RayJob that runs ``step`` on a cluster sized by ``data.ray.cluster`` and is deleted when it finishes."""
+    rc = config.data.ray.cluster
+    image = config.images.cpu
+    labels = {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63], "tuneline.io/step": step}
+    base_pod = {"serviceAccountName": config.kubeflow.service_account, "nodeSelector": dict(rc.node_selector)}
+    worker_pod = dict(base_pod, nodeSelector=dict(rc.node_selector))
+    if rc.spot:
+        key, value = SPOT_LABEL[config.infra.cloud]
+        worker_pod["nodeSelector"][key] = value
+        worker_pod["tolerations"] = [{"key": key, "operator": "Equal", "value": value, "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": job_name(step, run_id), "namespace": namespace, "labels": labels},
+        "spec": {
+            "entrypoint": f"python -m tuneline.engine.remote {stage_uri(config, run_id, step)} {step}",
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": 600,
+            "activeDeadlineSeconds": rc.timeout_s,
+            "backoffLimit": 0,  # KFP retries the step, which replaces a failed job (see launch)
+            "rayClusterSpec": {
+                "rayVersion": rc.ray_version,
+                "headGroupSpec": {
+                    # the head runs the driver only: block tasks go to the workers
+                    "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            **base_pod,
+                            "containers": [_container("ray-head", image, rc.head_cpu, rc.head_memory)],
+                        },
+                    },
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "cpu",
+                        "replicas": rc.workers,
+                        "minReplicas": rc.workers,
+                        "maxReplicas": rc.workers,
+                        "rayStartParams": {"num-cpus": str(rc.worker_cpu)},
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": {
+                                **worker_pod,
+                                "containers": [_container("ray-worker", image, rc.worker_cpu, rc.worker_memory)],
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def rayjob_state(obj: dict[str, Any]) -> str | None:
+    """'Complete' once the job succeeded, 'Failed' once it failed or was stopped, else None (still going)."""
+    status = obj.get("status") or {}
+    job, deployment = status.get("jobStatus"), status.get("jobDeploymentStatus")
+    if job == "SUCCEEDED" and deployment in ("Complete", None):
+        return "Complete"
+    if job in ("FAILED", "STOPPED") or deployment in ("Failed", "ValidationFailed"):
+        return "Failed"
+    return None
+
+
+def rayjob_message(obj: dict[str, Any]) -> str:
+    status = obj.get("status") or {}
+    return (
+        status.get("message")
+        or f"jobStatus={status.get('jobStatus')}, jobDeploymentStatus={status.get('jobDeploymentStatus')}"
+    )
+
+
+def _refusal(exc: Any, kind: str, plural: str, namespace: str) -> str:
+    if exc.status == 404:
+        return "the cluster has no RayJob API: install the KubeRay operator (infra/ does)"
+    if exc.status == 403:
+        return (
+            f"the step's service account may not create {plural} in namespace {namespace}; grant it "
+            "(infra/ binds tuneline-pipeline to the tuneline-ray-jobs Role)"
+        )
+    return f"the Kubernetes API refused the {kind} ({exc.status} {exc.reason}): {exc.body or ''}".strip()
+
+
+def run_step_on_ray(
+    config: TunelineConfig,
+    step: str,
+    run_id: str,
+    input_dir: str | None,
+    out: str,
+    api: Any = None,
+    namespace: str | None = None,
+    poll_s: float = 15.0,
+) -> str:
+    """Stage, launch (or take over), follow, fetch. Returns what the launch did (created/attached/replaced)."""
+    import fsspec
+
+    from tuneline.stages.train.distributed import follow, launch
+
+    base = stage_uri(config, run_id, step)
+    fs, root = fsspec.core.url_to_fs(base)
+    if input_dir is not None:
+        fs.put(str(input_dir).rstrip("/") + "/", f"{root}/input", recursive=True)
+    with fs.open(f"{root}/config.json", "w") as fh:
+        fh.write(config.model_dump_json())
+    if api is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        kube_config.load_incluster_config()
+        api = client.CustomObjectsApi()
+    namespace = namespace or NAMESPACE_FILE.read_text().strip()
+    body = rayjob_manifest(config, run_id, step, namespace)
+    group, version, plural = RAYJOB
+    how = launch(api, group, version, plural, namespace, body, poll_s=poll_s, state=rayjob_state, refusal=_refusal)
+    log.info("%s RayJob %s/%s; following it", how, namespace, body["metadata"]["name"])
+    timeout = config.data.ray.cluster.timeout_s
+    follow(
+        api, group, version, plural, namespace, body["metadata"]["name"], timeout, poll_s,
+        state=rayjob_state, message=rayjob_message,
+    )  # fmt: skip
+    Path(out).mkdir(parents=True, exist_ok=True)
+    fs.get(f"{root}/output/", str(out).rstrip("/") + "/", recursive=True)
+    return how

@@ -1,0 +1,199 @@
+"""The KFP data steps with data.engine=ray: a KubeRay RayJob, checked against the pinned CRD and run for real.
+
+No cluster here, so a stand-in answers the Kubernetes API calls the step makes as the API server would (a body
+that does not validate against KubeRay v1.7.0's RayJob CRD is refused with 422, a second create of one name
+with 409, an unknown name with 404), and its "operator" runs a created RayJob as KubeRay does: a real Ray head
+(``ray start --head``), the job's entrypoint with ``RAY_ADDRESS`` pointing at it, then ``jobStatus`` and
+``jobDeploymentStatus``. The stage URI is a local directory (``file://``) standing in for the bucket.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.conftest import free_port
+from tests.k8s_schemas import crd_errors
+from tuneline.config import ConfigError
+from tuneline.pipeline import steps
+from tuneline.platform import rayjob
+from tuneline.records import KINDS
+from tuneline.stages.clean import run_clean
+from tuneline.stages.ingest import run_ingest
+
+pytest.importorskip("ray", reason="data.engine=ray needs Ray (pip install 'tuneline[ray]')")
+CRD = ("kuberay/ray.io_rayjobs.yaml", "v1")
+REPO = Path(__file__).resolve().parents[1]
+RAY = Path(sys.executable).parent / "ray"
+
+
+class KubeRay:
+    def __init__(self, workdir: Path, run_jobs: bool = True) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.workdir, self.run_jobs = workdir, run_jobs
+        self.calls: list[tuple[str, str]] = []
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        self.calls.append(("create", body["metadata"]["name"]))
+        assert (group, version, plural) == rayjob.RAYJOB
+        errors = crd_errors(*CRD, body)
+        if errors:
+            raise ApiException(status=422, reason="Unprocessable Entity") from AssertionError(errors)
+        key = (namespace, body["metadata"]["name"])
+        if key in self.objects:
+            raise ApiException(status=409, reason="Conflict")
+        self.objects[key] = copy.deepcopy(body)
+        return body
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        self.calls.append(("get", name))
+        obj = self.objects.get((namespace, name))
+        if obj is None:
+            raise ApiException(status=404, reason="Not Found")
+        if self.run_jobs and "status" not in obj:
+            obj["status"] = self._run(obj)
+        return copy.deepcopy(obj)
+
+    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
+        self.calls.append(("delete", name))
+        if self.objects.pop((namespace, name), None) is None:
+            raise ApiException(status=404, reason="Not Found")
+
+    def _run(self, obj: dict[str, Any]) -> dict[str, Any]:
+        spec = obj["spec"]
+        workers = spec["rayClusterSpec"]["workerGroupSpecs"][0]
+        cpus = int(workers["rayStartParams"]["num-cpus"]) * workers["replicas"]
+        port = free_port()
+        # token auth is KubeRay's to configure on a real cluster; this stand-in head runs without it
+        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}", "RAY_AUTH_MODE": "disabled"}
+        start = [
+            str(RAY),
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--num-cpus={min(cpus, 2)}",
+            "--node-ip-address=127.0.0.1",
+        ]
+        subprocess.run([*start, "--include-dashboard=false", "--disable-usage-stats"], check=True, env=env, timeout=120)
+        try:
+            proc = subprocess.run(
+                [sys.executable if a == "python" else a for a in shlex.split(spec["entrypoint"])],
+                env=env, cwd=self.workdir, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+        finally:
+            subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+        (self.workdir / f"{obj['metadata']['name']}.log").write_text(proc.stdout + proc.stderr)
+        if proc.returncode:
+            return {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed", "message": proc.stderr[-500:]}
+        return {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
+
+
+def _config(make_config, tmp_path: Path, *extra: str):
+    return make_config(
+        "data.engine=ray", f"data.ray.cluster.stage_uri=file://{tmp_path / 'bucket'}", "data.ray.cluster.workers=1",
+        "data.ray.cluster.worker_cpu=2", *extra,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("cloud", ["eks", "gke"])
+@pytest.mark.parametrize("step", rayjob.STEPS)
+def test_the_rayjob_of_each_step_validates_against_the_pinned_crd(make_config, tmp_path, cloud, step):
+    config = _config(make_config, tmp_path, f"infra.cloud={cloud}", "data.ray.cluster.node_selector={pool: cpu}")
+    body = rayjob.rayjob_manifest(config, "abcdef0123456789", step, "kubeflow")
+    assert crd_errors(*CRD, body) == []
+    cluster = body["spec"]["rayClusterSpec"]
+    [group] = cluster["workerGroupSpecs"]
+    pod = group["template"]["spec"]
+    assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == 1
+    assert pod["containers"][0]["image"] == config.images.cpu
+    assert pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": config.data.ray.cluster.worker_memory}
+    assert pod["serviceAccountName"] == config.kubeflow.service_account
+    key, value = rayjob.SPOT_LABEL[cloud]
+    assert pod["nodeSelector"] == {"pool": "cpu", key: value} and pod["tolerations"][0]["key"] == key
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    assert head["nodeSelector"] == {"pool": "cpu"} and "tolerations" not in head  # the driver stays off spot
+    assert body["spec"]["entrypoint"].endswith(f"/abcdef0123456789/{step} {step}")
+    assert body["metadata"]["name"] == f"tuneline-{step}-abcdef01"
+
+
+def test_a_manifest_the_crd_refuses_is_caught(make_config, tmp_path):
+    body = rayjob.rayjob_manifest(_config(make_config, tmp_path), "r1", "clean", "kubeflow")
+    body["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["replicas"] = "four"
+    assert crd_errors(*CRD, body)
+
+
+def test_without_a_stage_uri_the_step_fails_naming_the_key(make_config):
+    config = make_config("data.engine=ray")
+    with pytest.raises(ConfigError, match=r"data\.ray\.cluster\.stage_uri"):
+        rayjob.rayjob_manifest(config, "r1", "clean", "kubeflow")
+
+
+def test_the_clean_step_runs_as_a_rayjob_and_matches_the_local_engine(make_config, tmp_path, monkeypatch):
+    local = make_config(f"paths.raw={REPO / 'data' / 'raw'}")
+    run_ingest(local, None, tmp_path / "ingested")
+    run_clean(local, tmp_path / "ingested", tmp_path / "local")
+
+    config = _config(make_config, tmp_path)
+    api = KubeRay(tmp_path)
+    ns = tmp_path / "namespace"
+    ns.write_text("kubeflow\n")
+    monkeypatch.setattr(rayjob, "NAMESPACE_FILE", ns)
+    monkeypatch.setattr("kubernetes.config.load_incluster_config", lambda: None)
+    monkeypatch.setattr("kubernetes.client.CustomObjectsApi", lambda: api)
+    monkeypatch.setattr(rayjob, "run_step_on_ray", _fast(rayjob.run_step_on_ray))
+    out, summary = tmp_path / "cleaned", tmp_path / "summary.md"
+    steps.clean(config.model_dump_json(), str(tmp_path / "ingested"), str(out), str(summary), "run42abcdef")
+    log = (tmp_path / "tuneline-clean-run42abc.log").read_text()
+    assert json.loads((out / "report.json").read_text())["engine"] == "ray", log
+    for name in [f"{k}.jsonl" for k in KINDS] + ["removed.jsonl"]:
+        assert (out / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    assert "kept sft" in summary.read_text()
+    assert [c for c, _ in api.calls].count("create") == 1
+    assert not list((tmp_path / "bucket").rglob("scratch/*/*.sig"))  # block scratch is cleaned up
+
+
+def _fast(fn):
+    def run(*args, **kwargs):
+        return fn(*args, **{**kwargs, "poll_s": 0.01})
+
+    return run
+
+
+def test_a_retried_step_attaches_to_a_running_job_and_replaces_a_failed_one(make_config, tmp_path):
+    config = _config(make_config, tmp_path)
+    api = KubeRay(tmp_path, run_jobs=False)
+    body = rayjob.rayjob_manifest(config, "r1", "clean", "kubeflow")
+    name = body["metadata"]["name"]
+    api.objects[("kubeflow", name)] = {**copy.deepcopy(body), "status": {"jobDeploymentStatus": "Running"}}
+    from tuneline.stages.train.distributed import launch
+
+    args = (api, *rayjob.RAYJOB, "kubeflow", body)
+    assert launch(*args, poll_s=0.01, state=rayjob.rayjob_state) == "attached"
+    api.objects[("kubeflow", name)]["status"] = {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed"}
+    assert launch(*args, poll_s=0.01, state=rayjob.rayjob_state) == "replaced"
+    assert "status" not in api.objects[("kubeflow", name)]  # a fresh job
+    assert [c for c, _ in api.calls] == ["create", "get", "create", "get", "delete", "get", "create"]
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [
+        ({"jobDeploymentStatus": "Initializing"}, None),
+        ({"jobStatus": "RUNNING", "jobDeploymentStatus": "Running"}, None),
+        ({"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}, "Complete"),
+        ({"jobStatus": "FAILED", "jobDeploymentStatus": "Failed"}, "Failed"),
+        ({"jobStatus": "STOPPED", "jobDeploymentStatus": "Complete"}, "Failed"),
+        ({"jobDeploymentStatus": "ValidationFailed"}, "Failed"),
+    ],
+)
+def test_rayjob_states(status, state):
+    assert rayjob.rayjob_state({"status": status}) == state
