@@ -1,6 +1,11 @@
 """Data-prep benchmark: ingest → clean → split on N synthetic chat records vs. a naive baseline.
 
     python benchmarks/data_prep.py --n 1000000
+    python benchmarks/data_prep.py --scaling --sizes 1000000,2000000,4000000 --ray-workers 1,2
+
+The second form is the engine scaling table: the local engine and Ray (a local Ray with 1 and 2 CPUs, started
+by each stage as `tuneline ... --set data.engine=ray` does) side by side on the same corpora, with the removal
+counts of each (they must be equal: the run stops if they are not).
 
 Generates N records (~500 characters each) with known shares of exact duplicates, near
 duplicates and PII, runs each tuneline stage as its own CLI process (as DVC does) while
@@ -17,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,11 +108,12 @@ def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float =
 
 
 class PeakRss:
-    """Samples the summed RSS of a process and its children."""
+    """Samples the summed RSS of a process and its children (with Ray: its node processes and workers too)."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.peak = 0
+
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -137,6 +144,60 @@ def run_stage(args: list[str], cwd: Path) -> tuple[float, int]:
     if proc.returncode != 0:
         raise SystemExit(f"tuneline {' '.join(args)} failed:\n{err}")
     return time.perf_counter() - start, peak
+
+
+def run_chain(work: Path, tag: str, sets: list[str]) -> tuple[float, int, dict]:
+    """ingest → clean → split into ``work/<tag>-*``; (seconds, peak RSS of the process tree, removals by rule)."""
+    flags = [a for s in sets for a in ("--set", s)]
+    total, peak = 0.0, 0
+    for stage, src, out in (
+        ("ingest", "raw", "ingested"),
+        ("clean", "ingested", "cleaned"),
+        ("split", "cleaned", "split"),
+    ):
+        src_dir = src if stage == "ingest" else f"{tag}-{src}"
+        args = [stage, src_dir, "--out", f"{tag}-{out}", *flags]
+        secs, tree = run_stage(args, work)
+        total += secs
+        peak = max(peak, tree)
+    report = json.loads((work / f"{tag}-cleaned" / "report.json").read_text())
+    return total, peak, report["removed"]
+
+
+def scaling(args: argparse.Namespace) -> None:
+    """The engine scaling table: one corpus per size, every engine on it, removal counts compared."""
+    rows = []
+    for n in args.sizes:
+        work = Path(tempfile.mkdtemp(prefix=f"tuneline-scale-{n}-"))
+        (work / "raw").mkdir()
+        generate(work / "raw" / "chats.jsonl", n)
+        (work / "params.yaml").write_text("")
+        engines = [("local (2 processes)", 2, ["data.engine=local"])]
+        engines += [
+            (f"ray, {w} worker{'s' if w > 1 else ''}", w, ["data.engine=ray", f"data.ray.num_cpus={w}"])
+            for w in args.ray_workers
+        ]
+        removed_ref = None
+        for name, workers, sets in engines:
+            tag = name.split()[0] + str(workers)
+            secs, peak, removed = run_chain(work, tag, sets)
+            removed_ref = removed_ref or removed
+            if removed != removed_ref:
+                raise SystemExit(f"{name} removed {removed}, the local engine {removed_ref}: the engines disagree")
+            rows.append((name, n, workers, secs, peak, removed))
+            print(f"{name} at {n:,}: {secs:.1f}s", file=sys.stderr)
+        shutil.rmtree(work)
+    print(f"\nEngine scaling ({os.cpu_count()} cores, python {sys.version.split()[0]}): ingest → clean → split\n")
+    print(
+        "| engine | records | seconds | records/min | records/min per worker | peak RSS, all processes (MiB) | removed |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for name, n, workers, secs, peak, removed in rows:
+        per_min = 60 * n / secs
+        print(
+            f"| {name} | {n:,} | {secs:.1f} | {per_min:,.0f} | {per_min / workers:,.0f} | {peak / 2**20:,.0f} "
+            f"| {', '.join(f'{k} {v:,}' for k, v in sorted(removed.items()))} |"
+        )
 
 
 # ------------------------------------------------------------------ naive baseline
@@ -210,7 +271,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000, help="synthetic records for tuneline")
     ap.add_argument("--baseline-n", type=int, default=100_000, help="records for the naive baseline (0: skip)")
     ap.add_argument("--workdir", type=Path, default=None, help="where to write data (default: a temp dir)")
+    ap.add_argument("--scaling", action="store_true", help="the engine scaling table instead (see above)")
+    ap.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[1_000_000, 2_000_000, 4_000_000])
+    ap.add_argument("--ray-workers", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2])
     args = ap.parse_args()
+    if args.scaling:
+        scaling(args)
+        return
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tuneline-bench-"))
     work.mkdir(parents=True, exist_ok=True)
