@@ -1,7 +1,7 @@
 """Prompt-level leakage between train and val/test: exact and MinHash near duplicates, staged over blocks.
 
-:func:`prompt_block` is the block task: it writes each record's prompt keys (an exact hash, LSH band keys)
-as bucketed ``(key, rank)`` rows and its signatures, as the clean stage's dedup does. The split driver then
+:func:`split_block` is the block task of the split stage: it hashes each record's id (the split's order) and
+writes its prompt keys (an exact hash, LSH band keys) as bucketed ``(key, rank)`` rows and its signatures, as the clean stage's dedup does. The split driver then
 pairs every val/test record with the first train record (lowest rank) sharing a key
 (:func:`tuneline.engine.cluster_tasks.bucket_pairs` in reference mode) and verifies near pairs by their
 signatures; memory stays one bucket at a time.
@@ -10,6 +10,7 @@ signatures; memory stays one bucket at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -20,44 +21,63 @@ from tuneline.engine.blocks import Block
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
 from tuneline.io.jsonl import BadRecord, parse_canonical
 from tuneline.stages.clean.text import prompt_text
+from tuneline.stages.split.assign import field_value, rank
 
 NUM_PERM, _SHINGLE = 64, 3
 CHUNK = 4096
 
 
 @dataclass(frozen=True, slots=True)
-class PromptTask:
+class SplitTask:
     block: Block
     prefix: str
-    config: LeakageConfig
+    seed: int
+    field: str | None  # the record field the strategy reads (None: random)
+    leakage: LeakageConfig | None  # None: no audit
     exact_bits: int
     band_bits: int
 
 
 @dataclass(slots=True)
-class PromptKeyed:
+class SplitKeyed:
+    """Per record of a block: the hash of (seed, id) that orders the split, and, where the strategy needs them,
+    the id and the field's value; plus the prompt keys written for the leakage audit."""
+
     keyed: KeyedBlock
-    records: int = 0
+    hashes: np.ndarray
+    ids: list[str] | None = None
+    values: list[Any] | None = None
     error: str | None = None  # "line N: what is wrong"
 
 
-def prompt_block(task: PromptTask) -> PromptKeyed:
+def split_block(task: SplitTask) -> SplitKeyed:
     blk = task.block
     ranks: list[int] = []
     texts: list[str] = []
+    hashes: list[int] = []
+    ids: list[str] | None = [] if task.field else None
+    values: list[Any] | None = [] if task.field else None
     for lineno, line in blk.read():
         if not line.strip():
             continue
         try:
-            texts.append(prompt_text(parse_canonical(line, 0)))
+            rec = parse_canonical(line, 0)
         except BadRecord as exc:
-            return PromptKeyed(
-                KeyedBlock(task.prefix, blk.first_rank, blk.first_rank, {}, 0), error=f"{lineno}: {exc.detail}"
-            )
+            empty = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank, {}, 0)
+            return SplitKeyed(empty, np.zeros(0, np.uint64), error=f"{lineno}: {exc.detail}")
+        hashes.append(rank(task.seed, rec["id"]))
+        if ids is not None and values is not None:
+            ids.append(rec["id"])
+            values.append(field_value(rec, task.field))
+        if task.leakage is not None:
+            texts.append(prompt_text(rec))
         ranks.append(blk.first_rank + lineno - blk.first_line)
+    h = np.array(hashes, dtype=np.uint64)
+    if task.leakage is None:
+        return SplitKeyed(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0), h, ids, values)
     sigs, bands = [], []
     for i in range(0, len(texts), CHUNK):
-        s, b = batch_near_keys(texts[i : i + CHUNK], task.config.threshold, NUM_PERM, _SHINGLE)
+        s, b = batch_near_keys(texts[i : i + CHUNK], task.leakage.threshold, NUM_PERM, _SHINGLE)
         sigs.append(s)
         bands.append(b)
     r = np.array(ranks, dtype=np.int64)
@@ -69,4 +89,5 @@ def prompt_block(task: PromptTask) -> PromptKeyed:
         "pb": write_keys(task.prefix, "pb", band.reshape(-1), np.repeat(r, band.shape[1]), task.band_bits),
     }
     signed = write_signatures(task.prefix, r, sig)
-    return PromptKeyed(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed), len(r))
+    keyed = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
+    return SplitKeyed(keyed, h, ids, values)

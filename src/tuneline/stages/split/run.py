@@ -14,14 +14,14 @@ from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import plan_blocks, remove_tree
-from tuneline.engine.cluster_tasks import exact_groups, near_pairs
+from tuneline.engine.blocks import Block, plan_blocks, remove_tree
+from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import BadRecord, JsonlWriter, bad_input, parse_canonical
+from tuneline.io.jsonl import JsonlWriter, bad_input, parse_canonical
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
-from tuneline.stages.split.assign import SPLITS, SplitError, assign, field_value
-from tuneline.stages.split.leakage import NUM_PERM, PromptTask, prompt_block
+from tuneline.stages.split.assign import SPLITS, SplitError, assign, assign_random
+from tuneline.stages.split.leakage import NUM_PERM, SplitKeyed, SplitTask, split_block
 
 LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
 CHUNK = 1024
@@ -49,29 +49,32 @@ def _nl(line: bytes) -> bytes:
     return line if line.endswith(b"\n") else line + b"\n"
 
 
-def _read_keys(path: str, field: str | None) -> list[tuple[str, Any]]:
-    """(id, field value) per record. Stage outputs start with ``{"id":"...`` (orjson keeps key order),
-    so without a field the id is sliced out instead of parsing the whole record."""
-    keys = []
-    prefix = b'{"id":"'
-    with fsspec.open(path, "rb") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            if field is None and line.startswith(prefix):
-                end = line.find(b'"', len(prefix))
-                keys.append((line[len(prefix) : end].decode(), None))
-                continue
-            try:
-                rec = parse_canonical(line, len(keys))
-            except BadRecord as exc:
-                raise SplitError(bad_input(path, exc.index + 1, exc.detail, "clean")) from None
-            keys.append((rec["id"], field_value(rec, field) if field else None))
-    return keys
+def _keys(
+    config: TunelineConfig, ex: Executor, path: str, field: str | None, root: str
+) -> tuple[list[SplitKeyed], list[Block]]:
+    """One pass of block tasks over ``path``: the split hashes (and field values) and the leakage keys."""
+    cfg = config.split
+    blocks = plan_blocks([path], config.data.block_records)
+    n = sum(b.lines for b in blocks)
+    bands = lsh_params(cfg.leakage.threshold, NUM_PERM)[0]
+    leak = cfg.leakage if cfg.leakage.check else None
+    tasks = [
+        SplitTask(b, f"{root}{b.index:06d}", cfg.seed, field, leak, bucket_bits(n), bucket_bits(n * bands))
+        for b in blocks
+    ]
+    results = []
+    for res in ex.imap(split_block, tasks):
+        if res.error:
+            line, _, detail = res.error.partition(": ")
+            raise SplitError(bad_input(path, int(line), detail, "clean"))
+        results.append(res)
+    if sum(len(r.hashes) for r in results) != n:
+        raise SplitError(f"{path} has blank lines: it is not as `tuneline clean` wrote it (re-run `tuneline clean`)")
+    return results, blocks
 
 
 def _leaks(
-    config: TunelineConfig, ex: Executor, path: str, n: int, assignment: list[int], root: str
+    config: TunelineConfig, ex: Executor, keyed: list[KeyedBlock], assignment: np.ndarray
 ) -> dict[int, tuple[str, int]]:
     """``{rank: (match, train rank)}`` for val/test records whose prompt is in train, exactly or nearly.
 
@@ -79,18 +82,7 @@ def _leaks(
     built in input order would; exact matches are taken first, the near step sees only the rest.
     """
     cfg = config.split.leakage
-    blocks = plan_blocks([path], config.data.block_records)
-    if sum(b.lines for b in blocks) != n:
-        raise SplitError(f"{path} has blank lines: it is not as `tuneline clean` wrote it (re-run `tuneline clean`)")
-    bands = lsh_params(cfg.threshold, NUM_PERM)[0]
-    tasks = [PromptTask(b, f"{root}{b.index:06d}", cfg, bucket_bits(n), bucket_bits(n * bands)) for b in blocks]
-    keyed = []
-    for res in ex.imap(prompt_block, tasks):
-        if res.error:
-            line, _, detail = res.error.partition(": ")
-            raise SplitError(bad_input(path, int(line), detail, "clean"))
-        keyed.append(res.keyed)
-    train = np.flatnonzero(np.asarray(assignment, dtype=np.int8) == 0).astype(np.int64)
+    train = np.flatnonzero(assignment == 0).astype(np.int64)
     leaks: dict[int, tuple[str, int]] = {}
     first, other = exact_groups(ex, keyed, name="px", mark=train)
     for o, f in zip(other.tolist(), first.tolist(), strict=True):
@@ -102,6 +94,15 @@ def _leaks(
     for t, o in zip(a[order].tolist(), b[order].tolist(), strict=True):
         leaks.setdefault(o, ("near", t))
     return leaks
+
+
+def _id_of(line: bytes) -> str:
+    prefix = b'{"id":"'
+    if line.startswith(prefix):
+        end = line.find(b'"', len(prefix))
+        if end > 0 and b"\\" not in line[len(prefix) : end]:
+            return line[len(prefix) : end].decode()
+    return parse_canonical(line, 0)["id"]
 
 
 def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> SplitResult:
@@ -135,45 +136,55 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
             try:
                 if kind not in present:
                     continue
-                keys = _read_keys(path, field)
-                missing = sum(1 for _, v in keys if v is None) if field else 0
-                if missing and cfg.strategy in ("stratified", "temporal"):
-                    raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
-                assignment = assign(keys, cfg)
-                task = progress.add_task(kind, total=len(keys), rate="")
-                leaks: dict[int, tuple[str, int]] = {}
-                if cfg.leakage.check:
-                    root = f"{scratch.rstrip('/') if scratch else tmp / SCRATCH}/{kind}/"
-                    try:
-                        leaks = _leaks(config, ex, path, len(keys), assignment, root)
-                    finally:
-                        remove_tree(root)
+                root = f"{scratch.rstrip('/') if scratch else tmp / SCRATCH}/{kind}/"
+                try:
+                    results, _ = _keys(config, ex, path, field, root)
+                    n = sum(len(r.hashes) for r in results)
+                    if cfg.strategy == "random":
+                        hashes = [r.hashes for r in results]
+                        assignment = assign_random(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64), cfg)
+                    else:
+                        keys = [(i, v) for r in results for i, v in zip(r.ids or [], r.values or [], strict=True)]
+                        missing = sum(1 for _, v in keys if v is None)
+                        if missing and cfg.strategy in ("stratified", "temporal"):
+                            raise SplitError(f"split.field {field!r} is missing in {missing} of {n} {kind} records")
+                        assignment = np.array(assign(keys, cfg), dtype=np.uint8)
+                        del keys
+                    leaks = _leaks(config, ex, [r.keyed for r in results], assignment) if cfg.leakage.check else {}
+                finally:
+                    remove_tree(root)
+                del results
+                task = progress.add_task(kind, total=n, rate="")
+                drop = set(leaks) if cfg.leakage.action == "remove" else set()
+                wanted = set(leaks) | {t for _, t in leaks.values()}
+                ids: dict[int, str] = {}
+                with fsspec.open(path, "rb") as fh:
+                    ordinal = 0
+                    for line in fh:
+                        if not line.strip():
+                            continue
+                        if ordinal in wanted:
+                            ids[ordinal] = _id_of(line)
+                        if ordinal not in drop:
+                            writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
+                        ordinal += 1
+                        if ordinal % CHUNK == 0:
+                            progress.update(task, completed=ordinal)
+                progress.update(task, completed=n)
                 for ordinal, (match, train_rank) in sorted(leaks.items()):
                     split = SPLITS[assignment[ordinal]]
                     leak_counts[f"{kind}.{split}.{match}"] += 1
                     entry = {
                         "kind": kind,
                         "split": split,
-                        "id": keys[ordinal][0],
+                        "id": ids[ordinal],
                         "match": match,
-                        "train_id": keys[train_rank][0],
+                        "train_id": ids[train_rank],
                         "action": cfg.leakage.action,
                     }
                     leakage.write(entry)
                     if len(examples) < 5:
                         examples.append(entry)
-                drop = set(leaks) if cfg.leakage.action == "remove" else set()
-                with fsspec.open(path, "rb") as fh:
-                    ordinal = 0
-                    for line in fh:
-                        if not line.strip():
-                            continue
-                        if ordinal not in drop:
-                            writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
-                        ordinal += 1
-                        if ordinal % CHUNK == 0:
-                            progress.update(task, completed=ordinal)
-                progress.update(task, completed=len(keys))
             finally:
                 for w in writers.values():
                     w.close()
