@@ -108,11 +108,13 @@ def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float =
 
 
 class PeakRss:
-    """Samples the summed RSS of a process and its children (with Ray: its node processes and workers too)."""
+    """Samples the summed RSS of a process and its children (with Ray: its node processes and workers too), and
+    their summed PSS (proportional set size: a page shared by forked workers counts once, split between them)."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.peak = 0
+        self.peak_pss = 0
 
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -122,7 +124,9 @@ class PeakRss:
         while not self._stop.is_set():
             try:
                 procs = [self.proc, *self.proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+                info = [p.memory_full_info() for p in procs if p.is_running()]
+                self.peak = max(self.peak, sum(i.rss for i in info))
+                self.peak_pss = max(self.peak_pss, sum(i.pss for i in info))
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -133,7 +137,7 @@ class PeakRss:
         return self.peak
 
 
-def run_stage(args: list[str], cwd: Path) -> tuple[float, int]:
+def run_stage(args: list[str], cwd: Path, pss: bool = False) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tuneline", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -143,11 +147,11 @@ def run_stage(args: list[str], cwd: Path) -> tuple[float, int]:
     peak = meter.stop()
     if proc.returncode != 0:
         raise SystemExit(f"tuneline {' '.join(args)} failed:\n{err}")
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, meter.peak_pss if pss else peak
 
 
 def run_chain(work: Path, tag: str, sets: list[str]) -> tuple[float, int, dict]:
-    """ingest → clean → split into ``work/<tag>-*``; (seconds, peak RSS of the process tree, removals by rule)."""
+    """ingest → clean → split into ``work/<tag>-*``; (seconds, peak PSS of the process tree, removals by rule)."""
     flags = [a for s in sets for a in ("--set", s)]
     total, peak = 0.0, 0
     for stage, src, out in (
@@ -157,7 +161,7 @@ def run_chain(work: Path, tag: str, sets: list[str]) -> tuple[float, int, dict]:
     ):
         src_dir = src if stage == "ingest" else f"{tag}-{src}"
         args = [stage, src_dir, "--out", f"{tag}-{out}", *flags]
-        secs, tree = run_stage(args, work)
+        secs, tree = run_stage(args, work, pss=True)
         total += secs
         peak = max(peak, tree)
     report = json.loads((work / f"{tag}-cleaned" / "report.json").read_text())

@@ -128,3 +128,23 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(first_repro) -> None:
     assert "Running stage 'train'" in third.stdout
     assert "Running stage 'register'" in third.stdout
     assert json.loads((repo / "reports/registration.json").read_text())["version"] == "2"  # new inputs, new version
+
+
+@pytest.mark.slow
+def test_dvc_repro_with_data_engine_ray_keeps_and_removes_the_same_records(first_repro) -> None:
+    """`data.engine: ray` in params.yaml: `dvc repro split` re-runs the data stages on a local Ray, same output."""
+    pytest.importorskip("ray", reason="data.engine=ray needs Ray (pip install 'tuneline[ray]')")
+    repo, first = first_repro
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = {p: (repo / p).read_bytes() for p in ("data/cleaned/sft.jsonl", "data/cleaned/removed.jsonl")}
+    before_split = (repo / "data/split/sft/train.jsonl").read_bytes()
+    params = (repo / "params.yaml").read_text()
+    assert params.count("  engine: local\n") == 1
+    (repo / "params.yaml").write_text(params.replace("  engine: local\n", "  engine: ray\n"))
+    run = dvc("repro", "split", cwd=repo)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Running stage 'clean'" in run.stdout and "Running stage 'split'" in run.stdout
+    assert json.loads((repo / "data/cleaned/report.json").read_text())["engine"] == "ray"
+    for path, data in before.items():
+        assert (repo / path).read_bytes() == data, path
+    assert (repo / "data/split/sft/train.jsonl").read_bytes() == before_split
