@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuneline.clusters import ROW, components, partition, similar, star_edges, unique_pairs
+from tuneline.clusters import ROW, partition, similar, star_edges, unique_pairs
 from tuneline.engine.blocks import read_array, read_rows, write_array
 from tuneline.engine.executors import Executor
 
@@ -148,10 +148,6 @@ def near_pairs(
     masks = list(ex.imap(verify_pairs, tasks))
     keep = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
     return a[keep], b[keep]
-
-
-def clusters(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return components(a, b)
 
 
 def by_block(ranks: np.ndarray, blocks: Sequence[KeyedBlock]) -> Iterator[tuple[int, np.ndarray]]:

@@ -16,6 +16,7 @@ __all__ = [
     "bad_input",
     "count_lines",
     "dumps",
+    "line_id",
     "line_chunks",
     "parse_canonical",
     "read_jsonl",
@@ -132,6 +133,17 @@ def parse_canonical(line: bytes, index: int) -> dict[str, Any]:
         if problem:
             raise BadRecord(index, problem)
     return rec
+
+
+def line_id(line: bytes) -> str:
+    """The id of a stage output line: sliced out (stage outputs start with ``{"id":"...``, orjson keeps key order),
+    parsed only when that is not so or the id has escapes."""
+    prefix = b'{"id":"'
+    if line.startswith(prefix):
+        end = line.find(b'"', len(prefix))
+        if end > 0 and b"\\" not in line[len(prefix) : end]:
+            return line[len(prefix) : end].decode()
+    return parse_canonical(line, 0)["id"]
 
 
 def bad_input(path: str | Path, line: int, detail: str, stage: str) -> str:

@@ -18,7 +18,7 @@ import orjson
 from tuneline.config.schema import CleanConfig
 from tuneline.engine.blocks import Block, read_bytes, split_lines, write_bytes
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
-from tuneline.io.jsonl import BadRecord, dumps
+from tuneline.io.jsonl import BadRecord, dumps, line_id
 from tuneline.stages.clean.rules import cleaner_for
 
 CHUNK = 1024
@@ -147,7 +147,7 @@ def record_ids(task: IdsTask) -> dict[int, str]:
     """rank → record id for the asked ranks of one block."""
     lines = _cleaned_lines(task.prefix)
     ranks = [int(r) for r in task.ranks]
-    return {r: _id_of(lines[i]) for r, i in zip(ranks, _index_of(task.block, lines, ranks), strict=True)}
+    return {r: line_id(lines[i]) for r, i in zip(ranks, _index_of(task.block, lines, ranks), strict=True)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +180,7 @@ def write_block(task: WriteTask) -> BlockWritten:
             kept.append(line)
             continue
         rule, detail = reason
-        rid = _id_of(line)
+        rid = line_id(line)
         head = dumps({"rule": rule, "detail": detail, "kind": task.kind, "id": rid})
         removed.append(head[:-2] + b',"record":' + line.rstrip(b"\n") + b"}\n")
         if pos in by_pos:  # rule removals were counted by the clean task
@@ -192,12 +192,3 @@ def write_block(task: WriteTask) -> BlockWritten:
     write_bytes(f"{task.prefix}.kept", b"".join(kept))
     write_bytes(f"{task.prefix}.removed", b"".join(removed))
     return out
-
-
-def _id_of(line: bytes) -> str:
-    prefix = b'{"id":"'
-    if line.startswith(prefix):
-        end = line.find(b'"', len(prefix))
-        if end > 0 and b"\\" not in line[len(prefix) : end]:
-            return line[len(prefix) : end].decode()
-    return orjson.loads(line)["id"]

@@ -10,12 +10,12 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from tuneline.clusters import bucket_bits
+from tuneline.clusters import bucket_bits, components
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
 from tuneline.engine.blocks import Block, plan_blocks, remove_tree
-from tuneline.engine.cluster_tasks import by_block, clusters, exact_groups, near_pairs
+from tuneline.engine.cluster_tasks import by_block, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import bad_input
 from tuneline.progress import Rate, log, stage_progress
@@ -210,7 +210,7 @@ def _clean_kind(
     if nd.enabled:
         exclude = np.array(sorted(decided), dtype=np.int64)
         a, b = near_pairs(ex, keyed, nd.threshold, nd.num_perm, exclude=exclude)
-        member, root_rank = clusters(a, b)
+        member, root_rank = components(a, b)
         for r, f in zip(member.tolist(), root_rank.tolist(), strict=True):
             decided[r] = ("near_dedup", f)
 

@@ -17,7 +17,7 @@ from tuneline.engine import Executor, executor_for
 from tuneline.engine.blocks import Block, plan_blocks, remove_tree
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
-from tuneline.io.jsonl import JsonlWriter, bad_input, parse_canonical
+from tuneline.io.jsonl import JsonlWriter, bad_input, line_id
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, assign_random
@@ -96,15 +96,6 @@ def _leaks(
     return leaks
 
 
-def _id_of(line: bytes) -> str:
-    prefix = b'{"id":"'
-    if line.startswith(prefix):
-        end = line.find(b'"', len(prefix))
-        if end > 0 and b"\\" not in line[len(prefix) : end]:
-            return line[len(prefix) : end].decode()
-    return parse_canonical(line, 0)["id"]
-
-
 def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> SplitResult:
     """Split each kind of record deterministically and audit prompt leakage from train into val/test.
 
@@ -164,7 +155,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
                         if not line.strip():
                             continue
                         if ordinal in wanted:
-                            ids[ordinal] = _id_of(line)
+                            ids[ordinal] = line_id(line)
                         if ordinal not in drop:
                             writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
                         ordinal += 1
