@@ -4,8 +4,9 @@
     python benchmarks/data_prep.py --scaling --sizes 1000000,2000000,4000000 --ray-workers 1,2
 
 The second form is the engine scaling table: the local engine and Ray (a local Ray with 1 and 2 CPUs, started
-by each stage as `tuneline ... --set data.engine=ray` does) side by side on the same corpora, with the removal
-counts of each (they must be equal: the run stops if they are not).
+once with `ray start --head` and joined by each stage through data.ray.address, as stages join a cluster) side by
+side on the same corpora, with the removal counts of each (they must be equal: the run stops if they are not).
+Memory is PSS, summed over every process (with Ray: its GCS, raylet and workers too), and of the largest worker.
 
 Generates N records (~500 characters each) with known shares of exact duplicates, near
 duplicates and PII, runs each tuneline stage as its own CLI process (as DVC does) while
@@ -107,14 +108,32 @@ def generate(path: Path, n: int, seed: int = 0, dup: float = 0.05, near: float =
     return counts
 
 
-class PeakRss:
-    """Samples the summed RSS of a process and its children (with Ray: its node processes and workers too), and
-    their summed PSS (proportional set size: a page shared by forked workers counts once, split between them)."""
+def _ray_processes() -> list[psutil.Process]:
+    """The processes of a Ray started with `ray start` (GCS, raylet, agents, workers: ``ray::...``)."""
+    out = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if (
+            "ray::" in cmd
+            or p.info["name"] in ("raylet", "gcs_server")
+            or "ray/_private" in cmd
+            or "ray/dashboard" in cmd
+        ):
+            out.append(p)
+    return out
 
-    def __init__(self, pid: int) -> None:
+
+class PeakRss:
+    """Samples the summed RSS of a process and its children, and their summed PSS (proportional set size: a page
+    shared by forked workers counts once, split between them). With ``ray`` the processes of the running Ray are
+    sampled too, and ``peak_worker`` is the largest PSS of one ``ray::`` worker (else of one child process)."""
+
+    def __init__(self, pid: int, ray: bool = False) -> None:
         self.proc = psutil.Process(pid)
+        self.ray = ray
         self.peak = 0
         self.peak_pss = 0
+        self.peak_worker = 0
 
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -123,10 +142,14 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-                info = [p.memory_full_info() for p in procs if p.is_running()]
-                self.peak = max(self.peak, sum(i.rss for i in info))
-                self.peak_pss = max(self.peak_pss, sum(i.pss for i in info))
+                children = self.proc.children(recursive=True)
+                workers = [p for p in _ray_processes() if "ray::" in " ".join(p.cmdline())] if self.ray else children
+                procs = {p.pid: p for p in [self.proc, *children, *(_ray_processes() if self.ray else [])]}
+                info = {pid: p.memory_full_info() for pid, p in procs.items() if p.is_running()}
+                self.peak = max(self.peak, sum(i.rss for i in info.values()))
+                self.peak_pss = max(self.peak_pss, sum(i.pss for i in info.values()))
+                if workers:
+                    self.peak_worker = max(self.peak_worker, max(p.memory_full_info().pss for p in workers))
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -137,23 +160,68 @@ class PeakRss:
         return self.peak
 
 
-def run_stage(args: list[str], cwd: Path, pss: bool = False) -> tuple[float, int]:
+def run_stage(args: list[str], cwd: Path, pss: bool = False, ray: bool = False) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tuneline", *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "tuneline", *args],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **RAY_ENV},
     )
-    meter = PeakRss(proc.pid)
+    meter = PeakRss(proc.pid, ray=ray)
     _, err = proc.communicate()
     peak = meter.stop()
     if proc.returncode != 0:
         raise SystemExit(f"tuneline {' '.join(args)} failed:\n{err}")
+    run_stage.last_worker = meter.peak_worker  # type: ignore[attr-defined]
     return time.perf_counter() - start, meter.peak_pss if pss else peak
 
 
-def run_chain(work: Path, tag: str, sets: list[str]) -> tuple[float, int, dict]:
-    """ingest → clean → split into ``work/<tag>-*``; (seconds, peak PSS of the process tree, removals by rule)."""
+# The benchmark's own local Ray: no token authentication between its processes (a cluster's is KubeRay's to set).
+RAY_ENV = {"RAY_AUTH_MODE": "disabled"}
+
+
+class LocalRay:
+    """`ray start --head` with ``cpus`` CPUs, for the stages to join (``data.ray.address``), then `ray stop`.
+
+    A cluster outlives the stages that use it; starting one per stage would charge each stage Ray's start-up.
+    """
+
+    def __init__(self, cpus: int) -> None:
+        self.cpus = cpus
+        self.port = 6400 + cpus
+        self.ray = str(Path(sys.executable).parent / "ray")
+
+    def __enter__(self) -> str:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                self.ray,
+                "start",
+                "--head",
+                f"--port={self.port}",
+                f"--num-cpus={self.cpus}",
+                "--node-ip-address=127.0.0.1",
+            ]
+            + ["--include-dashboard=false", "--disable-usage-stats"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **RAY_ENV},
+        )
+        print(f"ray start ({self.cpus} CPUs): {time.perf_counter() - start:.1f}s, not counted", file=sys.stderr)
+        return f"127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run([self.ray, "stop", "--force"], capture_output=True)
+
+
+def run_chain(work: Path, tag: str, sets: list[str], ray: bool = False) -> tuple[float, int, int, dict]:
+    """ingest → clean → split into ``work/<tag>-*``; (seconds, peak PSS of all processes, peak PSS of one worker,
+    removals by rule)."""
     flags = [a for s in sets for a in ("--set", s)]
-    total, peak = 0.0, 0
+    total, peak, worker = 0.0, 0, 0
     for stage, src, out in (
         ("ingest", "raw", "ingested"),
         ("clean", "ingested", "cleaned"),
@@ -161,11 +229,12 @@ def run_chain(work: Path, tag: str, sets: list[str]) -> tuple[float, int, dict]:
     ):
         src_dir = src if stage == "ingest" else f"{tag}-{src}"
         args = [stage, src_dir, "--out", f"{tag}-{out}", *flags]
-        secs, tree = run_stage(args, work, pss=True)
+        secs, tree = run_stage(args, work, pss=True, ray=ray)
         total += secs
         peak = max(peak, tree)
+        worker = max(worker, run_stage.last_worker)  # type: ignore[attr-defined]
     report = json.loads((work / f"{tag}-cleaned" / "report.json").read_text())
-    return total, peak, report["removed"]
+    return total, peak, worker, report["removed"]
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -176,30 +245,34 @@ def scaling(args: argparse.Namespace) -> None:
         (work / "raw").mkdir()
         generate(work / "raw" / "chats.jsonl", n)
         (work / "params.yaml").write_text("")
-        engines = [("local (2 processes)", 2, ["data.engine=local"])]
-        engines += [
-            (f"ray, {w} worker{'s' if w > 1 else ''}", w, ["data.engine=ray", f"data.ray.num_cpus={w}"])
-            for w in args.ray_workers
-        ]
+        engines: list[tuple[str, int]] = [("local, 2 processes", 2)]
+        engines += [(f"ray, {w} worker{'s' if w > 1 else ''}", w) for w in args.ray_workers]
         removed_ref = None
-        for name, workers, sets in engines:
-            tag = name.split()[0] + str(workers)
-            secs, peak, removed = run_chain(work, tag, sets)
+        for name, workers in engines:
+            tag = name.split(",")[0] + str(workers)
+            if name.startswith("ray"):
+                with LocalRay(workers) as address:
+                    result = run_chain(work, tag, ["data.engine=ray", f"data.ray.address={address}"], ray=True)
+            else:
+                result = run_chain(work, tag, ["data.engine=local", f"clean.workers={workers}"])
+            secs, peak, worker, removed = result
             removed_ref = removed_ref or removed
             if removed != removed_ref:
                 raise SystemExit(f"{name} removed {removed}, the local engine {removed_ref}: the engines disagree")
-            rows.append((name, n, workers, secs, peak, removed))
+            rows.append((name, n, workers, secs, peak, worker, removed))
             print(f"{name} at {n:,}: {secs:.1f}s", file=sys.stderr)
         shutil.rmtree(work)
     print(f"\nEngine scaling ({os.cpu_count()} cores, python {sys.version.split()[0]}): ingest → clean → split\n")
     print(
-        "| engine | records | seconds | records/min | records/min per worker | peak RSS, all processes (MiB) | removed |"
+        "| engine | records | seconds | records/min | records/min per worker | peak PSS, one worker (MiB) "
+        "| peak PSS, all processes (MiB) | removed |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for name, n, workers, secs, peak, removed in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, n, workers, secs, peak, worker, removed in rows:
         per_min = 60 * n / secs
         print(
-            f"| {name} | {n:,} | {secs:.1f} | {per_min:,.0f} | {per_min / workers:,.0f} | {peak / 2**20:,.0f} "
+            f"| {name} | {n:,} | {secs:.1f} | {per_min:,.0f} | {per_min / workers:,.0f} | {worker / 2**20:,.0f} "
+            f"| {peak / 2**20:,.0f} "
             f"| {', '.join(f'{k} {v:,}' for k, v in sorted(removed.items()))} |"
         )
 
