@@ -275,6 +275,29 @@ def scaling(args: argparse.Namespace) -> None:
             f"| {peak / 2**20:,.0f} "
             f"| {', '.join(f'{k} {v:,}' for k, v in sorted(removed.items()))} |"
         )
+    ray_rows = [r for r in rows if r[0].startswith("ray")]
+    if ray_rows:
+        extrapolate(max(ray_rows, key=lambda r: (r[1], r[2])))
+
+
+def extrapolate(row: tuple) -> None:
+    """Records/min per worker CPU, measured, times the CPUs of the RayJob in params.yaml (extrapolated, linear)."""
+    from tuneline.config import load_config
+
+    name, n, workers, secs, *_ = row
+    rc = load_config(Path(__file__).resolve().parents[1] / "params.yaml").data.ray.cluster
+    per_cpu = 60 * n / secs / workers
+    cpus = rc.workers * rc.worker_cpu
+    rate = per_cpu * cpus
+    corpus = 100_000_000
+    hours = corpus / rate / 60
+    cost = hours * (cpus + rc.head_cpu) * rc.cpu_hourly_usd
+    print(
+        f"\nExtrapolated (not measured): {per_cpu:,.0f} records/min per CPU ({name}, {n:,} records) x {cpus} worker "
+        f"CPUs (data.ray.cluster: {rc.workers} workers x {rc.worker_cpu}) = {rate:,.0f} records/min; "
+        f"{corpus:,} records in {hours * 60:,.0f} min, ${cost:,.2f} at ${rc.cpu_hourly_usd}/vCPU-hour "
+        f"(workers and head, data.ray.cluster.cpu_hourly_usd)"
+    )
 
 
 # ------------------------------------------------------------------ naive baseline

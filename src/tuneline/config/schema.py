@@ -120,6 +120,12 @@ class RayClusterConfig(Section):
         "(per run and step); required for data.engine=ray on Kubernetes.",
     )
     timeout_s: int = Field(86400, ge=60, description="Give up following the RayJob after this long.")
+    cpu_hourly_usd: float = Field(
+        0.048,
+        ge=0,
+        description="Price of one vCPU-hour of the pool the head and workers run on (on-demand list price of "
+        "m6i/n2-standard, edit for yours); `benchmarks/data_prep.py --scaling` extrapolates the cost of a run with it.",
+    )
 
 
 class RayConfig(Section):
