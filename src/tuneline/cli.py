@@ -42,6 +42,7 @@ stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress 
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
+    from tuneline.engine.executors import EngineError
     from tuneline.inference import EndpointError
     from tuneline.pipeline.submit import SubmitError
     from tuneline.registry import RegistryError
@@ -57,6 +58,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from tuneline.stages.train.distributed import DistributedTrainingError
 
     return (
+        EngineError,
         IngestError,
         CleanError,
         SplitError,

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from tuneline.config.schema import RayConfig, TunelineConfig
+from tuneline.redact import redact_text
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,6 +86,7 @@ class RayExecutor:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address:
                 kwargs["address"] = address
+                log.info("ray: joining the cluster at %s", redact_text(address))
             elif cfg.num_cpus:
                 kwargs["num_cpus"] = cfg.num_cpus
             try:
