@@ -3,7 +3,8 @@
 ``python -m tests.kill_at K [--no-exchange] -- ARGS...`` counts every call of the functions that change the
 file system on the way to an output (directory creation, file writes through JsonlWriter and the atomic
 helpers, renames, removals, the directory swap) and kills the process with SIGKILL just before the K-th.
-It exits 0 if the command finished before reaching K (so a caller sweeps K = 1, 2, ... until it does).
+It exits 0 if the command finished before reaching K (so a caller sweeps K = 1, 2, ... until it does). The
+kill takes the process group (run it in a session of its own): the CLI and its worker processes.
 ``--no-exchange`` makes the swap take its two-rename fallback, as on a kernel without renameat2.
 """
 
@@ -28,7 +29,9 @@ def arm(k: int, exchange: bool = True) -> None:
         def wrapper(*args, **kwargs):
             count[0] += 1
             if count[0] == k:
-                os.kill(os.getpid(), signal.SIGKILL)
+                # the whole process group: a stage's worker processes count their own steps (they fork from
+                # the CLI), and a worker reaching K takes the CLI down with it, as a killed machine would
+                os.killpg(os.getpgid(0), signal.SIGKILL)
             return fn(*args, **kwargs)
 
         return wrapper

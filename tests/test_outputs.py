@@ -22,7 +22,8 @@ from tuneline.io.atomic import MARKER
 def tuneline(*args: str, cwd: Path, wrapper: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, COLUMNS="200", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", *(wrapper or ["tuneline"]), *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
+    # a session of its own: tests.kill_at kills the process group (the CLI and its workers), never pytest
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=300, start_new_session=True)
 
 
 def tree(root: Path) -> dict[str, str]:

@@ -14,6 +14,8 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -38,26 +40,37 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """``workers`` forked processes (inline for one worker or one task)."""
+    """``workers`` forked processes (inline for one worker or one task).
+
+    A worker that dies (the kernel's OOM killer, a signal) fails the stage at once with :class:`EngineError`
+    instead of leaving it waiting for a result that never comes; what the stage wrote so far is in its
+    temporary output, which the next run removes.
+    """
 
     name = "local"
 
     def __init__(self, workers: int) -> None:
         self.workers = workers or os.cpu_count() or 1
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def imap(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
         if self.workers <= 1 or len(tasks) <= 1:
             yield from map(fn, tasks)
             return
         if self._pool is None:
-            self._pool = mp.get_context("fork").Pool(self.workers)
-        yield from self._pool.imap(fn, tasks, chunksize=1)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+        try:
+            yield from self._pool.map(fn, tasks)
+        except BrokenProcessPool:
+            raise EngineError(
+                f"a worker process died while running {getattr(fn, '__name__', 'a task')} (killed, or out of "
+                "memory?): nothing was published; re-run, with fewer workers (clean.workers) or smaller blocks "
+                "(data.block_records) if memory is short"
+            ) from None
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_pickled(row: dict[str, Any]) -> dict[str, Any]:
