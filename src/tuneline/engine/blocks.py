@@ -95,6 +95,13 @@ def plan_blocks(paths: Sequence[str], lines_per_block: int) -> list[Block]:
     return blocks
 
 
+def reachable(path: str | os.PathLike[str]) -> str:
+    """``path`` as every worker can open it: URIs as they are, local paths made absolute (Ray workers of a
+    cluster that was started apart from the stage do not share its working directory)."""
+    text = os.fspath(path)
+    return text if "://" in text or text.startswith("hf:") else os.path.abspath(text)
+
+
 # --------------------------------------------------------------------------- scratch files
 def write_bytes(uri: str, data: bytes) -> None:
     """Write ``uri`` whole: a temporary name, then a rename (local), or one PUT (object stores)."""

@@ -14,7 +14,7 @@ from tuneline.clusters import bucket_bits, components
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import Block, plan_blocks, remove_tree
+from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import by_block, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import bad_input
@@ -71,7 +71,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
     ``src`` may be a URI (a Ray cluster's workers read it); ``scratch`` (default: inside the output being
     written) is where block tasks write, and must be reachable by every worker.
     """
-    src_s, out = str(src).rstrip("/"), Path(out)
+    src_s, out = reachable(src).rstrip("/"), Path(out)
     fs, _ = fsspec.core.url_to_fs(src_s)
     inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
     present = {k: p for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
@@ -97,7 +97,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
         atomic_dir(out, "tuneline clean", [src] if "://" not in src_s else []) as tmp,
         stage_progress("clean") as progress,
     ):
-        root = (scratch.rstrip("/") if scratch else str(tmp / SCRATCH)) + "/"
+        root = (scratch.rstrip("/") if scratch else reachable(tmp / SCRATCH)) + "/"
         try:
             with open(tmp / REMOVED_FILE, "wb") as removed_fh:
                 for kind in KINDS:

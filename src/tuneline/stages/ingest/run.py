@@ -17,7 +17,7 @@ import xxhash
 
 from tuneline.config.schema import Source, TunelineConfig
 from tuneline.engine import executor_for
-from tuneline.engine.blocks import line_ranges, read_bytes, remove_tree, write_bytes
+from tuneline.engine.blocks import line_ranges, reachable, read_bytes, remove_tree, write_bytes
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import dumps
 from tuneline.progress import Rate, log, stage_progress
@@ -137,6 +137,7 @@ def _parts(files: list[ResolvedFile], lines_per_block: int) -> list[ResolvedFile
     """Every file, with each uncompressed JSONL file cut into blocks of lines (read in parallel)."""
     parts: list[ResolvedFile] = []
     for f in files:
+        f = dataclasses.replace(f, open_uri=reachable(f.open_uri))  # what workers open
         if f.kind != "jsonl" or f.compression:
             parts.append(f)
             continue
@@ -183,7 +184,7 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
     ):
         task = progress.add_task("records", total=None, rate="")
         parts = _parts(files, config.data.block_records)
-        root = str(tmp / SCRATCH) + "/"
+        root = reachable(tmp / SCRATCH) + "/"
         prefixes = [f"{root}{i:06d}" for i in range(len(parts))]
         handles = {name: open(tmp / f"{name}.jsonl", "wb") for name in written}  # noqa: SIM115 - closed below
         try:

@@ -14,7 +14,7 @@ from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import Block, plan_blocks, remove_tree
+from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import JsonlWriter, bad_input, line_id
@@ -103,7 +103,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
     they are dropped from val/test, with ``fail`` the stage stops and writes nothing.
     """
     cfg = config.split
-    src_s, out = str(src).rstrip("/"), Path(out)
+    src_s, out = reachable(src).rstrip("/"), Path(out)
     fs = fsspec.core.url_to_fs(src_s)[0]
     inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
     present = {k for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
@@ -127,7 +127,7 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
             try:
                 if kind not in present:
                     continue
-                root = f"{scratch.rstrip('/') if scratch else tmp / SCRATCH}/{kind}/"
+                root = f"{scratch.rstrip('/') if scratch else reachable(tmp / SCRATCH)}/{kind}/"
                 try:
                     results, _ = _keys(config, ex, path, field, root)
                     n = sum(len(r.hashes) for r in results)
