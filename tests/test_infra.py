@@ -252,30 +252,32 @@ def test_workload_identities_bind_the_service_accounts_the_repo_deploys():
         assert gke["workload_service_accounts"][sa] == {"namespace": ns, "name": name}
 
 
+def _evaluated_manifest(name: str, tmp_path: Path) -> dict:
+    """The platform module's kubectl_manifest ``name`` as terraform evaluates it, validated as a Kubernetes object."""
+    import kubernetes_validate
+
+    expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", platform_manifests()[name], re.S).group(1)
+    proc = subprocess.run(
+        ["terraform", "console", "-no-color"],
+        input=f"jsonencode({expr})\n",
+        cwd=tmp_path,
+        env=TF_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(json.loads(proc.stdout))
+    kubernetes_validate.validate(obj, "1.32", strict=True)
+    return obj
+
+
 def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
     """The RBAC infra/ applies, evaluated by terraform and validated as Kubernetes objects, lets the pipeline's
     service account do what the train step does with a TrainJob (create, follow, replace after a failure)."""
-    import kubernetes_validate
-
     from tuneline.stages.train.distributed import PYTORCHJOB, TRAINJOB
 
-    manifests = platform_manifests()
-    objects = {}
-    for name in ("train_jobs_role", "train_jobs_binding"):
-        expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", manifests[name], re.S).group(1)
-        proc = subprocess.run(
-            ["terraform", "console", "-no-color"],
-            input=f"jsonencode({expr})\n",
-            cwd=tmp_path,
-            env=TF_ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
-        objects[name] = json.loads(json.loads(proc.stdout))
-        kubernetes_validate.validate(objects[name], "1.32", strict=True)
-    role, binding = objects["train_jobs_role"], objects["train_jobs_binding"]
+    role, binding = (_evaluated_manifest(name, tmp_path) for name in ("train_jobs_role", "train_jobs_binding"))
     for group, _, plural in (TRAINJOB, PYTORCHJOB):
         [rule] = [r for r in role["rules"] if r["apiGroups"] == [group] and r["resources"] == [plural]]
         assert {"create", "get", "delete"} <= set(rule["verbs"])
@@ -291,22 +293,7 @@ def test_the_data_steps_may_launch_their_rayjobs_and_nothing_more(cfg, tmp_path)
     pipeline's service account create, follow and replace RayJobs: the operator, not the step, makes the pods."""
     from tuneline.platform.rayjob import RAYJOB
 
-    manifests = platform_manifests()
-    objects = {}
-    for name in ("ray_jobs_role", "ray_jobs_binding"):
-        expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", manifests[name], re.S).group(1)
-        proc = subprocess.run(
-            ["terraform", "console", "-no-color"],
-            input=f"jsonencode({expr})\n",
-            cwd=tmp_path,
-            env=TF_ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
-        objects[name] = json.loads(json.loads(proc.stdout))
-    role, binding = objects["ray_jobs_role"], objects["ray_jobs_binding"]
+    role, binding = (_evaluated_manifest(name, tmp_path) for name in ("ray_jobs_role", "ray_jobs_binding"))
     group, _, plural = RAYJOB
     assert role["rules"] == [{"apiGroups": [group], "resources": [plural], "verbs": ["create", "get", "delete"]}]
     assert binding["subjects"] == [
