@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import free_port
-from tests.k8s_schemas import crd_errors
+from tests.k8s_schemas import CustomObjectsStandIn, crd_errors
 from tuneline.config import ConfigError
 from tuneline.pipeline import steps
 from tuneline.platform import rayjob
@@ -36,37 +35,9 @@ REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).parent / "ray"
 
 
-class KubeRay:
-    def __init__(self, workdir: Path, run_jobs: bool = True) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.workdir, self.run_jobs = workdir, run_jobs
-        self.calls: list[tuple[str, str]] = []
-
-    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-        self.calls.append(("create", body["metadata"]["name"]))
-        assert (group, version, plural) == rayjob.RAYJOB
-        errors = crd_errors(*CRD, body)
-        if errors:
-            raise ApiException(status=422, reason="Unprocessable Entity") from AssertionError(errors)
-        key = (namespace, body["metadata"]["name"])
-        if key in self.objects:
-            raise ApiException(status=409, reason="Conflict")
-        self.objects[key] = copy.deepcopy(body)
-        return body
-
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        self.calls.append(("get", name))
-        obj = self.objects.get((namespace, name))
-        if obj is None:
-            raise ApiException(status=404, reason="Not Found")
-        if self.run_jobs and "status" not in obj:
-            obj["status"] = self._run(obj)
-        return copy.deepcopy(obj)
-
-    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
-        self.calls.append(("delete", name))
-        if self.objects.pop((namespace, name), None) is None:
-            raise ApiException(status=404, reason="Not Found")
+class KubeRay(CustomObjectsStandIn):
+    GVR = rayjob.RAYJOB
+    CRD = CRD
 
     def _run(self, obj: dict[str, Any]) -> dict[str, Any]:
         spec = obj["spec"]

@@ -9,53 +9,21 @@ per node, master address), each node in its own working directory, then records 
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from tests.conftest import free_port
-from tests.k8s_schemas import crd_errors
+from tests.k8s_schemas import CustomObjectsStandIn
 
 CRD = ("kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml", "v1alpha1")
 
 
-class TrainerCluster:
-    def __init__(self, workdir: Path, run_jobs: bool = True) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.workdir, self.run_jobs = workdir, run_jobs
-        self.calls: list[tuple[str, str]] = []
-
-    # ---------------------------------------------------------------- CustomObjectsApi
-    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-        self.calls.append(("create", body["metadata"]["name"]))
-        assert (group, version, plural) == ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
-        errors = crd_errors(*CRD, body)
-        if errors:
-            raise ApiException(status=422, reason="Unprocessable Entity", http_resp=None) from AssertionError(errors)
-        key = (namespace, body["metadata"]["name"])
-        if key in self.objects:
-            raise ApiException(status=409, reason="Conflict")
-        self.objects[key] = copy.deepcopy(body)
-        return body
-
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        self.calls.append(("get", name))
-        obj = self.objects.get((namespace, name))
-        if obj is None:
-            raise ApiException(status=404, reason="Not Found")
-        if self.run_jobs and "status" not in obj:
-            obj["status"] = self._run(obj)
-        return copy.deepcopy(obj)
-
-    def delete_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
-        self.calls.append(("delete", name))
-        if self.objects.pop((namespace, name), None) is None:
-            raise ApiException(status=404, reason="Not Found")
+class TrainerCluster(CustomObjectsStandIn):
+    GVR = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
+    CRD = CRD
 
     # ---------------------------------------------------------------- controller
     def _run(self, job: dict[str, Any]) -> dict[str, Any]:
