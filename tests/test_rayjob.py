@@ -117,7 +117,7 @@ def test_the_clean_step_runs_as_a_rayjob_and_matches_the_local_engine(make_confi
     api = KubeRay(tmp_path)
     ns = tmp_path / "namespace"
     ns.write_text("kubeflow\n")
-    monkeypatch.setattr(rayjob, "NAMESPACE_FILE", ns)
+    monkeypatch.setattr("tuneline.stages.train.distributed.NAMESPACE_FILE", ns)
     monkeypatch.setattr("kubernetes.config.load_incluster_config", lambda: None)
     monkeypatch.setattr("kubernetes.client.CustomObjectsApi", lambda: api)
     monkeypatch.setattr(rayjob, "run_step_on_ray", _fast(rayjob.run_step_on_ray))

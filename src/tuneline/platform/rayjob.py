@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 RAYJOB = ("ray.io", "v1", "rayjobs")
 STEPS = ("ingest", "clean", "split")
 #: Where spot capacity is, per cloud: the label the cloud puts on such nodes, and GKE's taint on them.
-NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 SPOT_LABEL = {"eks": ("eks.amazonaws.com/capacityType", "SPOT"), "gke": ("cloud.google.com/gke-spot", "true")}
 
 
@@ -149,7 +148,7 @@ def run_step_on_ray(
     """Stage, launch (or take over), follow, fetch. Returns what the launch did (created/attached/replaced)."""
     import fsspec
 
-    from tuneline.stages.train.distributed import follow, launch
+    from tuneline.stages.train.distributed import follow, in_cluster, launch
 
     base = stage_uri(config, run_id, step)
     fs, root = fsspec.core.url_to_fs(base)
@@ -157,13 +156,7 @@ def run_step_on_ray(
         fs.put(str(input_dir).rstrip("/") + "/", f"{root}/input", recursive=True)
     with fs.open(f"{root}/config.json", "w") as fh:
         fh.write(config.model_dump_json())
-    if api is None:
-        from kubernetes import client
-        from kubernetes import config as kube_config
-
-        kube_config.load_incluster_config()
-        api = client.CustomObjectsApi()
-    namespace = namespace or NAMESPACE_FILE.read_text().strip()
+    api, namespace = in_cluster(api, namespace)
     body = rayjob_manifest(config, run_id, step, namespace)
     group, version, plural = RAYJOB
     how = launch(api, group, version, plural, namespace, body, poll_s=poll_s, state=rayjob_state, refusal=_refusal)

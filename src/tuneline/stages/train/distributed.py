@@ -320,6 +320,21 @@ def follow(
         time.sleep(poll_s)
 
 
+NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def in_cluster(api: Any = None, namespace: str | None = None) -> tuple[Any, str]:
+    """``api`` and ``namespace``, defaulting to a ``CustomObjectsApi`` of the pod's service account and its
+    namespace (what a KFP step that launches a job runs with)."""
+    if api is None:
+        from kubernetes import client
+        from kubernetes import config as kube_config
+
+        kube_config.load_incluster_config()
+        api = client.CustomObjectsApi()
+    return api, namespace or NAMESPACE_FILE.read_text().strip()
+
+
 def run_multi_node(
     config: TunelineConfig,
     split_dir: str,
@@ -338,13 +353,7 @@ def run_multi_node(
     fs.put(str(split_dir).rstrip("/") + "/", f"{root}/split", recursive=True)
     with fs.open(f"{root}/config.json", "w") as fh:
         fh.write(config.model_dump_json())
-    if api is None:
-        from kubernetes import client
-        from kubernetes import config as kube_config
-
-        kube_config.load_incluster_config()
-        api = client.CustomObjectsApi()
-    namespace = namespace or Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    api, namespace = in_cluster(api, namespace)
     if config.kubeflow.multi_node_api == "trainjob":
         group, version, plural = TRAINJOB
         body = trainjob_manifest(config, run_id, namespace)
