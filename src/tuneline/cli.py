@@ -19,6 +19,7 @@ from rich.console import Console
 
 from tuneline.config import ConfigError, TunelineConfig, json_schema, load_config
 from tuneline.config.schema import Source
+from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRefused
 from tuneline.progress import console, setup_logging
 from tuneline.redact import redact_text, secret_from_env
@@ -41,40 +42,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 stdout = Console(highlight=False, soft_wrap=True)  # results; logs and progress go to stderr
 
 
-def _expected_errors() -> tuple[type[Exception], ...]:
-    from tuneline.engine.executors import EngineError
-    from tuneline.inference import EndpointError
-    from tuneline.pipeline.submit import SubmitError
-    from tuneline.registry import RegistryError
-    from tuneline.serving.github import GitHubError
-    from tuneline.serving.promote import PromoteError
-    from tuneline.serving.smoke import SmokeError
-    from tuneline.stages.clean import CleanError
-    from tuneline.stages.evaluate import EvaluateError
-    from tuneline.stages.ingest import IngestError
-    from tuneline.stages.register import RegisterError
-    from tuneline.stages.split import SplitError
-    from tuneline.stages.train import TrainError
-    from tuneline.stages.train.distributed import DistributedTrainingError
-
-    return (
-        EngineError,
-        IngestError,
-        CleanError,
-        SplitError,
-        TrainError,
-        EvaluateError,
-        RegisterError,
-        RegistryError,
-        EndpointError,
-        SubmitError,
-        DistributedTrainingError,
-        PromoteError,
-        SmokeError,
-        GitHubError,
-    )
-
-
 def friendly(fn: F) -> F:
     """Turn expected errors into a one-line message and an exit code (2: config, 1: stage)."""
 
@@ -89,9 +56,9 @@ def friendly(fn: F) -> F:
         except OutputRefused as exc:
             console.print(f"[bold red]{fn.__name__} refused:[/] {redact_text(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
-        except _expected_errors() as exc:
+        except TunelineError as exc:  # every expected failure: its message is the user's one line
             console.print(f"[bold red]{fn.__name__} failed:[/] {redact_text(str(exc))}", highlight=False)
-            raise typer.Exit(1) from None
+            raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a path the user gave that cannot be written or read (a file in the way, no access)
             where = f": {exc.filename}" if exc.filename else ""
             reason = exc.strerror or type(exc).__name__
@@ -665,6 +632,128 @@ def smoke(
         f"{result.reply.strip()[:200]!r}"
     )
     stdout.print("smoke: OK")
+
+
+ModelDirArg = Annotated[
+    Path | None, typer.Argument(help="A trained model dir (default: paths.model); or pick a registered version.")
+]
+VersionOpt = Annotated[str | None, typer.Option("--version", help="A registered version of registry.model_name.")]
+AliasOpt = Annotated[str | None, typer.Option("--alias", help="The registered version with this alias.")]
+
+
+def _serve_target(cfg: TunelineConfig, model_dir: Path | None, version: str | None, alias: str | None, work: Path):
+    from tuneline.errors import ServeError
+    from tuneline.serving.target import from_model_dir, from_registry
+
+    if sum(x is not None for x in (model_dir, version, alias)) > 1:
+        raise ServeError("give one of MODEL_DIR, --version and --alias")
+    if version or alias:
+        return from_registry(cfg, version, alias, work)
+    return from_model_dir(cfg, model_dir or Path(cfg.paths.model))
+
+
+@app.command("serve")
+@friendly
+def serve(
+    model_dir: ModelDirArg = None,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
+    chat: Annotated[bool, typer.Option("--chat", help="Also start Open WebUI against it (offline).")] = False,
+    port: Annotated[int | None, typer.Option(help="API port (default: serve.local.port).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve the fine-tuned model on vLLM (OpenAI-compatible API) until Ctrl-C; --chat adds a chat page."""
+    import contextlib
+    import tempfile
+
+    from tuneline.errors import ServeError
+    from tuneline.serving.local import ChatPage, VllmServer, ready_message
+
+    cfg = _load(config, set_)
+    with tempfile.TemporaryDirectory(prefix="tuneline-serve-") as work, contextlib.ExitStack() as stack:
+        target = _serve_target(cfg, model_dir, version, alias, Path(work))
+        server = VllmServer(cfg, target, port, log_path=Path(work) / "vllm.log")
+        url = stack.enter_context(server)
+        chat_url = stack.enter_context(ChatPage(cfg, url)) if chat else None
+        stdout.print(ready_message(url, target, chat_url, None))
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            console.print("stopping…")
+            return
+        raise ServeError(f"vLLM exited with code {code}:\n{server.log_tail()}")
+
+
+adapters_app = typer.Typer(help="Adapters on a running vLLM server: list, swap in a new version, publish.")
+app.add_typer(adapters_app, name="adapters")
+UrlOpt = Annotated[str, typer.Option(help="Root URL of the vLLM server.")]
+
+
+@adapters_app.command("list")
+@friendly
+def adapters_list(url: UrlOpt = "http://127.0.0.1:8000") -> None:
+    """The names a request may send now (base and loaded adapters)."""
+    from tuneline.serving.adapters import served_models
+
+    for name in served_models(url, secret_from_env("TUNELINE_ENDPOINT_TOKEN")):
+        stdout.print(name)
+
+
+@adapters_app.command("swap")
+@friendly
+def adapters_swap(
+    model_dir: ModelDirArg = None,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
+    url: UrlOpt = "http://127.0.0.1:8000",
+    retire: Annotated[list[str] | None, typer.Option(help="Adapter names to unload afterwards (repeatable).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve a new version on a running server without a restart: published to the store, loaded under its
+    version name, reloaded in place under the stable name, the retired names unloaded."""
+    import tempfile
+
+    from tuneline.serving.adapters import publish, swap
+
+    cfg = _load(config, set_)
+    with tempfile.TemporaryDirectory(prefix="tuneline-swap-") as work:
+        target = _serve_target(cfg, model_dir, version, alias, Path(work))
+        store = Path(cfg.serve.local.adapter_store)
+        stable, *named = target.adapters
+        published = publish(stable.path, store, (named[0] if named else stable).name, target.engine_model)
+        token = secret_from_env("TUNELINE_ENDPOINT_TOKEN")
+        swap(url, stable.name, published.name, published, retire or (), token)
+    stdout.print(f"{stable.name} now serves {published.name} ({published})")
+
+
+@adapters_app.command("publish")
+@friendly
+def adapters_publish(
+    model_dir: ModelDirArg = None,
+    version: VersionOpt = None,
+    alias: AliasOpt = None,
+    store: Annotated[Path | None, typer.Option(help="Adapter store (default: serve.local.adapter_store).")] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(help="The servers' --model (the chart's model.base, e.g. /mnt/models/base); default: local."),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Publish a version into the adapter store: every vLLM replica resolves it on the first request naming it."""
+    import tempfile
+
+    from tuneline.serving.adapters import publish
+
+    cfg = _load(config, set_)
+    with tempfile.TemporaryDirectory(prefix="tuneline-publish-") as work:
+        target = _serve_target(cfg, model_dir, version, alias, Path(work))
+        adapter = target.adapters[-1]
+        store = store or Path(cfg.serve.local.adapter_store)
+        path = publish(adapter.path, store, adapter.name, base or target.engine_model)
+    stdout.print(f"published {adapter.name} to {path}")
 
 
 @config_app.command("show")

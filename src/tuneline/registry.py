@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tuneline.errors import TunelineError
 from tuneline.redact import redact_url
 from tuneline.tracking import tracking_uri, use_tracking_uri
 
@@ -21,7 +22,7 @@ CHAMPION = "champion"
 MODEL_ARTIFACT = "model"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(TunelineError, RuntimeError):
     """The registry is unreachable or does not hold what was asked for."""
 
 

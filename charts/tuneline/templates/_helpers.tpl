@@ -102,6 +102,16 @@ which KServe always routes through a Gateway), else the InferenceService's clust
 {{- $image }}
 {{- end }}
 
+{{/* The engine's limits: runtime.* when set, else serve.engine in params.yaml (the values `tuneline serve` runs
+with locally). {maxModelLen, maxLoras, maxLoraRank} */}}
+{{- define "tuneline.engine" -}}
+{{- $p := (include "tuneline.platform" . | fromJson).engine }}
+{{- $r := .Values.runtime }}
+{{- $adapters := len .Values.model.adapters }}
+{{- $maxLoras := int (ternary $p.maxLoras $r.maxLoras (kindIs "invalid" $r.maxLoras)) }}
+{{- dict "maxModelLen" (int (ternary $p.maxModelLen $r.maxTotalTokens (kindIs "invalid" $r.maxTotalTokens))) "maxLoras" (max $maxLoras $adapters) "maxLoraRank" (int (ternary $p.maxLoraRank $r.maxLoraRank (kindIs "invalid" $r.maxLoraRank))) | toJson }}
+{{- end }}
+
 {{- define "tuneline.testImage" -}}
 {{- $p := include "tuneline.platform" . | fromJson }}
 {{- default $p.images.test .Values.helmTest.image }}
@@ -180,4 +190,15 @@ adapter by its id alone (requests then name it by that id), vLLM always as name=
 <llmisvc>-kserve (LLMInferenceService). */}}
 {{- define "tuneline.workloadPrefix" -}}
 {{- printf "%s-%s" (include "tuneline.fullname" .) (ternary "kserve" "predictor" (eq (include "tuneline.llmisvc" .) "true")) }}
+{{- end }}
+
+{{/* vLLM's dynamic adapters: the runtime LoRA API (load/unload without a restart) and the filesystem resolver,
+which loads an adapter published into the store on the first request naming it, on every replica. */}}
+{{- define "tuneline.adapterStoreEnv" -}}
+- name: VLLM_ALLOW_RUNTIME_LORA_UPDATING
+  value: "True"
+- name: VLLM_PLUGINS
+  value: lora_filesystem_resolver
+- name: VLLM_LORA_RESOLVER_CACHE_DIR
+  value: {{ .Values.adapterStore.mountPath | quote }}
 {{- end }}

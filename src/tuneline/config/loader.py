@@ -16,12 +16,15 @@ import yaml
 from pydantic import ValidationError
 
 from tuneline.config.schema import TunelineConfig
+from tuneline.errors import TunelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(TunelineError, ValueError):
     """The configuration is invalid; the message is meant for the user as-is."""
+
+    exit_code = 2
 
 
 def _format_validation_error(err: ValidationError, origin: str) -> str:

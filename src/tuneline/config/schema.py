@@ -558,12 +558,20 @@ class EvalConfig(Section):
     candidate_token_env: str = Field(
         "TUNELINE_CANDIDATE_TOKEN", description="Environment variable holding candidate_endpoint's bearer token."
     )
+    candidate_model: str | None = Field(
+        None,
+        description="Model name sent to candidate_endpoint (vLLM: the adapter's served name, as `tuneline serve` "
+        "prints it); None: the first model the endpoint lists.",
+    )
     baseline: Literal["auto", "base", "champion", "none"] = Field(
         "auto", description="auto: the registry's champion when one exists, else the untouched base model."
     )
     baseline_endpoint: str | None = Field(None, description="Generate baseline answers through this endpoint.")
     baseline_token_env: str = Field(
         "TUNELINE_BASELINE_TOKEN", description="Environment variable holding baseline_endpoint's bearer token."
+    )
+    baseline_model: str | None = Field(
+        None, description="Model name sent to baseline_endpoint; None: the first model the endpoint lists."
     )
     judge: JudgeConfig = JudgeConfig()
     gate: EvalGate = EvalGate()
@@ -596,10 +604,59 @@ def _default_environments() -> dict[str, EnvironmentConfig]:
     }
 
 
-class ServeConfig(Section):
-    """Serving: the chart's defaults that come from here, the environments and GitOps promotion."""
+class EngineConfig(Section):
+    """Limits of the serving engine: `tuneline serve` passes them to vLLM and the chart renders the same values
+    (through files/platform.json), so a model that serves locally serves the same way in the cluster."""
 
-    runtime: Literal["tgi", "vllm"] = Field("tgi", description="Serving runtime rendered by the chart.")
+    max_model_len: int = Field(4096, ge=64, description="Longest prompt + answer in tokens (vLLM --max-model-len).")
+    max_loras: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Adapters resident at once (vLLM --max-loras): room for a new version beside the old.",
+    )
+    max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
+        64, description="Largest LoRA rank an adapter may have (vLLM --max-lora-rank; one of vLLM's sizes)."
+    )
+
+
+class LocalServeConfig(Section):
+    """`tuneline serve` on a workstation: vLLM's OpenAI-compatible server from its own venv (`make serve-setup`)."""
+
+    python: str = Field(
+        ".venv-serve/bin/python",
+        description="Interpreter of the venv that has vLLM (its pins clash with the app's: it cannot share .venv).",
+    )
+    host: str = Field("127.0.0.1", description="Address the server binds (127.0.0.1: this machine only).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the OpenAI-compatible API.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="Weights dtype; float32 on CPU gives exactly the in-process (PEFT) answers, bf16 does not.",
+    )
+    enforce_eager: bool = Field(
+        True, description="Skip torch.compile and CUDA graphs: ~25 s start-up on CPU instead of ~100 s."
+    )
+    kv_cache_gib: int = Field(1, ge=1, description="CPU KV cache in GiB (VLLM_CPU_KVCACHE_SPACE).")
+    startup_timeout_s: float = Field(600.0, gt=0, description="Give up when the server is not healthy by then.")
+    adapter_store: str = Field(
+        "cache/adapters",
+        description="Directory vLLM's LoRA resolver loads unknown adapter names from (one sub-directory per name).",
+    )
+    chat_python: str = Field(
+        ".venv-chat/bin/python", description="Interpreter of the venv that has Open WebUI (`tuneline serve --chat`)."
+    )
+    chat_port: int = Field(8080, ge=1, le=65535, description="Port of the Open WebUI chat page.")
+    chat_data_dir: str = Field("cache/open-webui", description="Open WebUI's database and uploads.")
+
+
+class ServeConfig(Section):
+    """Serving: the engine's limits, local serving, the chart's defaults, the environments and GitOps promotion."""
+
+    runtime: Literal["tgi", "vllm"] = Field(
+        "vllm", description="Serving runtime rendered by the chart (TGI is in maintenance upstream; still selectable)."
+    )
+    engine: EngineConfig = EngineConfig()
+    local: LocalServeConfig = LocalServeConfig()
     gpu: str = Field("l4", description="Default GPU pool of the chart (one of infra.gpu_pools).")
     chart: str = Field("charts/tuneline", description="The serving chart, relative to the repository root.")
     values_dir: str = Field("deploy/environments", description="One values file per environment (differences only).")
@@ -635,7 +692,10 @@ class ImagesConfig(Section):
         "ghcr.io/huggingface/text-generation-inference:3.3.6",
         description="TGI serving runtime (the chart's flags are checked against this version).",
     )
-    vllm: str = Field("vllm/vllm-openai:v0.11.0", description="vLLM serving runtime (OpenAI-compatible server).")
+    vllm: str = Field(
+        "vllm/vllm-openai:v0.32.0",
+        description="vLLM serving runtime (the release line the local serving tests run: vllm-cpu 0.32.0).",
+    )
 
     @model_validator(mode="after")
     def _pinned(self) -> ImagesConfig:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from tuneline.config.schema import RayConfig, TunelineConfig
+from tuneline.errors import TunelineError
 from tuneline.redact import redact_text
 
 T = TypeVar("T")
@@ -27,7 +28,7 @@ R = TypeVar("R")
 log = logging.getLogger("tuneline")
 
 
-class EngineError(RuntimeError):
+class EngineError(TunelineError, RuntimeError):
     """The configured engine cannot run here (Ray not installed, cluster unreachable)."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from tuneline.errors import TunelineError
 from tuneline.redact import redact_url, register_secret, secret_from_env
 
 log = logging.getLogger("tuneline")
@@ -24,7 +25,7 @@ RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 Api = Literal["chat", "generate"]
 
 
-class EndpointError(RuntimeError):
+class EndpointError(TunelineError, RuntimeError):
     """The endpoint could not answer (unreachable, refused the request, or kept failing after retries)."""
 
 

@@ -29,11 +29,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tuneline.errors import TunelineError
+
 MARKER = ".tuneline-output.json"
 
 
-class OutputRefused(ValueError):
+class OutputRefused(TunelineError, ValueError):
     """The output directory is not ours to replace (it would delete or mix with someone else's files)."""
+
+    exit_code = 2
 
 
 class OutputRejected(RuntimeError):

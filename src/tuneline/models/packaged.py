@@ -26,6 +26,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tuneline.errors import TunelineError
 from tuneline.io.atomic import atomic_dir, write_json_atomic
 from tuneline.models.builtin import chatml_template
 
@@ -60,7 +61,7 @@ PACKAGED: dict[str, PackagedModel] = {
 }
 
 
-class PackageMissing(FileNotFoundError):
+class PackageMissing(TunelineError, FileNotFoundError):
     """The package that ships the weights is not installed."""
 
 

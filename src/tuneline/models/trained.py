@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tuneline.errors import TunelineError
 from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote, pretrained_kwargs
 from tuneline.results import MODEL_MANIFEST, ModelManifest
 
 
-class ModelDirError(ValueError):
+class ModelDirError(TunelineError, ValueError):
     """The directory is not a complete tuneline model dir."""
 
 

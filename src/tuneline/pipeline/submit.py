@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config import TunelineConfig
+from tuneline.errors import TunelineError
 from tuneline.redact import secret_from_env
 
 FINAL_STATES = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"}
 
 
-class SubmitError(RuntimeError):
+class SubmitError(TunelineError, RuntimeError):
     """The KFP API refused the run or could not be reached."""
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tuneline.errors import TunelineError
+
 API_VERSION = "2022-11-28"
 
 
-class GitHubError(RuntimeError):
+class GitHubError(TunelineError, RuntimeError):
     """GitHub refused or could not be reached; the message carries its answer."""
 
 

@@ -1,7 +1,7 @@
 """Files generated from params.yaml for serving: the chart's platform defaults and one Argo CD app per env.
 
 The chart cannot read params.yaml, so ``charts/tuneline/files/platform.json`` carries what it needs from
-it (runtime images, GPU pools with each cloud's node selector and the GPU toleration, the default runtime,
+it (runtime images, GPU pools with each cloud's node selector and the GPU toleration, the engine's limits, the default runtime,
 pool and cloud), computed by the same functions as the tfvars and the KFP train step. ``deploy/argocd``
 holds one ``Application`` per ``serve.environments`` entry; infra's app-of-apps syncs that folder. Both are
 committed; ``tuneline deploy export --check`` (in CI) fails when they no longer match params.yaml.
@@ -29,6 +29,11 @@ def platform_defaults(config: TunelineConfig) -> dict:
         "gpu": config.serve.gpu,
         "cloud": config.infra.cloud,
         "images": {"tgi": images.tgi, "vllm": images.vllm, "test": images.cpu},
+        "engine": {
+            "maxModelLen": config.serve.engine.max_model_len,
+            "maxLoras": config.serve.engine.max_loras,
+            "maxLoraRank": config.serve.engine.max_lora_rank,
+        },
         "gpuPools": {
             pool.gpu: {cloud: scheduling(config, pool.gpu, cloud).to_dict() for cloud in CLOUDS}
             for pool in config.infra.gpu_pools

@@ -25,6 +25,7 @@ import yaml
 
 from tuneline.config import TunelineConfig
 from tuneline.config.loader import ConfigError
+from tuneline.errors import TunelineError
 from tuneline.io.atomic import write_text_atomic
 from tuneline.redact import redact_text, secret_from_env
 from tuneline.registry import CANDIDATE, RegistryError, client
@@ -40,7 +41,7 @@ MOUNT = "/mnt/models"
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "hf://", "https://")
 
 
-class PromoteError(RuntimeError):
+class PromoteError(TunelineError, RuntimeError):
     """Promotion refused or failed; the message says why, and nothing was pushed unless it says so."""
 
 

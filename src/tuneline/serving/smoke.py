@@ -13,10 +13,11 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 
+from tuneline.errors import TunelineError
 from tuneline.inference.client import Endpoint, EndpointError
 
 
-class SmokeError(RuntimeError):
+class SmokeError(TunelineError, RuntimeError):
     """The endpoint is unhealthy or did not answer a chat request."""
 
 

@@ -16,6 +16,7 @@ from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
 from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import by_block, exact_groups, near_pairs
+from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import bad_input
 from tuneline.progress import Rate, log, stage_progress
@@ -34,7 +35,7 @@ REMOVED_FILE, REPORT_FILE = "removed.jsonl", "report.json"
 SCRATCH = ".blocks"
 
 
-class CleanError(RuntimeError):
+class CleanError(TunelineError, RuntimeError):
     """The clean stage cannot run (missing input, unusable tokenizer setting)."""
 
 

@@ -107,9 +107,16 @@ def in_process(
 
 
 def via_endpoint(
-    url: str, examples: list[Example], config: TunelineConfig, label: str, tick: Tick, token_env: str
+    url: str,
+    examples: list[Example],
+    config: TunelineConfig,
+    label: str,
+    tick: Tick,
+    token_env: str,
+    model: str | None = None,
 ) -> Answers:
-    endpoint = Endpoint.from_config(url, config.eval.judge, token_env, api="chat")
+    """Greedy answers from a served model; ``model`` picks one of the endpoint's models (a vLLM adapter)."""
+    endpoint = Endpoint.from_config(url, config.eval.judge, token_env, api="chat", model=model)
     results = run_all(endpoint, [e.prompt for e in examples], config.eval.max_new_tokens, on_done=lambda: tick(1))
     errors = [r for r in results if isinstance(r, EndpointError)]
     if errors:

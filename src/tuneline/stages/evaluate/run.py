@@ -95,6 +95,7 @@ def run_evaluate(
                 "candidate",
                 task("candidate answers", len(examples)),
                 e.candidate_token_env,
+                e.candidate_model,
             )
         else:
             candidate = ans.in_process(
@@ -110,6 +111,7 @@ def run_evaluate(
                 "baseline",
                 task("baseline answers", len(examples)),
                 e.baseline_token_env,
+                e.baseline_model,
             )
         elif kind == "champion":
             baseline = ans.in_process(

@@ -18,6 +18,7 @@ import xxhash
 from tuneline.config.schema import Source, TunelineConfig
 from tuneline.engine import executor_for
 from tuneline.engine.blocks import line_ranges, reachable, read_bytes, remove_tree, write_bytes
+from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
 from tuneline.io.jsonl import dumps
 from tuneline.progress import Rate, log, stage_progress
@@ -32,7 +33,7 @@ SCRATCH = ".parts"
 WRITER = "tuneline ingest"
 
 
-class IngestError(RuntimeError):
+class IngestError(TunelineError, RuntimeError):
     """The ingest cannot produce a trustworthy output (no readable source, too many bad records)."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tuneline.config import TunelineConfig
+from tuneline.errors import TunelineError
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.redact import redact_url
 from tuneline.registry import CANDIDATE, MODEL_ARTIFACT, RegistryError, client, version_by_alias
@@ -41,7 +42,7 @@ TAG_VALUE_LIMIT = 5000  # MLflow's limit on a model version tag value
 DIGEST_TAG = "tuneline.input_digest"
 
 
-class RegisterError(RuntimeError):
+class RegisterError(TunelineError, RuntimeError):
     """Registration could not complete; the message says why and nothing half-registered remains."""
 
 

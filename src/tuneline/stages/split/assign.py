@@ -15,11 +15,12 @@ import numpy as np
 import xxhash
 
 from tuneline.config.schema import SplitConfig
+from tuneline.errors import TunelineError
 
 SPLITS = ("train", "val", "test")
 
 
-class SplitError(RuntimeError):
+class SplitError(TunelineError, RuntimeError):
     """The split cannot be made as configured (missing field, unparsable timestamps, leakage)."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config import ConfigError, TunelineConfig
+from tuneline.errors import TunelineError
 from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
 from tuneline.results import TRAIN_SUMMARY, TrainSummary
 
@@ -35,7 +36,7 @@ TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs")
 PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs")
 
 
-class DistributedTrainingError(RuntimeError):
+class DistributedTrainingError(TunelineError, RuntimeError):
     """The multi-node job failed, timed out or could not be created."""
 
 

@@ -1,0 +1,242 @@
+"""The serving half against the real engine: `tuneline serve` on vLLM (its CPU build), with the fine-tune's adapter.
+
+One server for the module, started by the CLI as a user starts it. Against it: the printed request answers with
+the fine-tune's JSON, the served answers equal the in-process ones (the evaluate stage, both ways), the logprob
+judge reads verdicts from vLLM, `tuneline smoke` passes (and fails naming why), a new adapter version is swapped
+in under load with no failed request, the resolver serves a published version, Prometheus scrapes the server
+and the chart's rules and KEDA queries evaluate on what it exports, and Ctrl-C stops every process.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.serving_assets import (
+    MODEL_NAME,
+    Served,
+    chat,
+    needs_vllm,
+    train_candidate,
+    tuneline_serve,
+    zeroed_copy,
+)
+
+pytestmark = [pytest.mark.slow, needs_vllm]
+V1, V2 = f"{MODEL_NAME}-v1", f"{MODEL_NAME}-v2"
+BASE = f"{MODEL_NAME}-base"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("served")
+    model_dir, split = train_candidate(root)
+    v2 = zeroed_copy(model_dir / "adapter", root / "adapter-v2")
+    with tuneline_serve(model_dir, root / "store") as info:
+        yield Served(
+            url=info["url"],
+            names=info["names"],
+            request=info["request"],
+            model_dir=model_dir,
+            split_dir=split,
+            v2_adapter=v2,
+            store=root / "store",
+            overrides=info["overrides"],
+            pid=info["pid"],
+        )
+        proc = info["proc"]
+    assert proc.returncode == 0, "Ctrl-C stops `tuneline serve` cleanly"
+    leftover = subprocess.run(["pgrep", "-f", str(model_dir)], capture_output=True, text=True).stdout.split()
+    assert not leftover, f"processes left running after Ctrl-C: {leftover}"
+
+
+def _config(served: Served, *more: str):
+    from tuneline.config import load_config
+
+    return load_config(None, (*served.overrides, *more))
+
+
+def test_the_printed_request_answers_with_the_fine_tunes_json(served: Served) -> None:
+    assert served.names == [MODEL_NAME, BASE]
+    args = shlex.split(served.request)
+    body = json.loads(args[args.index("-d") + 1])
+    assert body["model"] == MODEL_NAME
+    body["messages"][0]["content"] = "Order: 3 x lamp for Alice"
+    out = subprocess.run([*args[: args.index("-d") + 1], json.dumps(body)], capture_output=True, text=True, timeout=120)
+    answer = json.loads(out.stdout)["choices"][0]["message"]["content"]
+    assert answer.lstrip().startswith("{"), answer
+    base = chat(served.url, BASE, "Order: 3 x lamp for Alice")["choices"][0]["message"]["content"]
+    assert base != answer, "the base name serves the untouched model"
+
+
+def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served, tmp_path: Path) -> None:
+    """evaluate twice on the test split: in-process, then every model call through vLLM; same reference metrics."""
+    from tuneline.stages.evaluate import run_evaluate
+
+    common = ("eval.judge.model=builtin:smollm2-135m", "eval.judge.mode=logprobs", "eval.baseline=base")
+    local = run_evaluate(_config(served, *common), served.model_dir, served.split_dir, tmp_path / "local")
+    endpoint = _config(
+        served,
+        *common,
+        f"eval.candidate_endpoint={served.url}",
+        f"eval.candidate_model={MODEL_NAME}",
+        f"eval.baseline_endpoint={served.url}",
+        f"eval.baseline_model={BASE}",
+        f"eval.judge.endpoint={served.url}",
+    )
+    remote = run_evaluate(endpoint, served.model_dir, served.split_dir, tmp_path / "remote")
+
+    for who in ("candidate", "baseline"):
+        mine = getattr(local.metrics, who)
+        theirs = getattr(remote.metrics, who)
+        shared = {k for k in theirs if theirs[k] is not None and not k.startswith("loss")}
+        assert {"exact_match", "rouge_l", "token_f1", "field_accuracy"} <= shared
+        assert {k: theirs[k] for k in shared} == {k: mine[k] for k in shared}, who
+    local_rows = _rows(tmp_path / "local")
+    remote_rows = _rows(tmp_path / "remote")
+    assert [r["candidate"] for r in remote_rows] == [r["candidate"] for r in local_rows]
+
+    # the judge: same base model in logprob mode, read from vLLM's top-5 alternatives vs the full distribution
+    assert remote.metrics.judge.parse_failure_rate == 0.0
+    assert remote.metrics.judge.request_errors == 0
+    diffs = [
+        abs(a["judge"]["candidate_score"] - b["judge"]["candidate_score"])
+        for a, b in zip(local_rows, remote_rows, strict=True)
+    ]
+    assert max(diffs) <= 1.0, diffs  # stated tolerance: within one point of ten on every example
+    same = sum(a["judge"]["pairwise"] == b["judge"]["pairwise"] for a, b in zip(local_rows, remote_rows, strict=True))
+    assert same >= 0.8 * len(local_rows), (same, len(local_rows))
+
+
+def _rows(out: Path) -> list[dict]:
+    from tuneline.results import EXAMPLES
+
+    return [json.loads(line) for line in (out / EXAMPLES).read_text().splitlines()]
+
+
+def test_smoke_passes_on_the_adapter_and_names_a_missing_one(served: Served) -> None:
+    from tuneline.serving.smoke import SmokeError, smoke
+
+    result = smoke(served.url, model=MODEL_NAME, prompt="Order: 2 x desk for Bob", max_tokens=24)
+    assert result.health_status == 200 and result.reply.lstrip().startswith("{")
+    with pytest.raises(SmokeError, match=r"404.*tuneline-chat-v9"):
+        smoke(served.url, model="tuneline-chat-v9", max_tokens=4)
+
+
+def test_a_new_version_swaps_in_under_load_without_a_failed_request(served: Served) -> None:
+    from tuneline.serving import adapters
+
+    prompt = "Order: 4 x chair for Dana"
+    v1_answer = chat(served.url, MODEL_NAME, prompt)["choices"][0]["message"]["content"]
+    base_answer = chat(served.url, BASE, prompt)["choices"][0]["message"]["content"]
+    assert v1_answer != base_answer
+    adapters.load(served.url, V1, served.model_dir / "adapter")
+
+    answers: list[tuple[float, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(
+                    (time.monotonic(), chat(served.url, MODEL_NAME, prompt)["choices"][0]["message"]["content"])
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure counts
+                failures.append(repr(exc))
+
+    workers = [threading.Thread(target=load) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(3)
+        adapters.swap(served.url, MODEL_NAME, V2, served.v2_adapter, retire=[V1])
+        swapped = time.monotonic()
+        time.sleep(6)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=120)
+    assert not failures, failures[:3]
+    before = Counter(a for t, a in answers if t < swapped - 1)
+    after = Counter(a for t, a in answers if t > swapped + 1)
+    assert set(before) == {v1_answer} and set(after) == {base_answer}, (before, after)
+    names = adapters.served_models(served.url)
+    assert V2 in names and V1 not in names and MODEL_NAME in names
+    with pytest.raises(Exception, match="404"):
+        chat(served.url, V1, prompt)
+    adapters.swap(served.url, MODEL_NAME, V1, served.model_dir / "adapter", retire=[V2])  # back, for the others
+    assert chat(served.url, MODEL_NAME, prompt)["choices"][0]["message"]["content"] == v1_answer
+
+
+def test_a_published_version_is_resolved_on_its_first_request(served: Served) -> None:
+    """The chart's mechanism for replicas that start later: publish into the store, name it, get it."""
+    from tuneline.serving import adapters
+
+    name = f"{MODEL_NAME}-v3"
+    assert name not in adapters.served_models(served.url)
+    adapters.publish(served.v2_adapter, served.store, name, str((served.model_dir / "base").resolve()))
+    prompt = "Order: 1 x sofa for Eve"
+    answer = chat(served.url, name, prompt)["choices"][0]["message"]["content"]
+    assert answer == chat(served.url, BASE, prompt)["choices"][0]["message"]["content"]
+    assert name in adapters.served_models(served.url)
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def _scrape(url: str) -> dict[str, set[frozenset]]:
+    """Metric family → label-name sets of its samples, from the server's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as resp:  # noqa: S310 - 127.0.0.1
+        text = resp.read().decode()
+    found: dict[str, set[frozenset]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, rest = line.partition("{") if "{" in line.split(" ")[0] else (line.split(" ")[0], "", "")
+            labels = frozenset(re.findall(r'(\w+)="', rest.split("}")[0])) if rest else frozenset()
+            found.setdefault(name, set()).add(labels)
+    return found
+
+
+def _metrics_in(expr: str) -> set[str]:
+    names = set(re.findall(r"\b([a-z_]+:[a-z_:]+|[a-z_]+_(?:total|bucket|count|sum|seconds|perc))\b", expr))
+    return {n for n in names if not n.startswith("tuneline:")}
+
+
+def test_every_rule_and_scaling_query_uses_metrics_the_server_exports(served: Served) -> None:
+    from tests.test_chart import CHART, render
+
+    for _ in range(3):
+        chat(served.url, MODEL_NAME, "Order: 2 x lamp for Bo", max_tokens=8)
+    exported = _scrape(served.url)
+    docs = render(CHART / "ci" / "vllm-values.yaml", sets=("deploymentMode=RawDeployment",))
+    rules = next(d for d in docs if d["kind"] == "PrometheusRule")
+    exprs = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]
+    keda = next(d for d in docs if d["kind"] == "ScaledObject")
+    exprs += [t["metadata"]["query"] for t in keda["spec"]["triggers"]]
+    used = set().union(*(_metrics_in(e) for e in exprs))
+    assert "vllm:num_requests_waiting" in used and "vllm:kv_cache_usage_perc" in used
+    missing = {m for m in used if m not in exported}
+    assert not missing, f"rules or KEDA queries reference metrics vLLM does not export: {sorted(missing)}"
+
+
+def test_promtool_fixtures_are_shaped_like_the_real_scrape(served: Served) -> None:
+    """The alert unit tests' synthetic vLLM series carry names and labels the real server exports."""
+    from tests import test_monitoring
+
+    exported = _scrape(served.url)
+    synthetic = [s for group in test_monitoring.HEALTHY["vllm"].values() for s in group]
+    synthetic += [s for (runtime, _), (_, extra) in test_monitoring.BREAKS.items() if runtime == "vllm" for s in extra]
+    for series in synthetic:
+        name, _, labels = series["series"].partition("{")
+        keys = set(re.findall(r"(\w+)=", labels)) - {"namespace", "pod"}
+        assert name in exported, f"{name} is not exported by vLLM"
+        assert any(keys <= have for have in exported[name]), f"{name}{{{keys}}} has labels vLLM does not send"
