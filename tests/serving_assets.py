@@ -47,6 +47,7 @@ class Served:
     store: Path
     overrides: tuple[str, ...]
     pid: int
+    chat_url: str | None
 
 
 def train_candidate(root: Path) -> tuple[Path, Path]:
@@ -104,6 +105,8 @@ def tuneline_serve(model_dir: Path, store: Path, *extra: str, timeout_s: float =
         f"registry.model_name={MODEL_NAME}",
     )
     cmd = [sys.executable, "-m", "tuneline.cli", "serve", str(model_dir), "--port", str(port)]
+    if CHAT_PYTHON.is_file():  # the chat page too, as `tuneline serve --chat` (its test skips without it)
+        cmd += ["--chat", "-S", f"serve.local.chat_port={free_port()}"]
     for item in overrides:
         cmd += ["-S", item]
     proc = subprocess.Popen(  # noqa: S603
@@ -132,7 +135,9 @@ def tuneline_serve(model_dir: Path, store: Path, *extra: str, timeout_s: float =
         else:
             raise AssertionError(f"tuneline serve not ready in {timeout_s}s:\n{''.join(printed)[-4000:]}")
         text = "".join(printed)
+        chat_page = re.search(r"chat page: (http://\S+)", text)
         yield {
+            "chat_url": chat_page.group(1) if chat_page else None,
             "text": text,
             "url": re.search(r"at (http://\S+) \(OpenAI", text).group(1),
             "names": re.search(r"models: (.+?)  \(", text).group(1).split(", "),

@@ -208,21 +208,23 @@ def test_runtime_args_are_flags_the_pinned_server_accepts(values):
 
 
 def test_tgi_serves_the_model_on_its_gpus_with_probes_shm_and_the_token_budget():
-    container = runtime_container(render())
+    tgi = ("runtime.kind=tgi",)
+    container = runtime_container(render(sets=tgi))
     args = dict(a.split("=", 1) for a in container["args"] if "=" in a)
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert args["--model-id"] == values["model"]["base"]
     assert args["--max-input-tokens"] == str(values["runtime"]["maxInputTokens"])
-    assert args["--max-total-tokens"] == str(values["runtime"]["maxTotalTokens"])
+    # the token budget is params.yaml's serve.engine.max_model_len, the one `tuneline serve` runs with locally
+    assert args["--max-total-tokens"] == str(config().serve.engine.max_model_len)
     assert args["--num-shard"] == "1" and args["--port"] == "8080"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"] == {"path": "/health", "port": 8080}
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/dev/shm", "/tmp", "/data"} <= mounts
-    volumes = {v["name"]: v for v in one(render(), "ServingRuntime")["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in one(render(sets=tgi), "ServingRuntime")["spec"]["volumes"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
-    isvc = one(render(), "InferenceService")
-    assert isvc["spec"]["predictor"]["model"]["runtime"] == one(render(), "ServingRuntime")["metadata"]["name"]
+    isvc = one(render(sets=tgi), "InferenceService")
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == one(render(sets=tgi), "ServingRuntime")["metadata"]["name"]
     assert isvc["spec"]["predictor"]["model"]["storageUri"] == values["model"]["storageUri"]
 
 
@@ -238,7 +240,9 @@ def test_multi_lora_puts_every_adapter_on_the_one_base():
     args = vllm["args"]
     modules = args[args.index("--lora-modules") + 1 :]
     assert modules == ["support=/mnt/models/adapter", "billing=/mnt/models/extra/billing"]
-    assert "--enable-lora" in args and "--max-loras=2" in args and "--max-lora-rank=16" in args
+    # room for every adapter and for versions loaded at run time: serve.engine.max_loras, at least the adapters
+    resident = max(config().serve.engine.max_loras, len(modules))
+    assert "--enable-lora" in args and f"--max-loras={resident}" in args and "--max-lora-rank=16" in args
     assert "--tensor-parallel-size=2" in args and "--max-model-len=8192" in args
 
 
@@ -267,8 +271,12 @@ def test_raw_keda_scales_the_predictor_deployment_on_the_queue_metric():
         "name": f"{isvc['metadata']['name']}-predictor",
     }
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 8)
-    [trigger] = scaled["spec"]["triggers"]
+    [trigger, kv_cache] = scaled["spec"]["triggers"]  # vLLM, the default runtime: queue length and KV cache
     assert trigger["type"] == "prometheus" and trigger["metadata"]["threshold"] == "8"
+    assert trigger["metadata"]["query"].startswith('sum(vllm:num_requests_waiting{namespace="tuneline"')
+    assert kv_cache["metadata"]["query"].startswith('avg(vllm:kv_cache_usage_perc{namespace="tuneline"')
+    tgi = one(render(CHART / "ci" / "raw-keda-values.yaml", sets=("runtime.kind=tgi",)), "ScaledObject")
+    [trigger] = tgi["spec"]["triggers"]
     assert trigger["metadata"]["query"].startswith('sum(tgi_queue_size{namespace="tuneline"')
     vllm = one(render(CHART / "ci" / "vllm-values.yaml", sets=("deploymentMode=RawDeployment",)), "ScaledObject")
     assert "vllm:num_requests_waiting" in vllm["spec"]["triggers"][0]["metadata"]["query"]
@@ -438,7 +446,7 @@ def test_notes_tell_how_to_test_and_reach_the_release(tmp_path):
     notes = render_notes(tmp_path, CHART / "ci" / "serverless-canary-values.yaml")
     assert "helm test tuneline -n tuneline --logs" in notes
     assert "tuneline smoke --url http://127.0.0.1:8080 --model tuneline" in notes
-    assert "10% of traffic" in notes and "tuneline-chat v0 with tgi" in notes
+    assert "10% of traffic" in notes and "tuneline-chat v0 with vllm" in notes
 
 
 def test_helm_test_pod_runs_tuneline_smoke_against_the_cluster_local_predictor():

@@ -83,7 +83,10 @@ def test_llmisvc_crd_validation_catches_a_typo():
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (("serving.api=llminferenceservice", "gateway.address=http://gw"), "runs vLLM: set runtime.kind to vllm"),
+        (
+            ("serving.api=llminferenceservice", "runtime.kind=tgi", "gateway.address=http://gw"),
+            "runs vLLM: set runtime.kind to vllm",
+        ),
         (
             (
                 "serving.api=llminferenceservice",

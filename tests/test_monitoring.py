@@ -75,7 +75,7 @@ SEVERITY = {"TunelineHighErrorRate": "critical", "TunelineNotGenerating": "criti
 
 
 def rules_of(runtime: str) -> dict:
-    docs = render(VLLM, namespace=NS) if runtime == "vllm" else render(namespace=NS)
+    docs = render(VLLM, namespace=NS) if runtime == "vllm" else render(namespace=NS, sets=("runtime.kind=tgi",))
     return one(docs, "PrometheusRule")["spec"]
 
 
@@ -140,7 +140,7 @@ def test_each_alert_fires_on_its_breakage_and_not_on_healthy_series(tmp_path, ru
 
 @pytest.mark.parametrize("runtime", ["tgi", "vllm"])
 def test_dashboard_queries_only_existing_recording_rules_in_valid_promql(tmp_path, runtime):
-    docs = render(VLLM, namespace=NS) if runtime == "vllm" else render(namespace=NS)
+    docs = render(VLLM, namespace=NS) if runtime == "vllm" else render(namespace=NS, sets=("runtime.kind=tgi",))
     [cm] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     [(name, text)] = cm["data"].items()

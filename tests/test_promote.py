@@ -187,7 +187,9 @@ def test_promote_pushes_a_branch_with_only_the_values_change_and_opens_the_pull_
         "storageUri": "s3://b/mlflow/1/run7.5/artifacts/model",
         "base": "/mnt/models/base",
     }
-    assert values["runtime"]["image"] == cfg.images.tgi and values["autoscaling"] == {"maxReplicas": 2}
+    assert values["runtime"]["image"] == getattr(cfg.images, cfg.serve.runtime) and values["autoscaling"] == {
+        "maxReplicas": 2
+    }
     diff = git(world["remote"], "diff", "main", branch)
     assert '-  version: "1"' in diff.replace("'", '"') and '+  version: "2"' in diff.replace("'", '"')
 

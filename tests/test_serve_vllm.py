@@ -51,6 +51,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             store=root / "store",
             overrides=info["overrides"],
             pid=info["pid"],
+            chat_url=info["chat_url"],
         )
         proc = info["proc"]
     assert proc.returncode == 0, "Ctrl-C stops `tuneline serve` cleanly"
@@ -240,3 +241,111 @@ def test_promtool_fixtures_are_shaped_like_the_real_scrape(served: Served) -> No
         keys = set(re.findall(r"(\w+)=", labels)) - {"namespace", "pod"}
         assert name in exported, f"{name} is not exported by vLLM"
         assert any(keys <= have for have in exported[name]), f"{name}{{{keys}}} has labels vLLM does not send"
+
+
+def test_prometheus_scrapes_the_server_and_the_charts_recording_rules_produce_series(
+    served: Served, tmp_path: Path
+) -> None:
+    """A real Prometheus scrapes vLLM under a short load with the chart's rules loaded; every recording rule has a
+    series, the request and token rates are positive and the error ratio is 0 (no request failed)."""
+    import shutil
+    import urllib.parse
+    import urllib.request
+
+    import yaml
+
+    from tests.conftest import free_port
+    from tests.test_chart import CHART, render
+    from tuneline.inference.local_server import ServerProcess
+
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        pytest.skip("prometheus is absent (apt-get install prometheus)")
+    ns = "tuneline"
+    rules = next(d for d in render(CHART / "ci" / "vllm-values.yaml", namespace=ns) if d["kind"] == "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rules["spec"]["groups"]}))
+    target = served.url.removeprefix("http://")
+    scrape = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yaml"],
+        "scrape_configs": [
+            {
+                "job_name": "vllm",
+                "static_configs": [{"targets": [target], "labels": {"namespace": ns, "pod": "tuneline-predictor-0"}}],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(scrape))
+    port = free_port()
+    cmd = [
+        prometheus,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+
+    def query(expr: str) -> list[dict]:
+        url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(expr)}"
+        with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - 127.0.0.1
+            return json.loads(resp.read())["data"]["result"]
+
+    with ServerProcess("Prometheus", cmd, f"http://127.0.0.1:{port}", health_path="/-/ready", startup_timeout_s=60):
+        threads = [
+            threading.Thread(target=chat, args=(served.url, MODEL_NAME, f"Order: {i} x lamp for Al", 16))
+            for i in range(1, 7)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        recorded = [r["record"] for g in rules["spec"]["groups"] for r in g["rules"] if "record" in r]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            values = {name: query(name) for name in recorded}
+            if all(values.values()) and float(values["tuneline:request_rate:rate5m"][0]["value"][1]) > 0:
+                break
+            time.sleep(2)
+        assert all(values.values()), {k: v for k, v in values.items() if not v}
+    value = {name: float(v[0]["value"][1]) for name, v in values.items()}
+    assert value["tuneline:request_rate:rate5m"] > 0 and value["tuneline:generated_tokens:rate5m"] > 0
+    assert value["tuneline:request_error_ratio:rate5m"] == 0.0
+    assert value["tuneline:queue_length"] >= 0 and 0 <= value["tuneline:kv_cache_usage_ratio"] <= 1
+
+
+def test_the_chat_page_shows_the_fine_tunes_answer_in_a_browser(served: Served, tmp_path: Path) -> None:
+    """`tuneline serve --chat`: Open WebUI against the local vLLM, driven in headless Chromium like a person."""
+    import urllib.parse
+
+    from tests.browser import CHROMIUM
+    from tests.serving_assets import CHAT_PYTHON
+
+    if served.chat_url is None:
+        pytest.skip(f"Open WebUI is not installed ({CHAT_PYTHON}): make chat-setup")
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    question = json.loads((served.split_dir / "sft" / "test.jsonl").read_text().splitlines()[0])["messages"][0]
+    expected = json.loads(chat(served.url, MODEL_NAME, question["content"])["choices"][0]["message"]["content"])
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            query = urllib.parse.urlencode({"models": MODEL_NAME, "q": question["content"]})
+            page.goto(f"{served.chat_url}/?{query}", wait_until="domcontentloaded")
+            box = page.locator("#chat-input")
+            box.wait_for(timeout=60_000)
+            whats_new = page.get_by_text("Okay, Let's Go!")
+            if whats_new.count():
+                whats_new.click()
+            box.click()
+            page.keyboard.press("Enter")
+            answer = page.get_by_text(re.compile(r'^\s*\{"[^{}]*\}\s*$')).first  # the whole JSON, streamed
+            answer.wait_for(timeout=120_000)
+            page.screenshot(path=str(tmp_path / "chat.png"))
+            shown = answer.inner_text()
+        finally:
+            browser.close()
+    assert json.loads(shown[shown.index("{") : shown.rindex("}") + 1]) == expected
+    assert (tmp_path / "chat.png").stat().st_size > 10_000

@@ -94,6 +94,11 @@ def chat_env(api_url: str, data_dir: Path, auth: bool) -> dict[str, str]:
         "ENABLE_RAG_WEB_SEARCH": "False",
         "ENABLE_WEB_SEARCH": "False",
         "ENABLE_VERSION_UPDATE_CHECK": "False",
+        # a fine-tune is asked plainly: no built-in tools (vLLM would need a tool parser for their tool_choice
+        # "auto"), greedy like `evaluate` (the page shows the answers the evaluation scored), and these settings
+        # win over what an earlier run stored in the data dir
+        "DEFAULT_MODEL_PARAMS": json.dumps({"function_calling": "legacy", "temperature": 0}),
+        "ENABLE_PERSISTENT_CONFIG": "False",
         "ANONYMIZED_TELEMETRY": "False",
         "SCARF_NO_ANALYTICS": "true",
         "DO_NOT_TRACK": "true",
