@@ -515,3 +515,32 @@ def test_notes_for_the_gateway_and_llminferenceservice(tmp_path, values, expecte
     notes = " ".join(render_notes(tmp_path, CHART / "ci" / values).split())
     for text in expected:
         assert text in notes, (text, notes)
+
+
+def test_chat_ui_sits_behind_the_gateway_auth_and_reaches_only_the_predictor():
+    docs = render(CHART / "ci" / "chat-ui-values.yaml")
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    [container] = deployments["tuneline-chat"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert container["image"] == config().images.chat_ui
+    assert env["OPENAI_API_BASE_URL"] == "http://tuneline-predictor.tuneline.svc.cluster.local/v1"
+    assert env["OFFLINE_MODE"] == "true" and env["WEBUI_AUTH"] == "True" and env["ENABLE_OLLAMA_API"] == "False"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    routes = {d["metadata"]["name"]: d for d in docs if d["kind"] == "HTTPRoute"}
+    assert routes["tuneline-chat"]["spec"]["hostnames"] == ["chat.example.com"]
+    [auth] = [d for d in docs if d["kind"] == "SecurityPolicy"]
+    assert {t["name"] for t in auth["spec"]["targetRefs"]} == {"tuneline", "tuneline-chat"}  # one auth for both
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    chat_policy = policies["tuneline-chat-ui"]
+    assert [p["namespaceSelector"]["matchLabels"] for p in chat_policy["ingress"][0]["from"]] == [
+        {"kubernetes.io/metadata.name": "envoy-gateway-system"}
+    ]
+    peers = [peer for rule in chat_policy["egress"] for peer in rule["to"]]
+    assert all("ipBlock" not in peer for peer in peers), "the chat page has no way out of the cluster"
+    predictor_from = [peer for rule in policies["tuneline-predictor"]["ingress"] for peer in rule["from"]]
+    assert {"podSelector": {"matchLabels": {"tuneline.io/chat-ui": "tuneline"}}} in predictor_from
+
+    proc = run_helm(
+        "template", "tuneline", ".", "-f", str(CHART / "ci" / "chat-ui-values.yaml"), "--set", "gateway.enabled=false"
+    )
+    assert proc.returncode != 0 and "chatUi is reached through the gateway" in proc.stderr

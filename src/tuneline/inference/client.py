@@ -122,6 +122,7 @@ class Endpoint:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.token = token
+        self._models: tuple[str, str | None] | None = None
         # where the credential goes: a bearer token (TGI, vLLM, a JWT gateway) or an API-key header of its own
         self.token_header = token_header.lower()
         register_secret(token)
@@ -169,11 +170,17 @@ class Endpoint:
 
     async def served_model(self) -> str:
         if self.model is None:
-            self.model = await asyncio.to_thread(self._discover_model)
+            self.model = (await self._listing())[0]
         return self.model
 
-    def _discover_model(self) -> str:
-        """Served model id: OpenAI-style ``{"data": [{"id"}]}`` (vLLM, transformers) or TGI's ``ModelInfo``."""
+    async def _listing(self) -> tuple[str, str | None]:
+        if self._models is None:
+            self._models = await asyncio.to_thread(self._discover_model)
+        return self._models
+
+    def _discover_model(self) -> tuple[str, str | None]:
+        """(first served model id, its ``owned_by``) from ``/v1/models``: OpenAI-style ``{"data": [{"id"}]}``
+        (vLLM says ``owned_by: vllm``; transformers) or TGI's ``ModelInfo`` (no owner)."""
         import json
         import urllib.request
 
@@ -182,13 +189,19 @@ class Endpoint:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:  # noqa: S310 - configured URL
                 body = json.load(resp)
         except (OSError, ValueError):
-            return "tgi"
+            return "tgi", None
         if isinstance(body, dict) and body.get("data"):
-            return str(body["data"][0].get("id") or "tgi")
-        return str(body.get("id") or "tgi") if isinstance(body, dict) else "tgi"
+            first = body["data"][0]
+            return str(first.get("id") or "tgi"), first.get("owned_by")
+        return (str(body.get("id") or "tgi") if isinstance(body, dict) else "tgi"), None
 
     async def complete(
-        self, messages: list[dict[str, str]], max_new_tokens: int, seed: int = 0, top_logprobs: int | None = None
+        self,
+        messages: list[dict[str, str]],
+        max_new_tokens: int,
+        seed: int = 0,
+        top_logprobs: int | None = None,
+        labels: tuple[str, ...] | None = None,
     ) -> Completion:
         """Greedy completion of ``messages``; retried with exponential backoff on transient errors.
 
@@ -199,10 +212,13 @@ class Endpoint:
             self._semaphore = asyncio.Semaphore(self._concurrency)
         client = self._ensure_client()
         model = await self.served_model() if self.api == "chat" else None
+        constrain = bool(top_logprobs and labels) and (await self._listing())[1] == "vllm"
         async with self._semaphore:
             for attempt in range(self.max_retries + 1):
                 try:
-                    return await self._request(client, model, messages, max_new_tokens, seed, top_logprobs)
+                    return await self._request(
+                        client, model, messages, max_new_tokens, seed, top_logprobs, labels if constrain else None
+                    )
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if type(exc).__name__ == "OfflineModeIsEnabled":
                         raise EndpointError(str(exc)) from None
@@ -230,10 +246,14 @@ class Endpoint:
         max_new_tokens: int,
         seed: int,
         top_logprobs: int | None = None,
+        labels: tuple[str, ...] | None = None,
     ) -> Completion:
         if top_logprobs:
             if self.api != "chat":
                 raise EndpointError(f"{self.url}: logprob judging needs the chat API (eval.judge.api: chat)")
+            # vLLM: the first token restricted to the labels (structured outputs' choice), whose logprobs are then
+            # the judge's distribution over the labels alone, as in-process; all of them are asked for
+            extra = {"structured_outputs": {"choice": list(labels)}} if labels else None
             out = await client.chat_completion(
                 messages,
                 model=model,
@@ -241,7 +261,8 @@ class Endpoint:
                 temperature=0.0,
                 seed=seed,
                 logprobs=True,
-                top_logprobs=top_logprobs,
+                top_logprobs=max(top_logprobs, len(labels)) if labels else top_logprobs,
+                extra_body=extra,
             )
             choice = out.choices[0]
             content = getattr(choice.logprobs, "content", None) or []
@@ -276,13 +297,14 @@ def run_all(
     max_new_tokens: int,
     on_done: Any = None,
     top_logprobs: int | None = None,
+    labels: list[tuple[str, ...]] | None = None,
 ) -> list[Completion | EndpointError]:
     """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised."""
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, Completion | EndpointError]:
         try:
             result: Completion | EndpointError = await endpoint.complete(
-                messages, max_new_tokens, top_logprobs=top_logprobs
+                messages, max_new_tokens, top_logprobs=top_logprobs, labels=labels[i] if labels else None
             )
         except EndpointError as exc:
             result = exc

@@ -28,7 +28,7 @@ def platform_defaults(config: TunelineConfig) -> dict:
         "runtime": config.serve.runtime,
         "gpu": config.serve.gpu,
         "cloud": config.infra.cloud,
-        "images": {"tgi": images.tgi, "vllm": images.vllm, "test": images.cpu},
+        "images": {"tgi": images.tgi, "vllm": images.vllm, "test": images.cpu, "chatUi": images.chat_ui},
         "engine": {
             "maxModelLen": config.serve.engine.max_model_len,
             "maxLoras": config.serve.engine.max_loras,

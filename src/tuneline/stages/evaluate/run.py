@@ -323,7 +323,8 @@ def _run_judge(
     endpoint = Endpoint.from_config(url, j)
     messages = [requests[i][2] for i in which]
     if mode == "logprobs":
-        results = run_all(endpoint, messages, 1, on_done=tick, top_logprobs=j.top_logprobs)
+        labels = [_labels(requests[i][0]) for i in which]
+        results = run_all(endpoint, messages, 1, on_done=tick, top_logprobs=j.top_logprobs, labels=labels)
         return [r if isinstance(r, EndpointError) else jd.encode_logprobs(r.top_logprobs or []) for r in results]
     results = run_all(endpoint, messages, j.max_new_tokens, on_done=tick)
     return [r if isinstance(r, EndpointError) else r.text for r in results]
