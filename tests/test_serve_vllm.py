@@ -92,6 +92,9 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
         f"eval.baseline_endpoint={served.url}",
         f"eval.baseline_model={BASE}",
         f"eval.judge.endpoint={served.url}",
+        # one request at a time: vLLM's CPU kernels sum a batch's floats in another order, which can flip a
+        # near-tie of a 12-step fine-tune (the swap test shows answers under load keep their shape)
+        "eval.judge.concurrency=1",
     )
     remote = run_evaluate(endpoint, served.model_dir, served.split_dir, tmp_path / "remote")
 
@@ -127,7 +130,7 @@ def test_smoke_passes_on_the_adapter_and_names_a_missing_one(served: Served) -> 
 
     result = smoke(served.url, model=MODEL_NAME, prompt="Order: 2 x desk for Bob", max_tokens=24)
     assert result.health_status == 200 and result.reply.lstrip().startswith("{")
-    with pytest.raises(SmokeError, match=r"404.*tuneline-chat-v9"):
+    with pytest.raises(SmokeError, match=r"(?s)404.*tuneline-chat-v9"):
         smoke(served.url, model="tuneline-chat-v9", max_tokens=4)
 
 
@@ -137,7 +140,9 @@ def test_a_new_version_swaps_in_under_load_without_a_failed_request(served: Serv
     prompt = "Order: 4 x chair for Dana"
     v1_answer = chat(served.url, MODEL_NAME, prompt)["choices"][0]["message"]["content"]
     base_answer = chat(served.url, BASE, prompt)["choices"][0]["message"]["content"]
-    assert v1_answer != base_answer
+    # greedy answers of a batch can differ from a lone request's in their wording (batch-dependent float sums on
+    # CPU), so each answer is told by its shape: version 1 answers the task's JSON, version 2 (= the base) does not
+    assert _is_order(v1_answer) and not _is_order(base_answer)
     adapters.load(served.url, V1, served.model_dir / "adapter")
 
     answers: list[tuple[float, str]] = []
@@ -161,20 +166,33 @@ def test_a_new_version_swaps_in_under_load_without_a_failed_request(served: Serv
         adapters.swap(served.url, MODEL_NAME, V2, served.v2_adapter, retire=[V1])
         swapped = time.monotonic()
         time.sleep(6)
-    finally:
         stop.set()
         for w in workers:
             w.join(timeout=120)
-    assert not failures, failures[:3]
-    before = Counter(a for t, a in answers if t < swapped - 1)
-    after = Counter(a for t, a in answers if t > swapped + 1)
-    assert set(before) == {v1_answer} and set(after) == {base_answer}, (before, after)
-    names = adapters.served_models(served.url)
-    assert V2 in names and V1 not in names and MODEL_NAME in names
-    with pytest.raises(Exception, match="404"):
-        chat(served.url, V1, prompt)
-    adapters.swap(served.url, MODEL_NAME, V1, served.model_dir / "adapter", retire=[V2])  # back, for the others
+        assert not failures, failures[:3]
+        # an answer that finished within a second of the swap may have started before it
+        before = Counter(_is_order(a) for t, a in answers if t < swapped - 1)
+        after = Counter(_is_order(a) for t, a in answers if t > swapped + 1)
+        assert set(before) == {True} and set(after) == {False}, (before, after)
+        assert after[False] >= 3, "requests kept being answered after the swap"
+        names = adapters.served_models(served.url)
+        assert V2 in names and V1 not in names and MODEL_NAME in names
+        with pytest.raises(Exception, match="404"):
+            chat(served.url, V1, prompt)
+        assert chat(served.url, MODEL_NAME, prompt)["choices"][0]["message"]["content"] == base_answer
+    finally:
+        stop.set()
+        adapters.swap(served.url, MODEL_NAME, V1, served.model_dir / "adapter", retire=[V2])  # back, for the others
     assert chat(served.url, MODEL_NAME, prompt)["choices"][0]["message"]["content"] == v1_answer
+
+
+def _is_order(answer: str) -> bool:
+    """The fine-tune's shape: a JSON object naming the customer and the item."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and {"name", "item"} <= set(parsed)
 
 
 def test_a_published_version_is_resolved_on_its_first_request(served: Served) -> None:
@@ -324,14 +342,18 @@ def test_the_chat_page_shows_the_fine_tunes_answer_in_a_browser(served: Served, 
         pytest.skip("chromium not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    question = json.loads((served.split_dir / "sft" / "test.jsonl").read_text().splitlines()[0])["messages"][0]
-    expected = json.loads(chat(served.url, MODEL_NAME, question["content"])["choices"][0]["message"]["content"])
+    questions = [
+        json.loads(line)["messages"][0]["content"] for line in (served.split_dir / "sft" / "test.jsonl").open()
+    ]
+    answers = {q: chat(served.url, MODEL_NAME, q)["choices"][0]["message"]["content"] for q in questions[:4]}
+    question, answer = next((q, a) for q, a in answers.items() if _is_order(a))  # 12 steps: most, not all
+    expected = json.loads(answer)
     flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            query = urllib.parse.urlencode({"models": MODEL_NAME, "q": question["content"]})
+            query = urllib.parse.urlencode({"models": MODEL_NAME, "q": question})
             page.goto(f"{served.chat_url}/?{query}", wait_until="domcontentloaded")
             box = page.locator("#chat-input")
             box.wait_for(timeout=60_000)

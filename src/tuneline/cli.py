@@ -668,9 +668,13 @@ def serve(
     import tempfile
 
     from tuneline.errors import ServeError
-    from tuneline.serving.local import ChatPage, VllmServer, ready_message
+    from tuneline.serving.local import ChatPage, VllmServer, chat_python, ready_message
+    from tuneline.serving.vllm import engine_python
 
     cfg = _load(config, set_)
+    engine_python(cfg)  # a missing engine (or chat page) is said before anything is downloaded or started
+    if chat:
+        chat_python(cfg)
     with tempfile.TemporaryDirectory(prefix="tuneline-serve-") as work, contextlib.ExitStack() as stack:
         target = _serve_target(cfg, model_dir, version, alias, Path(work))
         server = VllmServer(cfg, target, port, log_path=Path(work) / "vllm.log")
@@ -715,11 +719,14 @@ def adapters_swap(
     version name, reloaded in place under the stable name, the retired names unloaded."""
     import tempfile
 
+    from tuneline.errors import ServeError
     from tuneline.serving.adapters import publish, swap
 
     cfg = _load(config, set_)
     with tempfile.TemporaryDirectory(prefix="tuneline-swap-") as work:
         target = _serve_target(cfg, model_dir, version, alias, Path(work))
+        if not target.adapters:
+            raise ServeError(f"{target.model_dir} is a full fine-tune, not an adapter: deploy it with a restart")
         store = Path(cfg.serve.local.adapter_store)
         stable, *named = target.adapters
         published = publish(stable.path, store, (named[0] if named else stable).name, target.engine_model)
@@ -745,11 +752,14 @@ def adapters_publish(
     """Publish a version into the adapter store: every vLLM replica resolves it on the first request naming it."""
     import tempfile
 
+    from tuneline.errors import ServeError
     from tuneline.serving.adapters import publish
 
     cfg = _load(config, set_)
     with tempfile.TemporaryDirectory(prefix="tuneline-publish-") as work:
         target = _serve_target(cfg, model_dir, version, alias, Path(work))
+        if not target.adapters:
+            raise ServeError(f"{target.model_dir} is a full fine-tune, not an adapter: nothing to publish")
         adapter = target.adapters[-1]
         store = store or Path(cfg.serve.local.adapter_store)
         path = publish(adapter.path, store, adapter.name, base or target.engine_model)

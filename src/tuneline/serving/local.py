@@ -55,11 +55,7 @@ class ChatPage(ServerProcess):
 
     def __init__(self, config: TunelineConfig, api_url: str, port: int | None = None, auth: bool = False) -> None:
         local = config.serve.local
-        python = Path(local.chat_python)
-        if not python.is_file():
-            raise ServeError(
-                f"Open WebUI is not installed: {python} does not exist (serve.local.chat_python); run {CHAT_SETUP_HINT}"
-            )
+        python = chat_python(config)
         self.port = port or local.chat_port
         data_dir = Path(local.chat_data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -70,6 +66,17 @@ class ChatPage(ServerProcess):
             env=chat_env(api_url, data_dir, auth),
             startup_timeout_s=local.startup_timeout_s,
         )
+
+
+def chat_python(config: TunelineConfig) -> Path:
+    """The chat page's venv interpreter; a one-line error says how to install it."""
+    python = Path(config.serve.local.chat_python)
+    if not python.is_file() or not (python.parent / "open-webui").is_file():
+        raise ServeError(
+            f"Open WebUI is not installed: no {python.parent / 'open-webui'} (serve.local.chat_python); "
+            f"run {CHAT_SETUP_HINT}"
+        )
+    return python
 
 
 def chat_env(api_url: str, data_dir: Path, auth: bool) -> dict[str, str]:

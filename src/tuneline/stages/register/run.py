@@ -138,6 +138,12 @@ def run_register(
     metrics = _read(EvalMetrics, eval_dir / EVAL_METRICS, "run `tuneline evaluate` first")
     evaluation = _read(Evaluation, eval_dir / EVALUATION, "run `tuneline evaluate` first")
     summary = _read(TrainSummary, model_dir / TRAIN_SUMMARY, "the model dir is incomplete; re-run `tuneline train`")
+    if evaluation.train_run_id != manifest.mlflow_run_id:
+        # another model's evaluation would register this model with that model's gate (and set @candidate)
+        raise RegisterError(
+            f"{eval_dir} evaluated the model of training run {evaluation.train_run_id} ({evaluation.model_dir}), "
+            f"not {model_dir} (training run {manifest.mlflow_run_id}); run `tuneline evaluate {model_dir}` first"
+        )
     digest = input_digest(model_dir, eval_dir)
 
     try:
