@@ -57,6 +57,11 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     assert proc.returncode == 0, "Ctrl-C stops `tuneline serve` cleanly"
     leftover = subprocess.run(["pgrep", "-f", str(model_dir)], capture_output=True, text=True).stdout.split()
     assert not leftover, f"processes left running after Ctrl-C: {leftover}"
+    from tuneline.inference.local_server import healthy
+
+    assert not healthy(f"{info['url']}/health"), "the API still answers after Ctrl-C"
+    if info["chat_url"]:
+        assert not healthy(f"{info['chat_url']}/health"), "the chat page still answers after Ctrl-C"
 
 
 def _config(served: Served, *more: str):

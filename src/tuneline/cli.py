@@ -680,7 +680,7 @@ def serve(
         server = VllmServer(cfg, target, port, log_path=Path(work) / "vllm.log")
         url = stack.enter_context(server)
         chat_url = stack.enter_context(ChatPage(cfg, url)) if chat else None
-        stdout.print(ready_message(url, target, chat_url, None))
+        stdout.print(ready_message(url, target, chat_url))
         try:
             code = server.wait()
         except KeyboardInterrupt:

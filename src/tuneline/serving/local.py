@@ -117,7 +117,7 @@ def example_request(url: str, model: str) -> str:
     return f"curl -s {url}/v1/chat/completions -H 'content-type: application/json' -d {shlex.quote(body)}"
 
 
-def ready_message(url: str, target: ServeTarget, chat_url: str | None, log_path: Path | None) -> str:
+def ready_message(url: str, target: ServeTarget, chat_url: str | None) -> str:
     lines = [
         f"serving {target.model_dir} at {url} (OpenAI-compatible API)",
         f"models: {', '.join(target.names)}  (the first is the fine-tune; {target.base_name} is the untouched base)",
@@ -126,7 +126,5 @@ def ready_message(url: str, target: ServeTarget, chat_url: str | None, log_path:
     ]
     if chat_url:
         lines.append(f"chat page: {chat_url}  (Open WebUI, offline; pick {target.default_name})")
-    if log_path:
-        lines.append(f"server log: {log_path}")
     lines.append("Ctrl-C stops the server" + (" and the chat page" if chat_url else ""))
     return "\n".join(lines)
