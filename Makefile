@@ -82,7 +82,10 @@ demo: $(VENV)/.installed
 
 ## test: the whole test suite (what .ci/run calls). Tests that need a published contract (CRDs, TGI's
 ## OpenAPI) skip with the reason when it is absent: `make contracts` fetches them (needs the internet).
+## The serving tests run against the real vLLM and Open WebUI: their venvs are set up first where they can be
+## (a failed install only makes those tests skip, naming what is missing).
 test: setup
+	-$(MAKE) --no-print-directory serve-setup chat-setup
 	$(BIN)/python -m pytest -q
 
 ## contracts: download the pinned CRDs and TGI spec (contracts/manifest.json) into .contracts/, sha256-checked
