@@ -116,5 +116,13 @@ infra: setup
 bench: setup
 	$(BIN)/python benchmarks/data_prep.py
 
+## bench-serve: vLLM vs transformers serve under load, on the model `make demo` trained (README table)
+bench-serve: setup serve-setup
+	$(BIN)/python benchmarks/serve_load.py models/candidate --split data/split
+
+## test-fast: the suite without the end-to-end tests marked slow (real servers, dvc, training the real model)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
 clean-data:
 	rm -rf data/ingested data/cleaned data/split
