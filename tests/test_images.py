@@ -36,11 +36,11 @@ def test_ci_builds_the_images_params_yaml_names():
     workflow = yaml.safe_load((REPO / ".github/workflows/images.yml").read_text())
     matrix = workflow["jobs"]["build"]["strategy"]["matrix"]["include"]
     images = yaml.safe_load((REPO / "params.yaml").read_text())["images"]
-    # tgi and vllm are the upstream serving runtimes the chart pulls (files/platform.json); the rest we build
-    upstream = {"tgi", "vllm"}
-    assert {m["image"] for m in matrix} == set(images) - upstream
+    # tgi, vllm and the chat page are upstream images the chart pulls (files/platform.json); the rest we build
+    upstream = {"tgi": "tgi", "vllm": "vllm", "chat_ui": "chatUi"}
+    assert {m["image"] for m in matrix} == set(images) - set(upstream)
     platform = json.loads((REPO / "charts/tuneline/files/platform.json").read_text())
-    assert {platform["images"][k] for k in upstream} == {images[k] for k in upstream}
+    assert {platform["images"][v] for v in upstream.values()} == {images[k] for k in upstream}
     assert all((REPO / m["dockerfile"]).is_file() for m in matrix)
     text = (REPO / ".github/workflows/images.yml").read_text()
     assert not any(ref in text for ref in images.values()), "image references belong in params.yaml only"
