@@ -126,8 +126,8 @@ def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val
         bf16=decisions.precision == "bf16",
         fp16=decisions.precision == "fp16",
         use_cpu=decisions.device.kind == "cpu",
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5 name
+        activation_checkpointing_kwargs={"use_reentrant": False},
         ddp_find_unused_parameters=False,  # every trainable (LoRA) weight is used in each forward pass
         logging_steps=t.logging_steps,
         eval_strategy="steps" if has_val else "no",
