@@ -13,7 +13,8 @@ import torch
 
 from tests.conftest import TINY_TRAIN
 from tests.test_train import Snapshot, assert_every_lora_param_changed, losses
-from tuneline.models.packaged import PACKAGED, PROVENANCE, materialize
+from tuneline.models.catalogue import PACKAGED
+from tuneline.models.packaged import PROVENANCE, materialize
 from tuneline.models.trained import generate, load_trained, read_manifest
 from tuneline.planner import architecture_of
 from tuneline.stages.train import run_train

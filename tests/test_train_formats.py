@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from tests.conftest import TINY_TRAIN, order_records, read_jsonl, write_jsonl
 from tests.test_train import Snapshot, assert_every_lora_param_changed, losses
-from tuneline.models.builtin import CHAT_TEMPLATE
+from tuneline.models.template import CHAT_TEMPLATE
 from tuneline.models.trained import load_trained, read_manifest
 from tuneline.stages.train import run_train
 

