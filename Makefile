@@ -96,6 +96,7 @@ contracts:
 lint: setup check-generated
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 check-generated: setup
 	$(BIN)/tuneline pipeline compile --check

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import psutil
 
+from tuneline.results import DATA_REPORT, CleanReport
+
 WORDS = [
     "data",
     "model",
@@ -233,8 +235,8 @@ def run_chain(work: Path, tag: str, sets: list[str], ray: bool = False) -> tuple
         total += secs
         peak = max(peak, tree)
         worker = max(worker, run_stage.last_worker)  # type: ignore[attr-defined]
-    report = json.loads((work / f"{tag}-cleaned" / "report.json").read_text())
-    return total, peak, worker, report["removed"]
+    report = CleanReport.read(work / f"{tag}-cleaned" / DATA_REPORT)
+    return total, peak, worker, report.removed
 
 
 def scaling(args: argparse.Namespace) -> None:
@@ -405,7 +407,7 @@ def main() -> None:
         total_peak = max(total_peak, peak)
         print(f"{stage}: {secs:.1f}s", file=sys.stderr)
     rows.append(("tuneline chain", args.n, total_t, total_peak))
-    clean_report = json.loads((work / "cleaned" / "report.json").read_text())
+    clean_report = CleanReport.read(work / "cleaned" / DATA_REPORT)
 
     if args.baseline_n:
         sub = work / "raw_baseline.jsonl"
@@ -419,8 +421,8 @@ def main() -> None:
 
     cpu = f"{os.cpu_count()} cores"
     print(
-        f"\nData-prep benchmark ({cpu}, python {sys.version.split()[0]}); clean removed {clean_report['removed']}, "
-        f"redacted {clean_report['redactions']}\n"
+        f"\nData-prep benchmark ({cpu}, python {sys.version.split()[0]}); clean removed {clean_report.removed}, "
+        f"redacted {clean_report.redactions}\n"
     )
     print("| step | records | seconds | records/s | records/min | peak RSS (MiB) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -22,7 +22,7 @@ from tests.conftest import REPO
 from tests.k8s_schemas import crd_errors
 from tuneline.cli import app
 from tuneline.config import load_config
-from tuneline.platform.gpu_pools import scheduling
+from tuneline.gpu_pools import scheduling
 from tuneline.serving.gitops import generated_files, platform_defaults
 
 CHART = REPO / "charts" / "tuneline"

@@ -59,11 +59,11 @@ def test_end_to_end_rules_and_audit(tmp_path: Path, make_config):
         "s7": "quality.empty_after_cleaning",
     }
     assert removed["s4"]["detail"] == "same text as s2" and removed["s3"]["detail"] == "near duplicate of s2"
-    assert res.report["redactions"] == {"email": 1, "phone": 1}
-    assert res.report["removed"]["near_dedup"] == 1
-    assert res.report["examples"]["pii.email"] == [{"id": "s1", "redacted": "mail me: [EMAIL]"}]
-    assert res.report["input"] == {"sft": 8, "preference": 1, "kto": 0}
-    assert res.report["output"] == {"sft": 3, "preference": 1, "kto": 0}
+    assert res.redactions == {"email": 1, "phone": 1}
+    assert res.removed["near_dedup"] == 1
+    assert res.examples["pii.email"] == [{"id": "s1", "redacted": "mail me: [EMAIL]"}]
+    assert res.input == {"sft": 8, "preference": 1, "kto": 0}
+    assert res.output == {"sft": 3, "preference": 1, "kto": 0}
 
 
 def test_rules_are_switchable(tmp_path: Path, make_config):
@@ -200,11 +200,11 @@ def test_tool_calls_and_kto_records_through_ingest_clean_split(tmp_path: Path, m
         "arguments": {"to": "[EMAIL]", "order": "A-1", "copies": 2},
     }
     assert call["reasoning_content"] == "Mail it to [EMAIL]."
-    assert result.report["redactions"]["email"] == 4
+    assert result.redactions["email"] == 4
     assert "example.com" not in (tmp_path / "cleaned" / "sft.jsonl").read_text()
     # the four KTO shapes hold two distinct (prompt, answer, label) records: exact dedup keeps one of each
     assert sorted(r["label"] for r in read_jsonl(tmp_path / "cleaned" / "kto.jsonl")) == [False, True]
-    assert result.report["removed"]["exact_dedup"] == 2
+    assert result.removed["exact_dedup"] == 2
 
     run_split(cfg, tmp_path / "cleaned", tmp_path / "split")
     labels = sorted(r["label"] for r in read_jsonl(split_path(tmp_path / "split", "kto", "train")))

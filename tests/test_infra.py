@@ -3,7 +3,7 @@
 No provider or module can be downloaded here, so nothing is planned. What is checked instead:
 the node-pool definitions are *evaluated* by the real ``terraform console`` (it needs no providers)
 over the committed ``gpu_pools.auto.tfvars.json``; that file is what ``params.yaml`` says; pods
-scheduled with :func:`tuneline.platform.gpu_pools.scheduling` fit those pools under Kubernetes'
+scheduled with :func:`tuneline.gpu_pools.scheduling` fit those pools under Kubernetes'
 own toleration and selector rules; versions are pinned; ``terraform fmt`` and checkov pass.
 """
 
@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from tests.conftest import REPO
 from tuneline.cli import app
 from tuneline.config import ConfigError, load_config
-from tuneline.platform.gpu_pools import CLOUDS, TFVARS_NAME, scheduling, stale_tfvars
+from tuneline.gpu_pools import CLOUDS, TFVARS_NAME, scheduling, stale_tfvars
 
 INFRA = REPO / "infra"
 ROOTS = {cloud: INFRA / cloud for cloud in CLOUDS}
@@ -275,11 +275,11 @@ def _evaluated_manifest(name: str, tmp_path: Path) -> dict:
 def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
     """The RBAC infra/ applies, evaluated by terraform and validated as Kubernetes objects, lets the pipeline's
     service account do what the train step does with a TrainJob (create, follow, replace after a failure)."""
-    from tuneline.stages.train.distributed import PYTORCHJOB, TRAINJOB
+    from tuneline.launch.training import PYTORCHJOB, TRAINJOB
 
     role, binding = (_evaluated_manifest(name, tmp_path) for name in ("train_jobs_role", "train_jobs_binding"))
-    for group, _, plural in (TRAINJOB, PYTORCHJOB):
-        [rule] = [r for r in role["rules"] if r["apiGroups"] == [group] and r["resources"] == [plural]]
+    for kind in (TRAINJOB, PYTORCHJOB):
+        [rule] = [r for r in role["rules"] if r["apiGroups"] == [kind.group] and r["resources"] == [kind.plural]]
         assert {"create", "get", "delete"} <= set(rule["verbs"])
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == cfg.kubeflow.namespace
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -291,11 +291,12 @@ def test_the_train_step_may_run_its_multi_node_jobs(cfg, tmp_path):
 def test_the_data_steps_may_launch_their_rayjobs_and_nothing_more(cfg, tmp_path):
     """infra/ installs the KubeRay operator at the version whose CRD the RayJob is validated against, and lets the
     pipeline's service account create, follow and replace RayJobs: the operator, not the step, makes the pods."""
-    from tuneline.platform.rayjob import RAYJOB
+    from tuneline.launch.rayjob import RAYJOB
 
     role, binding = (_evaluated_manifest(name, tmp_path) for name in ("ray_jobs_role", "ray_jobs_binding"))
-    group, _, plural = RAYJOB
-    assert role["rules"] == [{"apiGroups": [group], "resources": [plural], "verbs": ["create", "get", "delete"]}]
+    assert role["rules"] == [
+        {"apiGroups": [RAYJOB.group], "resources": [RAYJOB.plural], "verbs": ["create", "get", "delete"]}
+    ]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": cfg.kubeflow.service_account, "namespace": cfg.kubeflow.namespace}
     ]

@@ -45,8 +45,8 @@ def test_jsonl_defects_are_quarantined_and_neighbours_survive(tmp_path: Path, ma
         (str(src), 6, "not_an_object"),
     ]
     assert q[1]["detail"] == "invalid UTF-8 at byte 46"  # the \\xe9 after "caf"
-    assert res.report["by_reason"] == {"invalid_json": 1, "invalid_utf8": 1, "not_an_object": 1}
-    assert res.report["by_source"][str(src)] == {"total": 7, "sft": 4, "quarantined": 3}
+    assert res.by_reason == {"invalid_json": 1, "invalid_utf8": 1, "not_an_object": 1}
+    assert res.by_source[str(src)] == {"total": 7, "sft": 4, "quarantined": 3}
 
 
 def test_raw_preview_is_truncated(tmp_path: Path, make_config):
@@ -91,8 +91,8 @@ def test_every_file_kind_and_gzip(tmp_path: Path, make_config):
         for e in read_jsonl(tmp_path / "out/quarantine.jsonl")
     }
     assert q == {("b.json", 1, "not_an_object"), ("c.csv", 4, "empty_content")}
-    assert res.report["skipped_files"] == [f"{d / 'notes.txt'} (unsupported file kind)"]
-    assert res.report["by_format"] == {"alpaca": 2, "messages": 2, "preference": 1, "sharegpt": 1}
+    assert res.skipped_files == [f"{d / 'notes.txt'} (unsupported file kind)"]
+    assert res.by_format == {"alpaca": 2, "messages": 2, "preference": 1, "sharegpt": 1}
 
 
 def test_globs_and_explicit_format(tmp_path: Path, make_config):
@@ -148,9 +148,9 @@ def test_failed_run_leaves_previous_output_intact(tmp_path: Path, make_config):
 def test_bundled_sample_is_ingested_from_params_defaults(tmp_path: Path, make_config, monkeypatch):
     monkeypatch.chdir(REPO)
     res = run_ingest(make_config(), None, tmp_path / "o")
-    assert res.report["by_format"] == {"alpaca": 120, "messages": 250, "preference": 120, "sharegpt": 120}
-    assert res.quarantined == 9 and len(set(res.report["by_reason"])) == 9
-    assert all(not Path(s).is_absolute() for s in res.report["by_source"])  # ids independent of the checkout
+    assert res.by_format == {"alpaca": 120, "messages": 250, "preference": 120, "sharegpt": 120}
+    assert res.quarantined == 9 and len(set(res.by_reason)) == 9
+    assert all(not Path(s).is_absolute() for s in res.by_source)  # ids independent of the checkout
     ids = [r["id"] for r in read_jsonl(tmp_path / "o/sft.jsonl")]
     assert len(ids) == len(set(ids))
     run_ingest(make_config(), None, tmp_path / "o2")

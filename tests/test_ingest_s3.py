@@ -42,7 +42,7 @@ def test_ingest_glob_from_s3(s3_endpoint: str, tmp_path: Path, make_config):
             "raw": "{broken",
         }
     ]
-    assert res.report["files"] == 2
+    assert res.files == 2
 
 
 def test_missing_s3_prefix_is_a_clear_error(s3_endpoint: str, tmp_path: Path, make_config):

@@ -76,7 +76,7 @@ def test_every_shape_in_every_file_kind(make_config, tmp_path, file_kind):
     assert "tools" not in metas["sharegpt_function_call"]
     assert metas["openai_tool_calls"]["parallel_tool_calls"] in (False, "False")
     assert float(metas["ultrafeedback_full_conversations"]["score_chosen"]) == 9.0
-    assert result.report["kto"] == sum(1 for _, k, _ in SHAPES.values() if k == "kto")
+    assert result.kto == sum(1 for _, k, _ in SHAPES.values() if k == "kto")
 
 
 def test_source_declares_its_own_field_names_and_role_tags(tmp_path):
@@ -174,7 +174,7 @@ def test_llamafactory_data_directory_is_read_through_its_dataset_info(tmp_path):
     assert (
         pair["prompt"] == [{"role": "user", "content": "Track ZX-118"}] and pair["rejected"][0]["content"] == "No idea."
     )
-    skipped = "\n".join(result.report["skipped_files"])
+    skipped = "\n".join(result.skipped_files)
     assert "'from_hub' (a hub dataset (someone/some-dataset)" in skipped
     assert "gone.json (listed as 'gone'" in skipped and "notes.json (not listed in dataset_info.json)" in skipped
 

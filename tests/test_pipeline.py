@@ -21,10 +21,10 @@ from tests.kfp_api import KfpApi
 from tests.trainer_cluster import TrainerCluster
 from tuneline.cli import app
 from tuneline.config import ConfigError, load_config
+from tuneline.gpu_pools import scheduling
+from tuneline.launch import kube, training
 from tuneline.pipeline import steps
 from tuneline.pipeline.compile import PIPELINE_FILE, render, stale
-from tuneline.platform.gpu_pools import scheduling
-from tuneline.stages.train import distributed
 
 
 @pytest.fixture(scope="module")
@@ -246,14 +246,14 @@ def test_multi_node_manifests_validate_against_the_crds(cloud):
         REPO / "params.yaml",
         ["train.num_nodes=4", "train.num_gpus=8", "train.checkpoint_uri=s3://bucket/ckpt", f"infra.cloud={cloud}"],
     )
-    job = distributed.trainjob_manifest(config, "4f1c2d3e-run", "kubeflow")
+    job = training.trainjob_manifest(config, "4f1c2d3e-run", "kubeflow")
     assert crd_errors("kubeflow-trainer/trainer.kubeflow.org_trainjobs.yaml", "v1alpha1", job) == []
     assert job["spec"]["trainer"]["numNodes"] == 4
     assert job["spec"]["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "8"
-    assert job["spec"]["trainer"]["command"][-1] == "s3://bucket/ckpt/4f1c2d3e-run"
+    assert job["spec"]["trainer"]["command"][-1] == "s3://bucket/ckpt/4f1c2d3e-run/train"
     pod = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
     assert pod["template"]["spec"]["template"]["spec"]["nodeSelector"] == scheduling(config, "l4").node_selector
-    legacy = distributed.pytorchjob_manifest(config, "4f1c2d3e-run", "kubeflow")
+    legacy = training.pytorchjob_manifest(config, "4f1c2d3e-run", "kubeflow")
     assert crd_errors("training-operator/kubeflow.org_pytorchjobs.yaml", "v1", legacy) == []
     assert legacy["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 3
     # the strict validator does catch a misspelt field
@@ -266,7 +266,7 @@ def test_multi_node_manifests_validate_against_the_crds(cloud):
 def test_multi_node_needs_a_shared_checkpoint_uri():
     config = load_config(REPO / "params.yaml", ["train.num_nodes=2"])
     with pytest.raises(ConfigError, match="train.checkpoint_uri"):
-        distributed.trainjob_manifest(config, "run", "kubeflow")
+        training.trainjob_manifest(config, "run", "kubeflow")
 
 
 class _Jobs:
@@ -285,32 +285,32 @@ def test_follow_waits_for_completion_and_reports_failure_or_timeout():
     running = [{"type": "Created", "status": "True"}]
     done = running + [{"type": "Complete", "status": "True"}]
     jobs = _Jobs([running, running, done])
-    assert distributed.follow(jobs, *distributed.TRAINJOB, "ns", "j", timeout_s=5, poll_s=0)["metadata"]["name"] == "j"
+    assert kube.follow(jobs, training.TRAINJOB, "ns", "j", timeout_s=5, poll_s=0)["metadata"]["name"] == "j"
     assert jobs.calls == 3
     failed = _Jobs([[{"type": "Failed", "status": "True", "message": "node 2 OOMKilled"}]])
-    with pytest.raises(distributed.DistributedTrainingError, match="OOMKilled"):
-        distributed.follow(failed, *distributed.PYTORCHJOB, "ns", "j", timeout_s=5, poll_s=0)
-    with pytest.raises(distributed.DistributedTrainingError, match="did not finish"):
-        distributed.follow(_Jobs([running]), *distributed.TRAINJOB, "ns", "j", timeout_s=0, poll_s=0)
+    with pytest.raises(kube.LaunchError, match="OOMKilled"):
+        kube.follow(failed, training.PYTORCHJOB, "ns", "j", timeout_s=5, poll_s=0)
+    with pytest.raises(kube.LaunchError, match="did not finish"):
+        kube.follow(_Jobs([running]), training.TRAINJOB, "ns", "j", timeout_s=0, poll_s=0)
 
 
 def test_multi_node_step_stages_launches_follows_and_fetches_the_model_rank_0_wrote(make_config, split_dir, tmp_path):
     """Two nodes, each its own torchrun on its own disk, rendezvous over TCP as on a cluster (CPU, gloo)."""
     config = make_config(*TINY_TRAIN, "train.num_nodes=2", f"train.checkpoint_uri=file://{tmp_path / 'bucket'}")
     cluster = TrainerCluster(tmp_path / "cluster")
-    how = distributed.run_multi_node(
+    how = training.run_multi_node(
         config, str(split_dir), str(tmp_path / "model"), "0f9e8d7c-run", api=cluster, namespace="kubeflow", poll_s=0
     )
     assert how == "created"
     summary = json.loads((tmp_path / "model" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 16
     assert (tmp_path / "model" / "adapter" / "adapter_model.safetensors").is_file()
-    stage = tmp_path / "bucket" / "0f9e8d7c-run"
-    assert sorted(p.name for p in stage.iterdir()) == ["config.json", "model", "split"]
+    stage = tmp_path / "bucket" / "0f9e8d7c-run" / "train"
+    assert sorted(p.name for p in stage.iterdir()) == ["config.json", "input", "output"]
     assert not list((tmp_path / "cluster" / "node-1").rglob("train_summary.json")), "only rank 0 writes the model"
 
     # the step is retried after the job finished (its pod was preempted while fetching): no second training
-    again = distributed.run_multi_node(
+    again = training.run_multi_node(
         config, str(split_dir), str(tmp_path / "model2"), "0f9e8d7c-run", api=cluster, namespace="kubeflow", poll_s=0
     )
     assert (
@@ -324,30 +324,30 @@ def test_a_retried_step_replaces_a_failed_job_and_refusals_say_what_to_do(make_c
     from kubernetes.client.exceptions import ApiException
 
     config = make_config("train.num_nodes=2", "train.checkpoint_uri=s3://bucket/ckpt")
-    body = distributed.trainjob_manifest(config, "run-1", "kubeflow")
+    body = training.trainjob_manifest(config, "run-1", "kubeflow")
     cluster = TrainerCluster(tmp_path, run_jobs=False)
     cluster.objects[("kubeflow", body["metadata"]["name"])] = {
         **body,
         "status": {"conditions": [{"type": "Failed", "status": "True", "message": "node 1 preempted"}]},
     }
-    assert distributed.launch(cluster, *distributed.TRAINJOB, "kubeflow", body, poll_s=0) == "replaced"
+    assert kube.launch(cluster, training.TRAINJOB, "kubeflow", body, poll_s=0) == "replaced"
     assert [c[0] for c in cluster.calls] == ["create", "get", "delete", "get", "create"]
     assert "status" not in cluster.objects[("kubeflow", body["metadata"]["name"])]
     # running: attach, do not touch it
     cluster.objects[("kubeflow", body["metadata"]["name"])]["status"] = {
         "conditions": [{"type": "Created", "status": "True"}]
     }
-    assert distributed.launch(cluster, *distributed.TRAINJOB, "kubeflow", body, poll_s=0) == "attached"
+    assert kube.launch(cluster, training.TRAINJOB, "kubeflow", body, poll_s=0) == "attached"
 
     class NoTrainer(TrainerCluster):
         def create_namespaced_custom_object(self, *args):
             raise ApiException(status=404, reason="Not Found")
 
-    with pytest.raises(distributed.DistributedTrainingError, match="install Kubeflow Trainer"):
-        distributed.launch(NoTrainer(tmp_path), *distributed.TRAINJOB, "kubeflow", body)
+    with pytest.raises(kube.LaunchError, match="install Kubeflow Trainer"):
+        kube.launch(NoTrainer(tmp_path), training.TRAINJOB, "kubeflow", body)
     bad = {**body, "spec": {**body["spec"], "trainer": {**body["spec"]["trainer"], "numNode": 2}}}
-    with pytest.raises(distributed.DistributedTrainingError, match="422"):
-        distributed.launch(TrainerCluster(tmp_path), *distributed.TRAINJOB, "kubeflow", bad)
+    with pytest.raises(kube.LaunchError, match="422"):
+        kube.launch(TrainerCluster(tmp_path), training.TRAINJOB, "kubeflow", bad)
 
 
 # --------------------------------------------------------------------------- submit

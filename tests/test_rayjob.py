@@ -23,8 +23,9 @@ import pytest
 from tests.conftest import free_port
 from tests.k8s_schemas import CustomObjectsStandIn, crd_errors
 from tuneline.config import ConfigError
+from tuneline.launch import rayjob
+from tuneline.launch.stages import DATA_STEPS
 from tuneline.pipeline import steps
-from tuneline.platform import rayjob
 from tuneline.records import KINDS
 from tuneline.stages.clean import run_clean
 from tuneline.stages.ingest import run_ingest
@@ -36,7 +37,7 @@ RAY = Path(sys.executable).parent / "ray"
 
 
 class KubeRay(CustomObjectsStandIn):
-    GVR = rayjob.RAYJOB
+    GVR = (rayjob.RAYJOB.group, rayjob.RAYJOB.version, rayjob.RAYJOB.plural)
     CRD = CRD
 
     def _run(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def _config(make_config, tmp_path: Path, *extra: str):
 
 
 @pytest.mark.parametrize("cloud", ["eks", "gke"])
-@pytest.mark.parametrize("step", rayjob.STEPS)
+@pytest.mark.parametrize("step", DATA_STEPS)
 def test_the_rayjob_of_each_step_validates_against_the_pinned_crd(make_config, tmp_path, cloud, step):
     config = _config(make_config, tmp_path, f"infra.cloud={cloud}", "data.ray.cluster.node_selector={pool: cpu}")
     body = rayjob.rayjob_manifest(config, "abcdef0123456789", step, "kubeflow")
@@ -92,7 +93,8 @@ def test_the_rayjob_of_each_step_validates_against_the_pinned_crd(make_config, t
     assert pod["nodeSelector"] == {"pool": "cpu", key: value} and pod["tolerations"][0]["key"] == key
     head = cluster["headGroupSpec"]["template"]["spec"]
     assert head["nodeSelector"] == {"pool": "cpu"} and "tolerations" not in head  # the driver stays off spot
-    assert body["spec"]["entrypoint"].endswith(f"/abcdef0123456789/{step} {step}")
+    assert body["spec"]["entrypoint"].startswith(f"python -m tuneline.launch.remote {step} file://")
+    assert body["spec"]["entrypoint"].endswith(f"/abcdef0123456789/{step}")
     assert body["metadata"]["name"] == f"tuneline-{step}-abcdef01"
 
 
@@ -117,7 +119,7 @@ def test_the_clean_step_runs_as_a_rayjob_and_matches_the_local_engine(make_confi
     api = KubeRay(tmp_path)
     ns = tmp_path / "namespace"
     ns.write_text("kubeflow\n")
-    monkeypatch.setattr("tuneline.stages.train.distributed.NAMESPACE_FILE", ns)
+    monkeypatch.setattr("tuneline.launch.kube.NAMESPACE_FILE", ns)
     monkeypatch.setattr("kubernetes.config.load_incluster_config", lambda: None)
     monkeypatch.setattr("kubernetes.client.CustomObjectsApi", lambda: api)
     monkeypatch.setattr(rayjob, "run_step_on_ray", _fast(rayjob.run_step_on_ray))
@@ -145,12 +147,12 @@ def test_a_retried_step_attaches_to_a_running_job_and_replaces_a_failed_one(make
     body = rayjob.rayjob_manifest(config, "r1", "clean", "kubeflow")
     name = body["metadata"]["name"]
     api.objects[("kubeflow", name)] = {**copy.deepcopy(body), "status": {"jobDeploymentStatus": "Running"}}
-    from tuneline.stages.train.distributed import launch
+    from tuneline.launch.kube import launch
 
-    args = (api, *rayjob.RAYJOB, "kubeflow", body)
-    assert launch(*args, poll_s=0.01, state=rayjob.rayjob_state) == "attached"
+    args = (api, rayjob.RAYJOB, "kubeflow", body)
+    assert launch(*args, poll_s=0.01) == "attached"
     api.objects[("kubeflow", name)]["status"] = {"jobStatus": "FAILED", "jobDeploymentStatus": "Failed"}
-    assert launch(*args, poll_s=0.01, state=rayjob.rayjob_state) == "replaced"
+    assert launch(*args, poll_s=0.01) == "replaced"
     assert "status" not in api.objects[("kubeflow", name)]  # a fresh job
     assert [c for c, _ in api.calls] == ["create", "get", "create", "get", "delete", "get", "create"]
 

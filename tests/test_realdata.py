@@ -42,7 +42,7 @@ def test_llamafactory_data_dir_through_dataset_info(tmp_path):
     # mllm_demo has images: refused by name, not trained on with a dangling <image> placeholder
     reasons = Counter((Path(q["file"]).name, q["reason"]) for q in out["quarantine"])
     assert reasons[("mllm_demo.json", "unsupported_modality")] == 6
-    skipped = "\n".join(result.report["skipped_files"])
+    skipped = "\n".join(result.skipped_files)
     assert "'alpaca_en' (a hub dataset (llamafactory/alpaca_en)" in skipped
     assert "v1_sft_demo.jsonl (not listed in dataset_info.json)" in skipped
     assert "'c4_demo' (a pretraining corpus" in skipped

@@ -159,7 +159,7 @@ def test_leakage_is_found_with_high_recall_and_no_false_positives(tmp_path: Path
     near_expected = expected - exact_expected
     assert exact_expected <= flagged
     assert len(flagged & near_expected) >= 0.9 * len(near_expected) > 0  # MinHash LSH is probabilistic
-    assert res.leaked == len(flagged)
+    assert res.leakage.found == len(flagged)
 
 
 def test_leaked_records_are_removed_from_val_and_test(tmp_path: Path, make_config):
@@ -167,13 +167,13 @@ def test_leaked_records_are_removed_from_val_and_test(tmp_path: Path, make_confi
     leaks = read_jsonl(tmp_path / "o/leakage.jsonl")
     kept = {r["id"] for s in ("val", "test") for r in read_jsonl(split_path(tmp_path / "o", "sft", s))}
     assert leaks and not kept & {e["id"] for e in leaks}
-    assert sum(res.counts["sft"].values()) == 400 - res.leaked
+    assert sum(res.counts["sft"].values()) == 400 - res.leakage.found
 
 
 def test_leakage_report_only_and_fail(tmp_path: Path, make_config):
     src = _with_leaks(tmp_path)
     res = run_split(make_config("split.leakage.action=report"), src, tmp_path / "r")
-    assert res.leaked > 0 and sum(res.counts["sft"].values()) == 400
+    assert res.leakage.found > 0 and sum(res.counts["sft"].values()) == 400
     with pytest.raises(SplitError, match="share a prompt with train"):
         run_split(make_config("split.leakage.action=fail"), src, tmp_path / "f")
     assert not (tmp_path / "f").exists()

@@ -87,9 +87,9 @@ def test_more_gpus_than_the_machine_has_is_refused(monkeypatch, make_config):
     import pytest
     import torch
 
-    from tuneline.stages.train.distributed import DistributedTrainingError, check_devices
+    from tuneline.launch.training import LaunchError, check_devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(DistributedTrainingError, match=r"train.num_gpus=4, but this machine has 1 CUDA device"):
+    with pytest.raises(LaunchError, match=r"train.num_gpus=4, but this machine has 1 CUDA device"):
         check_devices(4)

@@ -93,7 +93,7 @@ def ingest(
         raise ConfigError(f"--format: {exc.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     result = run_ingest(cfg, srcs, out or Path(cfg.paths.ingested))
     stdout.print(
-        f"ingested → {result.out}: {result.sft} sft, {result.preference} preference, {result.kto} kto, "
+        f"ingested → {out or cfg.paths.ingested}: {result.sft} sft, {result.preference} preference, {result.kto} kto, "
         f"{result.quarantined} quarantined"
     )
 
@@ -110,9 +110,10 @@ def clean(
     from tuneline.stages.clean import run_clean
 
     cfg = _load(config, set_)
-    result = run_clean(cfg, src or Path(cfg.paths.ingested), out or Path(cfg.paths.cleaned))
+    out = out or Path(cfg.paths.cleaned)
+    result = run_clean(cfg, src or Path(cfg.paths.ingested), out)
     stdout.print(
-        f"cleaned → {result.out}: kept {result.kept}, removed {sum(result.removed.values())} {result.removed or ''}"
+        f"cleaned → {out}: kept {result.output}, removed {sum(result.removed.values())} {result.removed or ''}"
     )
 
 
@@ -128,8 +129,9 @@ def split(
     from tuneline.stages.split import run_split
 
     cfg = _load(config, set_)
-    result = run_split(cfg, src or Path(cfg.paths.cleaned), out or Path(cfg.paths.split))
-    stdout.print(f"split → {result.out}: {result.counts}, leaked {result.leaked}")
+    out = out or Path(cfg.paths.split)
+    result = run_split(cfg, src or Path(cfg.paths.cleaned), out)
+    stdout.print(f"split → {out}: {result.counts}, leaked {result.leakage.found}")
 
 
 @app.command()
@@ -142,7 +144,7 @@ def train(
     set_: SetOpt = None,
 ) -> None:
     """Fine-tune the base model (QLoRA/LoRA SFT or DPO); resumes from the newest complete checkpoint."""
-    from tuneline.stages.train.distributed import launch_training
+    from tuneline.launch.training import launch_training
 
     cfg = _load(config, set_)
     out = out or Path(cfg.paths.model)
@@ -308,7 +310,7 @@ def _pipeline_args(params: list[str] | None, gpu: str | None, cfg: TunelineConfi
 
     import yaml
 
-    from tuneline.platform.gpu_pools import UnknownGpuError, scheduling
+    from tuneline.gpu_pools import UnknownGpuError, scheduling
 
     args: dict[str, Any] = {}
     for item in params or []:
@@ -394,7 +396,7 @@ def infra_export(
     set_: SetOpt = None,
 ) -> None:
     """Write infra/{eks,gke}/gpu_pools.auto.tfvars.json from params.yaml (plan.gpus + infra.gpu_pools)."""
-    from tuneline.platform.gpu_pools import export_tfvars, stale_tfvars
+    from tuneline.gpu_pools import export_tfvars, stale_tfvars
 
     cfg = _load(config, set_)
     _write_generated(
@@ -413,7 +415,7 @@ def infra_scheduling(
     """Print the nodeSelector and tolerations that put a pod on that GPU's pool, as JSON."""
     import json
 
-    from tuneline.platform.gpu_pools import CLOUDS, UnknownGpuError, scheduling
+    from tuneline.gpu_pools import CLOUDS, UnknownGpuError, scheduling
 
     cfg = _load(config, set_)
     if cloud not in (None, *CLOUDS):

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tuneline.config.schema import REFERENCE_METHODS, GpuSpec, TunelineConfig
+from tuneline.gpu_pools import CLOUDS, node_selector
 from tuneline.models.catalogue import SHAPES, builtin_name, is_builtin, is_packaged
-from tuneline.platform.gpu_pools import CLOUDS, node_selector
 
 GIB = 1024**3
 NF4_BITS = 4 + 0.127  # 4-bit codes + double-quantised absmax constants (QLoRA paper, section 3)

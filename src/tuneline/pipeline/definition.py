@@ -12,10 +12,10 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from tuneline.config import TunelineConfig
+from tuneline.gpu_pools import GPU_RESOURCE, scheduling
 from tuneline.pipeline.components import build
 from tuneline.pipeline.parameters import KNOBS, PARAMETERS, args_doc, pipeline_signature
 from tuneline.pipeline.steps import CHECKPOINT_MOUNT
-from tuneline.platform.gpu_pools import GPU_RESOURCE, scheduling
 
 #: Env var names each Secret is expected to hold, mounted with kfp-kubernetes (never pipeline parameters).
 SECRET_KEYS = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneline.config import TunelineConfig
-from tuneline.platform.gpu_pools import scheduling
+from tuneline.gpu_pools import scheduling
 
 
 @dataclass(frozen=True)

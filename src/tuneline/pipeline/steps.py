@@ -18,6 +18,7 @@ from tuneline.config.loader import validate_mapping, with_paths
 from tuneline.io.atomic import write_text_atomic
 from tuneline.pipeline.parameters import KNOBS
 from tuneline.progress import setup_logging
+from tuneline.results import CleanReport, IngestReport, SplitReport
 
 #: Where the train step mounts ``kubeflow.checkpoint_pvc``.
 CHECKPOINT_MOUNT = "/mnt/tuneline-checkpoints"
@@ -57,86 +58,38 @@ def _markdown(title: str, rows: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def on_rayjob(config: TunelineConfig) -> bool:
-    """A data step hands its stage to a KubeRay RayJob when ``data.engine`` is ``ray`` and no running Ray cluster
-    is named to join (``data.ray.address``)."""
-    return config.data.engine == "ray" and not config.data.ray.address
-
-
-def _report(out: str) -> dict[str, Any]:
-    return json.loads((Path(out) / "report.json").read_text())
-
-
 def ingest(config_json: str, ingested: str, summary: str, run_id: str = "") -> None:
-    from tuneline.stages.ingest import run_ingest
-    from tuneline.stages.ingest.run import default_sources
+    from tuneline.launch.dispatch import run_data_stage
 
-    config = load(config_json, ingested=ingested)
-    if on_rayjob(config):
-        from tuneline.platform.rayjob import run_step_on_ray
-
-        run_step_on_ray(config, "ingest", run_id, None, ingested)
-        report = _report(ingested)
-        result_rows = {k: report[k] for k in ("sft", "preference", "kto", "quarantined")}
-    else:
-        result = run_ingest(config, default_sources(config), ingested)
-        result_rows = {
-            "sft": result.sft,
-            "preference": result.preference,
-            "kto": result.kto,
-            "quarantined": result.quarantined,
-        }
-    write_text_atomic(
-        summary,
-        _markdown(
-            "Ingest",
-            {
-                "SFT records": result_rows["sft"],
-                "preference records": result_rows["preference"],
-                "KTO records": result_rows["kto"],
-                "quarantined (file, line, reason)": result_rows["quarantined"],
-            },
-        ),
-    )
+    report = run_data_stage(load(config_json, ingested=ingested), IngestReport, None, ingested, run_id)
+    rows = {
+        "SFT records": report.sft,
+        "preference records": report.preference,
+        "KTO records": report.kto,
+        "quarantined (file, line, reason)": report.quarantined,
+    }
+    write_text_atomic(summary, _markdown("Ingest", rows))
 
 
 def clean(config_json: str, ingested: str, cleaned: str, summary: str, run_id: str = "") -> None:
-    from tuneline.stages.clean import run_clean
+    from tuneline.launch.dispatch import run_data_stage
 
     config = load(config_json, ingested=ingested, cleaned=cleaned)
-    if on_rayjob(config):
-        from tuneline.platform.rayjob import run_step_on_ray
-
-        run_step_on_ray(config, "clean", run_id, ingested, cleaned)
-        report = _report(cleaned)
-        kept, removed = report["output"], report["removed"]
-    else:
-        result = run_clean(config, ingested, cleaned)
-        kept, removed = result.kept, result.removed
-    write_text_atomic(
-        summary,
-        _markdown(
-            "Clean",
-            {**{f"kept {k}": v for k, v in kept.items()}, **{f"removed: {k}": v for k, v in removed.items()}},
-        ),
-    )
+    report = run_data_stage(config, CleanReport, ingested, cleaned, run_id)
+    rows = {
+        **{f"kept {k}": v for k, v in report.output.items()},
+        **{f"removed: {k}": v for k, v in report.removed.items()},
+    }
+    write_text_atomic(summary, _markdown("Clean", rows))
 
 
 def split(config_json: str, cleaned: str, split_dir: str, summary: str, run_id: str = "") -> None:
-    from tuneline.stages.split import run_split
+    from tuneline.launch.dispatch import run_data_stage
 
     config = load(config_json, cleaned=cleaned, split=split_dir)
-    if on_rayjob(config):
-        from tuneline.platform.rayjob import run_step_on_ray
-
-        run_step_on_ray(config, "split", run_id, cleaned, split_dir)
-        report = _report(split_dir)
-        counts, leaked = report["counts"], report["leakage"]["found"]
-    else:
-        result = run_split(config, cleaned, split_dir)
-        counts, leaked = result.counts, result.leaked
-    rows = {f"{kind} {name}": n for kind, counts_ in counts.items() for name, n in counts_.items()}
-    write_text_atomic(summary, _markdown("Split", {**rows, "leaked records handled": leaked}))
+    report = run_data_stage(config, SplitReport, cleaned, split_dir, run_id)
+    rows = {f"{kind} {name}": n for kind, counts in report.counts.items() for name, n in counts.items()}
+    write_text_atomic(summary, _markdown("Split", {**rows, "leaked records handled": report.leakage.found}))
 
 
 def checkpoint_mirror(config: TunelineConfig, run_id: str) -> str | None:
@@ -151,7 +104,7 @@ def checkpoint_mirror(config: TunelineConfig, run_id: str) -> str | None:
 def train(config_json: str, split_dir: str, model: str, checkpoints: str, run_id: str) -> dict[str, float]:
     """Train into ``model``; checkpoints go to :func:`checkpoint_mirror` too, so a retried or preempted pod
     resumes instead of starting over. Returns the numeric summary for the Metrics artifact."""
-    from tuneline.stages.train.distributed import launch_training
+    from tuneline.launch.training import launch_training
 
     config = load(config_json, split=split_dir, model=model, checkpoints=checkpoints)
     mirror = checkpoint_mirror(config, run_id)

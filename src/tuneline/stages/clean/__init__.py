@@ -1,5 +1,5 @@
 """Clean: normalize, redact PII, filter by quality and length, exact and near dedup."""
 
-from tuneline.stages.clean.run import CleanError, CleanResult, run_clean
+from tuneline.stages.clean.run import CleanError, run_clean
 
-__all__ = ["CleanError", "CleanResult", "run_clean"]
+__all__ = ["CleanError", "run_clean"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,11 @@ from tuneline.engine import Executor, executor_for
 from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import by_block, exact_groups, near_pairs
 from tuneline.errors import TunelineError
-from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
+from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import bad_input
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
+from tuneline.results import DATA_REPORT, CleanReport
 from tuneline.stages.clean.blocks import (
     BlockCleaned,
     CleanBlockTask,
@@ -31,7 +32,7 @@ from tuneline.stages.clean.blocks import (
     write_block,
 )
 
-REMOVED_FILE, REPORT_FILE = "removed.jsonl", "report.json"
+REMOVED_FILE, REPORT_FILE = "removed.jsonl", DATA_REPORT
 SCRATCH = ".blocks"
 
 
@@ -41,14 +42,6 @@ class CleanError(TunelineError, RuntimeError):
 
 class CleanRejected(CleanError, OutputRejected):
     """The stage ran but kept nothing: its output is set aside as ``DIR.failed``, the previous one stays."""
-
-
-@dataclass(frozen=True)
-class CleanResult:
-    out: Path
-    kept: dict[str, int]
-    removed: dict[str, int]
-    report: dict[str, Any]
 
 
 def tokenizer_for(config: TunelineConfig) -> str | None:
@@ -64,7 +57,7 @@ def tokenizer_for(config: TunelineConfig) -> str | None:
     return path
 
 
-def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> CleanResult:
+def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> CleanReport:
     """Clean ``src/{sft,preference,kto}.jsonl`` into ``out``; every removal is written to ``removed.jsonl`` with its rule.
 
     Deterministic: a duplicate cluster keeps its record of lowest input position (:mod:`tuneline.clusters`),
@@ -73,26 +66,10 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
     written) is where block tasks write, and must be reachable by every worker.
     """
     src_s, out = reachable(src).rstrip("/"), Path(out)
-    fs, _ = fsspec.core.url_to_fs(src_s)
-    inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
-    present = {k: p for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
-    if not present:
-        raise CleanError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline ingest` first")
+    present = _present_inputs(src_s, src)
     tok = tokenizer_for(config)
-    if config.clean.pii.enabled and config.clean.pii.names:
-        import importlib.util
-
-        if importlib.util.find_spec("presidio_analyzer") is None:
-            raise CleanError(
-                "clean.pii.names needs Presidio: pip install 'tuneline[ner]' (or set clean.pii.names=false)"
-            )
-    cfg = config.clean
-    rate = Rate()
-    removed_by_rule: Counter = Counter()
-    redactions: Counter = Counter()
-    examples: dict[str, list[Any]] = {}
-    stats: dict[str, Counter] = {k: Counter() for k in KINDS}
-
+    _check_ner_installed(config)
+    tally = _Tally(config.clean.examples_per_rule)
     with (
         executor_for(config) as ex,
         atomic_dir(out, "tuneline clean", [src] if "://" not in src_s else []) as tmp,
@@ -105,60 +82,99 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
                     with open(tmp / f"{kind}.jsonl", "wb") as kept_fh:
                         if kind not in present:
                             continue
-                        st = stats[kind]
                         blocks = plan_blocks([present[kind]], config.data.block_records)
                         task = progress.add_task(kind, total=sum(b.lines for b in blocks), rate="")
-                        written = _clean_kind(config, ex, kind, present[kind], blocks, root, tok, progress, task, rate)
-                        for cleaned in written.cleaned:
-                            st["input"] += cleaned.records
-                            st["normalized"] += cleaned.normalized
-                            st["with_pii"] += cleaned.with_pii
-                            redactions.update(cleaned.redactions)
-                            removed_by_rule.update(cleaned.filtered)
-                            _merge_examples(examples, cleaned.pii_examples, cfg.examples_per_rule)
-                            _merge_examples(examples, cleaned.filter_examples, cfg.examples_per_rule)
-                        for result in written.results:
-                            removed_by_rule.update(result.removed)
-                            _merge_examples(examples, result.examples, cfg.examples_per_rule)
+                        args = (config, ex, kind, present[kind], blocks, root, tok, progress, task, tally.rate)
+                        written = _clean_kind(*args)
+                        tally.add(kind, written)
                         for prefix in written.prefixes:
                             _append(kept_fh, f"{prefix}.kept")
                             _append(removed_fh, f"{prefix}.removed")
-                        st["output"] = sum(r.kept for r in written.results)
-                        st["removed"] = st["input"] - st["output"]
-                        log.info(
-                            "clean %s: %d in → %d kept, %d removed, %d with PII redacted",
-                            kind,
-                            st["input"],
-                            st["output"],
-                            st["removed"],
-                            st["with_pii"],
-                        )
         finally:
             remove_tree(root)
-        n_in = sum(s["input"] for s in stats.values())
-        report = {
-            "stage": "clean",
-            "input": {k: stats[k]["input"] for k in KINDS},
-            "output": {k: stats[k]["output"] for k in KINDS},
-            "removed": dict(sorted(removed_by_rule.items())),
-            "redactions": dict(sorted(redactions.items())),
-            "records_with_pii": sum(s["with_pii"] for s in stats.values()),
-            "normalized": sum(s["normalized"] for s in stats.values()),
-            "examples": dict(sorted(examples.items())),
-            "rules": cfg.model_dump(),
-            "engine": ex.name,
-            "workers": ex.workers,
-            "seconds": round(rate.elapsed(), 3),
-            "records_per_second": round(rate.per_second(n_in), 1),
-        }
-        write_json_atomic(tmp / REPORT_FILE, report)
-        if n_in and not sum(report["output"].values()):
-            raise CleanRejected(
-                f"clean kept 0 of {n_in} records (removed: "
-                + ", ".join(f"{k}={v}" for k, v in removed_by_rule.most_common())
-                + f"); {out} is unchanged, this output is in {failed_path(out)} (see removed.jsonl there)"
+        report = tally.report(config, ex)
+        report.write(tmp / REPORT_FILE)
+        _refuse_empty(report, out)
+    return report
+
+
+def _present_inputs(src_s: str, src: str | Path) -> dict[str, str]:
+    fs, _ = fsspec.core.url_to_fs(src_s)
+    inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
+    present = {k: p for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
+    if not present:
+        raise CleanError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline ingest` first")
+    return present
+
+
+def _check_ner_installed(config: TunelineConfig) -> None:
+    if config.clean.pii.enabled and config.clean.pii.names:
+        import importlib.util
+
+        if importlib.util.find_spec("presidio_analyzer") is None:
+            raise CleanError(
+                "clean.pii.names needs Presidio: pip install 'tuneline[ner]' (or set clean.pii.names=false)"
             )
-    return CleanResult(out, report["output"], report["removed"], report)
+
+
+def _refuse_empty(report: CleanReport, out: Path) -> None:
+    n_in = sum(report.input.values())
+    if n_in and not sum(report.output.values()):
+        removed = sorted(report.removed.items(), key=lambda kv: -kv[1])
+        raise CleanRejected(
+            f"clean kept 0 of {n_in} records (removed: "
+            + ", ".join(f"{k}={v}" for k, v in removed)
+            + f"); {out} is unchanged, this output is in {failed_path(out)} (see removed.jsonl there)"
+        )
+
+
+@dataclass
+class _Tally:
+    """Counts per kind, removals per rule, redactions per PII kind, and the first examples of each rule."""
+
+    examples_per_rule: int
+    stats: dict[str, Counter] = field(default_factory=lambda: {k: Counter() for k in KINDS})
+    removed_by_rule: Counter = field(default_factory=Counter)
+    redactions: Counter = field(default_factory=Counter)
+    examples: dict[str, list[Any]] = field(default_factory=dict)
+    rate: Rate = field(default_factory=Rate)
+
+    def add(self, kind: str, written: _KindWritten) -> None:
+        st, keep = self.stats[kind], self.examples_per_rule
+        for cleaned in written.cleaned:
+            st["input"] += cleaned.records
+            st["normalized"] += cleaned.normalized
+            st["with_pii"] += cleaned.with_pii
+            self.redactions.update(cleaned.redactions)
+            self.removed_by_rule.update(cleaned.filtered)
+            _merge_examples(self.examples, cleaned.pii_examples, keep)
+            _merge_examples(self.examples, cleaned.filter_examples, keep)
+        for result in written.results:
+            self.removed_by_rule.update(result.removed)
+            _merge_examples(self.examples, result.examples, keep)
+        st["output"] = sum(r.kept for r in written.results)
+        st["removed"] = st["input"] - st["output"]
+        log.info(
+            "clean %s: %d in → %d kept, %d removed, %d with PII redacted",
+            kind, st["input"], st["output"], st["removed"], st["with_pii"],
+        )  # fmt: skip
+
+    def report(self, config: TunelineConfig, ex: Executor) -> CleanReport:
+        n_in = sum(s["input"] for s in self.stats.values())
+        return CleanReport(
+            input={k: self.stats[k]["input"] for k in KINDS},
+            output={k: self.stats[k]["output"] for k in KINDS},
+            removed=dict(sorted(self.removed_by_rule.items())),
+            redactions=dict(sorted(self.redactions.items())),
+            records_with_pii=sum(s["with_pii"] for s in self.stats.values()),
+            normalized=sum(s["normalized"] for s in self.stats.values()),
+            examples=dict(sorted(self.examples.items())),
+            rules=config.clean.model_dump(),
+            engine=ex.name,
+            workers=ex.workers,
+            seconds=round(self.rate.elapsed(), 3),
+            records_per_second=round(self.rate.per_second(n_in), 1),
+        )
 
 
 @dataclass

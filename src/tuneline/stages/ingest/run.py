@@ -19,16 +19,17 @@ from tuneline.config.schema import Source, TunelineConfig
 from tuneline.engine import executor_for
 from tuneline.engine.blocks import line_ranges, reachable, read_bytes, remove_tree, write_bytes
 from tuneline.errors import TunelineError
-from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
+from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import dumps
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
 from tuneline.redact import redact_text
+from tuneline.results import DATA_REPORT, IngestReport
 from tuneline.stages.ingest.formats import RecordError, canonicalize
 from tuneline.stages.ingest.readers import read_items
 from tuneline.stages.ingest.sources import ResolvedFile, SourceError, resolve
 
-QUARANTINE_FILE, REPORT_FILE = "quarantine.jsonl", "report.json"
+QUARANTINE_FILE, REPORT_FILE = "quarantine.jsonl", DATA_REPORT
 SCRATCH = ".parts"
 WRITER = "tuneline ingest"
 
@@ -39,16 +40,6 @@ class IngestError(TunelineError, RuntimeError):
 
 class IngestRejected(IngestError, OutputRejected):
     """The ingest ran but its output is not trustworthy: the previous output stays, this one is kept beside it."""
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    out: Path
-    sft: int
-    preference: int
-    kto: int
-    quarantined: int
-    report: dict[str, Any]
 
 
 def default_sources(config: TunelineConfig) -> list[Source]:
@@ -152,7 +143,7 @@ def _parts(files: list[ResolvedFile], lines_per_block: int) -> list[ResolvedFile
     return parts
 
 
-def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | Path) -> IngestResult:
+def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | Path) -> IngestReport:
     """Read every source, canonicalize each record, quarantine the bad ones with file, location and reason.
 
     Files (and blocks of JSONL files) are read in parallel by ``data.engine``; outputs keep the order of the
@@ -160,6 +151,27 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
     bad records exceeds ``data.max_bad_fraction`` or when nothing at all could be ingested.
     """
     sources = sources if sources else default_sources(config)
+    files, skipped = _resolve_sources(sources, config)
+    out = Path(out)
+    with (
+        executor_for(config) as ex,
+        atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp,
+        stage_progress("ingest") as progress,
+    ):
+        tally = _ingest_parts(config, ex, _parts(files, config.data.block_records), tmp, progress)
+        report = tally.report(files, skipped, ex.name)
+        report.write(tmp / REPORT_FILE)
+        log.info(
+            "ingest: %d records → %d sft, %d preference, %d kto, %d quarantined (%.1f%%) in %.1fs",
+            report.records, report.sft, report.preference, report.kto, report.quarantined,
+            100 * report.bad_fraction, report.seconds,
+        )  # fmt: skip
+        _refuse_untrustworthy(report, config, out)
+    return report
+
+
+def _resolve_sources(sources: list[Source], config: TunelineConfig) -> tuple[list[ResolvedFile], list[str]]:
+    """The files the sources name, and the ones skipped (with why), in the order given."""
     files: list[ResolvedFile] = []
     skipped: list[str] = []
     for src in sources:
@@ -171,89 +183,86 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
         skipped.extend(skip)
     for s in skipped:
         log.warning("skipping %s", s)
+    return files, skipped
 
-    by_source: dict[str, Counter] = defaultdict(Counter)
-    by_format: Counter = Counter()
-    by_reason: Counter = Counter()
-    rate = Rate()
-    out = Path(out)
-    written = dict.fromkeys((*KINDS, "quarantine"), 0)
-    with (
-        executor_for(config) as ex,
-        atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp,
-        stage_progress("ingest") as progress,
-    ):
-        task = progress.add_task("records", total=None, rate="")
-        parts = _parts(files, config.data.block_records)
-        root = reachable(tmp / SCRATCH) + "/"
-        prefixes = [f"{root}{i:06d}" for i in range(len(parts))]
-        handles = {name: open(tmp / f"{name}.jsonl", "wb") for name in written}  # noqa: SIM115 - closed below
-        try:
-            tasks = [PartTask(p, pre, config.data.raw_preview_chars) for p, pre in zip(parts, prefixes, strict=True)]
-            last_uri = None
-            for part, prefix, result in zip(parts, prefixes, ex.imap(ingest_part, tasks), strict=True):
-                by_source[part.uri].update(result.counts)
-                by_format.update(result.by_format)
-                by_reason.update(result.by_reason)
-                for name, fh in handles.items():
-                    data = read_bytes(f"{prefix}.{name}")
-                    fh.write(data)
-                    written[name] += data.count(b"\n")
-                progress.update(
-                    task,
-                    advance=result.counts["total"],
-                    rate=f"{rate.per_second(sum(written[k] for k in KINDS)):,.0f} rec/s",
-                )
-                if last_uri is not None and part.uri != last_uri:
-                    _log_source(last_uri, by_source[last_uri])
-                last_uri = part.uri
-            if last_uri is not None:
-                _log_source(last_uri, by_source[last_uri])
-        finally:
-            for fh in handles.values():
-                fh.close()
-            remove_tree(root)
 
-        total = sum(c["total"] + c["unreadable"] for c in by_source.values())
-        bad = sum(c["quarantined"] for c in by_source.values())
-        report = {
-            "stage": "ingest",
-            "files": len(files),
-            "skipped_files": skipped,
-            "records": total,
-            "sft": written["sft"],
-            "preference": written["preference"],
-            "kto": written["kto"],
-            "quarantined": bad,
-            "bad_fraction": round(bad / total, 6) if total else 0.0,
-            "by_source": {k: dict(v) for k, v in sorted(by_source.items())},
-            "by_format": dict(sorted(by_format.items())),
-            "by_reason": dict(by_reason.most_common()),
-            "engine": ex.name,
-            "seconds": round(rate.elapsed(), 3),
-            "records_per_second": round(rate.per_second(total), 1),
-        }
-        write_json_atomic(tmp / REPORT_FILE, report)
-        log.info(
-            "ingest: %d records → %d sft, %d preference, %d kto, %d quarantined (%.1f%%) in %.1fs",
-            total,
-            report["sft"],
-            report["preference"],
-            report["kto"],
-            bad,
-            100 * report["bad_fraction"],
-            report["seconds"],
+@dataclass
+class _Tally:
+    """What the parts ingested so far: counts per source, format and quarantine reason, lines written."""
+
+    by_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    by_format: Counter = field(default_factory=Counter)
+    by_reason: Counter = field(default_factory=Counter)
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*KINDS, "quarantine"), 0))
+    rate: Rate = field(default_factory=Rate)
+
+    def add(self, uri: str, part: PartIngested) -> None:
+        self.by_source[uri].update(part.counts)
+        self.by_format.update(part.by_format)
+        self.by_reason.update(part.by_reason)
+
+    def report(self, files: list[ResolvedFile], skipped: list[str], engine: str) -> IngestReport:
+        total = sum(c["total"] + c["unreadable"] for c in self.by_source.values())
+        bad = sum(c["quarantined"] for c in self.by_source.values())
+        return IngestReport(
+            files=len(files),
+            skipped_files=skipped,
+            records=total,
+            sft=self.written["sft"],
+            preference=self.written["preference"],
+            kto=self.written["kto"],
+            quarantined=bad,
+            bad_fraction=round(bad / total, 6) if total else 0.0,
+            by_source={k: dict(v) for k, v in sorted(self.by_source.items())},
+            by_format=dict(sorted(self.by_format.items())),
+            by_reason=dict(self.by_reason.most_common()),
+            engine=engine,
+            seconds=round(self.rate.elapsed(), 3),
+            records_per_second=round(self.rate.per_second(total), 1),
         )
-        kept = failed_path(out) / QUARANTINE_FILE
-        if report["sft"] + report["preference"] + report["kto"] == 0:
-            raise IngestRejected(f"no valid records in {len(files)} file(s); {out} is unchanged, see {kept}")
-        if report["bad_fraction"] > config.data.max_bad_fraction:
-            raise IngestRejected(
-                f"{bad} of {total} records ({report['bad_fraction']:.1%}) were quarantined, more than "
-                f"data.max_bad_fraction={config.data.max_bad_fraction:g}; {out} is unchanged, see {kept} "
-                "(reasons: " + ", ".join(f"{k}={v}" for k, v in by_reason.most_common(5)) + ")"
-            )
-    return IngestResult(out, report["sft"], report["preference"], report["kto"], bad, report)
+
+
+def _ingest_parts(config: TunelineConfig, ex: Any, parts: list[ResolvedFile], tmp: Path, progress: Any) -> _Tally:
+    """Ingest the parts in parallel into scratch, and append each part's files to the outputs in source order."""
+    tally = _Tally()
+    task = progress.add_task("records", total=None, rate="")
+    root = reachable(tmp / SCRATCH) + "/"
+    prefixes = [f"{root}{i:06d}" for i in range(len(parts))]
+    handles = {name: open(tmp / f"{name}.jsonl", "wb") for name in tally.written}  # noqa: SIM115 - closed below
+    try:
+        tasks = [PartTask(p, pre, config.data.raw_preview_chars) for p, pre in zip(parts, prefixes, strict=True)]
+        last_uri = None
+        for part, prefix, result in zip(parts, prefixes, ex.imap(ingest_part, tasks), strict=True):
+            tally.add(part.uri, result)
+            for name, fh in handles.items():
+                data = read_bytes(f"{prefix}.{name}")
+                fh.write(data)
+                tally.written[name] += data.count(b"\n")
+            kept = sum(tally.written[k] for k in KINDS)
+            progress.update(task, advance=result.counts["total"], rate=f"{tally.rate.per_second(kept):,.0f} rec/s")
+            if last_uri not in (None, part.uri):
+                _log_source(last_uri, tally.by_source[last_uri])
+            last_uri = part.uri
+        if last_uri is not None:
+            _log_source(last_uri, tally.by_source[last_uri])
+    finally:
+        for fh in handles.values():
+            fh.close()
+        remove_tree(root)
+    return tally
+
+
+def _refuse_untrustworthy(report: IngestReport, config: TunelineConfig, out: Path) -> None:
+    kept = failed_path(out) / QUARANTINE_FILE
+    if report.kept == 0:
+        raise IngestRejected(f"no valid records in {report.files} file(s); {out} is unchanged, see {kept}")
+    if report.bad_fraction > config.data.max_bad_fraction:
+        reasons = ", ".join(f"{k}={v}" for k, v in list(report.by_reason.items())[:5])
+        raise IngestRejected(
+            f"{report.quarantined} of {report.records} records ({report.bad_fraction:.1%}) were quarantined, more "
+            f"than data.max_bad_fraction={config.data.max_bad_fraction:g}; {out} is unchanged, see {kept} "
+            f"(reasons: {reasons})"
+        )
 
 
 def _log_source(uri: str, counts: Counter) -> None:

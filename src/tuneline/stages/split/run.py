@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,28 +17,21 @@ from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
 from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
-from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path, write_json_atomic
+from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import JsonlWriter, bad_input, line_id
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
+from tuneline.results import DATA_REPORT, Leakage, SplitReport
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, assign_random
 from tuneline.stages.split.leakage import NUM_PERM, SplitKeyed, SplitTask, split_block
 
-LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", "report.json"
+LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", DATA_REPORT
 CHUNK = 1024
 SCRATCH = ".blocks"
 
 
 class SplitRejected(SplitError, OutputRejected):
     """The split ran but must not replace the previous one (leakage with action 'fail'); it is kept beside."""
-
-
-@dataclass(frozen=True)
-class SplitResult:
-    out: Path
-    counts: dict[str, dict[str, int]]
-    leaked: int
-    report: dict[str, Any]
 
 
 def split_path(root: str | Path, kind: str, split: str) -> Path:
@@ -73,6 +67,23 @@ def _keys(
     return results, blocks
 
 
+def _assignment(
+    config: TunelineConfig, ex: Executor, kind: str, path: str, field: str | None, root: str
+) -> tuple[np.ndarray, list[KeyedBlock]]:
+    """Each record's split (an index into ``SPLITS``) in input order, and the leakage keys of its blocks."""
+    cfg = config.split
+    results, _ = _keys(config, ex, path, field, root)
+    keyed = [r.keyed for r in results]
+    if cfg.strategy == "random":
+        hashes = [r.hashes for r in results]
+        return assign_random(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64), cfg), keyed
+    keys = [(i, v) for r in results for i, v in zip(r.ids or [], r.values or [], strict=True)]
+    missing = sum(1 for _, v in keys if v is None)
+    if missing and cfg.strategy in ("stratified", "temporal"):
+        raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
+    return np.array(assign(keys, cfg), dtype=np.uint8), keyed
+
+
 def _leaks(
     config: TunelineConfig, ex: Executor, keyed: list[KeyedBlock], assignment: np.ndarray
 ) -> dict[int, tuple[str, int]]:
@@ -96,7 +107,7 @@ def _leaks(
     return leaks
 
 
-def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> SplitResult:
+def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch: str | None = None) -> SplitReport:
     """Split each kind of record deterministically and audit prompt leakage from train into val/test.
 
     Leaked val/test records are reported in ``leakage.jsonl``; with ``leakage.action: remove``
@@ -104,108 +115,106 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
     """
     cfg = config.split
     src_s, out = reachable(src).rstrip("/"), Path(out)
-    fs = fsspec.core.url_to_fs(src_s)[0]
-    inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
-    present = {k for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
-    if not present:
-        raise SplitError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline clean` first")
+    inputs = _present_inputs(src_s, src)
     field = cfg.field or ("source" if cfg.strategy == "group" else None)
-    rate = Rate()
-    counts: dict[str, dict[str, int]] = {}
-    leak_counts: Counter = Counter()
-    examples: list[dict[str, Any]] = []
+    rate, counts, leaks = Rate(), {}, _LeakLog(cfg.leakage.action)
     with (
         executor_for(config) as ex,
         atomic_dir(out, "tuneline split", [src] if "://" not in src_s else []) as tmp,
-        JsonlWriter(tmp / LEAKAGE_FILE) as leakage,
+        JsonlWriter(tmp / LEAKAGE_FILE) as leaks.file,
         stage_progress("split") as progress,
     ):
         for kind in KINDS:
-            path = inputs[kind]
             (tmp / kind).mkdir()
             writers = {s: JsonlWriter(split_path(tmp, kind, s)) for s in SPLITS}
             try:
-                if kind not in present:
-                    continue
-                root = f"{scratch.rstrip('/') if scratch else reachable(tmp / SCRATCH)}/{kind}/"
-                try:
-                    results, _ = _keys(config, ex, path, field, root)
-                    n = sum(len(r.hashes) for r in results)
-                    if cfg.strategy == "random":
-                        hashes = [r.hashes for r in results]
-                        assignment = assign_random(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64), cfg)
-                    else:
-                        keys = [(i, v) for r in results for i, v in zip(r.ids or [], r.values or [], strict=True)]
-                        missing = sum(1 for _, v in keys if v is None)
-                        if missing and cfg.strategy in ("stratified", "temporal"):
-                            raise SplitError(f"split.field {field!r} is missing in {missing} of {n} {kind} records")
-                        assignment = np.array(assign(keys, cfg), dtype=np.uint8)
-                        del keys
-                    leaks = _leaks(config, ex, [r.keyed for r in results], assignment) if cfg.leakage.check else {}
-                finally:
-                    remove_tree(root)
-                del results
-                task = progress.add_task(kind, total=n, rate="")
-                drop = set(leaks) if cfg.leakage.action == "remove" else set()
-                wanted = set(leaks) | {t for _, t in leaks.values()}
-                ids: dict[int, str] = {}
-                with fsspec.open(path, "rb") as fh:
-                    ordinal = 0
-                    for line in fh:
-                        if not line.strip():
-                            continue
-                        if ordinal in wanted:
-                            ids[ordinal] = line_id(line)
-                        if ordinal not in drop:
-                            writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
-                        ordinal += 1
-                        if ordinal % CHUNK == 0:
-                            progress.update(task, completed=ordinal)
-                progress.update(task, completed=n)
-                for ordinal, (match, train_rank) in sorted(leaks.items()):
-                    split = SPLITS[assignment[ordinal]]
-                    leak_counts[f"{kind}.{split}.{match}"] += 1
-                    entry = {
-                        "kind": kind,
-                        "split": split,
-                        "id": ids[ordinal],
-                        "match": match,
-                        "train_id": ids[train_rank],
-                        "action": cfg.leakage.action,
-                    }
-                    leakage.write(entry)
-                    if len(examples) < 5:
-                        examples.append(entry)
+                if kind in inputs:
+                    root = f"{scratch.rstrip('/') if scratch else reachable(tmp / SCRATCH)}/{kind}/"
+                    _split_kind(config, ex, kind, inputs[kind], field, root, writers, leaks, progress)
             finally:
                 for w in writers.values():
                     w.close()
             counts[kind] = {s: writers[s].count for s in SPLITS}
             log.info("split %s: %s", kind, ", ".join(f"{s}={n}" for s, n in counts[kind].items()))
-
-        leaked = sum(leak_counts.values())
-        report = {
-            "stage": "split",
-            "strategy": cfg.strategy,
-            "field": field,
-            "seed": cfg.seed,
-            "ratios": cfg.ratios.model_dump(),
-            "counts": counts,
-            "leakage": {
-                "checked": cfg.leakage.check,
-                "action": cfg.leakage.action,
-                "found": leaked,
-                "by_kind_split_match": dict(sorted(leak_counts.items())),
-                "examples": examples,
-            },
-            "seconds": round(rate.elapsed(), 3),
-        }
-        write_json_atomic(tmp / REPORT_FILE, report)
-        if leaked and cfg.leakage.action == "fail":
+        report = SplitReport(
+            strategy=cfg.strategy, field=field, seed=cfg.seed, ratios=cfg.ratios.model_dump(), counts=counts,
+            leakage=leaks.report(cfg.leakage.check), seconds=round(rate.elapsed(), 3),
+        )  # fmt: skip
+        report.write(tmp / REPORT_FILE)
+        if report.leakage.found and cfg.leakage.action == "fail":
             raise SplitRejected(
-                f"{leaked} val/test records share a prompt with train ({dict(leak_counts)}); "
+                f"{report.leakage.found} val/test records share a prompt with train ({dict(leaks.counts)}); "
                 "set split.leakage.action to 'remove' or fix the data; "
                 f"{out} is unchanged, this split is in {failed_path(out)}"
             )
-    if leaked:
-        log.warning("split: %d val/test records leak from train (%s)", leaked, cfg.leakage.action)
-    return SplitResult(out, counts, leaked, report)
+    if report.leakage.found:
+        log.warning("split: %d val/test records leak from train (%s)", report.leakage.found, cfg.leakage.action)
+    return report
+
+
+def _present_inputs(src_s: str, src: str | Path) -> dict[str, str]:
+    fs = fsspec.core.url_to_fs(src_s)[0]
+    inputs = {k: f"{src_s}/{k}.jsonl" for k in KINDS}
+    present = {k: p for k, p in inputs.items() if fs.exists(fsspec.core.url_to_fs(p)[1])}
+    if not present:
+        raise SplitError(f"no sft.jsonl, preference.jsonl or kto.jsonl in {src}: run `tuneline clean` first")
+    return present
+
+
+@dataclass
+class _LeakLog:
+    """Leaked records as they are found: each written to ``leakage.jsonl``, counted, the first five kept."""
+
+    action: str
+    file: Any = None
+    counts: Counter = dataclasses.field(default_factory=Counter)
+    examples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.counts[f"{entry['kind']}.{entry['split']}.{entry['match']}"] += 1
+        self.file.write(entry)
+        if len(self.examples) < 5:
+            self.examples.append(entry)
+
+    def report(self, checked: bool) -> Leakage:
+        by = dict(sorted(self.counts.items()))
+        return Leakage(
+            checked=checked, action=self.action, found=sum(by.values()), by_kind_split_match=by, examples=self.examples
+        )
+
+
+def _split_kind(
+    config: TunelineConfig, ex: Executor, kind: str, path: str, field: str | None, root: str,
+    writers: dict[str, JsonlWriter], leak_log: _LeakLog, progress: Any,
+) -> None:  # fmt: skip
+    """Assign one kind's records to splits, find their leaks, and write them (dropping leaks under ``remove``)."""
+    try:
+        assignment, keyed = _assignment(config, ex, kind, path, field, root)
+        leaks = _leaks(config, ex, keyed, assignment) if config.split.leakage.check else {}
+    finally:
+        remove_tree(root)
+    del keyed
+    n = len(assignment)
+    task = progress.add_task(kind, total=n, rate="")
+    drop = set(leaks) if config.split.leakage.action == "remove" else set()
+    wanted = set(leaks) | {t for _, t in leaks.values()}
+    ids: dict[int, str] = {}
+    with fsspec.open(path, "rb") as fh:
+        ordinal = 0
+        for line in fh:
+            if not line.strip():
+                continue
+            if ordinal in wanted:
+                ids[ordinal] = line_id(line)
+            if ordinal not in drop:
+                writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
+            ordinal += 1
+            if ordinal % CHUNK == 0:
+                progress.update(task, completed=ordinal)
+    progress.update(task, completed=n)
+    for ordinal, (match, train_rank) in sorted(leaks.items()):
+        split = SPLITS[assignment[ordinal]]
+        leak_log.add(
+            {"kind": kind, "split": split, "id": ids[ordinal], "match": match, "train_id": ids[train_rank],
+             "action": leak_log.action}
+        )  # fmt: skip

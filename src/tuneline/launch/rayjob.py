@@ -1,7 +1,7 @@
 """The KFP data steps on a KubeRay cluster: one ``RayJob`` (``ray.io/v1``) per step when ``data.engine`` is ``ray``.
 
 The step stages its input and the resolved config under ``data.ray.cluster.stage_uri``/<run id>/<step>,
-creates a RayJob whose head runs ``python -m tuneline.engine.remote <stage URI> <step>`` (the same stage
+creates a RayJob whose head runs ``python -m tuneline.launch.remote <step> <stage URI>`` (the same stage
 function, on Ray Data, reading its input from the stage URI so every worker reaches it), follows it to the
 end and fetches the output into its artifact. A retried step finds the RayJob its earlier attempt created, by
 name: it follows a running or finished one and replaces a failed one, as the multi-node train step does with
@@ -11,30 +11,30 @@ its TrainJob. The manifest is a plain dict, validated in tests against the pinne
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from tuneline.config import ConfigError, TunelineConfig
+from tuneline.launch.kube import JobKind, job_name, run_staged, stage_uri
 
 log = logging.getLogger(__name__)
-RAYJOB = ("ray.io", "v1", "rayjobs")
-STEPS = ("ingest", "clean", "split")
 #: Where spot capacity is, per cloud: the label the cloud puts on such nodes, and GKE's taint on them.
 SPOT_LABEL = {"eks": ("eks.amazonaws.com/capacityType", "SPOT"), "gke": ("cloud.google.com/gke-spot", "true")}
 
 
-def job_name(step: str, run_id: str) -> str:
-    return f"tuneline-{step}-{run_id[:8].lower() or 'local'}"
+def on_rayjob(config: TunelineConfig) -> bool:
+    """A data step hands its stage to a KubeRay RayJob when ``data.engine`` is ``ray`` and no running Ray cluster
+    is named to join (``data.ray.address``)."""
+    return config.data.engine == "ray" and not config.data.ray.address
 
 
-def stage_uri(config: TunelineConfig, run_id: str, step: str) -> str:
+def ray_stage_uri(config: TunelineConfig, run_id: str, step: str) -> str:
     root = config.data.ray.cluster.stage_uri
     if not root:
         raise ConfigError(
             "data.engine=ray on Kubernetes needs data.ray.cluster.stage_uri (an s3:// or gs:// prefix the step "
             "and the Ray workers both reach), or data.ray.address to join a running Ray cluster"
         )
-    return f"{root.rstrip('/')}/{run_id or 'local'}/{step}"
+    return stage_uri(root, run_id, step)
 
 
 def _container(name: str, image: str, cpu: int, memory: str, command: list[str] | None = None) -> dict[str, Any]:
@@ -65,7 +65,7 @@ def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: s
         "kind": "RayJob",
         "metadata": {"name": job_name(step, run_id), "namespace": namespace, "labels": labels},
         "spec": {
-            "entrypoint": f"python -m tuneline.engine.remote {stage_uri(config, run_id, step)} {step}",
+            "entrypoint": f"python -m tuneline.launch.remote {step} {ray_stage_uri(config, run_id, step)}",
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": 600,
@@ -124,15 +124,11 @@ def rayjob_message(obj: dict[str, Any]) -> str:
     )
 
 
-def _refusal(exc: Any, kind: str, plural: str, namespace: str) -> str:
-    if exc.status == 404:
-        return "the cluster has no RayJob API: install the KubeRay operator (infra/ does)"
-    if exc.status == 403:
-        return (
-            f"the step's service account may not create {plural} in namespace {namespace}; grant it "
-            "(infra/ binds tuneline-pipeline to the tuneline-ray-jobs Role)"
-        )
-    return f"the Kubernetes API refused the {kind} ({exc.status} {exc.reason}): {exc.body or ''}".strip()
+RAYJOB = JobKind(
+    "ray.io", "v1", "rayjobs", "RayJob",
+    install="install the KubeRay operator (infra/ does)", role="tuneline-ray-jobs",
+    state=rayjob_state, message=rayjob_message,
+)  # fmt: skip
 
 
 def run_step_on_ray(
@@ -146,26 +142,8 @@ def run_step_on_ray(
     poll_s: float = 15.0,
 ) -> str:
     """Stage, launch (or take over), follow, fetch. Returns what the launch did (created/attached/replaced)."""
-    import fsspec
-
-    from tuneline.stages.train.distributed import follow, in_cluster, launch
-
-    base = stage_uri(config, run_id, step)
-    fs, root = fsspec.core.url_to_fs(base)
-    if input_dir is not None:
-        fs.put(str(input_dir).rstrip("/") + "/", f"{root}/input", recursive=True)
-    with fs.open(f"{root}/config.json", "w") as fh:
-        fh.write(config.model_dump_json())
-    api, namespace = in_cluster(api, namespace)
-    body = rayjob_manifest(config, run_id, step, namespace)
-    group, version, plural = RAYJOB
-    how = launch(api, group, version, plural, namespace, body, poll_s=poll_s, state=rayjob_state, refusal=_refusal)
-    log.info("%s RayJob %s/%s; following it", how, namespace, body["metadata"]["name"])
-    timeout = config.data.ray.cluster.timeout_s
-    follow(
-        api, group, version, plural, namespace, body["metadata"]["name"], timeout, poll_s,
-        state=rayjob_state, message=rayjob_message,
+    stage = ray_stage_uri(config, run_id, step)
+    return run_staged(
+        stage, config.model_dump_json(), input_dir, out, lambda ns: rayjob_manifest(config, run_id, step, ns),
+        RAYJOB, config.data.ray.cluster.timeout_s, api, namespace, poll_s,
     )  # fmt: skip
-    Path(out).mkdir(parents=True, exist_ok=True)
-    fs.get(f"{root}/output/", str(out).rstrip("/") + "/", recursive=True)
-    return how

@@ -1,1 +1,0 @@
-"""Where tuneline's pods run: GPU node pools shared by infra/, the training step and the serving chart."""
