@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import EvalAssets, read_jsonl, write_jsonl
 from tests.tgi_contract import TgiContractServer, chat_completion, chat_completion_logprobs, generate_response
+from tuneline.results import ExampleRow
 from tuneline.stages.evaluate import EvaluateError, run_evaluate
 
 
@@ -83,7 +84,8 @@ def test_evaluate_end_to_end_with_a_real_local_judge_server(eval_assets: EvalAss
     out = tmp_path / "eval"
     rows = read_jsonl(out / "examples.jsonl")
     assert [r["id"] for r in rows] == ids
-    assert all(r["pairwise"] == "tie" and r["judge_output_candidate"] == "Rating: [[8]]" for r in rows)
+    assert all(r["pairwise"]["outcome"] == "tie" and r["candidate"]["judge_output"] == "Rating: [[8]]" for r in rows)
+    assert [ExampleRow.model_validate(r).id for r in rows] == ids  # every line is a typed row
     assert json.loads((out / "gate.json").read_text())["passed"] is True
     report = (out / "report.md").read_text()
     assert "**Gate: PASS**" in report and f"| {rows[0]['category']} | 6 |" in report
@@ -138,7 +140,7 @@ def test_the_same_junk_judge_in_logprob_mode_always_gives_a_verdict(
     assert judge.candidate_score.n == 3 and 1.0 <= judge.candidate_score.mean <= 10.0
     assert judge.pairwise.n == 3 and judge.pairwise.position_consistency is not None
     rows = read_jsonl(tmp_path / "eval" / "examples.jsonl")
-    alternatives = json.loads(rows[0]["judge_output_candidate"])["top_logprobs"]
+    alternatives = json.loads(rows[0]["candidate"]["judge_output"])["top_logprobs"]
     assert sorted({t.strip() for t, _ in alternatives}) == [str(d) for d in range(1, 10)]
     assert "in-process (logprobs mode)" in json.loads((tmp_path / "eval" / "evaluation.json").read_text())["judge"]
 

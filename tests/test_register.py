@@ -177,7 +177,7 @@ def test_the_champion_becomes_the_baseline(cfg, eval_assets: EvalAssets, tmp_pat
 
     rows = list(read_jsonl(out / "examples.jsonl"))
     prompts = [[{"role": "user", "content": r["question"]}] for r in rows]
-    assert [r["baseline"] for r in rows] == generate(*load_trained(eval_assets.model_dir), prompts, 64)
+    assert [r["baseline"]["text"] for r in rows] == generate(*load_trained(eval_assets.model_dir), prompts, 64)
     assert json.loads((out / "metrics.json").read_text())["baseline"]["eval_loss"] > 0
 
 

@@ -29,6 +29,7 @@ from tests.serving_assets import (
     tuneline_serve,
     zeroed_copy,
 )
+from tuneline.results import ExampleRow
 
 pytestmark = [pytest.mark.slow, needs_vllm]
 V1, V2 = f"{MODEL_NAME}-v1", f"{MODEL_NAME}-v2"
@@ -113,23 +114,26 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
         assert {k: theirs[k] for k in shared} == {k: mine[k] for k in shared}, who
     local_rows = _rows(tmp_path / "local")
     remote_rows = _rows(tmp_path / "remote")
-    assert [r["candidate"] for r in remote_rows] == [r["candidate"] for r in local_rows]
+    assert [r.candidate.text for r in remote_rows] == [r.candidate.text for r in local_rows]
 
     # the judge: the same base in logprob mode; vLLM restricts the first token to the labels (structured outputs'
     # choice), so its logprobs are the distribution over the labels the in-process judge reads
     assert remote.metrics.judge.parse_failure_rate == 0.0
     assert remote.metrics.judge.request_errors == 0
-    for key in ("judge_score_candidate", "judge_score_baseline"):
-        diffs = [abs(a[key] - b[key]) for a, b in zip(local_rows, remote_rows, strict=True)]
+    for key in ("candidate", "baseline"):
+        diffs = [
+            abs(a.answers()[key].judge_score - b.answers()[key].judge_score)
+            for a, b in zip(local_rows, remote_rows, strict=True)
+        ]
         assert max(diffs) <= 0.1, (key, diffs)  # stated tolerance: 0.1 of a 1-10 rating, on every example
-    same = sum(a["pairwise"] == b["pairwise"] for a, b in zip(local_rows, remote_rows, strict=True))
+    same = sum(a.pairwise.outcome == b.pairwise.outcome for a, b in zip(local_rows, remote_rows, strict=True))
     assert same >= len(local_rows) - 1, (same, len(local_rows))
 
 
-def _rows(out: Path) -> list[dict]:
+def _rows(out: Path) -> list[ExampleRow]:
     from tuneline.stages.evaluate.run import EXAMPLES
 
-    return [json.loads(line) for line in (out / EXAMPLES).read_text().splitlines()]
+    return [ExampleRow.model_validate_json(line) for line in (out / EXAMPLES).read_text().splitlines()]
 
 
 def test_smoke_passes_on_the_adapter_and_names_a_missing_one(served: Served) -> None:

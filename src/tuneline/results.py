@@ -156,6 +156,54 @@ class ModelManifest(Result):
 
 
 # ------------------------------------------------------------------------- evaluate
+class ReferenceScores(Result):
+    """One answer against its reference; the JSON metrics only where the reference is a JSON object."""
+
+    exact_match: float
+    rouge_l: float
+    token_f1: float
+    valid_json: float | None = None
+    field_accuracy: float | None = None
+
+
+#: The reference metrics, in report order (the schema above is the one list).
+REFERENCE_METRICS: tuple[str, ...] = tuple(ReferenceScores.model_fields)
+
+
+class JudgedAnswer(Result):
+    """One model's answer to one example: its text, reference scores, the judge's grade and raw output."""
+
+    text: str
+    scores: ReferenceScores
+    judge_score: float | None
+    judge_output: str | None
+
+
+class PairwiseJudgement(Result):
+    """The judge comparing both answers in both orders; ``outcome`` is the candidate's (win/tie/loss)."""
+
+    candidate_first: Literal["candidate", "baseline", "tie"] | None
+    baseline_first: Literal["candidate", "baseline", "tie"] | None
+    outcome: Literal["win", "tie", "loss"] | None
+    output_candidate_first: str | None
+    output_baseline_first: str | None
+
+
+class ExampleRow(Result):
+    """One line of ``examples.jsonl``: an example with both answers and every judgement of them."""
+
+    id: str
+    category: str
+    question: str
+    reference: str
+    candidate: JudgedAnswer
+    baseline: JudgedAnswer | None = None
+    pairwise: PairwiseJudgement | None = None
+
+    def answers(self) -> dict[str, JudgedAnswer]:
+        return {"candidate": self.candidate, **({"baseline": self.baseline} if self.baseline else {})}
+
+
 class Score(Result):
     mean: float | None
     ci_low: float | None

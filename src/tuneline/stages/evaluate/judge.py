@@ -27,6 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from tuneline.results import ExampleRow
+
 Outcome = Literal["win", "tie", "loss"]
 Verdict = Literal["candidate", "baseline", "tie"]
 
@@ -239,7 +241,7 @@ PASS_MARK = 5.5  # a single grade at or above the middle of 1-10 calls the answe
 TRUTH_METRIC = "field_accuracy"  # known exactly where the reference is a JSON object; absent elsewhere
 
 
-def truth_agreement(rows: list[dict], truth_metric: str = TRUTH_METRIC) -> dict[str, Any]:
+def truth_agreement(rows: list[ExampleRow], truth_metric: str = TRUTH_METRIC) -> dict[str, Any]:
     """The judge measured against reference correctness, on examples where correctness is known.
 
     An answer is correct when ``truth_metric`` (field accuracy on JSON answers) is 1. Single
@@ -251,17 +253,18 @@ def truth_agreement(rows: list[dict], truth_metric: str = TRUTH_METRIC) -> dict[
     pair_judge: dict[str, str | None] = {}
     pair_truth: dict[str, str] = {}
     for row in rows:
-        for who in ("candidate", "baseline"):
-            truth, score = row.get(f"{who}_{truth_metric}"), row.get(f"judge_score_{who}")
-            if truth is None or f"judge_score_{who}" not in row:
+        truths = {who: getattr(a.scores, truth_metric) for who, a in row.answers().items()}
+        for who, answer in row.answers().items():
+            if truths[who] is None:
                 continue
-            key = f"{row['id']}:{who}"
-            single_truth[key] = "correct" if truth >= 1.0 else "wrong"
+            key = f"{row.id}:{who}"
+            single_truth[key] = "correct" if truths[who] >= 1.0 else "wrong"
+            score = answer.judge_score
             single_judge[key] = None if score is None else ("correct" if score >= PASS_MARK else "wrong")
-        c, b = row.get(f"candidate_{truth_metric}"), row.get(f"baseline_{truth_metric}")
-        if "pairwise" in row and c is not None and b is not None:
-            pair_truth[row["id"]] = "win" if c > b else "loss" if c < b else "tie"
-            pair_judge[row["id"]] = row["pairwise"]
+        c, b = truths.get("candidate"), truths.get("baseline")
+        if row.pairwise and c is not None and b is not None:
+            pair_truth[row.id] = "win" if c > b else "loss" if c < b else "tie"
+            pair_judge[row.id] = row.pairwise.outcome
     return {
         "truth_metric": truth_metric,
         "single": agreement(single_judge, single_truth, ("correct", "wrong")) if single_truth else None,

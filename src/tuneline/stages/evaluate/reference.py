@@ -18,6 +18,8 @@ from collections import Counter
 from functools import lru_cache
 from typing import Any
 
+from tuneline.results import ReferenceScores
+
 _PUNCT = str.maketrans("", "", string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
@@ -80,14 +82,14 @@ def json_fields(prediction: str, reference: str) -> dict[str, float] | None:
     return {"valid_json": float(set(pred) == set(ref)), "field_accuracy": matched / len(ref)}
 
 
-def scores(prediction: str, reference: str) -> dict[str, float]:
+def scores(prediction: str, reference: str) -> ReferenceScores:
     """Every reference metric of one answer; valid_json/field_accuracy only when the reference is a JSON object."""
-    return {
-        "exact_match": exact_match(prediction, reference),
-        "rouge_l": rouge_l(prediction, reference),
-        "token_f1": token_f1(prediction, reference),
+    return ReferenceScores(
+        exact_match=exact_match(prediction, reference),
+        rouge_l=rouge_l(prediction, reference),
+        token_f1=token_f1(prediction, reference),
         **(json_fields(prediction, reference) or {}),
-    }
+    )
 
 
 def answer_loss(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]]) -> dict[str, float | int]:

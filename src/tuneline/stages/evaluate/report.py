@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tuneline.results import EvalMetrics, Evaluation, GateDecision
+from tuneline.results import EvalMetrics, Evaluation, ExampleRow, GateDecision
 
 CHARTS = ("judge_scores.png", "pairwise.png", "reference_metrics.png")
 
@@ -25,7 +25,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def write_charts(out: Path, metrics: EvalMetrics, rows: list[dict[str, Any]]) -> list[Path]:
+def write_charts(out: Path, metrics: EvalMetrics, rows: list[ExampleRow]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +38,7 @@ def write_charts(out: Path, metrics: EvalMetrics, rows: list[dict[str, Any]]) ->
     fig, ax = plt.subplots(figsize=(6, 3.2))
     bins = [b + 0.5 for b in range(0, 11)]
     for key, color in (("candidate", "tab:blue"), ("baseline", "tab:gray")):
-        values = [r[f"judge_score_{key}"] for r in rows if r.get(f"judge_score_{key}") is not None]
+        values = [a.judge_score for r in rows if (a := r.answers().get(key)) and a.judge_score is not None]
         if values:
             ax.hist(values, bins=bins, alpha=0.6, label=f"{key} (n={len(values)})", color=color)
     ax.set(xlabel="judge score (1-10)", ylabel="answers", title="Judge scores", xticks=range(1, 11))
@@ -86,20 +86,20 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def per_category(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def per_category(rows: list[ExampleRow]) -> list[dict[str, Any]]:
+    groups: dict[str, list[ExampleRow]] = defaultdict(list)
     for row in rows:
-        groups[row["category"]].append(row)
+        groups[row.category].append(row)
     table = []
     for category, items in sorted(groups.items()):
-        scores = [r["judge_score_candidate"] for r in items if r.get("judge_score_candidate") is not None]
-        outcomes = [r["pairwise"] for r in items if r.get("pairwise")]
+        scores = [r.candidate.judge_score for r in items if r.candidate.judge_score is not None]
+        outcomes = [r.pairwise.outcome for r in items if r.pairwise and r.pairwise.outcome]
         table.append(
             {
                 "category": category,
                 "n": len(items),
-                "exact_match": sum(r["candidate_exact_match"] for r in items) / len(items),
-                "rouge_l": sum(r["candidate_rouge_l"] for r in items) / len(items),
+                "exact_match": sum(r.candidate.scores.exact_match for r in items) / len(items),
+                "rouge_l": sum(r.candidate.scores.rouge_l for r in items) / len(items),
                 "judge_score": sum(scores) / len(scores) if scores else None,
                 "win_rate": (sum(o == "win" for o in outcomes) + sum(o == "tie" for o in outcomes) / 2) / len(outcomes)
                 if outcomes
@@ -109,7 +109,7 @@ def per_category(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
-def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]], run: Evaluation) -> str:
+def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], run: Evaluation) -> str:
     j = metrics.judge
     lines = [
         f"# Evaluation: {run.candidate}",
@@ -184,12 +184,12 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[dict[str, Any]
     ]
     for r in rows[:10]:
         cells = [
-            r["id"],
-            r["reference"],
-            r["candidate"],
-            r.get("baseline") or "",
-            _fmt(r.get("judge_score_candidate")),
-            r.get("pairwise") or "n/a",
+            r.id,
+            r.reference,
+            r.candidate.text,
+            r.baseline.text if r.baseline else "",
+            _fmt(r.candidate.judge_score),
+            (r.pairwise.outcome if r.pairwise else None) or "n/a",
         ]
         lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"

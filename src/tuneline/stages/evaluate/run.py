@@ -32,7 +32,19 @@ from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.progress import stage_progress
 from tuneline.redact import redact_url
-from tuneline.results import EVAL_GATE, EVAL_METRICS, EVALUATION, EvalMetrics, Evaluation, GateDecision, ModelManifest
+from tuneline.results import (
+    EVAL_GATE,
+    EVAL_METRICS,
+    EVALUATION,
+    REFERENCE_METRICS,
+    EvalMetrics,
+    Evaluation,
+    ExampleRow,
+    GateDecision,
+    JudgedAnswer,
+    ModelManifest,
+    PairwiseJudgement,
+)
 from tuneline.stages.evaluate import answers as ans
 from tuneline.stages.evaluate import gate as gate_mod
 from tuneline.stages.evaluate import judge as jd
@@ -46,7 +58,6 @@ log = logging.getLogger("tuneline")
 
 EXAMPLES = "examples.jsonl"
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
-REFERENCE = ("exact_match", "rouge_l", "token_f1", "valid_json", "field_accuracy")
 WRITER = "tuneline evaluate"
 
 
@@ -64,10 +75,13 @@ def run_evaluate(
     out: str | Path | None = None,
     cache_path: str | Path | None = None,
 ) -> EvalResult:
+    """Answer the held-out split with the candidate and the baseline, score, judge, gate, and write the report.
+
+    The paths default to ``paths.model``, ``paths.split``, ``paths.eval`` (this function owns those defaults).
+    """
     started = time.perf_counter()
     e = config.eval
-    model_dir = Path(model_dir or config.paths.model)
-    split_dir = Path(split_dir or config.paths.split)
+    model_dir, split_dir = Path(model_dir or config.paths.model), Path(split_dir or config.paths.split)
     out = Path(out or config.paths.eval)
     try:
         manifest = read_manifest(model_dir)
@@ -86,109 +100,16 @@ def run_evaluate(
             tid = progress.add_task(name, total=total, rate="")
             return lambda n=1: progress.advance(tid, n)
 
-        # ---- answers
-        candidate_src = f"{model_dir} ({manifest.method} adapter on {manifest.base})"
-        if e.candidate_endpoint:
-            candidate = ans.via_endpoint(
-                e.candidate_endpoint,
-                examples,
-                config,
-                "candidate",
-                task("candidate answers", len(examples)),
-                e.candidate_token_env,
-                e.candidate_model,
-            )
-        else:
-            candidate = ans.in_process(
-                model_dir, True, examples, config, "candidate", candidate_src, task("candidate answers", len(examples))
-            )
-        kind, base_dir, base_adapter, base_info = ans.resolve_baseline(config, work)
-        baseline: ans.Answers | None = None
-        if kind == "endpoint":
-            baseline = ans.via_endpoint(
-                e.baseline_endpoint or "",
-                examples,
-                config,
-                "baseline",
-                task("baseline answers", len(examples)),
-                e.baseline_token_env,
-                e.baseline_model,
-            )
-        elif kind == "champion":
-            baseline = ans.in_process(
-                base_dir or work,
-                True,
-                examples,
-                config,
-                "baseline",
-                f"{base_info['model_name']} v{base_info['version']} (@champion)",
-                task("baseline answers", len(examples)),
-            )
-        elif kind == "base":
-            baseline = ans.in_process(
-                model_dir,
-                False,
-                examples,
-                config,
-                "baseline",
-                f"{manifest.base} (base)",
-                task("baseline answers", len(examples)),
-            )
+        candidate = _candidate_answers(config, model_dir, manifest, examples, task)
+        kind, baseline, base_info = _baseline_answers(config, model_dir, manifest, examples, task, work)
         log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
-
-        # ---- judge
-        mode = e.judge.mode
+        judge = _judge(config, model_dir, manifest, split_dir, work)
+        requests = _judge_requests(prompts, examples, candidate, baseline, e.judge.pairwise, e.judge.mode)
         cache = CallCache(cache_path or config.paths.judge_cache)
         stack.callback(cache.close)
-        if e.judge.endpoint:
-            judge_url, judge_name = e.judge.endpoint, redact_url(e.judge.endpoint)
-            identity, judge_dir = f"endpoint:{e.judge.endpoint}", None
-        else:
-            judge_dir = _judge_model_dir(config, model_dir, manifest, split_dir, work)
-            identity = f"local:{e.judge.model}:{_dir_fingerprint(judge_dir)}"
-            how = "in-process" if mode == "logprobs" else "served locally by `transformers serve`"
-            judge_name = f"{e.judge.model} {how}"
-            judge_url = None
-        judge_name += f" ({mode} mode)"
-        requests = _judge_requests(prompts, examples, candidate, baseline, e.judge.pairwise, mode)
-        budget = e.judge.top_logprobs if mode == "logprobs" else e.judge.max_new_tokens
-        keys = [cache_key(identity, f"{e.judge.api}:{mode}", budget, messages) for _, _, messages in requests]
-        outputs: list[str | None] = [cache.get(k) for k in keys]
-        hits = sum(o is not None for o in outputs)
-        missing = [i for i, o in enumerate(outputs) if o is None]
-        errors = 0
-        if missing:
-            tick = task("judge", len(missing))
-            fresh = _run_judge(config, mode, judge_url, judge_dir, requests, missing, tick, stack)
-            failed = [r for r in fresh if isinstance(r, EndpointError)]
-            if failed and len(failed) == len(fresh):
-                raise EvaluateError(f"the judge failed on all {len(fresh)} requests: {failed[0]}")
-            errors = len(failed)
-            for i, result in zip(missing, fresh, strict=True):
-                if not isinstance(result, EndpointError):
-                    outputs[i] = result
-                    cache.put(keys[i], result)
-        log.info("judge (%s): %d requests, %d from cache, %d failed", mode, len(requests), hits, errors)
-
-        # ---- metrics, gate, report
-        rows, judge_metrics = _score(examples, candidate, baseline, requests, outputs, human, mode)
-        judge_metrics.update(
-            mode=mode,
-            truth=jd.truth_agreement(rows),
-            requests=len(requests),
-            cache_hits=hits,
-            request_errors=errors,
-        )
-        metrics = EvalMetrics.model_validate(
-            _jsonable(
-                {
-                    "examples": len(examples),
-                    "candidate": {**_mean_reference(rows, "candidate"), **(candidate.loss or {})},
-                    "baseline": {**_mean_reference(rows, "baseline"), **(baseline.loss or {})} if baseline else None,
-                    "judge": judge_metrics,
-                }
-            )
-        )
+        judged = _judge_all(config, judge, requests, cache, task, stack)
+        rows = _rows(examples, candidate, baseline, requests, judged.outputs, e.judge.mode)
+        metrics = _metrics(rows, candidate, baseline, judged, human, e.judge.mode)
         gate = gate_mod.decide(e.gate, metrics)
         metrics = metrics.model_copy(update={"gate_passed": gate.passed})
         evaluation = Evaluation(
@@ -196,25 +117,144 @@ def run_evaluate(
             baseline=baseline.source if baseline else "none",
             baseline_kind=kind,
             baseline_info=base_info,
-            judge=judge_name,
+            judge=judge.name,
             split=e.split,
             model_dir=str(model_dir),
             train_run_id=manifest.mlflow_run_id,
             seconds=round(time.perf_counter() - started, 2),
         )
         with atomic_dir(out, WRITER, [model_dir, split_dir]) as tmp:
-            metrics.write(tmp / EVAL_METRICS)
-            gate.write(tmp / EVAL_GATE)
-            with JsonlWriter(tmp / EXAMPLES) as writer:
-                writer.write_many(rows)
-            report.write_charts(tmp, metrics, rows)
-            text = report.markdown(metrics, gate, rows, evaluation)
-            write_text_atomic(tmp / REPORT_MD, text)
-            write_text_atomic(tmp / REPORT_HTML, report.html(text, tmp))
-            run_id = _log_mlflow(config, metrics, gate, rows, evaluation, tmp)
-            evaluation.model_copy(update={"mlflow_run_id": run_id}).write(tmp / EVALUATION)
+            _write_outputs(config, tmp, metrics, gate, rows, evaluation)
     log.info("evaluate: gate %s in %.1fs → %s", "PASS" if gate.passed else "FAIL", time.perf_counter() - started, out)
     return EvalResult(out=out, metrics=metrics, gate=gate)
+
+
+def _candidate_answers(
+    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: list[ans.Example], task: Any
+) -> ans.Answers:
+    """The fine-tune's answers: from its served endpoint when ``eval.candidate_endpoint`` is set, else in-process."""
+    e, tick = config.eval, task("candidate answers", len(examples))
+    if e.candidate_endpoint:
+        return ans.via_endpoint(
+            e.candidate_endpoint, examples, config, "candidate", tick, e.candidate_token_env, e.candidate_model
+        )
+    source = f"{model_dir} ({manifest.method} adapter on {manifest.base})"
+    return ans.in_process(model_dir, True, examples, config, "candidate", source, tick)
+
+
+def _baseline_answers(
+    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: list[ans.Example], task: Any,
+    work: Path,
+) -> tuple[str, ans.Answers | None, dict[str, Any]]:  # fmt: skip
+    """What the candidate is compared with (``eval.baseline``): an endpoint, the registry's champion, the base
+    model, or nothing. Returns its kind, its answers and what it is (for the report)."""
+    e = config.eval
+    kind, base_dir, _, base_info = ans.resolve_baseline(config, work)
+    if kind == "none":
+        return kind, None, base_info
+    tick = task("baseline answers", len(examples))
+    if kind == "endpoint":
+        answers = ans.via_endpoint(
+            e.baseline_endpoint or "", examples, config, "baseline", tick, e.baseline_token_env, e.baseline_model
+        )
+    elif kind == "champion":
+        source = f"{base_info['model_name']} v{base_info['version']} (@champion)"
+        answers = ans.in_process(base_dir or work, True, examples, config, "baseline", source, tick)
+    else:
+        answers = ans.in_process(model_dir, False, examples, config, "baseline", f"{manifest.base} (base)", tick)
+    return kind, answers, base_info
+
+
+@dataclass(frozen=True)
+class _Judge:
+    """Where the judge runs (an endpoint URL, or a local model dir), its cache identity and its name."""
+
+    url: str | None
+    local_dir: Path | None
+    identity: str
+    name: str
+
+
+def _judge(config: TunelineConfig, model_dir: Path, manifest: ModelManifest, split_dir: Path, work: Path) -> _Judge:
+    j = config.eval.judge
+    if j.endpoint:
+        return _Judge(j.endpoint, None, f"endpoint:{j.endpoint}", f"{redact_url(j.endpoint)} ({j.mode} mode)")
+    local_dir = _judge_model_dir(config, model_dir, manifest, split_dir, work)
+    how = "in-process" if j.mode == "logprobs" else "served locally by `transformers serve`"
+    identity = f"local:{j.model}:{_dir_fingerprint(local_dir)}"
+    return _Judge(None, local_dir, identity, f"{j.model} {how} ({j.mode} mode)")
+
+
+@dataclass(frozen=True)
+class _Judged:
+    outputs: list[str | None]  # per request; None where the judge failed
+    cache_hits: int
+    errors: int
+
+
+def _judge_all(
+    config: TunelineConfig, judge: _Judge, requests: list[Request], cache: CallCache, task: Any, stack: ExitStack
+) -> _Judged:
+    """Every judge request, from the cache where it was asked before; fails only when all of them fail."""
+    j = config.eval.judge
+    budget = j.top_logprobs if j.mode == "logprobs" else j.max_new_tokens
+    keys = [cache_key(judge.identity, f"{j.api}:{j.mode}", budget, messages) for _, _, messages in requests]
+    outputs: list[str | None] = [cache.get(k) for k in keys]
+    hits = sum(o is not None for o in outputs)
+    missing = [i for i, o in enumerate(outputs) if o is None]
+    errors = 0
+    if missing:
+        fresh = _run_judge(
+            config, j.mode, judge.url, judge.local_dir, requests, missing, task("judge", len(missing)), stack
+        )
+        failed = [r for r in fresh if isinstance(r, EndpointError)]
+        if failed and len(failed) == len(fresh):
+            raise EvaluateError(f"the judge failed on all {len(fresh)} requests: {failed[0]}")
+        errors = len(failed)
+        for i, result in zip(missing, fresh, strict=True):
+            if not isinstance(result, EndpointError):
+                outputs[i] = result
+                cache.put(keys[i], result)
+    log.info("judge (%s): %d requests, %d from cache, %d failed", j.mode, len(requests), hits, errors)
+    return _Judged(outputs, hits, errors)
+
+
+def _metrics(
+    rows: list[ExampleRow], candidate: ans.Answers, baseline: ans.Answers | None, judged: _Judged,
+    human: dict[str, jd.Outcome] | None, mode: jd.Mode,
+) -> EvalMetrics:  # fmt: skip
+    judge_metrics = _judge_metrics(rows, len(judged.outputs), human, baseline is not None)
+    judge_metrics.update(
+        mode=mode,
+        truth=jd.truth_agreement(rows),
+        requests=len(judged.outputs),
+        cache_hits=judged.cache_hits,
+        request_errors=judged.errors,
+    )
+    reference = {who: _mean_reference(rows, who) for who in ("candidate", "baseline")}
+    payload = {
+        "examples": len(rows),
+        "candidate": {**reference["candidate"], **(candidate.loss or {})},
+        "baseline": {**reference["baseline"], **(baseline.loss or {})} if baseline else None,
+        "judge": judge_metrics,
+    }
+    return EvalMetrics.model_validate(_jsonable(payload))
+
+
+def _write_outputs(
+    config: TunelineConfig, tmp: Path, metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow],
+    evaluation: Evaluation,
+) -> None:  # fmt: skip
+    metrics.write(tmp / EVAL_METRICS)
+    gate.write(tmp / EVAL_GATE)
+    with JsonlWriter(tmp / EXAMPLES) as writer:
+        writer.write_many(r.model_dump(mode="json") for r in rows)
+    report.write_charts(tmp, metrics, rows)
+    text = report.markdown(metrics, gate, rows, evaluation)
+    write_text_atomic(tmp / REPORT_MD, text)
+    write_text_atomic(tmp / REPORT_HTML, report.html(text, tmp))
+    run_id = _log_mlflow(config, metrics, gate, rows, evaluation, tmp)
+    evaluation.model_copy(update={"mlflow_run_id": run_id}).write(tmp / EVALUATION)
 
 
 def _human_labels(path: str | None) -> dict[str, jd.Outcome] | None:
@@ -335,83 +375,85 @@ def _labels(kind: str) -> tuple[str, ...]:
     return jd.SCORE_TOKENS if kind.startswith("score_") else jd.VERDICT_TOKENS
 
 
-def _score(
-    examples: list[ans.Example],
-    candidate: ans.Answers,
-    baseline: ans.Answers | None,
-    requests: list[Request],
-    outputs: list[str | None],
-    human: dict[str, jd.Outcome] | None,
-    mode: jd.Mode = "generate",
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    by_example: list[dict[str, str | None]] = [{} for _ in examples]
+def _rows(
+    examples: list[ans.Example], candidate: ans.Answers, baseline: ans.Answers | None, requests: list[Request],
+    outputs: list[str | None], mode: jd.Mode,
+) -> list[ExampleRow]:  # fmt: skip
+    """Each example with both answers, their reference scores and what the judge made of them."""
+    judged: list[dict[str, str | None]] = [{} for _ in examples]
     for (kind, i, _), text in zip(requests, outputs, strict=True):
-        by_example[i][kind] = text
-    rows, failures = [], 0
-    for i, ex in enumerate(examples):
-        judged = by_example[i]
-        row: dict[str, Any] = {
-            "id": ex.id,
-            "category": ex.category,
-            "question": jd.render_question(ex.prompt),
-            "reference": ex.reference,
-            "candidate": candidate.texts[i],
-        }
-        row.update({f"candidate_{k}": v for k, v in scores(candidate.texts[i], ex.reference).items()})
-        row["judge_score_candidate"] = jd.read_score(judged.get("score_candidate"), mode)
-        row["judge_output_candidate"] = judged.get("score_candidate")
-        failures += row["judge_score_candidate"] is None
-        if baseline:
-            row["baseline"] = baseline.texts[i]
-            row.update({f"baseline_{k}": v for k, v in scores(baseline.texts[i], ex.reference).items()})
-            row["judge_score_baseline"] = jd.read_score(judged.get("score_baseline"), mode)
-            row["judge_output_baseline"] = judged.get("score_baseline")
-            failures += row["judge_score_baseline"] is None
-        if "pair_candidate_first" in judged:
-            first = jd.as_verdict(jd.read_verdict(judged["pair_candidate_first"], mode), candidate_is_a=True)
-            second = jd.as_verdict(jd.read_verdict(judged["pair_baseline_first"], mode), candidate_is_a=False)
-            failures += (first is None) + (second is None)
-            row.update(
-                verdict_candidate_first=first,
-                verdict_baseline_first=second,
-                pairwise=jd.combine(first, second),
-                judge_output_candidate_first=judged["pair_candidate_first"],
-                judge_output_baseline_first=judged["pair_baseline_first"],
-            )
-        rows.append(row)
-    metrics: dict[str, Any] = {
-        "candidate_score": jd.mean_ci(
-            [r["judge_score_candidate"] for r in rows if r["judge_score_candidate"] is not None]
-        ),
-        "baseline_score": jd.mean_ci(
-            [r["judge_score_baseline"] for r in rows if r.get("judge_score_baseline") is not None]
+        judged[i][kind] = text
+
+    def answer(text: str, reference: str, output: str | None) -> JudgedAnswer:
+        return JudgedAnswer(
+            text=text, scores=scores(text, reference), judge_score=jd.read_score(output, mode), judge_output=output
         )
-        if baseline
-        else None,
-        "parse_failure_rate": failures / len(requests) if requests else None,
+
+    rows = []
+    for i, ex in enumerate(examples):
+        got = judged[i]
+        rows.append(
+            ExampleRow(
+                id=ex.id,
+                category=ex.category,
+                question=jd.render_question(ex.prompt),
+                reference=ex.reference,
+                candidate=answer(candidate.texts[i], ex.reference, got.get("score_candidate")),
+                baseline=answer(baseline.texts[i], ex.reference, got.get("score_baseline")) if baseline else None,
+                pairwise=_pairwise(got, mode) if "pair_candidate_first" in got else None,
+            )
+        )
+    return rows
+
+
+def _pairwise(got: dict[str, str | None], mode: jd.Mode) -> PairwiseJudgement:
+    first = jd.as_verdict(jd.read_verdict(got["pair_candidate_first"], mode), candidate_is_a=True)
+    second = jd.as_verdict(jd.read_verdict(got["pair_baseline_first"], mode), candidate_is_a=False)
+    return PairwiseJudgement(
+        candidate_first=first,
+        baseline_first=second,
+        outcome=jd.combine(first, second),
+        output_candidate_first=got["pair_candidate_first"],
+        output_baseline_first=got["pair_baseline_first"],
+    )
+
+
+def _judge_metrics(
+    rows: list[ExampleRow], n_requests: int, human: dict[str, jd.Outcome] | None, has_baseline: bool
+) -> dict[str, Any]:
+    """Mean grades with confidence intervals, the share of unreadable verdicts, pairwise rates."""
+    answers = [a for r in rows for a in r.answers().values()]
+    pairs = [r.pairwise for r in rows if r.pairwise]
+    failures = sum(a.judge_score is None for a in answers)
+    failures += sum((p.candidate_first is None) + (p.baseline_first is None) for p in pairs)
+    grades = {
+        who: [a.judge_score for r in rows if (a := r.answers().get(who)) and a.judge_score is not None]
+        for who in ("candidate", "baseline")
+    }
+    metrics: dict[str, Any] = {
+        "candidate_score": jd.mean_ci(grades["candidate"]),
+        "baseline_score": jd.mean_ci(grades["baseline"]) if has_baseline else None,
+        "parse_failure_rate": failures / n_requests if n_requests else None,
         "pairwise": None,
         "agreement": None,
     }
-    if any("pairwise" in r for r in rows):
-        outcomes = [r["pairwise"] for r in rows]
-        pw = jd.pairwise_rates(outcomes)
-        both = [r for r in rows if r["verdict_candidate_first"] is not None and r["verdict_baseline_first"] is not None]
+    if pairs:
+        pw = jd.pairwise_rates([p.outcome for p in pairs])
+        both = [p for p in pairs if p.candidate_first is not None and p.baseline_first is not None]
         pw["position_consistency"] = (
-            (sum(r["verdict_candidate_first"] == r["verdict_baseline_first"] for r in both) / len(both))
-            if both
-            else None
+            sum(p.candidate_first == p.baseline_first for p in both) / len(both) if both else None
         )
         metrics["pairwise"] = pw
         if human is not None:
-            metrics["agreement"] = jd.agreement({r["id"]: r["pairwise"] for r in rows}, human)
-    return rows, metrics
+            metrics["agreement"] = jd.agreement({r.id: r.pairwise.outcome for r in rows if r.pairwise}, human)
+    return metrics
 
 
-def _mean_reference(rows: list[dict[str, Any]], who: str) -> dict[str, float]:
+def _mean_reference(rows: list[ExampleRow], who: str) -> dict[str, float]:
     """Mean of each reference metric over the rows that have it (valid_json/field_accuracy: JSON references)."""
     means = {}
-    for name in REFERENCE:
-        values = [r[f"{who}_{name}"] for r in rows if f"{who}_{name}" in r]
+    for name in REFERENCE_METRICS:
+        values = [v for r in rows if (a := r.answers().get(who)) and (v := getattr(a.scores, name)) is not None]
         if values:
             means[name] = sum(values) / len(values)
     return means
@@ -432,7 +474,7 @@ def _log_mlflow(
     config: TunelineConfig,
     metrics: EvalMetrics,
     gate: GateDecision,
-    rows: list[dict[str, Any]],
+    rows: list[ExampleRow],
     evaluation: Evaluation,
     out: Path,
 ) -> str:
@@ -463,7 +505,9 @@ def _log_mlflow(
             }
             numbers["gate_passed"] = float(gate.passed)
             mlflow.log_metrics({k.replace("@", "_"): v for k, v in numbers.items()})
-            mlflow.log_table({k: [r.get(k) for r in rows] for k in rows[0]}, artifact_file="examples_table.json")
+            flat = [flatten(r.model_dump(mode="json")) for r in rows]
+            columns = sorted({k for row in flat for k in row})
+            mlflow.log_table({k: [row.get(k) for row in flat] for k in columns}, artifact_file="examples_table.json")
             mlflow.log_artifacts(str(out), "evaluation")
             return str(run.info.run_id)
     except ConnectionError as exc:

@@ -178,26 +178,70 @@ def _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ck
 
 def run_train(
     config: TunelineConfig,
-    split_dir: str | Path | None = None,
-    out: str | Path | None = None,
-    checkpoint_dir: str | Path | None = None,
+    split_dir: str | Path,
+    out: str | Path,
+    checkpoint_dir: str | Path,
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Fine-tune the configured base on ``split_dir`` and write the model dir ``out``.
 
-    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (tests observe weights through them).
+    The paths are the caller's (the CLI defaults them to ``paths.*``). ``callbacks`` are extra
+    ``transformers.TrainerCallback`` objects (tests observe weights through them).
     """
-    from transformers import AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
-
     started = time.perf_counter()
     t = config.train
-    split_dir = Path(split_dir or config.paths.split)
-    out = Path(out or config.paths.model)
-    ckpt_dir = Path(checkpoint_dir or config.paths.checkpoints)
-    kind = data.kind_for(t.method)
+    split_dir, out, ckpt_dir = Path(split_dir), Path(out), Path(checkpoint_dir)
+    prep = _preflight(config, split_dir, out, ckpt_dir)
+    # RANK from torchrun's environment: the process group must not exist yet while each rank builds the
+    # built-in base below, or transformers' save_pretrained would write it on rank 0 only
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    with atomic_dir(out, WRITER, prep.inputs) if main_rank else _scratch_dir() as tmp:
+        base_ref, base_path = _place_base(config, prep, split_dir, tmp)
+        tokenizer, train_tokens = _load_tokenizer(config, prep, base_ref, base_path)
+        plan = check_memory(config, prep.decisions.device, train_tokens=train_tokens, base=base_path)
+        ranks = _ranks(cpu=prep.decisions.device.kind == "cpu")
+        resume = _resume_point(config, ranks, ckpt_dir, prep.fingerprint)
+        marker = CheckpointMarker(prep.fingerprint, t.checkpoint_uri, t.save_total_limit)
+        trainer, progress = _trainer(config, prep, base_path, tokenizer, ckpt_dir, ranks, marker, callbacks)
+        with ExitStack() as stack:
+            run_ref = _open_run(stack, config, prep, ranks, marker, resume, plan)
+            fit = _fit(trainer, resume, has_val=bool(prep.val_rows))
+            trainer.save_model(str(tmp / "adapter"))
+            tokenizer.save_pretrained(str(tmp / "adapter"))
+            if not ranks.is_main_process:  # the others only had to join the collectives of train and evaluate
+                return TrainResult(out=out, summary=None)
+            if t.merge and not t.full_finetune:
+                _merge(config, prep.decisions, base_path, tmp)
+            summary = _summary(config, prep, trainer, fit, progress, plan, resume, run_ref, base_ref, started)
+            summary.write(tmp / TRAIN_SUMMARY)
+            curve_files = write_curves(trainer.state.log_history, tmp)
+            _manifest(config, prep, base_ref, Path(base_path), tmp, run_ref).write(tmp / MODEL_MANIFEST)
+            _log_run_outputs(summary, tmp / TRAIN_SUMMARY, curve_files)
+    if t.checkpoint_uri:
+        checkpoints.finish_mirror(t.checkpoint_uri, t.mirror_after_finish)
+    log.info("train: %d steps, final loss %.4f, model in %s", summary.steps, summary.final_train_loss, out)
+    return TrainResult(out=out, summary=summary)
 
-    # ---- pre-flight: inputs and config, before anything large is loaded
+
+@dataclass(frozen=True)
+class _Preflight:
+    """What is known before anything large is loaded: the rows, the SFT adapter a preference run starts
+    from, the run's identity and the device decisions."""
+
+    kind: str
+    train_rows: list[dict[str, Any]]
+    val_rows: list[dict[str, Any]]
+    sft_dir: Path | None
+    sft_manifest: ModelManifest | None
+    inputs: list[Path]
+    lineage: dict[str, str]
+    fingerprint: str
+    decisions: Any
+
+
+def _preflight(config: TunelineConfig, split_dir: Path, out: Path, ckpt_dir: Path) -> _Preflight:
+    t = config.train
+    kind = data.kind_for(t.method)
     train_rows = data.rows_for(kind, data.load_records(split_dir, kind, "train"), t.seed)
     val_rows = data.rows_for(kind, data.load_records(split_dir, kind, "val", required=False), t.seed)
     reference = t.reference_tuning
@@ -209,156 +253,186 @@ def run_train(
     inputs = [split_dir, ckpt_dir, *([sft_dir] if sft_dir else [])]
     check_output(out, WRITER, inputs)  # before the expensive part, not only at the swap
     lineage = split_lineage(split_dir)
-    run_fp = fingerprint(config, lineage)
     decisions = decide(config, detect_device())
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    # RANK from torchrun's environment: the process group must not exist yet while each rank builds the
-    # built-in base below, or transformers' save_pretrained would write it on rank 0 only
-    main_rank = int(os.environ.get("RANK", "0")) == 0
+    return _Preflight(
+        kind, train_rows, val_rows, sft_dir, sft_manifest, inputs, lineage, fingerprint(config, lineage), decisions
+    )
 
-    with atomic_dir(out, WRITER, inputs) if main_rank else _scratch_dir() as tmp:
-        base_ref = sft_manifest.base if sft_manifest else config.model.base
-        if sft_manifest and sft_manifest.base_dir:
-            shutil.copytree(Path(sft_dir) / sft_manifest.base_dir, tmp / "base")
-            base_path = str(tmp / "base")
-        else:
-            try:
-                base_path = resolve_base(base_ref, tmp / "base", lambda: data.texts(split_dir), seed=t.seed)
-            except (FileNotFoundError, ValueError) as exc:
-                raise TrainError(f"model.base: {exc}") from None
-        bundled_base = Path(base_path) == tmp / "base"
 
-        tokenizer_src = str(Path(sft_dir) / "adapter") if sft_dir else base_path
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_src, **pretrained_kwargs(config.model.revision))
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if not tokenizer.chat_template:
-            raise TrainError(f"the tokenizer of {base_ref} has no chat template; use an instruct/chat base model")
-        lengths = data.token_lengths(tokenizer, train_rows)
-        check_lengths(lengths, [r["id"] for r in train_rows], config.model.max_seq_length, f"{kind}/train")
-        check_lengths(
-            data.token_lengths(tokenizer, val_rows),
-            [r["id"] for r in val_rows],
-            config.model.max_seq_length,
-            f"{kind}/val",
+def _place_base(config: TunelineConfig, prep: _Preflight, split_dir: Path, tmp: Path) -> tuple[str, str]:
+    """The base's reference (as configured, or the SFT adapter's) and a path ``from_pretrained`` loads."""
+    if prep.sft_manifest and prep.sft_dir:
+        if prep.sft_manifest.base_dir:
+            shutil.copytree(prep.sft_dir / prep.sft_manifest.base_dir, tmp / "base")
+            return prep.sft_manifest.base, str(tmp / "base")
+        base_ref = prep.sft_manifest.base
+    else:
+        base_ref = config.model.base
+    try:
+        return base_ref, resolve_base(base_ref, tmp / "base", lambda: data.texts(split_dir), seed=config.train.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        raise TrainError(f"model.base: {exc}") from None
+
+
+def _load_tokenizer(config: TunelineConfig, prep: _Preflight, base_ref: str, base_path: str) -> tuple[Any, int]:
+    """The tokenizer (the SFT adapter's, where a preference run starts from one), after checking that every
+    record fits ``model.max_seq_length``; returns it with the training set's token count."""
+    from transformers import AutoTokenizer
+
+    source = str(prep.sft_dir / "adapter") if prep.sft_dir else base_path
+    tokenizer = AutoTokenizer.from_pretrained(source, **pretrained_kwargs(config.model.revision))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise TrainError(f"the tokenizer of {base_ref} has no chat template; use an instruct/chat base model")
+    limit = config.model.max_seq_length
+    lengths = data.token_lengths(tokenizer, prep.train_rows)
+    check_lengths(lengths, [r["id"] for r in prep.train_rows], limit, f"{prep.kind}/train")
+    val_lengths = data.token_lengths(tokenizer, prep.val_rows)
+    check_lengths(val_lengths, [r["id"] for r in prep.val_rows], limit, f"{prep.kind}/val")
+    return tokenizer, sum(lengths)
+
+
+def _resume_point(config: TunelineConfig, ranks: Any, ckpt_dir: Path, run_fp: str) -> Path | None:
+    """The newest complete checkpoint of this very run (same fingerprint), pulled from the mirror if needed."""
+    t = config.train
+    if ranks.is_local_main_process:  # once per node: fetch, and set unusable checkpoints aside
+        if t.checkpoint_uri:
+            checkpoints.pull(t.checkpoint_uri, ckpt_dir)
+        checkpoints.latest_resumable(ckpt_dir, run_fp)
+        checkpoints.prune_rejected(ckpt_dir, t.keep_rejected)
+    ranks.wait_for_everyone()
+    resume = checkpoints.latest_resumable(ckpt_dir, run_fp)
+    if resume:
+        log.info("resuming from %s", resume)
+    return resume
+
+
+def _trainer(
+    config: TunelineConfig, prep: _Preflight, base_path: str, tokenizer: Any, ckpt_dir: Path, ranks: Any,
+    marker: CheckpointMarker, callbacks: list[Any] | None,
+) -> tuple[Any, Progress]:  # fmt: skip
+    """The base with its adapter (new, or the SFT one a preference run continues) in a TRL trainer, with
+    tuneline's callbacks: progress, checkpoint markers and MLflow metrics on rank 0 only."""
+    from transformers.trainer_callback import PrinterCallback
+
+    model = load_base(base_path, config, prep.decisions)
+    peft_cfg = None
+    if prep.sft_dir:  # TRL copies the SFT adapter into a frozen "ref" adapter: the reference is the SFT model
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(prep.sft_dir / "adapter"), is_trainable=True)
+    elif not config.train.full_finetune:
+        peft_cfg = lora_config(config, model)
+    trainer = _build_trainer(
+        config, prep.decisions, model, tokenizer, prep.train_rows, prep.val_rows, ckpt_dir, peft_cfg
+    )
+    trainer.remove_callback(PrinterCallback)
+    progress = Progress()
+    main = ranks.is_main_process
+    for callback in (
+        KeepTrainableDtype(trainer.model),
+        *((progress,) if main else ()),
+        NanGuard(),
+        *((marker, MlflowMetrics(progress)) if main else ()),
+        *(callbacks or ()),
+    ):
+        trainer.add_callback(callback)
+    return trainer, progress
+
+
+def _open_run(
+    stack: ExitStack, config: TunelineConfig, prep: _Preflight, ranks: Any, marker: CheckpointMarker,
+    resume: Path | None, plan: Any,
+) -> str | None:  # fmt: skip
+    """Rank 0's MLflow run: the resumed checkpoint's run, or a new one with the run's inputs logged."""
+    if not ranks.is_main_process:
+        return None
+    run_id = checkpoints.mlflow_run_of(resume) if resume else None
+    uri = tracking_uri(config.registry.tracking_uri)
+    try:
+        run = stack.enter_context(
+            mlflow_run(uri, config.registry.experiment, run_name=f"train-{config.train.method}", run_id=run_id)
         )
-        plan = check_memory(config, decisions.device, train_tokens=sum(lengths), base=base_path)
+    except ConnectionError as exc:
+        raise TrainError(str(exc)) from None
+    run_ref = marker.mlflow_run_id = run.info.run_id
+    if run_ref != run_id:  # a new run, not the resumed one
+        _log_run_inputs(config, prep.lineage, prep.fingerprint, plan, prep.decisions)
+    return run_ref
 
-        # ---- model, adapter, trainer
-        model = load_base(base_path, config, decisions)
-        peft_cfg = None
-        if sft_dir:  # TRL copies the SFT adapter into a frozen "ref" adapter: the reference is the SFT model
-            from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(Path(sft_dir) / "adapter"), is_trainable=True)
-        elif not t.full_finetune:
-            peft_cfg = lora_config(config, model)
+@dataclass(frozen=True)
+class _Fit:
+    training_loss: float
+    seconds: float
+    final_val: float | None
 
-        ranks = _ranks(cpu=decisions.device.kind == "cpu")
-        if ranks.is_local_main_process:  # once per node: fetch, and set unusable checkpoints aside
-            if t.checkpoint_uri:
-                checkpoints.pull(t.checkpoint_uri, ckpt_dir)
-            checkpoints.latest_resumable(ckpt_dir, run_fp)
-            checkpoints.prune_rejected(ckpt_dir, t.keep_rejected)
-        ranks.wait_for_everyone()
-        resume = checkpoints.latest_resumable(ckpt_dir, run_fp)
-        if resume:
-            log.info("resuming from %s", resume)
-        run_id = checkpoints.mlflow_run_of(resume) if resume else None
-        marker = CheckpointMarker(run_fp, t.checkpoint_uri, t.save_total_limit)
 
-        trainer = _build_trainer(config, decisions, model, tokenizer, train_rows, val_rows, ckpt_dir, peft_cfg)
-        trainer.remove_callback(PrinterCallback)
-        progress = Progress()
-        for callback in (
-            KeepTrainableDtype(trainer.model),
-            *((progress,) if ranks.is_main_process else ()),  # progress, markers and metrics: rank 0's only
-            NanGuard(),
-            *((marker, MlflowMetrics(progress)) if ranks.is_main_process else ()),
-            *(callbacks or ()),
-        ):
-            trainer.add_callback(callback)
+def _fit(trainer: Any, resume: Path | None, has_val: bool) -> _Fit:
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - started
+    final_val = trainer.evaluate()["eval_loss"] if has_val else None
+    if final_val is not None and not math.isfinite(final_val):
+        raise TrainError(f"validation loss is {final_val} after training; the adapter was not written")
+    return _Fit(float(output.training_loss), seconds, final_val)
 
-        uri = tracking_uri(config.registry.tracking_uri)
-        with ExitStack() as stack:
-            run_ref = None
-            if ranks.is_main_process:
-                try:
-                    run = stack.enter_context(
-                        mlflow_run(uri, config.registry.experiment, run_name=f"train-{t.method}", run_id=run_id)
-                    )
-                except ConnectionError as exc:
-                    raise TrainError(str(exc)) from None
-                run_ref = marker.mlflow_run_id = run.info.run_id
-                if run_ref != run_id:  # a new run, not the resumed one
-                    _log_run_inputs(config, lineage, run_fp, plan, decisions)
-            train_started = time.perf_counter()
-            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-            train_seconds = time.perf_counter() - train_started
-            final_val = trainer.evaluate()["eval_loss"] if val_rows else None
-            if final_val is not None and not math.isfinite(final_val):
-                raise TrainError(f"validation loss is {final_val} after training; the adapter was not written")
 
-            trainer.save_model(str(tmp / "adapter"))
-            tokenizer.save_pretrained(str(tmp / "adapter"))
-            if not ranks.is_main_process:  # the others only had to join the collectives of train and evaluate
-                return TrainResult(out=out, summary=None)
-            if t.merge and not t.full_finetune:
-                _merge(config, decisions, base_path, tmp)
+def _summary(
+    config: TunelineConfig, prep: _Preflight, trainer: Any, fit: _Fit, progress: Progress, plan: Any,
+    resume: Path | None, run_ref: str | None, base_ref: str, started: float,
+) -> TrainSummary:  # fmt: skip
+    decisions, state = prep.decisions, trainer.state
+    peak, peak_kind = _peak_memory(decisions.device.kind)
+    tokens_seen = int(state.num_input_tokens_seen)
+    session_tokens = tokens_seen - progress.start_tokens  # this invocation only, resumed or not
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    return TrainSummary(
+        method=config.train.method,
+        base=base_ref,
+        steps=int(state.global_step),
+        epochs=float(state.epoch or 0.0),
+        tokens_seen=tokens_seen,
+        tokens_per_second=round(session_tokens / max(fit.seconds, 1e-9), 2),
+        peak_memory_gib=round(peak / GIB, 4),
+        peak_memory_kind=peak_kind,
+        planned_memory_gib=round(plan.memory.total / GIB, 4),
+        wall_time_s=round(time.perf_counter() - started, 2),
+        train_time_s=round(fit.seconds, 2),
+        final_train_loss=float(losses[-1]) if losses else fit.training_loss,
+        final_val_loss=fit.final_val,
+        trainable_params=int(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)),
+        resumed_from=resume.name if resume else None,
+        precision=decisions.precision,
+        optimizer=decisions.optimizer,
+        device=decisions.device.name,
+        notes=decisions.notes,
+        mlflow_run_id=run_ref,
+        fingerprint=prep.fingerprint,
+        world_size=int(trainer.args.world_size),
+    )
 
-            peak, peak_kind = _peak_memory(decisions.device.kind)
-            tokens_seen = int(trainer.state.num_input_tokens_seen)
-            session_tokens = tokens_seen - progress.start_tokens  # this invocation only, resumed or not
-            losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-            summary = TrainSummary(
-                **{
-                    "method": t.method,
-                    "base": base_ref,
-                    "steps": int(trainer.state.global_step),
-                    "epochs": float(trainer.state.epoch or 0.0),
-                    "tokens_seen": tokens_seen,
-                    "tokens_per_second": round(session_tokens / max(train_seconds, 1e-9), 2),
-                    "peak_memory_gib": round(peak / GIB, 4),
-                    "peak_memory_kind": peak_kind,
-                    "planned_memory_gib": round(plan.memory.total / GIB, 4),
-                    "wall_time_s": round(time.perf_counter() - started, 2),
-                    "train_time_s": round(train_seconds, 2),
-                    "final_train_loss": float(losses[-1]) if losses else float(output.training_loss),
-                    "final_val_loss": final_val,
-                    "trainable_params": int(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)),
-                    "resumed_from": resume.name if resume else None,
-                    "precision": decisions.precision,
-                    "optimizer": decisions.optimizer,
-                    "device": decisions.device.name,
-                    "notes": decisions.notes,
-                    "mlflow_run_id": run_ref,
-                    "fingerprint": run_fp,
-                    "world_size": ranks.num_processes,
-                }
-            )
-            summary.write(tmp / TRAIN_SUMMARY)
-            curve_files = write_curves(trainer.state.log_history, tmp)
-            ModelManifest(
-                **{
-                    "base": base_ref,
-                    "base_dir": "base" if bundled_base else None,
-                    "adapter_dir": "adapter",
-                    "full_finetune": t.full_finetune,
-                    "merged_dir": "merged" if (tmp / "merged").is_dir() else None,
-                    "method": t.method,
-                    "sft_adapter": str(sft_dir) if sft_dir else None,
-                    "mlflow_run_id": run_ref,
-                    "git_commit": git_commit(),
-                    "data": lineage,
-                    "params_digest": digest(config.model_dump(include={"model", "lora", "train"})),
-                    "base_provenance": _provenance(Path(base_path)),
-                }
-            ).write(tmp / MODEL_MANIFEST)
-            _log_run_outputs(summary, tmp / TRAIN_SUMMARY, curve_files)
-    if t.checkpoint_uri:
-        checkpoints.finish_mirror(t.checkpoint_uri, t.mirror_after_finish)
-    log.info("train: %d steps, final loss %.4f, model in %s", summary.steps, summary.final_train_loss, out)
-    return TrainResult(out=out, summary=summary)
+
+def _manifest(
+    config: TunelineConfig, prep: _Preflight, base_ref: str, base_path: Path, tmp: Path, run_ref: str | None
+) -> ModelManifest:
+    t = config.train
+    return ModelManifest(
+        base=base_ref,
+        base_dir="base" if base_path == tmp / "base" else None,
+        adapter_dir="adapter",
+        full_finetune=t.full_finetune,
+        merged_dir="merged" if (tmp / "merged").is_dir() else None,
+        method=t.method,
+        sft_adapter=str(prep.sft_dir) if prep.sft_dir else None,
+        mlflow_run_id=run_ref,
+        git_commit=git_commit(),
+        data=prep.lineage,
+        params_digest=digest(config.model_dump(include={"model", "lora", "train"})),
+        base_provenance=_provenance(base_path),
+    )
 
 
 def _provenance(base_path: Path) -> dict[str, str] | None:
