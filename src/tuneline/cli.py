@@ -442,9 +442,7 @@ def plan(
     set_: SetOpt = None,
 ) -> None:
     """Estimate peak GPU memory, the smallest fitting GPU, time and cost for a fine-tune."""
-    from rich.table import Table
-
-    from tuneline.planner import make_plan, node_selectors
+    from tuneline.planner import make_plan
 
     cfg = _load(config, set_)
     if method not in (None, "qlora", "lora", "full", "dpo", "kto"):
@@ -463,13 +461,21 @@ def plan(
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
         return
+    _print_plan(result, cfg.train.epochs)
+
+
+def _print_plan(result: Any, epochs: float) -> None:
+    from rich.table import Table
+
+    from tuneline.planner import node_selectors
+
     memory = Table(title=f"{result.base} · {result.method} · seq {result.seq_len} × batch {result.batch_size}")
     memory.add_column("memory term")
     memory.add_column("GiB", justify="right")
     for name, gib in result.memory.rows():
         memory.add_row(name, f"{gib:.2f}")
     stdout.print(memory)
-    gpus = Table(title=f"{result.train_tokens * cfg.train.epochs:,.0f} training tokens")
+    gpus = Table(title=f"{result.train_tokens * epochs:,.0f} training tokens")
     for col in ("GPU", "memory GiB", "fits", "tokens/s", "hours", "cost USD"):
         gpus.add_column(col, justify="left" if col == "GPU" else "right")
     for o in result.options:

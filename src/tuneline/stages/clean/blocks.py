@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
@@ -50,74 +51,86 @@ class BlockCleaned:
 
 
 def clean_block(task: CleanBlockTask) -> BlockCleaned:
+    """Clean one block in chunks; write its kept lines, its filter decisions and its dedup keys to scratch."""
     blk, cfg = task.block, task.config
     cleaner = cleaner_for(cfg, task.tokenizer)
-    keep = cfg.examples_per_rule
     out = BlockCleaned(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0))
-    lines: list[bytes] = []
-    linenos: list[int] = []
-    for lineno, line in blk.read():
-        if line.strip():
-            lines.append(line)
-            linenos.append(lineno)
-    cleaned: list[bytes] = []
-    filtered: list[tuple[int, str, str]] = []  # (position in block, rule, detail)
-    ex_keys, ex_ranks, near_ranks, sigs, bands = [], [], [], [], []
+    numbered = [(lineno, line) for lineno, line in blk.read() if line.strip()]
+    lines, linenos = [line for _, line in numbered], [lineno for lineno, _ in numbered]
+    acc = _BlockKeys()
     for start in range(0, len(lines), CHUNK):
         try:
             chunk = cleaner.clean_many(lines[start : start + CHUNK])
         except BadRecord as exc:
             out.error = f"{linenos[start + exc.index]}: {exc.detail}"
             return out
-        out.normalized += chunk.normalized
-        out.with_pii += len(chunk.pii)
-        for i, (counts, example) in chunk.pii.items():
-            out.redactions.update(counts)
-            for label in counts:
-                shown = out.pii_examples.setdefault(f"pii.{label}", [])
-                if len(shown) < keep:
-                    shown.append({"id": chunk.ids[i], "redacted": example})
+        _count_pii(out, chunk, cfg.examples_per_rule)
+        ranks = [blk.first_rank + linenos[start + i] - blk.first_line for i in range(len(chunk.removed))]
+        acc.add(out, chunk, start, ranks, cfg.examples_per_rule)
+    out.records = len(lines)
+    out.keyed = acc.write(task, cfg.near_dedup.num_perm)
+    return out
+
+
+def _count_pii(out: BlockCleaned, chunk: Any, keep: int) -> None:
+    out.normalized += chunk.normalized
+    out.with_pii += len(chunk.pii)
+    for i, (counts, example) in chunk.pii.items():
+        out.redactions.update(counts)
+        for label in counts:
+            shown = out.pii_examples.setdefault(f"pii.{label}", [])
+            if len(shown) < keep:
+                shown.append({"id": chunk.ids[i], "redacted": example})
+
+
+@dataclass
+class _BlockKeys:
+    """What a block's chunks leave for the dedup steps: kept lines, filter decisions, exact and near keys."""
+
+    cleaned: list[bytes] = field(default_factory=list)
+    filtered: list[tuple[int, str, str]] = field(default_factory=list)  # (position in block, rule, detail)
+    ex_keys: list[int] = field(default_factory=list)
+    ex_ranks: list[int] = field(default_factory=list)
+    near_ranks: list[int] = field(default_factory=list)
+    sigs: list[np.ndarray] = field(default_factory=list)
+    bands: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, out: BlockCleaned, chunk: Any, start: int, ranks: list[int], keep: int) -> None:
         near_rows = []
         for i, removed in enumerate(chunk.removed):
-            pos = start + i
-            rank = blk.first_rank + linenos[pos] - blk.first_line
             if removed is not None:
                 rule, detail = removed
-                filtered.append((pos, rule, detail))
+                self.filtered.append((start + i, rule, detail))
                 out.filtered[rule] += 1
                 shown = out.filter_examples.setdefault(rule, [])
                 if len(shown) < keep:
                     shown.append({"id": chunk.ids[i], "detail": detail})
                 continue
             if chunk.exact[i]:
-                ex_keys.append(chunk.exact[i])
-                ex_ranks.append(rank)
+                self.ex_keys.append(chunk.exact[i])
+                self.ex_ranks.append(ranks[i])
             if chunk.near_rows[i] >= 0:
-                near_ranks.append(rank)
+                self.near_ranks.append(ranks[i])
                 near_rows.append(chunk.near_rows[i])
-        cleaned.extend(chunk.lines)
+        self.cleaned.extend(chunk.lines)
         if near_rows:
             assert chunk.sigs is not None and chunk.bands is not None
-            sigs.append(chunk.sigs[near_rows])
-            bands.append(chunk.bands[near_rows])
-    out.records = len(lines)
-    write_bytes(f"{task.prefix}.jsonl", b"".join(cleaned))
-    write_bytes(f"{task.prefix}.filtered", orjson.dumps(filtered))
-    offsets = {
-        "ex": write_keys(
-            task.prefix, "ex", np.array(ex_keys, dtype=np.uint64), np.array(ex_ranks, np.int64), task.exact_bits
-        )
-    }
-    ranks = np.array(near_ranks, dtype=np.int64)
-    num_perm = cfg.near_dedup.num_perm
-    sig = np.concatenate(sigs) if sigs else np.zeros((0, num_perm), dtype=np.uint32)
-    band = np.concatenate(bands) if bands else np.zeros((0, 1), dtype=np.uint64)
-    offsets["bd"] = write_keys(
-        task.prefix, "bd", band.reshape(-1), np.repeat(ranks, band.shape[1]) if len(ranks) else ranks, task.band_bits
-    )
-    signed = write_signatures(task.prefix, ranks, sig)
-    out.keyed = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
-    return out
+            self.sigs.append(chunk.sigs[near_rows])
+            self.bands.append(chunk.bands[near_rows])
+
+    def write(self, task: CleanBlockTask, num_perm: int) -> KeyedBlock:
+        blk, prefix = task.block, task.prefix
+        write_bytes(f"{prefix}.jsonl", b"".join(self.cleaned))
+        write_bytes(f"{prefix}.filtered", orjson.dumps(self.filtered))
+        keys = np.array(self.ex_keys, dtype=np.uint64)
+        offsets = {"ex": write_keys(prefix, "ex", keys, np.array(self.ex_ranks, np.int64), task.exact_bits)}
+        ranks = np.array(self.near_ranks, dtype=np.int64)
+        sig = np.concatenate(self.sigs) if self.sigs else np.zeros((0, num_perm), dtype=np.uint32)
+        band = np.concatenate(self.bands) if self.bands else np.zeros((0, 1), dtype=np.uint64)
+        band_ranks = np.repeat(ranks, band.shape[1]) if len(ranks) else ranks
+        offsets["bd"] = write_keys(prefix, "bd", band.reshape(-1), band_ranks, task.band_bits)
+        signed = write_signatures(prefix, ranks, sig)
+        return KeyedBlock(prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
 
 
 @dataclass(frozen=True, slots=True)

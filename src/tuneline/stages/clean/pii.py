@@ -238,27 +238,7 @@ class Redactor:
                 ok = prechecked[det.precheck] = bool(det.precheck(text))
             if not ok:
                 continue
-            if det.find is not None:
-                spans = det.find(text, self.region)
-                for start, end in reversed(spans):
-                    text = text[:start] + det.label + text[end:]
-                if spans:
-                    key = det.label.strip("[]").lower()
-                    counts[key] = counts.get(key, 0) + len(spans)
-                continue
-            assert det.pattern is not None
-            hits = 0
-
-            def sub(m: re.Match[str], det: Detector = det) -> str:
-                nonlocal hits
-                if det.validate is not None and not det.validate(m):
-                    return m.group(0)
-                hits += 1
-                # AWS secret: keep the "key = " part the look-behind/group matched.
-                prefix = m.group(1) if det.label == "[AWS_SECRET_KEY]" else ""
-                return prefix + det.label
-
-            text = det.pattern.sub(sub, text)
+            text, hits = self._apply(det, text)
             if hits:
                 key = det.label.strip("[]").lower()
                 counts[key] = counts.get(key, 0) + hits
@@ -269,6 +249,27 @@ class Redactor:
             if n:
                 counts["person"] = n
         return text, counts
+
+    def _apply(self, det: Detector, text: str) -> tuple[str, int]:
+        """``text`` with what ``det`` finds replaced by its placeholder, and how many it replaced."""
+        if det.find is not None:
+            spans = det.find(text, self.region)
+            for start, end in reversed(spans):
+                text = text[:start] + det.label + text[end:]
+            return text, len(spans)
+        assert det.pattern is not None
+        hits = 0
+
+        def sub(m: re.Match[str]) -> str:
+            nonlocal hits
+            if det.validate is not None and not det.validate(m):
+                return m.group(0)
+            hits += 1
+            # AWS secret: keep the "key = " part the look-behind/group matched.
+            prefix = m.group(1) if det.label == "[AWS_SECRET_KEY]" else ""
+            return prefix + det.label
+
+        return det.pattern.sub(sub, text), hits
 
 
 def _shield_isbns(text: str) -> tuple[str, list[str]]:

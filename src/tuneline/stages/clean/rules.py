@@ -117,37 +117,44 @@ class RecordCleaner:
             chunk.pii[index] = (total, example)
 
     def _filter(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
-        q = self.cfg.quality
-        if q.enabled:
-            if any(not m["content"].strip() and not m.get("tool_calls") for m in msgs):
-                return "quality.empty_after_cleaning", "a message is empty after normalization"
-            chars = sum(len(message_text(m)) for m in msgs)
-            if chars < q.min_chars:
-                return "quality.min_chars", f"{chars} characters < {q.min_chars}"
-            if chars > q.max_chars:
-                return "quality.max_chars", f"{chars} characters > {q.max_chars}"
-            # turns of one conversation: a preference record's is its prompt and one answer
-            turns = (
-                len(rec["messages"])
-                if "messages" in rec
-                else len(rec["prompt"]) + len(rec.get("chosen") or rec["completion"])
-            )
-            if turns < q.min_turns:
-                return "quality.min_turns", f"{turns} turns < {q.min_turns}"
-            if turns > q.max_turns:
-                return "quality.max_turns", f"{turns} turns > {q.max_turns}"
-            for i, m in enumerate(msgs):
-                ratio = repetition_ratio(m["content"])
-                if ratio > q.max_repetition:
-                    return "quality.repetition", f"message {i}: {ratio:.0%} repeated 3-grams > {q.max_repetition:.0%}"
+        """The first rule the record breaks, as (rule, detail), or None to keep it."""
+        if self.cfg.quality.enabled:
+            broken = self._quality(rec, msgs)
+            if broken:
+                return broken
         if self.tokenizer is not None:
-            n = sum(
-                len(ids) + 4
-                for ids in self.tokenizer([message_text(m) for m in msgs], add_special_tokens=False)["input_ids"]
-            )
+            texts = [message_text(m) for m in msgs]
+            n = sum(len(ids) + 4 for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"])
             limit = self.cfg.token_length.max_tokens
             if n > limit:
                 return "token_length", f"{n} tokens > {limit}"
+        return None
+
+    def _quality(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
+        q = self.cfg.quality
+        if any(not m["content"].strip() and not m.get("tool_calls") for m in msgs):
+            return "quality.empty_after_cleaning", "a message is empty after normalization"
+        chars = sum(len(message_text(m)) for m in msgs)
+        # turns of one conversation: a preference record's is its prompt and one answer
+        turns = (
+            len(rec["messages"])
+            if "messages" in rec
+            else len(rec["prompt"]) + len(rec.get("chosen") or rec["completion"])
+        )
+        for rule, value, low, high, unit in (
+            ("min_chars", chars, q.min_chars, None, "characters"),
+            ("max_chars", chars, None, q.max_chars, "characters"),
+            ("min_turns", turns, q.min_turns, None, "turns"),
+            ("max_turns", turns, None, q.max_turns, "turns"),
+        ):
+            if low is not None and value < low:
+                return f"quality.{rule}", f"{value} {unit} < {low}"
+            if high is not None and value > high:
+                return f"quality.{rule}", f"{value} {unit} > {high}"
+        for i, m in enumerate(msgs):
+            ratio = repetition_ratio(m["content"])
+            if ratio > q.max_repetition:
+                return "quality.repetition", f"message {i}: {ratio:.0%} repeated 3-grams > {q.max_repetition:.0%}"
         return None
 
 

@@ -109,6 +109,34 @@ def per_category(rows: list[ExampleRow]) -> list[dict[str, Any]]:
     return table
 
 
+def _judge_sections(metrics: EvalMetrics) -> list[str]:
+    """Pairwise rates, the judge against the truth, and against human labels, where measured."""
+    j, lines = metrics.judge, []
+    pw = j.pairwise
+    if pw:
+        lines += [
+            "",
+            "## Pairwise (both orders; a flip between orders is a tie)",
+            "",
+            f"win {_fmt(pw.win)} · tie {_fmt(pw.tie)} · loss {_fmt(pw.loss)} · "
+            f"win rate {_fmt(pw.win_rate)} (n={pw.n}, position-consistent "
+            f"{_fmt(pw.position_consistency)})",
+        ]
+    if j.truth and (j.truth.single or j.truth.pairwise):
+        lines += ["", f"## Judge against the truth ({j.truth.truth_metric} of each answer)", ""]
+        lines += ["| judgement | n | accuracy | Cohen's kappa |", "|---|---|---|---|"]
+        for label, a in (("single grade >= 5.5 means correct", j.truth.single), ("pairwise", j.truth.pairwise)):
+            if a:
+                lines.append(f"| {label} | {a.n} | {_fmt(a.accuracy)} | {_fmt(a.cohen_kappa)} |")
+    if j.agreement:
+        a = j.agreement
+        lines += [
+            "",
+            f"Agreement with human labels: accuracy {_fmt(a.accuracy)}, Cohen's kappa {_fmt(a.cohen_kappa)} (n={a.n})",
+        ]
+    return lines
+
+
 def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], run: Evaluation) -> str:
     j = metrics.judge
     lines = [
@@ -140,28 +168,7 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], r
         f"| judge score (95% CI) | {_fmt(cs.mean, 2)} [{_fmt(cs.ci_low, 2)}, {_fmt(cs.ci_high, 2)}]"
         f" | {_fmt(bs and bs.mean, 2)} [{_fmt(bs and bs.ci_low, 2)}, {_fmt(bs and bs.ci_high, 2)}] |"
     )
-    pw = j.pairwise
-    if pw:
-        lines += [
-            "",
-            "## Pairwise (both orders; a flip between orders is a tie)",
-            "",
-            f"win {_fmt(pw.win)} · tie {_fmt(pw.tie)} · loss {_fmt(pw.loss)} · "
-            f"win rate {_fmt(pw.win_rate)} (n={pw.n}, position-consistent "
-            f"{_fmt(pw.position_consistency)})",
-        ]
-    if j.truth and (j.truth.single or j.truth.pairwise):
-        lines += ["", f"## Judge against the truth ({j.truth.truth_metric} of each answer)", ""]
-        lines += ["| judgement | n | accuracy | Cohen's kappa |", "|---|---|---|---|"]
-        for label, a in (("single grade >= 5.5 means correct", j.truth.single), ("pairwise", j.truth.pairwise)):
-            if a:
-                lines.append(f"| {label} | {a.n} | {_fmt(a.accuracy)} | {_fmt(a.cohen_kappa)} |")
-    if j.agreement:
-        a = j.agreement
-        lines += [
-            "",
-            f"Agreement with human labels: accuracy {_fmt(a.accuracy)}, Cohen's kappa {_fmt(a.cohen_kappa)} (n={a.n})",
-        ]
+    lines += _judge_sections(metrics)
     lines += ["", "## Charts", ""] + [f"![{c}](charts/{c})" for c in CHARTS]
     lines += [
         "",

@@ -324,32 +324,38 @@ def canonicalize(
             raise RecordError(
                 "unsupported_modality", f"the record has {key!r}; tuneline fine-tunes text-only chat models"
             )
-    own = meta  # tuneline's keys win; a record's own value under such a key is kept as source_<key>
-    meta = {"format": fmt, **own}
-    consumed = _CONSUMED[fmt]
-    for key, value in obj.items():
-        if key in consumed:
-            continue
-        if key in ("meta", "metadata") and isinstance(value, dict):
-            for k, v in value.items():
-                k = str(k)
-                meta[f"source_{k}" if k == "format" or k in own else k] = v
-        else:
-            key = "source_id" if key == "id" else key
-            meta[f"source_{key}" if key == "format" or key in own else key] = value
     tools = tools_schema(obj["tools"]) if obj.get("tools") else None
     extra = {"tools": tools} if tools else {}
     if fmt == "preference":
         prompt, chosen, rejected = to_preference(obj)
-        body = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-        kind = "preference"
+        body, kind = {"prompt": prompt, "chosen": chosen, "rejected": rejected}, "preference"
     elif fmt == "kto":
         prompt, completion, label = to_kto(obj)
         body, kind = {"prompt": prompt, "completion": completion, "label": label}, "kto"
     else:
         convert = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}[fmt]
         body, kind = {"messages": convert(obj)}, "sft"
-    return kind, {"id": rid, **body, **extra, "source": source, "meta": meta}
+    return kind, {"id": rid, **body, **extra, "source": source, "meta": _meta(obj, fmt, meta)}
+
+
+def _meta(obj: dict[str, Any], fmt: str, own: dict[str, Any]) -> dict[str, Any]:
+    """The record's other fields (and its own ``meta``) kept as metadata; tuneline's keys win, and a record's
+    own value under such a key is kept as ``source_<key>``."""
+    meta = {"format": fmt, **own}
+    consumed = _CONSUMED[fmt]
+
+    def keep(key: str, value: Any) -> None:
+        meta[f"source_{key}" if key == "format" or key in own else key] = value
+
+    for key, value in obj.items():
+        if key in consumed:
+            continue
+        if key in ("meta", "metadata") and isinstance(value, dict):
+            for k, v in value.items():
+                keep(str(k), v)
+        else:
+            keep("source_id" if key == "id" else key, value)
+    return meta
 
 
 def _json_type(obj: Any) -> str:

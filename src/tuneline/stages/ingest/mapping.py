@@ -104,40 +104,14 @@ def from_dataset_info(info: dict[str, Any]) -> tuple[list[DatasetEntry], list[tu
     """Entries with a local ``file_name`` → (entries, [(name, why it is skipped)] for the others)."""
     entries, skipped = [], []
     for name, spec in info.items():
-        if not isinstance(spec, dict):
-            skipped.append((name, "not an object"))
-            continue
-        if not isinstance(spec.get("file_name"), str):
-            hub = spec.get("hf_hub_url") or spec.get("ms_hub_url") or spec.get("om_hub_url") or spec.get("script_url")
-            why = f"a hub dataset ({hub}): download it and add it as a source" if hub else "no file_name"
+        why = _skip_reason(spec)
+        if why:
             skipped.append((name, why))
             continue
-        sharegpt = spec.get("formatting", "alpaca") == "sharegpt"
-        given = spec.get("columns") or {}
-        if not sharegpt and "prompt" in given and not {"response", "chosen", "kto_tag"} & set(given):
-            skipped.append((name, "a pretraining corpus (a text column, no responses); tuneline fine-tunes on chats"))
-            continue
-        columns: dict[str, str] = {}
-        for lf, theirs in (spec.get("columns") or {}).items():
-            ours = _LF_COLUMNS.get(lf)
-            if ours == "messages" and sharegpt:
-                ours = "messages" if theirs == "messages" else "conversations"
-            if ours and isinstance(theirs, str):
-                columns[ours] = theirs
-        if not sharegpt:
-            # LLaMA-Factory's alpaca defaults name these columns even when the entry does not
-            for ours, theirs in (("instruction", "instruction"), ("input", "input"), ("output", "output")):
-                columns.setdefault(ours, theirs)
-        elif "conversations" not in columns and "messages" not in columns:
-            columns["conversations"] = "conversations"
+        columns = _columns(spec)
         tags = spec.get("tags") or {}
         roles = {tags[k]: role for k, role in _LF_TAGS.items() if isinstance(tags.get(k), str)}
-        if spec.get("ranking"):
-            fmt = "preference"
-        elif "label" in columns:
-            fmt = "kto"
-        else:
-            fmt = "auto"
+        fmt = "preference" if spec.get("ranking") else "kto" if "label" in columns else "auto"
         fm = FieldMap(
             columns={k: v for k, v in columns.items() if k != v},
             role_key=tags.get("role_tag") if isinstance(tags.get("role_tag"), str) else None,
@@ -146,3 +120,36 @@ def from_dataset_info(info: dict[str, Any]) -> tuple[list[DatasetEntry], list[tu
         )
         entries.append(DatasetEntry(name, spec["file_name"], fmt, fm))
     return entries, skipped
+
+
+def _skip_reason(spec: Any) -> str | None:
+    """Why an entry is not read (not an object, a hub dataset, a pretraining corpus), or None."""
+    if not isinstance(spec, dict):
+        return "not an object"
+    if not isinstance(spec.get("file_name"), str):
+        hub = spec.get("hf_hub_url") or spec.get("ms_hub_url") or spec.get("om_hub_url") or spec.get("script_url")
+        return f"a hub dataset ({hub}): download it and add it as a source" if hub else "no file_name"
+    given = spec.get("columns") or {}
+    corpus = "prompt" in given and not {"response", "chosen", "kto_tag"} & set(given)
+    if spec.get("formatting", "alpaca") != "sharegpt" and corpus:
+        return "a pretraining corpus (a text column, no responses); tuneline fine-tunes on chats"
+    return None
+
+
+def _columns(spec: dict[str, Any]) -> dict[str, str]:
+    """tuneline's field → the entry's column, with LLaMA-Factory's defaults where the entry names none."""
+    sharegpt = spec.get("formatting", "alpaca") == "sharegpt"
+    columns: dict[str, str] = {}
+    for lf, theirs in (spec.get("columns") or {}).items():
+        ours = _LF_COLUMNS.get(lf)
+        if ours == "messages" and sharegpt:
+            ours = "messages" if theirs == "messages" else "conversations"
+        if ours and isinstance(theirs, str):
+            columns[ours] = theirs
+    if not sharegpt:
+        # LLaMA-Factory's alpaca defaults name these columns even when the entry does not
+        for ours, theirs in (("instruction", "instruction"), ("input", "input"), ("output", "output")):
+            columns.setdefault(ours, theirs)
+    elif "conversations" not in columns and "messages" not in columns:
+        columns["conversations"] = "conversations"
+    return columns

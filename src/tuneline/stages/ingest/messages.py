@@ -157,72 +157,108 @@ def message(
     if not isinstance(raw, dict):
         raise RecordError("invalid_message", f"{where} is not an object (got {type(raw).__name__})")
     if len(raw) == 2 and not (role_key or content_key or roles):
-        # the common case, a plain text turn ({"role", "content"} or {"from", "value"}): no lookups beyond these
-        for rk, ck in _PLAIN_KEYS:
-            tag, content = raw.get(rk), raw.get(ck)
-            if type(tag) is str and type(content) is str:
-                role = ROLE_TABLE.get(tag)
-                if role is not None and role != TOOL_CALL and content.strip():
-                    return {"role": role, "content": content}
-                break
+        plain = _plain_turn(raw)
+        if plain is not None:
+            return plain
     rk, ck = _key(raw, role_key, ROLE_KEYS), _key(raw, content_key, CONTENT_KEYS)
+    tag, role = _role(raw, rk, where, roles or {})
+    role, content, reasoning, calls = _body(raw.get(ck), role, f"{where}.{ck}", where)
+    if role == "assistant":
+        calls += _fields_calls(raw, where)
+        reasoning = reasoning or next(
+            (raw[f] for f in ("reasoning_content", "reasoning", "thinking") if _text(raw.get(f))), ""
+        )
+    elif raw.get("tool_calls"):
+        raise RecordError("invalid_tool_call", f"{where}: only assistant turns make tool calls (role {tag!r})")
+    content = _require_content(content, bool(calls), where, ck)
+    _check_loss_weight(raw.get("loss_weight"), role, where)
+    msg: dict[str, Any] = {"role": role, "content": content}
+    if reasoning:
+        msg["reasoning_content"] = reasoning
+    if calls:
+        msg["tool_calls"] = calls
+    msg.update({f: raw[f] for f in ("name", "tool_call_id") if isinstance(raw.get(f), str) and raw[f]})
+    return msg
+
+
+def _plain_turn(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The common case, a plain text turn ({"role", "content"} or {"from", "value"}), with no lookups beyond
+    these; None for anything else (the general path decides)."""
+    for rk, ck in _PLAIN_KEYS:
+        tag, content = raw.get(rk), raw.get(ck)
+        if type(tag) is str and type(content) is str:
+            role = ROLE_TABLE.get(tag)
+            if role is not None and role != TOOL_CALL and content.strip():
+                return {"role": role, "content": content}
+            return None
+    return None
+
+
+def _role(raw: dict[str, Any], rk: str, where: str, roles: dict[str, str]) -> tuple[str, str]:
+    """The source's role tag and the canonical role it maps to (the source's own mapping first)."""
     if raw.get(rk) is None:
         raise RecordError("missing_role", f"{where}: missing '{rk}'")
     tag = raw[rk]
     if not isinstance(tag, str):
         raise RecordError("unknown_role", f"{where}: role must be a string, got {type(tag).__name__}")
     key = tag.strip().lower()
-    role = (roles or {}).get(tag, (roles or {}).get(key)) or ROLE_TABLE.get(key)
+    role = roles.get(tag, roles.get(key)) or ROLE_TABLE.get(key)
     if role is None:
-        allowed = sorted({*ROLE_TABLE, *(roles or {})})
+        allowed = sorted({*ROLE_TABLE, *roles})
         raise RecordError(
             "unknown_role",
             f"{where}: unknown role {tag!r} (known: {', '.join(allowed)}; map it with the source's roles)",
         )
-    content = raw.get(ck)
-    calls: list[dict[str, Any]] = []
-    reasoning = ""
-    if role == TOOL_CALL:  # ShareGPT function_call: the value is the call itself
+    return tag, role
+
+
+def _body(content: Any, role: str, field: str, where: str) -> tuple[str, str | None, str, list[dict[str, Any]]]:
+    """(role, text, reasoning, tool calls) of a turn's content: a string, content parts, or (for a ShareGPT
+    ``function_call`` turn) the call itself, which makes the turn the assistant's."""
+    if role == TOOL_CALL:
         if content is None:
-            raise RecordError("missing_content", f"{where}: missing '{ck}'")
-        role, calls, content = "assistant", tool_calls_from(content, f"{where}.{ck}"), ""
-    elif isinstance(content, list):
-        content, reasoning, calls = _parts(content, where)
-    elif content is not None and not isinstance(content, str):
+            raise RecordError("missing_content", f"{where}: missing '{field.rsplit('.', 1)[-1]}'")
+        return "assistant", "", "", tool_calls_from(content, field)
+    if isinstance(content, list):
+        text, reasoning, calls = _parts(content, where)
+        return role, text, reasoning, calls
+    if content is not None and not isinstance(content, str):
         raise RecordError(
             "invalid_content", f"{where}: content must be a string or parts, got {type(content).__name__}"
         )
-    if role == "assistant":
-        for field in ("tool_calls", "function_call"):
-            if raw.get(field):
-                calls.extend(tool_calls_from(raw[field], f"{where}.{field}"))
-        for field in ("reasoning_content", "reasoning", "thinking"):
-            if isinstance(raw.get(field), str) and raw[field].strip():
-                reasoning = reasoning or raw[field]
-    elif raw.get("tool_calls"):
-        raise RecordError("invalid_tool_call", f"{where}: only assistant turns make tool calls (role {tag!r})")
-    if content is None and not calls:
+    return role, content, "", []
+
+
+def _fields_calls(raw: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """An assistant turn's calls in OpenAI's fields (``tool_calls``, or the legacy ``function_call``)."""
+    calls: list[dict[str, Any]] = []
+    for field in ("tool_calls", "function_call"):
+        if raw.get(field):
+            calls.extend(tool_calls_from(raw[field], f"{where}.{field}"))
+    return calls
+
+
+def _require_content(content: str | None, has_calls: bool, where: str, ck: str) -> str:
+    """A turn needs text unless it makes tool calls."""
+    if content is None and not has_calls:
         raise RecordError("missing_content", f"{where}: missing '{ck}'")
     content = content or ""
-    if not content.strip() and not calls:
+    if not content.strip() and not has_calls:
         raise RecordError("empty_content", f"{where}: empty content")
-    weight = raw.get("loss_weight")
+    return content
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _check_loss_weight(weight: Any, role: str, where: str) -> None:
     if role == "assistant" and weight is not None and weight == 0:
         raise RecordError(
             "unsupported_loss_weight",
             f"{where}: loss_weight 0 on an assistant turn; tuneline trains on every assistant turn "
             "(drop the turn or move it into the prompt)",
         )
-    msg: dict[str, Any] = {"role": role, "content": content}
-    if reasoning:
-        msg["reasoning_content"] = reasoning
-    if calls:
-        msg["tool_calls"] = calls
-    for field in ("name", "tool_call_id"):
-        value = raw.get(field)
-        if isinstance(value, str) and value:
-            msg[field] = value
-    return msg
 
 
 def message_list(raw: Any, field: str, **kw: Any) -> list[dict[str, Any]]:

@@ -137,13 +137,19 @@ def resolve(
             uri=uri, kind="hf", format=source.format, hf_split=source.hf_split, field_map=_source_map(source)
         )
         return [hf], []
-
     proto = _protocol(uri)
     if proto == "file" and (Path(uri) / LF_INFO).is_file():
         info = _lf_info(Path(uri))
         if info is not None:
             return _resolve_lf(source, Path(uri), info)
     opts = dict((storage_options or {}).get(proto, {}))
+    paths, skipped = _list(uri, proto, opts)
+    files = [_file(source, p, uri, proto, opts) for p in paths]
+    return files, [f"{redact_url(_display(s, uri, proto))} (unsupported file kind)" for s in skipped]
+
+
+def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The paths a file, glob, directory or URL names, and (in a directory) those of a kind tuneline cannot read."""
     skipped: list[str] = []
     try:
         fs, path = fsspec.core.url_to_fs(uri, **opts)
@@ -153,10 +159,8 @@ def resolve(
             paths = sorted(fs.glob(path))
         elif fs.isdir(path):
             found = sorted(p for p in fs.find(path) if not Path(p).name.startswith("."))
-            paths = []
-            for p in found:
-                (paths if infer_kind(p)[0] else skipped).append(p)
-
+            paths = [p for p in found if infer_kind(p)[0]]
+            skipped = [p for p in found if not infer_kind(p)[0]]
         elif fs.exists(path):
             paths = [path]
         else:
@@ -167,27 +171,24 @@ def resolve(
         raise SourceError(f"cannot list source {redact_url(uri)!r}: {redact_text(str(exc))}") from None
     if not paths:
         raise SourceError(f"source {redact_url(uri)!r} matched no files")
+    return paths, skipped
 
-    files = []
-    for p in paths:
-        full = _display(p, uri, proto)
-        kind, compression = infer_kind(p)
-        if source.kind != "auto":
-            kind = source.kind
-        if kind is None:
-            raise SourceError(
-                f"cannot tell the file kind of {redact_url(full)!r}: set kind (jsonl, json, csv, parquet) on the source"
-            )
-        files.append(
-            ResolvedFile(
-                uri=redact_url(full),
-                kind=kind,
-                format=source.format,
-                compression=compression,
-                storage_options=opts,
-                open_uri=full,
-                field_map=_source_map(source),
-            )
+
+def _file(source: Source, path: str, uri: str, proto: str, opts: dict[str, Any]) -> ResolvedFile:
+    full = _display(path, uri, proto)
+    kind, compression = infer_kind(path)
+    if source.kind != "auto":
+        kind = source.kind
+    if kind is None:
+        raise SourceError(
+            f"cannot tell the file kind of {redact_url(full)!r}: set kind (jsonl, json, csv, parquet) on the source"
         )
-    skipped = [f"{redact_url(_display(s, uri, proto))} (unsupported file kind)" for s in skipped]
-    return files, skipped
+    return ResolvedFile(
+        uri=redact_url(full),
+        kind=kind,
+        format=source.format,
+        compression=compression,
+        storage_options=opts,
+        open_uri=full,
+        field_map=_source_map(source),
+    )

@@ -21,6 +21,7 @@ from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.redact import redact_url
 from tuneline.registry import CANDIDATE, MODEL_ARTIFACT, RegistryError, client, version_by_alias
 from tuneline.results import (
+    DATA_REPORT,
     EVAL_GATE,
     EVAL_METRICS,
     EVALUATION,
@@ -101,9 +102,9 @@ def lineage_tags(
 def _data_reports(config: TunelineConfig) -> list[Path]:
     paths = config.paths
     candidates = [
-        Path(paths.ingested) / "report.json",
-        Path(paths.cleaned) / "report.json",
-        Path(paths.split) / "report.json",
+        Path(paths.ingested) / DATA_REPORT,
+        Path(paths.cleaned) / DATA_REPORT,
+        Path(paths.split) / DATA_REPORT,
         Path(paths.split) / "leakage.jsonl",
     ]
     return [p for p in candidates if p.is_file()]
@@ -122,30 +123,74 @@ def run_register(
     eval_dir: str | Path | None = None,
     out: str | Path | None = None,
 ) -> RegisterResult:
-    from mlflow.exceptions import MlflowException
+    """Register the model dir with its evaluation as a new version (or find the version that already holds these
+    exact inputs), set ``@candidate`` when the gate passed, and write the version's record to ``out``.
 
-    import mlflow
-
+    The paths default to ``paths.model``, ``paths.eval`` and ``paths.registration``.
+    """
     model_dir = Path(model_dir or config.paths.model)
     eval_dir = Path(eval_dir or config.paths.eval)
     out = Path(out or config.paths.registration)
     name = config.registry.model_name
+    inputs = _read_inputs(model_dir, eval_dir)
+    digest = input_digest(model_dir, eval_dir)
+    mlc, existing = _registered(config, digest)
+    if existing:
+        version = max(existing, key=lambda v: int(v.version))
+        log.info("register: %s v%s already holds these inputs (digest %s); not creating another", name,
+                 version.version, digest)  # fmt: skip
+    else:
+        version = _create_version(config, mlc, inputs, model_dir, eval_dir, digest)
+        log.info("register: created %s v%s", name, version.version)
+    if inputs.gate.passed:
+        mlc.set_registered_model_alias(name, CANDIDATE, version.version)
+    else:
+        reasons = "; ".join(inputs.gate.reasons)
+        log.warning("register: gate failed, %s v%s registered without @%s: %s", name, version.version, CANDIDATE,
+                    reasons)  # fmt: skip
+    record = describe_version(config, version=str(version.version)).model_copy(update={"existing": bool(existing)})
+    record.write(out)
+    return RegisterResult(record=record)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    manifest: ModelManifest
+    gate: GateDecision
+    metrics: EvalMetrics
+    evaluation: Evaluation
+    summary: TrainSummary
+
+
+def _read_inputs(model_dir: Path, eval_dir: Path) -> _Inputs:
+    """The model dir's and the evaluation's records, refusing an evaluation of another model."""
     try:
         manifest = read_manifest(model_dir)
     except ModelDirError as exc:
         raise RegisterError(str(exc)) from None
-    gate = _read(GateDecision, eval_dir / EVAL_GATE, "run `tuneline evaluate` first")
-    metrics = _read(EvalMetrics, eval_dir / EVAL_METRICS, "run `tuneline evaluate` first")
-    evaluation = _read(Evaluation, eval_dir / EVALUATION, "run `tuneline evaluate` first")
-    summary = _read(TrainSummary, model_dir / TRAIN_SUMMARY, "the model dir is incomplete; re-run `tuneline train`")
-    if evaluation.train_run_id != manifest.mlflow_run_id:
+    inputs = _Inputs(
+        manifest=manifest,
+        gate=_read(GateDecision, eval_dir / EVAL_GATE, "run `tuneline evaluate` first"),
+        metrics=_read(EvalMetrics, eval_dir / EVAL_METRICS, "run `tuneline evaluate` first"),
+        evaluation=_read(Evaluation, eval_dir / EVALUATION, "run `tuneline evaluate` first"),
+        summary=_read(TrainSummary, model_dir / TRAIN_SUMMARY, "the model dir is incomplete; re-run `tuneline train`"),
+    )
+    if inputs.evaluation.train_run_id != manifest.mlflow_run_id:
         # another model's evaluation would register this model with that model's gate (and set @candidate)
         raise RegisterError(
-            f"{eval_dir} evaluated the model of training run {evaluation.train_run_id} ({evaluation.model_dir}), "
-            f"not {model_dir} (training run {manifest.mlflow_run_id}); run `tuneline evaluate {model_dir}` first"
+            f"{eval_dir} evaluated the model of training run {inputs.evaluation.train_run_id} "
+            f"({inputs.evaluation.model_dir}), not {model_dir} (training run {manifest.mlflow_run_id}); "
+            f"run `tuneline evaluate {model_dir}` first"
         )
-    digest = input_digest(model_dir, eval_dir)
+    return inputs
 
+
+def _registered(config: TunelineConfig, digest: str) -> tuple[Any, list[Any]]:
+    """The registry client (the registered model created if new) and the versions holding these inputs."""
+    from mlflow.exceptions import MlflowException
+
+    name = config.registry.model_name
+    where = redact_url(tracking_uri(config.registry.tracking_uri))
     try:
         mlc = client(config.registry.tracking_uri)
         try:
@@ -153,67 +198,44 @@ def run_register(
         except MlflowException as exc:
             if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
                 raise
-        existing = mlc.search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
+        return mlc, mlc.search_model_versions(f"name = '{name}' and tags.`{DIGEST_TAG}` = '{digest}'")
     except MlflowException as exc:
-        raise RegisterError(
-            f"MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: {exc}"
-        ) from None
+        raise RegisterError(f"MLflow registry at {where}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - unreachable servers raise many types
-        raise RegisterError(
-            f"cannot reach the MLflow registry at {redact_url(tracking_uri(config.registry.tracking_uri))}: {exc}"
-        ) from None
+        raise RegisterError(f"cannot reach the MLflow registry at {where}: {exc}") from None
 
-    if existing:
-        version = max(existing, key=lambda v: int(v.version))
-        log.info(
-            "register: %s v%s already holds these inputs (digest %s); not creating another",
-            name,
-            version.version,
-            digest,
-        )
-    else:
-        tags = lineage_tags(manifest, summary, metrics, gate, evaluation, digest)
-        try:
-            with mlflow_run(
-                tracking_uri(config.registry.tracking_uri),
-                config.registry.experiment,
-                run_name="register",
-                system_metrics=False,
-            ) as run:
-                mlflow.set_tags({"tuneline.stage": "register", DIGEST_TAG: digest})
-                log.info("register: uploading %s", model_dir)
-                mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
-                mlflow.log_artifacts(str(eval_dir), "evaluation")
-                for report in _data_reports(config):
-                    mlflow.log_artifact(str(report), f"data_reports/{report.parent.name}")
-                storage_uri = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
-                tags["tuneline.storage_uri"] = storage_uri
-                version = mlc.create_model_version(
-                    name,
-                    source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
-                    run_id=run.info.run_id,
-                    tags=tags,
-                    description=f"{manifest.method} on {manifest.base}; gate {'passed' if gate.passed else 'failed'}",
-                )
-        except ConnectionError as exc:
-            raise RegisterError(str(exc)) from None
-        except (MlflowException, OSError) as exc:
-            raise RegisterError(f"registration failed, nothing was registered: {exc}") from None
-        log.info("register: created %s v%s", name, version.version)
 
-    if gate.passed:
-        mlc.set_registered_model_alias(name, CANDIDATE, version.version)
-    else:
-        log.warning(
-            "register: gate failed, %s v%s registered without @%s: %s",
-            name,
-            version.version,
-            CANDIDATE,
-            "; ".join(gate.reasons),
-        )
-    record = describe_version(config, version=str(version.version)).model_copy(update={"existing": bool(existing)})
-    record.write(out)
-    return RegisterResult(record=record)
+def _create_version(
+    config: TunelineConfig, mlc: Any, inputs: _Inputs, model_dir: Path, eval_dir: Path, digest: str
+) -> Any:
+    """Upload the model dir, the evaluation and the data reports in a run, and register them as a version."""
+    from mlflow.exceptions import MlflowException
+
+    import mlflow
+
+    m = inputs.manifest
+    tags = lineage_tags(m, inputs.summary, inputs.metrics, inputs.gate, inputs.evaluation, digest)
+    uri = tracking_uri(config.registry.tracking_uri)
+    try:
+        with mlflow_run(uri, config.registry.experiment, run_name="register", system_metrics=False) as run:
+            mlflow.set_tags({"tuneline.stage": "register", DIGEST_TAG: digest})
+            log.info("register: uploading %s", model_dir)
+            mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
+            mlflow.log_artifacts(str(eval_dir), "evaluation")
+            for report in _data_reports(config):
+                mlflow.log_artifact(str(report), f"data_reports/{report.parent.name}")
+            tags["tuneline.storage_uri"] = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
+            return mlc.create_model_version(
+                config.registry.model_name,
+                source=f"runs:/{run.info.run_id}/{MODEL_ARTIFACT}",
+                run_id=run.info.run_id,
+                tags=tags,
+                description=f"{m.method} on {m.base}; gate {'passed' if inputs.gate.passed else 'failed'}",
+            )
+    except ConnectionError as exc:
+        raise RegisterError(str(exc)) from None
+    except (MlflowException, OSError) as exc:
+        raise RegisterError(f"registration failed, nothing was registered: {exc}") from None
 
 
 def describe_version(config: TunelineConfig, version: str | None = None, alias: str | None = None) -> VersionRecord:

@@ -85,34 +85,46 @@ def assign(keys: list[tuple[str, Any]], cfg: SplitConfig) -> list[int]:
     if cfg.strategy == "random":
         _cut(sorted(range(len(keys)), key=lambda i: rank(cfg.seed, keys[i][0])), ratios, assignment)
     elif cfg.strategy == "stratified":
-        strata: dict[str, list[int]] = defaultdict(list)
-        for i, (_, value) in enumerate(keys):
-            strata[str(value)].append(i)
-        for members in strata.values():
+        for members in _by_value(keys).values():
             _cut(sorted(members, key=lambda i: rank(cfg.seed, keys[i][0])), ratios, assignment)
     elif cfg.strategy == "temporal":
-        stamps = []
-        for i, (rid, value) in enumerate(keys):
-            ts = _timestamp(value)
-            if ts is None:
-                raise SplitError(
-                    f"split.field {cfg.field!r} of record {rid} is {value!r}, not a timestamp "
-                    "(ISO 8601 or epoch seconds); temporal splits need it on every record"
-                )
-            stamps.append((ts, rank(cfg.seed, rid), i))
-        _cut([i for _, _, i in sorted(stamps)], ratios, assignment)
-    else:  # group: every record of a group lands in the same split
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, (_, value) in enumerate(keys):
-            groups[str(value)].append(i)
-        ordered = sorted(groups, key=lambda g: rank(cfg.seed, g))
-        n, seen = len(keys), 0
-        for g in ordered:
-            members = groups[g]
-            # Place the group by where its midpoint falls on the cumulative ratio line.
-            mid = (seen + len(members) / 2) / max(n, 1)
-            split = 0 if mid < ratios[0] else 1 if mid < ratios[0] + ratios[1] else 2
-            for i in members:
-                assignment[i] = split
-            seen += len(members)
+        _cut(_by_time(keys, cfg), ratios, assignment)
+    else:
+        _assign_groups(_by_value(keys), len(keys), cfg.seed, ratios, assignment)
     return assignment
+
+
+def _by_value(keys: list[tuple[str, Any]]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (_, value) in enumerate(keys):
+        groups[str(value)].append(i)
+    return groups
+
+
+def _by_time(keys: list[tuple[str, Any]], cfg: SplitConfig) -> list[int]:
+    """Record indices oldest first (ties in seeded random order); every record must carry a timestamp."""
+    stamps = []
+    for i, (rid, value) in enumerate(keys):
+        ts = _timestamp(value)
+        if ts is None:
+            raise SplitError(
+                f"split.field {cfg.field!r} of record {rid} is {value!r}, not a timestamp "
+                "(ISO 8601 or epoch seconds); temporal splits need it on every record"
+            )
+        stamps.append((ts, rank(cfg.seed, rid), i))
+    return [i for _, _, i in sorted(stamps)]
+
+
+def _assign_groups(
+    groups: dict[str, list[int]], n: int, seed: int, ratios: tuple[float, float, float], assignment: list[int]
+) -> None:
+    """Every record of a group lands in the same split: the one where the group's midpoint falls on the
+    cumulative ratio line, groups taken in seeded random order."""
+    seen = 0
+    for g in sorted(groups, key=lambda g: rank(seed, g)):
+        members = groups[g]
+        mid = (seen + len(members) / 2) / max(n, 1)
+        split = 0 if mid < ratios[0] else 1 if mid < ratios[0] + ratios[1] else 2
+        for i in members:
+            assignment[i] = split
+        seen += len(members)

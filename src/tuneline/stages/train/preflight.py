@@ -55,33 +55,12 @@ class Decisions:
 
 
 def decide(config: TunelineConfig, device: Device) -> Decisions:
+    """Precision and optimizer for this device, refusing settings it cannot run, with a note for each choice."""
     train = config.train
     notes: list[str] = []
     quantize = train.method == "qlora" or bool(train.reference_tuning and train.reference_tuning.load_in_4bit)
-
-    precision = train.precision
-    if device.kind == "cpu":
-        if precision in ("bf16", "fp16"):
-            raise TrainError(
-                f"train.precision={precision} needs a GPU; this machine has none: set train.precision to auto or fp32"
-            )
-        precision = "fp32"
-        notes.append("no GPU: computing in fp32 on CPU (slow; fine for models of a few hundred million parameters)")
-    elif precision == "auto":
-        precision = "bf16" if device.bf16 else "fp16"
-        if not device.bf16:
-            notes.append(f"{device.name} has no bf16: computing in fp16")
-    elif precision == "bf16" and not device.bf16:
-        raise TrainError(f"train.precision=bf16 is not supported by {device.name}: set train.precision to auto or fp16")
-
-    optimizer = train.optimizer
-    if optimizer == "auto":
-        optimizer = "paged_adamw_8bit" if quantize and device.kind == "cuda" else "adamw_torch"
-        if quantize and device.kind != "cuda":
-            notes.append("no GPU: paged 8-bit AdamW needs CUDA, using adamw_torch")
-    elif optimizer in ("paged_adamw_8bit", "adamw_8bit") and device.kind != "cuda":
-        raise TrainError(f"train.optimizer={optimizer} needs a GPU: set train.optimizer to auto or adamw_torch")
-
+    precision = _precision(train.precision, device, notes)
+    optimizer = _optimizer(train.optimizer, quantize, device, notes)
     if config.model.attn_implementation == "flash_attention_2" and device.kind != "cuda":
         raise TrainError("model.attn_implementation=flash_attention_2 needs a GPU: use sdpa")
     if train.merge and quantize:
@@ -89,6 +68,33 @@ def decide(config: TunelineConfig, device: Device) -> Decisions:
     for note in notes:
         log.info("pre-flight: %s", note)
     return Decisions(device, precision, optimizer, quantize, notes)
+
+
+def _precision(wanted: str, device: Device, notes: list[str]) -> str:
+    if device.kind == "cpu":
+        if wanted in ("bf16", "fp16"):
+            raise TrainError(
+                f"train.precision={wanted} needs a GPU; this machine has none: set train.precision to auto or fp32"
+            )
+        notes.append("no GPU: computing in fp32 on CPU (slow; fine for models of a few hundred million parameters)")
+        return "fp32"
+    if wanted == "auto":
+        if not device.bf16:
+            notes.append(f"{device.name} has no bf16: computing in fp16")
+        return "bf16" if device.bf16 else "fp16"
+    if wanted == "bf16" and not device.bf16:
+        raise TrainError(f"train.precision=bf16 is not supported by {device.name}: set train.precision to auto or fp16")
+    return wanted
+
+
+def _optimizer(wanted: str, quantize: bool, device: Device, notes: list[str]) -> str:
+    if wanted == "auto":
+        if quantize and device.kind != "cuda":
+            notes.append("no GPU: paged 8-bit AdamW needs CUDA, using adamw_torch")
+        return "paged_adamw_8bit" if quantize and device.kind == "cuda" else "adamw_torch"
+    if wanted in ("paged_adamw_8bit", "adamw_8bit") and device.kind != "cuda":
+        raise TrainError(f"train.optimizer={wanted} needs a GPU: set train.optimizer to auto or adamw_torch")
+    return wanted
 
 
 def check_lengths(lengths: list[int], ids: list[str], max_len: int, where: str) -> None:
