@@ -8,29 +8,74 @@ labelled desirable or not). A message is ``{"role", "content"}`` plus, where pre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 
-KINDS = ("sft", "preference", "kto")
-MESSAGE_FIELDS = {"sft": ("messages",), "preference": ("prompt", "chosen", "rejected"), "kto": ("prompt", "completion")}
+Kind = Literal["sft", "preference", "kto"]
+KINDS: tuple[Kind, ...] = ("sft", "preference", "kto")
+#: The message lists of each kind, in a stable order (what cleaning, dedup and the leakage audit read).
+MESSAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "sft": ("messages",),
+    "preference": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion"),
+}
 
 
-def kind_of(rec: dict[str, Any]) -> str:
-    """The kind of a canonical record, from the fields it has."""
-    if "messages" in rec:
-        return "sft"
-    return "kto" if "completion" in rec else "preference"
+class FunctionCall(TypedDict):
+    name: str
+    arguments: str | dict[str, Any]
 
 
-def messages_of(rec: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every message of a record of any kind, in a stable order."""
-    for field in MESSAGE_FIELDS[kind_of(rec)]:
+class ToolCall(TypedDict):
+    type: Literal["function"]
+    function: FunctionCall
+    id: NotRequired[str]
+
+
+class Message(TypedDict):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    name: NotRequired[str]
+    tool_call_id: NotRequired[str]
+    reasoning_content: NotRequired[str]
+    tool_calls: NotRequired[list[ToolCall]]
+
+
+class _Record(TypedDict):
+    id: str  # stable: from where the record came from (see the ingest stage)
+    source: str
+    meta: dict[str, Any]
+    tools: NotRequired[list[dict[str, Any]]]  # OpenAI function schemas
+
+
+class SftRecord(_Record):
+    messages: list[Message]
+
+
+class PreferenceRecord(_Record):
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+
+
+class KtoRecord(_Record):
+    prompt: list[Message]
+    completion: list[Message]
+    label: bool  # desirable or not
+
+
+Record = SftRecord | PreferenceRecord | KtoRecord
+
+
+def messages_of(rec: Mapping[str, Any], kind: Kind) -> Iterator[Message]:
+    """Every message of a record of ``kind`` (known from the file it is in), in a stable order."""
+    for field in MESSAGE_FIELDS[kind]:
         yield from rec[field]
 
 
-def message_text(m: dict[str, Any]) -> str:
+def message_text(m: Mapping[str, Any]) -> str:
     """All of a message as one text: reasoning, content, tool calls (what dedup, length rules and the
     built-in tokenizer see)."""
     text = m["content"]

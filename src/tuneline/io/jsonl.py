@@ -8,7 +8,7 @@ from typing import IO, Any
 
 import orjson
 
-from tuneline.records import MESSAGE_FIELDS, kind_of
+from tuneline.records import MESSAGE_FIELDS, Kind
 
 __all__ = [
     "BadRecord",
@@ -120,18 +120,26 @@ def _messages_problem(value: Any, field: str) -> str:
     return ""
 
 
-def parse_canonical(line: bytes, index: int) -> dict[str, Any]:
-    """One canonical record of any kind (what ingest writes), or :class:`BadRecord` saying what is wrong."""
+def parse_canonical(line: bytes, index: int, kind: Kind) -> dict[str, Any]:
+    """One canonical record of ``kind`` (a line of ingest's ``<kind>.jsonl``), or :class:`BadRecord` saying what is
+    wrong. The result is a :class:`tuneline.records.Record` of that kind."""
+    rec = _record(line, index)
+    for field in MESSAGE_FIELDS[kind]:
+        problem = _messages_problem(rec.get(field), field)
+        if problem:
+            raise BadRecord(index, problem)
+    if kind == "kto" and not isinstance(rec.get("label"), bool):
+        raise BadRecord(index, "a kto record's label is not true or false")
+    return rec
+
+
+def _record(line: bytes, index: int) -> dict[str, Any]:
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise BadRecord(index, f"invalid JSON ({exc})") from None
     if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
         raise BadRecord(index, "not a record with a string id")
-    for field in MESSAGE_FIELDS[kind_of(rec)]:
-        problem = _messages_problem(rec.get(field), field)
-        if problem:
-            raise BadRecord(index, problem)
     return rec
 
 
@@ -143,7 +151,7 @@ def line_id(line: bytes) -> str:
         end = line.find(b'"', len(prefix))
         if end > 0 and b"\\" not in line[len(prefix) : end]:
             return line[len(prefix) : end].decode()
-    return parse_canonical(line, 0)["id"]
+    return _record(line, 0)["id"]
 
 
 def bad_input(path: str | Path, line: int, detail: str, stage: str) -> str:

@@ -20,6 +20,7 @@ from tuneline.config.schema import CleanConfig
 from tuneline.engine.blocks import Block, read_bytes, split_lines, write_bytes
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
 from tuneline.io.jsonl import BadRecord, dumps, line_id
+from tuneline.records import Kind
 from tuneline.stages.clean.rules import cleaner_for
 
 CHUNK = 1024
@@ -28,6 +29,7 @@ CHUNK = 1024
 @dataclass(frozen=True, slots=True)
 class CleanBlockTask:
     block: Block
+    kind: Kind  # of every record in the block (from the file it is in)
     prefix: str  # scratch prefix of this block's files
     config: CleanConfig
     tokenizer: str | None
@@ -60,7 +62,7 @@ def clean_block(task: CleanBlockTask) -> BlockCleaned:
     acc = _BlockKeys()
     for start in range(0, len(lines), CHUNK):
         try:
-            chunk = cleaner.clean_many(lines[start : start + CHUNK])
+            chunk = cleaner.clean_many(lines[start : start + CHUNK], task.kind)
         except BadRecord as exc:
             out.error = f"{linenos[start + exc.index]}: {exc.detail}"
             return out

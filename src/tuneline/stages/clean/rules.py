@@ -18,6 +18,7 @@ import xxhash
 from tuneline.config.schema import CleanConfig
 from tuneline.dedup import batch_near_keys
 from tuneline.io.jsonl import parse_canonical
+from tuneline.records import Kind
 from tuneline.stages.clean.pii import Redactor
 from tuneline.stages.clean.text import (
     canonical_text,
@@ -59,14 +60,14 @@ class RecordCleaner:
 
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
 
-    def clean_many(self, lines: list[bytes]) -> CleanedChunk:
+    def clean_many(self, lines: list[bytes], kind: Kind) -> CleanedChunk:
         """Clean a chunk; near-dup signatures are computed for the whole chunk at once (much faster)."""
         chunk = CleanedChunk()
         texts: list[str] = []
         cfg = self.cfg
         for i, line in enumerate(lines):
-            rec = parse_canonical(line, i)
-            msgs = list(messages_of(rec))
+            rec = parse_canonical(line, i, kind)
+            msgs = list(messages_of(rec, kind))
             chunk.ids.append(rec["id"])
             if cfg.normalize.enabled:
                 chunk.normalized += self._normalize(msgs)
@@ -77,7 +78,7 @@ class RecordCleaner:
             chunk.lines.append(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
             keep = removed is None
             chunk.exact.append(
-                xxhash.xxh3_64_intdigest(canonical_text(rec).encode()) if keep and cfg.exact_dedup.enabled else 0
+                xxhash.xxh3_64_intdigest(canonical_text(rec, kind).encode()) if keep and cfg.exact_dedup.enabled else 0
             )
             if keep and cfg.near_dedup.enabled:
                 chunk.near_rows.append(len(texts))

@@ -203,7 +203,7 @@ def _clean_kind(
     bands = lsh_params(nd.threshold, nd.num_perm)[0] if nd.enabled else 1
     prefixes = [f"{root}{kind}/{b.index:06d}" for b in blocks]
     tasks = [
-        CleanBlockTask(b, p, cfg, tok, bucket_bits(total), bucket_bits(total * bands))
+        CleanBlockTask(b, kind, p, cfg, tok, bucket_bits(total), bucket_bits(total * bands))
         for b, p in zip(blocks, prefixes, strict=True)
     ]
     cleaned: list[BlockCleaned] = []

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
-from tuneline.records import message_text, messages_of
+from tuneline.records import Kind, message_text, messages_of
 
 __all__ = ["canonical_text", "map_texts", "message_text", "messages_of", "normalize_text", "prompt_text"]
 
@@ -51,22 +51,23 @@ def normalize_text(text: str, form: str) -> str:
     return text.replace("\r\n", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
 
 
-def canonical_text(rec: dict[str, Any]) -> str:
+def canonical_text(rec: dict[str, Any], kind: Kind) -> str:
     """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content."""
-    body = "\x1e".join(m["role"] + "\x1f" + " ".join(message_text(m).casefold().split()) for m in messages_of(rec))
-    return body + ("\x1e" + str(rec["label"]) if "label" in rec else "")
+    msgs = messages_of(rec, kind)
+    body = "\x1e".join(m["role"] + "\x1f" + " ".join(message_text(m).casefold().split()) for m in msgs)
+    return body + ("\x1e" + str(rec["label"]) if kind == "kto" else "")
 
 
-def prompt_text(rec: dict[str, Any]) -> str:
+def prompt_text(rec: dict[str, Any], kind: Kind) -> str:
     """The user side of a record (user and tool turns), for leakage checks.
 
     System prompts are left out: they are shared by design across a dataset and would make
     every pair of records look alike.
     """
-    msgs = rec["prompt"] if "prompt" in rec else rec["messages"][:-1]
+    msgs = rec["messages"][:-1] if kind == "sft" else rec["prompt"]
     return "\x1e".join(
         _SPACE.sub(" ", m["content"]).strip().casefold() for m in msgs if m["role"] in ("user", "tool")
-    ) or canonical_text(rec)
+    ) or canonical_text(rec, kind)
 
 
 def repetition_ratio(text: str, n: int = 3) -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tuneline.records import Kind, Record
 from tuneline.stages.ingest.mapping import FieldMap, apply_map
 from tuneline.stages.ingest.messages import RecordError, message, message_list, tools_schema
 
@@ -311,7 +312,7 @@ def to_kto(obj: dict[str, Any]) -> tuple[list, list, bool]:
 
 def canonicalize(
     obj: Any, fmt: str, rid: str, source: str, meta: dict[str, Any], field_map: FieldMap | None = None
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[Kind, Record]:
     """Convert one parsed raw record; returns ``("sft"|"preference"|"kto", canonical record)``."""
     if not isinstance(obj, dict):
         raise RecordError("not_an_object", f"record is not a JSON object (got {_json_type(obj)})")
@@ -335,7 +336,8 @@ def canonicalize(
     else:
         convert = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}[fmt]
         body, kind = {"messages": convert(obj)}, "sft"
-    return kind, {"id": rid, **body, **extra, "source": source, "meta": _meta(obj, fmt, meta)}
+    record = {"id": rid, **body, **extra, "source": source, "meta": _meta(obj, fmt, meta)}
+    return kind, record  # type: ignore[return-value]  # built per kind above
 
 
 def _meta(obj: dict[str, Any], fmt: str, own: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from tuneline.records import Message
+
 
 class RecordError(ValueError):
     """A record that cannot become a canonical record; ``code`` is stable, the message is for people."""
@@ -151,7 +153,7 @@ def message(
     role_key: str | None = None,
     content_key: str | None = None,
     roles: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> Message:
     """One canonical message. ``role_key``/``content_key`` name the fields when a source declares them;
     ``roles`` maps a source's own role tags (checked before the built-in table)."""
     if not isinstance(raw, dict):
@@ -172,7 +174,7 @@ def message(
         raise RecordError("invalid_tool_call", f"{where}: only assistant turns make tool calls (role {tag!r})")
     content = _require_content(content, bool(calls), where, ck)
     _check_loss_weight(raw.get("loss_weight"), role, where)
-    msg: dict[str, Any] = {"role": role, "content": content}
+    msg: Message = {"role": role, "content": content}  # type: ignore[typeddict-item]  # role: checked by _role
     if reasoning:
         msg["reasoning_content"] = reasoning
     if calls:

@@ -20,6 +20,7 @@ from tuneline.dedup import batch_near_keys
 from tuneline.engine.blocks import Block
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
 from tuneline.io.jsonl import BadRecord, parse_canonical
+from tuneline.records import Kind
 from tuneline.stages.clean.text import prompt_text
 from tuneline.stages.split.assign import field_value, rank
 
@@ -30,6 +31,7 @@ CHUNK = 4096
 @dataclass(frozen=True, slots=True)
 class SplitTask:
     block: Block
+    kind: Kind  # of every record in the block (from the file it is in)
     prefix: str
     seed: int
     field: str | None  # the record field the strategy reads (None: random)
@@ -61,7 +63,7 @@ def split_block(task: SplitTask) -> SplitKeyed:
         if not line.strip():
             continue
         try:
-            rec = parse_canonical(line, 0)
+            rec = parse_canonical(line, 0, task.kind)
         except BadRecord as exc:
             empty = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank, {}, 0)
             return SplitKeyed(empty, np.zeros(0, np.uint64), error=f"{lineno}: {exc.detail}")
@@ -70,7 +72,7 @@ def split_block(task: SplitTask) -> SplitKeyed:
             ids.append(rec["id"])
             values.append(field_value(rec, task.field))
         if task.leakage is not None:
-            texts.append(prompt_text(rec))
+            texts.append(prompt_text(rec, task.kind))
         ranks.append(blk.first_rank + lineno - blk.first_line)
     h = np.array(hashes, dtype=np.uint64)
     if task.leakage is None:

@@ -20,7 +20,7 @@ from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import JsonlWriter, bad_input, line_id
 from tuneline.progress import Rate, log, stage_progress
-from tuneline.records import KINDS
+from tuneline.records import KINDS, Kind
 from tuneline.results import DATA_REPORT, Leakage, SplitReport
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, assign_random
 from tuneline.stages.split.leakage import NUM_PERM, SplitKeyed, SplitTask, split_block
@@ -44,7 +44,7 @@ def _nl(line: bytes) -> bytes:
 
 
 def _keys(
-    config: TunelineConfig, ex: Executor, path: str, field: str | None, root: str
+    config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str
 ) -> tuple[list[SplitKeyed], list[Block]]:
     """One pass of block tasks over ``path``: the split hashes (and field values) and the leakage keys."""
     cfg = config.split
@@ -53,7 +53,7 @@ def _keys(
     bands = lsh_params(cfg.leakage.threshold, NUM_PERM)[0]
     leak = cfg.leakage if cfg.leakage.check else None
     tasks = [
-        SplitTask(b, f"{root}{b.index:06d}", cfg.seed, field, leak, bucket_bits(n), bucket_bits(n * bands))
+        SplitTask(b, kind, f"{root}{b.index:06d}", cfg.seed, field, leak, bucket_bits(n), bucket_bits(n * bands))
         for b in blocks
     ]
     results = []
@@ -68,11 +68,11 @@ def _keys(
 
 
 def _assignment(
-    config: TunelineConfig, ex: Executor, kind: str, path: str, field: str | None, root: str
+    config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str
 ) -> tuple[np.ndarray, list[KeyedBlock]]:
     """Each record's split (an index into ``SPLITS``) in input order, and the leakage keys of its blocks."""
     cfg = config.split
-    results, _ = _keys(config, ex, path, field, root)
+    results, _ = _keys(config, ex, kind, path, field, root)
     keyed = [r.keyed for r in results]
     if cfg.strategy == "random":
         hashes = [r.hashes for r in results]
@@ -184,7 +184,7 @@ class _LeakLog:
 
 
 def _split_kind(
-    config: TunelineConfig, ex: Executor, kind: str, path: str, field: str | None, root: str,
+    config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str,
     writers: dict[str, JsonlWriter], leak_log: _LeakLog, progress: Any,
 ) -> None:  # fmt: skip
     """Assign one kind's records to splits, find their leaks, and write them (dropping leaks under ``remove``)."""
