@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tuneline.io.atomic import write_json_atomic
+from tuneline.results import Result
 
 log = logging.getLogger("tuneline.train")
 MARKER = "tuneline_checkpoint.json"
@@ -41,19 +41,32 @@ def file_sizes(ckpt: Path) -> dict[str, int]:
     }
 
 
+class CompletionMark(Result):
+    """Written last into a checkpoint: which run wrote it, and every file's size (a resume checks them)."""
+
+    step: int
+    fingerprint: str
+    mlflow_run_id: str | None
+    files: dict[str, int]
+
+
 def mark_complete(ckpt: Path, step: int, fingerprint: str, mlflow_run_id: str | None = None) -> None:
-    write_json_atomic(
-        ckpt / MARKER,
-        {"step": step, "fingerprint": fingerprint, "mlflow_run_id": mlflow_run_id, "files": file_sizes(ckpt)},
+    CompletionMark(step=step, fingerprint=fingerprint, mlflow_run_id=mlflow_run_id, files=file_sizes(ckpt)).write(
+        ckpt / MARKER
     )
+
+
+def _mark(ckpt: Path) -> CompletionMark | None:
+    try:
+        return CompletionMark.read(ckpt / MARKER)
+    except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
+        return None
 
 
 def mlflow_run_of(ckpt: Path) -> str | None:
     """The MLflow run that wrote a complete checkpoint (resuming continues it)."""
-    try:
-        return json.loads((ckpt / MARKER).read_text()).get("mlflow_run_id")
-    except (OSError, ValueError):
-        return None
+    mark = _mark(ckpt)
+    return mark.mlflow_run_id if mark else None
 
 
 def problem(ckpt: Path, fingerprint: str) -> str | None:
@@ -61,14 +74,13 @@ def problem(ckpt: Path, fingerprint: str) -> str | None:
     marker = ckpt / MARKER
     if not marker.is_file():
         return "incomplete (no completion marker: the run stopped while saving)"
-    try:
-        meta = json.loads(marker.read_text())
-    except (OSError, ValueError):
+    meta = _mark(ckpt)
+    if meta is None:
         return "corrupt completion marker"
-    if meta.get("fingerprint") != fingerprint:
+    if meta.fingerprint != fingerprint:
         return "from a different run (config or data changed)"
     actual = file_sizes(ckpt)
-    for name, size in meta.get("files", {}).items():
+    for name, size in meta.files.items():
         if actual.get(name) != size:
             return f"corrupt: {name} is {'missing' if name not in actual else 'truncated or changed'}"
     try:
