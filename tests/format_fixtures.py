@@ -165,7 +165,7 @@ SHAPES: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
         {"instruction": "Track it", "input": "ZX-118", "chosen": REPLY, "rejected": "No idea.", "system": SYSTEM},
         "preference",
         {
-            "prompt": [{"role": "system", "content": SYSTEM}, u("Track it\n\nZX-118")],
+            "prompt": [{"role": "system", "content": SYSTEM}, u("Track it\nZX-118")],
             "chosen": [a(REPLY)],
             "rejected": [a("No idea.")],
         },

@@ -40,7 +40,9 @@ def test_sharegpt_roles_are_mapped():
 
 
 @pytest.mark.parametrize(
-    ("extra", "user"), [({"input": "ctx"}, "do it\n\nctx"), ({"input": ""}, "do it"), ({}, "do it")]
+    ("extra", "user"),
+    # LLaMA-Factory's join: one newline; an empty input is left out, a blank one is kept as it keeps it
+    [({"input": "ctx"}, "do it\nctx"), ({"input": ""}, "do it"), ({}, "do it"), ({"input": " "}, "do it\n ")],
 )
 def test_alpaca(extra, user):
     _, rec = canon({"instruction": "do it", "output": "done", **extra})

@@ -131,9 +131,15 @@ def _with_system(obj: dict[str, Any], msgs: list[dict[str, Any]]) -> list[dict[s
 
 
 def _alpaca_user(obj: dict[str, Any]) -> dict[str, Any]:
-    instruction = _text(obj, "instruction")
+    """The user turn of an alpaca record, joined as LLaMA-Factory joins it: ``instruction`` and ``input``, each
+    kept when it is a non-empty string, one newline between them."""
+    instruction = _text(obj, "instruction", required=False)
     extra = obj.get("input")
-    content = f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra.strip() else instruction
+    if instruction is None and not extra:
+        raise RecordError("missing_content", "missing 'instruction'")
+    content = "\n".join(part for part in (instruction, extra) if isinstance(part, str) and part)
+    if not content.strip():
+        raise RecordError("empty_content", "'instruction' is empty")
     return {"role": "user", "content": content}
 
 
