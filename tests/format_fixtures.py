@@ -223,6 +223,70 @@ SHAPES: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
         "kto",
         {"prompt": [u(ASK)], "completion": [a("No idea.")], "label": False},
     ),
+    # ---- round three: OpenAI preference and legacy functions, TRL prompt-completion, reasoning roles
+    "openai_preference": (
+        {
+            "input": {
+                "messages": [{"role": "developer", "content": SYSTEM}, u(ASK)],
+                "tools": OPENAI_TOOLS,
+                "parallel_tool_calls": True,
+            },
+            "preferred_output": [a(REPLY)],
+            "non_preferred_output": [a("No idea.")],
+        },
+        "preference",
+        {
+            "prompt": [{"role": "system", "content": SYSTEM}, u(ASK)],
+            "chosen": [a(REPLY)],
+            "rejected": [a("No idea.")],
+            "tools": OPENAI_TOOLS,
+        },
+    ),
+    "openai_legacy_functions": (
+        {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                u(ASK),
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "function_call": {**CALL, "arguments": json.dumps(CALL["arguments"])},
+                },
+                {"role": "function", "name": "track_parcel", "content": RESULT},
+                a(REPLY),
+            ],
+            "functions": TOOLS,
+        },
+        "sft",
+        {"messages": TOOL_CONVERSATION, "tools": OPENAI_TOOLS},
+    ),
+    "trl_prompt_completion_conversational": (
+        {"prompt": [{"role": "system", "content": SYSTEM}, u(ASK)], "completion": [a(REPLY)]},
+        "sft",
+        {"messages": [{"role": "system", "content": SYSTEM}, u(ASK), a(REPLY)]},
+    ),
+    "trl_prompt_completion_standard": (
+        {"prompt": ASK, "completion": REPLY},
+        "sft",
+        {"messages": [u(ASK), a(REPLY)]},
+    ),
+    "developer_role_thinking": (
+        {
+            "messages": [
+                {"role": "developer", "content": SYSTEM},
+                u(ASK),
+                {"role": "assistant", "content": REPLY, "thinking": "The tracker says Lyon."},
+            ]
+        },
+        "sft",
+        {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                u(ASK),
+                a(REPLY, reasoning_content="The tracker says Lyon."),
+            ]
+        },
+    ),
 }
 
 # A source with its own names, declared in params.yaml (axolotl's field_messages / message_property_mappings).

@@ -95,6 +95,23 @@ def test_every_file_kind_and_gzip(tmp_path: Path, make_config):
     assert res.by_format == {"alpaca": 2, "messages": 2, "preference": 1, "sharegpt": 1}
 
 
+def test_zstd_and_a_folder_with_someone_elses_state_json(tmp_path: Path, make_config):
+    import zstandard
+
+    d = tmp_path / "raw"
+    d.mkdir()
+    line = (json.dumps(chat("zst", "ok")) + "\n").encode()
+    (d / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(line))
+    write_jsonl(d / "b.jsonl", [chat("beside state.json", "ok")])
+    (d / "state.json").write_text('{"step": 3}')  # a training tool's state, not a saved Hugging Face dataset
+    res = run_ingest(make_config("data.max_bad_fraction=0.5"), [Source(uri=str(d))], tmp_path / "out")
+    assert {r["messages"][0]["content"] for r in read_jsonl(tmp_path / "out/sft.jsonl")} == {"zst", "beside state.json"}
+    # state.json is read as the JSON file it is (and quarantined: it holds no conversation), not as a dataset marker
+    assert [(Path(q["file"]).name, q["reason"]) for q in read_jsonl(tmp_path / "out/quarantine.jsonl")] == [
+        ("state.json", "unknown_format")
+    ]
+
+
 def test_globs_and_explicit_format(tmp_path: Path, make_config):
     write_jsonl(tmp_path / "p1.jsonl", [{"instruction": "i", "output": "o", "messages": "not a list"}])
     write_jsonl(tmp_path / "p2.jsonl", [{"instruction": "i2", "output": "o2"}])

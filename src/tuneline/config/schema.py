@@ -48,7 +48,7 @@ class PathsConfig(Section):
 
 
 # ----------------------------------------------------------------------------- data
-RecordFormat = Literal["auto", "messages", "sharegpt", "alpaca", "preference", "kto"]
+RecordFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "preference", "kto"]
 # The record fields ingest's readers understand; a source's ``columns`` maps them onto its own names.
 Column = Literal[
     "messages",

@@ -26,16 +26,18 @@ from typing import Any
 
 from tuneline.records import Kind, Record
 from tuneline.stages.ingest.mapping import FieldMap, apply_map
-from tuneline.stages.ingest.messages import RecordError, message, message_list, tools_schema
+from tuneline.stages.ingest.messages import RecordError, json_object, message, message_list, tools_schema
 
 __all__ = ["FORMATS", "RecordError", "canonicalize", "detect_format"]
 
-FORMATS = ("messages", "sharegpt", "alpaca", "preference", "kto")
-_CONTEXT = {"prompt", "messages", "conversations", "instruction", "input", "question", "system", "history", "tools"}
+FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "preference", "kto")
+_TOOLS = {"tools", "functions"}  # OpenAI's function schemas, current and legacy
+_CONTEXT = {"prompt", "messages", "conversations", "instruction", "input", "question", "system", "history", *_TOOLS}
 _CONSUMED = {
-    "messages": {"messages", "system", "tools"},
-    "sharegpt": {"conversations", "system", "tools"},
-    "alpaca": {"instruction", "input", "output", "system", "history", "tools"},
+    "messages": {"messages", "system", *_TOOLS},
+    "sharegpt": {"conversations", "system", *_TOOLS},
+    "alpaca": {"instruction", "input", "output", "system", "history", *_TOOLS},
+    "prompt_completion": _CONTEXT | {"completion"},
     "preference": _CONTEXT | {"chosen", "rejected", "chosen_messages", "rejected_messages"},
     "kto": _CONTEXT | {"completion", "output", "label", "kto_tag"},
 }
@@ -61,6 +63,8 @@ def detect_format(obj: dict[str, Any]) -> str:
         return "kto"
     if "messages" in obj:
         return "messages"
+    if "prompt" in obj and "completion" in obj:
+        return "prompt_completion"
     if "conversations" in obj:
         return "sharegpt"
     if "instruction" in obj and "output" in obj:
@@ -77,7 +81,7 @@ def detect_format(obj: dict[str, Any]) -> str:
     raise RecordError(
         "unknown_format",
         f"cannot detect the format (keys: {keys}); expected messages, conversations, instruction/output, "
-        "prompt/chosen/rejected or a KTO label (or declare the source's columns)",
+        "prompt/completion, prompt/chosen/rejected or a KTO label (or declare the source's columns)",
     )
 
 
@@ -263,6 +267,36 @@ def _user_texts(msgs: list[dict[str, Any]]) -> list[str]:
     return [" ".join(m["content"].split()) for m in msgs if m["role"] == "user"]
 
 
+def to_prompt_completion(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """TRL's prompt-completion rows as one conversation. Conversational rows (message lists) keep their turns;
+    standard rows (two strings) become a user turn and the assistant's answer, so they train through the chat
+    template like every other record (TRL would train on the raw concatenated text)."""
+    prompt, (completion,) = _split_answers(
+        _context(obj), [_answer(obj.get("completion"), "completion")], ("completion",)
+    )
+    msgs = [*prompt, *completion]
+    _require_final_assistant(msgs, "completion")
+    if prompt[-1]["role"] == "assistant":
+        raise RecordError("invalid_prompt", "'prompt' must not end with an assistant turn")
+    return msgs
+
+
+def from_openai_preference(obj: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's preference fine-tuning row (``input.messages``/``input.tools``, ``preferred_output``,
+    ``non_preferred_output``) in the preference shape ``to_preference`` reads; other fields are kept."""
+    given = obj.get("input")
+    if isinstance(given, str) and given.lstrip().startswith("{"):  # a CSV cell (alpaca's input stays text)
+        given = json_object(given, "input", "invalid_prompt")
+    if not isinstance(given, dict) or not isinstance(given.get("messages"), list):
+        raise RecordError("invalid_prompt", "'input' must be an object with a 'messages' list (OpenAI preference)")
+    rest = {k: v for k, v in obj.items() if k not in ("input", "preferred_output", "non_preferred_output")}
+    tools = {"tools": given["tools"]} if given.get("tools") else {}
+    return {
+        **rest, "prompt": given["messages"], **tools,
+        "chosen": obj["preferred_output"], "rejected": obj["non_preferred_output"],
+    }  # fmt: skip
+
+
 def to_preference(obj: dict[str, Any]) -> tuple[list, list, list]:
     chosen_field = "chosen" if "chosen" in obj else "chosen_messages"
     rejected_field = "rejected" if "rejected" in obj else "rejected_messages"
@@ -324,6 +358,8 @@ def canonicalize(
         raise RecordError("not_an_object", f"record is not a JSON object (got {_json_type(obj)})")
     if field_map:
         obj = apply_map(obj, field_map)
+    if "preferred_output" in obj and "non_preferred_output" in obj:
+        obj = from_openai_preference(obj)
     if fmt == "auto":
         fmt = detect_format(obj)
     for key in _MEDIA:
@@ -331,7 +367,8 @@ def canonicalize(
             raise RecordError(
                 "unsupported_modality", f"the record has {key!r}; tuneline fine-tunes text-only chat models"
             )
-    tools = tools_schema(obj["tools"]) if obj.get("tools") else None
+    declared = obj.get("tools") or obj.get("functions")  # OpenAI's legacy function calling names them functions
+    tools = tools_schema(declared, "tools" if obj.get("tools") else "functions") if declared else None
     extra = {"tools": tools} if tools else {}
     if fmt == "preference":
         prompt, chosen, rejected = to_preference(obj)
@@ -340,7 +377,10 @@ def canonicalize(
         prompt, completion, label = to_kto(obj)
         body, kind = {"prompt": prompt, "completion": completion, "label": label}, "kto"
     else:
-        convert = {"messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca}[fmt]
+        convert = {
+            "messages": to_messages, "sharegpt": to_sharegpt, "alpaca": to_alpaca,
+            "prompt_completion": to_prompt_completion,
+        }[fmt]  # fmt: skip
         body, kind = {"messages": convert(obj)}, "sft"
     record = {"id": rid, **body, **extra, "source": source, "meta": _meta(obj, fmt, meta)}
     return kind, record  # type: ignore[return-value]  # built per kind above

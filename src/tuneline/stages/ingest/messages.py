@@ -36,6 +36,7 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 TOOL_CALL = "tool_call"  # a pseudo-role: an assistant turn whose content is a tool call (ShareGPT function_call)
 ROLE_TABLE = {
     "system": "system",
+    "developer": "system",  # OpenAI's successor to system (reasoning models, gpt-oss data)
     "human": "user",
     "user": "user",
     "gpt": "assistant",

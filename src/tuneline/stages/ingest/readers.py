@@ -35,6 +35,9 @@ _JSON_FIELDS = frozenset(
         "completion",
         "history",
         "tools",
+        "functions",
+        "preferred_output",
+        "non_preferred_output",
         "meta",
         "metadata",
     }
@@ -83,7 +86,8 @@ def _loads_exact(data: bytes | str) -> Any:
 def _jsonl_lines(f: ResolvedFile) -> Iterator[tuple[int, bytes]]:
     if f.line_range is None:
         with _open(f) as fh:
-            yield from enumerate(fh, start=1)
+            # zstandard's reader has no line iteration of its own; a buffer over it does
+            yield from enumerate(io.BufferedReader(fh) if f.compression == "zstd" else fh, start=1)
         return
     from tuneline.engine.blocks import split_lines
 

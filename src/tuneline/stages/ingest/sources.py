@@ -16,7 +16,6 @@ from tuneline.stages.ingest.mapping import FieldMap, from_dataset_info
 
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd"}
 KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_HF_MARKERS = ("state.json", "dataset_dict.json")  # what datasets.save_to_disk writes beside dataset_info.json
 LF_INFO = "dataset_info.json"  # LLaMA-Factory's index of a data directory
 
 
@@ -62,7 +61,9 @@ def _is_hf_dir(path: str) -> bool:
     p = Path(path)
     if not p.is_dir():
         return False
-    if any((p / m).exists() for m in _HF_MARKERS):
+    # what datasets.save_to_disk writes: dataset_dict.json for splits, or state.json beside the Arrow files (a
+    # state.json alone is any tool's; its folder's JSONL files are read as files)
+    if (p / "dataset_dict.json").is_file() or ((p / "state.json").is_file() and any(p.glob("*.arrow"))):
         return True
     return (p / LF_INFO).is_file() and _lf_info(p) is None  # a saved HF dataset's own info, not LLaMA-Factory's
 
