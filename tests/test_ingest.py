@@ -104,7 +104,7 @@ def test_zstd_and_a_folder_with_someone_elses_state_json(tmp_path: Path, make_co
     (d / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(line))
     write_jsonl(d / "b.jsonl", [chat("beside state.json", "ok")])
     (d / "state.json").write_text('{"step": 3}')  # a training tool's state, not a saved Hugging Face dataset
-    res = run_ingest(make_config("data.max_bad_fraction=0.5"), [Source(uri=str(d))], tmp_path / "out")
+    run_ingest(make_config("data.max_bad_fraction=0.5"), [Source(uri=str(d))], tmp_path / "out")
     assert {r["messages"][0]["content"] for r in read_jsonl(tmp_path / "out/sft.jsonl")} == {"zst", "beside state.json"}
     # state.json is read as the JSON file it is (and quarantined: it holds no conversation), not as a dataset marker
     assert [(Path(q["file"]).name, q["reason"]) for q in read_jsonl(tmp_path / "out/quarantine.jsonl")] == [
