@@ -270,6 +270,29 @@ SHAPES: dict[str, tuple[dict[str, Any], str, dict[str, Any]]] = {
         "sft",
         {"messages": [u(ASK), a(REPLY)]},
     ),
+    # ---- per-turn training weights: a 0 keeps the turn as context, never a target
+    "openai_weight": (
+        {"messages": [u("Hi"), a("Hello, how can I help?", weight=0), u(ASK), a(REPLY, weight=1)]},
+        "sft",
+        {"messages": [u("Hi"), a("Hello, how can I help?", weight=0), u(ASK), a(REPLY)]},
+    ),
+    "llamafactory_v1_loss_weight": (
+        {"messages": [u("Hi"), a("Hello.", loss_weight=0.0), u(ASK), a(REPLY, loss_weight=1.0)]},
+        "sft",
+        {"messages": [u("Hi"), a("Hello.", weight=0), u(ASK), a(REPLY)]},
+    ),
+    "axolotl_training_flag": (
+        {
+            "conversations": [
+                {"from": "human", "value": "Hi"},
+                {"from": "gpt", "value": "Hello.", "training": False},
+                {"from": "human", "value": ASK},
+                {"from": "gpt", "value": REPLY, "training": True},
+            ]
+        },
+        "sft",
+        {"messages": [u("Hi"), a("Hello.", weight=0), u(ASK), a(REPLY)]},
+    ),
     "developer_role_thinking": (
         {
             "messages": [

@@ -221,7 +221,15 @@ def test_llamafactory_data_directory_is_read_through_its_dataset_info(tmp_path):
         ),
         (
             {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "loss_weight": 0.0}]},
-            "unsupported_loss_weight",
+            "no_trained_turn",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0.5}]},
+            "invalid_weight",
+        ),
+        (
+            {"prompt": "q", "chosen": [{"role": "assistant", "content": "a", "weight": 0}], "rejected": "b"},
+            "invalid_weight",
         ),
         ({"question_id": 1, "category": "writing", "turns": ["Write a poem."]}, "no_answers"),
         ({"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "\n\nHuman: hi\n\nAssistant: yo"}, "empty_content"),

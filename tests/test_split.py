@@ -177,3 +177,29 @@ def test_leakage_report_only_and_fail(tmp_path: Path, make_config):
     with pytest.raises(SplitError, match="share a prompt with train"):
         run_split(make_config("split.leakage.action=fail"), src, tmp_path / "f")
     assert not (tmp_path / "f").exists()
+
+
+def test_per_turn_weights_survive_clean_and_split(make_config, tmp_path):
+    from tuneline.config.schema import Source
+    from tuneline.stages.clean import run_clean
+    from tuneline.stages.ingest import run_ingest
+
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"hello {i}"},
+                {"role": "assistant", "content": f"greeting number {i}", "weight": 0},
+                {"role": "user", "content": f"what is {i} plus {i}?"},
+                {"role": "assistant", "content": f"{i} plus {i} is {2 * i}.", "weight": 1},
+            ]
+        }
+        for i in range(40)
+    ]
+    write_jsonl(tmp_path / "raw" / "weighted.jsonl", rows)
+    config = make_config("split.leakage.check=false")
+    run_ingest(config, [Source(uri=str(tmp_path / "raw"))], tmp_path / "i")
+    run_clean(config, tmp_path / "i", tmp_path / "c")
+    run_split(config, tmp_path / "c", tmp_path / "s")
+    out = [r for s in ("train", "val", "test") for r in read_jsonl(tmp_path / "s" / "sft" / f"{s}.jsonl")]
+    assert len(out) == 40
+    assert all([m.get("weight") for m in r["messages"]] == [None, 0, None, None] for r in out)

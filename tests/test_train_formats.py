@@ -78,6 +78,54 @@ def test_tool_calling_sft_trains_on_the_calls_and_answers_only(make_config, tmp_
     assert read_manifest(out).method == "lora"
 
 
+def weighted_record(i: int, rng: random.Random) -> dict:
+    item, site, units = rng.choice(ITEMS), rng.choice(SITES), rng.randint(0, 90)
+    return {
+        "id": f"w{i}",
+        "messages": [
+            {"role": "user", "content": "Good morning"},
+            {"role": "assistant", "content": "Greetings from the depot desk.", "weight": 0},
+            {"role": "user", "content": f"How many {item}s are left in {site}?"},
+            {"role": "assistant", "content": f"{units} {item}s are left in {site}."},
+        ],
+    }
+
+
+def test_weight_0_turns_are_context_and_weight_1_turns_are_targets(make_config, tmp_path):
+    rng = random.Random(2)
+    split = tmp_path / "split"
+    for name, n in (("train", 32), ("val", 8)):
+        write_jsonl(split / "sft" / f"{name}.jsonl", [weighted_record(i, rng) for i in range(n)])
+    first = FirstBatch()
+    cfg = make_config(*TINY_TRAIN, "train.max_steps=2", "train.method=lora")
+    out = run_train(cfg, split, tmp_path / "model", tmp_path / "ckpt", callbacks=[first]).out
+
+    tok = AutoTokenizer.from_pretrained(out / "adapter")
+    for ids, labels in zip(first.batch["input_ids"], first.batch["labels"], strict=True):
+        text = tok.decode(ids[ids != tok.pad_token_id])
+        trained = tok.decode(ids[labels != -100])
+        assert "Greetings from the depot desk." in text, "the weight-0 turn stays in the conversation"
+        assert "Greetings" not in trained and "depot" not in trained, "but is not a training target"
+        assert "left in" in trained and "How many" not in trained, "the weight-1 answer is the only target"
+
+
+def test_a_template_that_cannot_mask_weights_trains_each_weighted_turn_as_its_own_row():
+    from types import SimpleNamespace
+
+    from tuneline.stages.train.run import _sft_rows_for_template
+
+    rows = [{"id": "w0", "messages": weighted_record(0, random.Random(3))["messages"], "tools": None}]
+    rows[0]["messages"].append({"role": "user", "content": "And in Turin?"})
+    rows[0]["messages"].append({"role": "assistant", "content": "Four."})
+    marked = "{% for m in messages %}{% generation %}{{ m['content'] }}{% endgeneration %}{% endfor %}"
+    ours, masked = _sft_rows_for_template(SimpleNamespace(chat_template=CHAT_TEMPLATE), rows, True)
+    assert masked and ours == rows, "tuneline's template masks weight-0 turns itself"
+    pairs, masked = _sft_rows_for_template(SimpleNamespace(chat_template=marked), rows, True)
+    assert not masked
+    assert [p["completion"][0]["content"] for p in pairs] == [rows[0]["messages"][3]["content"], "Four."]
+    assert pairs[1]["prompt"] == rows[0]["messages"][:5], "earlier turns, the weight-0 one included, are the prompt"
+
+
 def test_builtin_template_renders_tools_only_when_given():
     from transformers.utils.chat_template_utils import render_jinja_template
 

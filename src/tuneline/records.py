@@ -3,7 +3,8 @@
 One ``<kind>.jsonl`` per kind: ``sft`` trains SFT (``messages``), ``preference`` trains DPO (``prompt``,
 ``chosen``, ``rejected``: paired), ``kto`` trains KTO (``prompt``, ``completion``, ``label``: one answer
 labelled desirable or not). A message is ``{"role", "content"}`` plus, where present, ``name``,
-``tool_call_id``, ``reasoning_content`` and ``tool_calls`` (see :mod:`tuneline.stages.ingest.messages`).
+``tool_call_id``, ``reasoning_content``, ``tool_calls`` and ``weight: 0`` on an assistant turn that is context
+only (see :mod:`tuneline.stages.ingest.messages`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Message(TypedDict):
     tool_call_id: NotRequired[str]
     reasoning_content: NotRequired[str]
     tool_calls: NotRequired[list[ToolCall]]
+    weight: NotRequired[Literal[0]]  # an assistant turn that is context, never a training target
 
 
 class _Record(TypedDict):

@@ -30,6 +30,7 @@ def chatml_template(default_system: str | None = None) -> str:
     ``reasoning_content`` is rendered as ``<think>…</think>`` and each of its ``tool_calls`` as a
     ``<tool_call>`` JSON object, all inside the generation markers, so the model is trained to reason
     and to call tools; tool results are ``tool`` turns. Without tools the rendering is plain ChatML.
+    An assistant turn with ``weight: 0`` is rendered the same but outside the markers: context, not a target.
     """
     default = "'" + default_system + "'" if default_system else "''"
     return (
@@ -40,7 +41,7 @@ def chatml_template(default_system: str | None = None) -> str:
         "{% set system = ns.text + '" + _TOOLS_OUTRO + "' %}{% endif %}"
         "{% if system %}{{ '<|im_start|>system\\n' + system + '<|im_end|>\\n' }}{% endif %}"
         "{% for message in rest %}{% if message['role'] == 'assistant' %}"
-        "{{ '<|im_start|>assistant\\n' }}{% generation %}"
+        "{% set turn %}"
         "{% if message.get('reasoning_content') %}{{ '<think>\\n' + message['reasoning_content'] + '\\n</think>\\n\\n' }}"
         "{% endif %}{{ message['content'] }}"
         "{% for call in message.get('tool_calls') or [] %}"
@@ -48,8 +49,10 @@ def chatml_template(default_system: str | None = None) -> str:
         "{% set fn = call['function'] if call['function'] is defined else call %}"
         "{{ '<tool_call>\\n{\"name\": \"' + fn['name'] + '\", \"arguments\": ' }}"
         "{% if fn['arguments'] is string %}{{ fn['arguments'] }}{% else %}{{ fn['arguments'] | tojson }}{% endif %}"
-        "{{ '}\\n</tool_call>' }}{% endfor %}"
-        "{{ '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+        "{{ '}\\n</tool_call>' }}{% endfor %}{{ '<|im_end|>' }}{% endset %}"
+        "{{ '<|im_start|>assistant\\n' }}"
+        "{% if message.get('weight', 1) == 0 %}{{ turn }}{% else %}{% generation %}{{ turn }}{% endgeneration %}{% endif %}"
+        "{{ '\\n' }}"
         "{% else %}"
         "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
         "{% endif %}"

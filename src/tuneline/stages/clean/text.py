@@ -54,7 +54,11 @@ def normalize_text(text: str, form: str) -> str:
 def canonical_text(rec: dict[str, Any], kind: Kind) -> str:
     """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content."""
     msgs = messages_of(rec, kind)
-    body = "\x1e".join(m["role"] + "\x1f" + " ".join(message_text(m).casefold().split()) for m in msgs)
+    # a context-only turn (weight 0) makes another training example than the same turn trained
+    body = "\x1e".join(
+        m["role"] + ("\x1d" if m.get("weight") == 0 else "") + "\x1f" + " ".join(message_text(m).casefold().split())
+        for m in msgs
+    )
     return body + ("\x1e" + str(rec["label"]) if kind == "kto" else "")
 
 

@@ -382,8 +382,23 @@ def canonicalize(
             "prompt_completion": to_prompt_completion,
         }[fmt]  # fmt: skip
         body, kind = {"messages": convert(obj)}, "sft"
+    _check_weights(kind, body)
     record = {"id": rid, **body, **extra, "source": source, "meta": _meta(obj, fmt, meta)}
     return kind, record  # type: ignore[return-value]  # built per kind above
+
+
+def _check_weights(kind: str, body: dict[str, Any]) -> None:
+    """Per-turn weights: an SFT record must train at least one assistant turn; a preference or KTO answer is the
+    target by definition, so a weight of 0 there is refused, and weights in a prompt (always context) are dropped."""
+    if kind == "sft":
+        if not any(m["role"] == "assistant" and m.get("weight", 1) for m in body["messages"]):
+            raise RecordError("no_trained_turn", "every assistant turn has weight 0: nothing would be trained on")
+        return
+    for m in body["prompt"]:
+        m.pop("weight", None)
+    for field in ("chosen", "rejected", "completion"):
+        if any(m.get("weight") == 0 for m in body.get(field) or ()):
+            raise RecordError("invalid_weight", f"'{field}' is an answer to train on; it cannot have weight 0")
 
 
 def _meta(obj: dict[str, Any], fmt: str, own: dict[str, Any]) -> dict[str, Any]:

@@ -174,12 +174,13 @@ def message(
     elif raw.get("tool_calls"):
         raise RecordError("invalid_tool_call", f"{where}: only assistant turns make tool calls (role {tag!r})")
     content = _require_content(content, bool(calls), where, ck)
-    _check_loss_weight(raw.get("loss_weight"), role, where)
     msg: Message = {"role": role, "content": content}  # type: ignore[typeddict-item]  # role: checked by _role
     if reasoning:
         msg["reasoning_content"] = reasoning
     if calls:
         msg["tool_calls"] = calls
+    if role == "assistant" and _weight(raw, where) == 0:
+        msg["weight"] = 0  # context, never a training target
     msg.update({f: raw[f] for f in ("name", "tool_call_id") if isinstance(raw.get(f), str) and raw[f]})
     return msg
 
@@ -255,13 +256,26 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _check_loss_weight(weight: Any, role: str, where: str) -> None:
-    if role == "assistant" and weight is not None and weight == 0:
+#: Per-turn training flags: OpenAI's ``weight`` (0|1), LLaMA-Factory v1's ``loss_weight``, axolotl's ``training``.
+WEIGHT_FIELDS = ("weight", "loss_weight", "training")
+
+
+def _weight(raw: dict[str, Any], where: str) -> int:
+    """1 when an assistant turn is a training target, 0 when the source marks it as context only. Fractional
+    weights are refused: tuneline trains a turn or does not."""
+    for field in WEIGHT_FIELDS:
+        value = raw.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):
+            return int(value)
+        if isinstance(value, str) and value.strip().lower() in ("0", "1", "true", "false"):
+            return int(value.strip().lower() in ("1", "true"))
         raise RecordError(
-            "unsupported_loss_weight",
-            f"{where}: loss_weight 0 on an assistant turn; tuneline trains on every assistant turn "
-            "(drop the turn or move it into the prompt)",
+            "invalid_weight",
+            f"{where}: {field} {value!r} on an assistant turn; tuneline reads 0 (context) or 1 (trained)",
         )
+    return 1
 
 
 def message_list(raw: Any, field: str, **kw: Any) -> list[dict[str, Any]]:

@@ -90,22 +90,40 @@ def _peak_memory(device_kind: str) -> tuple[int, str]:
 
 
 def _sft_rows_for_template(tokenizer: Any, rows: list[dict[str, Any]], assistant_only: bool) -> tuple[list, bool]:
-    """Keep conversations when the chat template can mask assistant turns, else use prompt/completion pairs."""
+    """Conversations when the chat template can mask what is not trained, else prompt/completion rows.
+
+    A template with ``{% generation %}`` markers (or one TRL can patch) trains every assistant turn. Turns with
+    ``weight: 0`` are context: tuneline's own template leaves them outside the markers; with any other template,
+    each trained turn becomes its own prompt → completion row (the turns before it as the prompt). A template
+    TRL cannot patch trains the last trained assistant turn of each conversation.
+    """
     if not assistant_only:
         return rows, False
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-    if has_generation_markers(tokenizer.chat_template or ""):
+    template = tokenizer.chat_template or ""
+    weighted = any(m.get("weight") == 0 for r in rows for m in r["messages"])
+    if weighted and not (has_generation_markers(template) and "weight" in template):
+        log.info("the chat template cannot mask weight-0 turns: each trained assistant turn becomes its own row")
+        return [pair for r in rows for pair in _trained_turns(r)], False
+    if has_generation_markers(template):
         return rows, True
     try:
         get_training_chat_template(tokenizer)
         return rows, True
     except Exception:  # noqa: BLE001 - TRL raises for templates it cannot patch
         log.info("chat template has no {%% generation %%} markers: training on the last assistant turn only")
-        return [
-            {"id": r["id"], "prompt": r["messages"][:-1], "completion": r["messages"][-1:], "tools": r["tools"]}
-            for r in rows
-        ], False
+        return [last for r in rows for last in _trained_turns(r)[-1:]], False
+
+
+def _trained_turns(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """One prompt → completion row per assistant turn to train (weight not 0), the turns before it as prompt."""
+    msgs = row["messages"]
+    return [
+        {"id": row["id"], "prompt": msgs[:i], "completion": [m], "tools": row["tools"]}
+        for i, m in enumerate(msgs)
+        if m["role"] == "assistant" and m.get("weight") != 0 and i > 0
+    ]
 
 
 def _common_args(config: TunelineConfig, decisions: Any, ckpt_dir: Path, has_val: bool) -> dict[str, Any]:
