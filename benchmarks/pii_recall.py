@@ -6,7 +6,8 @@ Each sample is a sentence (English, German, French or Chinese frame) holding one
 samples count as found when the value is gone and the right placeholder is in its place;
 look-alikes (dates, versions, ISBNs, order numbers, ...) count as kept when the text comes
 out unchanged. Phone numbers are drawn for every region libphonenumber knows, in its
-international, E.164 and (for the US) national formats; cards, IBANs and ISBNs carry valid
+international, E.164 and (for the US) national formats, and, measuring recall rather than coverage of its
+metadata, written in phone form with random digits (unassigned area codes included); cards, IBANs and ISBNs carry valid
 check digits, the look-alike IBANs and order numbers invalid ones. Targets on this corpus:
 structured-PII recall >= 0.99, look-alikes kept >= 0.95.
 """
@@ -64,6 +65,27 @@ def _phone(rng: random.Random) -> str:
     return phonenumbers.format_number(number, fmt)
 
 
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(string.digits) for _ in range(n))
+
+
+def _phone_shaped(rng: random.Random) -> str:
+    """A number written as people write phones, with random digits: not drawn from libphonenumber's metadata,
+    so many have area codes no one has been assigned yet (as in synthetic and test data)."""
+    nxx = lambda: str(rng.randrange(2, 10)) + _digits(rng, 2)  # noqa: E731 - North American area/exchange codes
+    return rng.choice(
+        (
+            lambda: f"+1 {nxx()} {nxx()} {_digits(rng, 4)}",
+            lambda: f"{nxx()}-{nxx()}-{_digits(rng, 4)}",
+            lambda: f"({nxx()}) {nxx()}-{_digits(rng, 4)}",
+            lambda: f"+44 {rng.randrange(1, 8)}{_digits(rng, 3)} {_digits(rng, 6)}",
+            lambda: f"+49 {rng.randrange(2, 10)}{_digits(rng, 2)} {_digits(rng, 7)}",
+            lambda: f"+33 {rng.randrange(1, 8)} {' '.join(_digits(rng, 2) for _ in range(4))}",
+            lambda: f"+81 {rng.randrange(2, 10)}{_digits(rng, 1)}-{_digits(rng, 4)}-{_digits(rng, 4)}",
+        )
+    )()
+
+
 def _us_national(rng: random.Random) -> str:
     while True:
         area, exchange = rng.choice(("415", "212", "617", "312", "206")), f"{rng.randrange(200, 1000)}"
@@ -103,6 +125,7 @@ def _order_number(rng: random.Random) -> str:
 PII: dict[str, tuple[str, Callable[[random.Random], str]]] = {
     "phone (international, every region)": ("[PHONE]", _phone),
     "phone (US national)": ("[PHONE]", _us_national),
+    "phone-shaped (random digits, not libphonenumber's)": ("[PHONE]", _phone_shaped),
     "email": (
         "[EMAIL]",
         lambda r: (

@@ -92,3 +92,25 @@ def test_national_numbers_follow_the_configured_region():
     german = "Tel. 030 98820959"
     assert Redactor(PiiRule()).redact(german) == (german, {})  # not a valid US number
     assert Redactor(PiiRule(phone_region="DE")).redact(german) == ("Tel. [PHONE]", {"phone": 1})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call +1 596 715 5916 today",  # +1 596: no such area code (yet)
+        "call 569-990-9739 today",
+        "call (569) 990-9739 today",
+        "ruf +49 123 4567890 an",
+    ],
+)
+def test_phone_shaped_numbers_libphonenumber_calls_invalid_are_still_redacted(text: str):
+    out, counts = REDACT.redact(text)
+    assert counts == {"phone": 1} and "[PHONE]" in out and not any(c.isdigit() for c in out), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["order 5699909739 shipped", "build 569.990", "at 12:30:45 port 8080", "ip 310.63.70.36", "v5.69.990"],
+)
+def test_digit_runs_and_dotted_numbers_are_not_taken_for_phones(text: str):
+    assert REDACT.redact(text) == (text, {})

@@ -74,28 +74,43 @@ _PHONE_CANDIDATE = re.compile(
 _GROUP_TAIL = re.compile(r"[ ().-]+\d+$")
 
 
-def _valid_phone(candidate: str, region: str) -> bool:
+# Written the way people write phone numbers: international with a "+", or national in three groups or with
+# the area code in parentheses. A bare run of digits is left to libphonenumber's stricter "valid".
+_PHONE_FORM = re.compile(
+    r"\+\d.*|\(\d{2,5}\)[ .-]?\d{2,5}(?:[ .-]\d{2,5})*|\d{2,5}[ .-]\d{2,5}[ .-]\d{2,5}(?:[ .-]\d{2,5})*"
+)
+
+
+def _valid_phone(candidate: str, region: str, by_form: bool = True) -> bool:
+    """A phone number: one libphonenumber calls valid, or, written in phone form, one it calls possible for
+    its region (the right length: numbers with unassigned area codes, common in synthetic data and assigned
+    tomorrow, are still redacted; privacy errs towards redaction)."""
     import phonenumbers
 
     try:
         number = phonenumbers.parse(candidate, region)
     except phonenumbers.NumberParseException:
         return False
-    return phonenumbers.is_valid_number(number)
+    if phonenumbers.is_valid_number(number):
+        return True
+    return by_form and bool(_PHONE_FORM.fullmatch(candidate)) and phonenumbers.is_possible_number(number)
 
 
 def _phone_spans(text: str, region: str) -> list[tuple[int, int]]:
-    """Spans of valid phone numbers: a candidate (or it without up to two trailing digit groups) that
-    libphonenumber calls valid, international or in ``region``, and that is not a date or a dotted quad."""
+    """Spans of phone numbers: a candidate (or it without up to two trailing digit groups) that is a phone by
+    :func:`_valid_phone`, international or in ``region``, and that is not a date or a dotted quad."""
     spans = []
     for m in _PHONE_CANDIDATE.finditer(text):
         if _IBAN_HEAD.search(text[max(0, m.start() - 5) : m.start()]):
             continue  # the account digits of an IBAN-shaped code
         candidate = m.group(0)
-        for _ in range(3):
+        if _NOT_A_PHONE.fullmatch(candidate):
+            continue  # a date or a dotted quad, and so is no prefix of it
+        for attempt in range(3):
             if sum(c.isdigit() for c in candidate) < 7:
                 break
-            if not _NOT_A_PHONE.fullmatch(candidate) and _valid_phone(candidate, region):
+            # phone form is judged on what was written: a shortened candidate must be a valid number
+            if not _NOT_A_PHONE.fullmatch(candidate) and _valid_phone(candidate, region, by_form=attempt == 0):
                 spans.append((m.start(), m.start() + len(candidate)))
                 break
             shorter = _GROUP_TAIL.sub("", candidate)
