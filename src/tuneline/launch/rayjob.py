@@ -11,6 +11,7 @@ its TrainJob. The manifest is a plain dict, validated in tests against the pinne
 from __future__ import annotations
 
 import logging
+import shlex
 from typing import Any
 
 from tuneline.config import ConfigError, TunelineConfig
@@ -65,7 +66,9 @@ def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: s
         "kind": "RayJob",
         "metadata": {"name": job_name(step, run_id), "namespace": namespace, "labels": labels},
         "spec": {
-            "entrypoint": f"python -m tuneline.launch.remote {step} {ray_stage_uri(config, run_id, step)}",
+            "entrypoint": shlex.join(
+                ["python", "-m", "tuneline.launch.remote", step, ray_stage_uri(config, run_id, step)]
+            ),
             "submissionMode": "K8sJobMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": 600,

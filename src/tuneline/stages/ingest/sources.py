@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,15 +100,16 @@ def _resolve_lf(source: Source, directory: Path, info: dict[str, Any]) -> tuple[
     used: set[Path] = {directory / LF_INFO}
     for entry in entries:
         target = directory / entry.file_name
-        paths = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
         if not target.exists():
             skipped.append(f"{target} (listed as {entry.name!r} in {LF_INFO}, not found)")
             continue
+        paths = sorted(p for p in target.rglob("*") if not p.is_dir()) if target.is_dir() else [target]
         for p in paths:
             used.add(p)
             kind, compression = infer_kind(str(p))
-            if kind is None:
-                skipped.append(f"{p} (unsupported file kind)")
+            why = local_problem(p, directory) or (None if kind else "unsupported file kind")
+            if why or kind is None:
+                skipped.append(f"{p} (listed as {entry.name!r} in {LF_INFO}; {why})")
                 continue
             display = _display(str(p), source.uri, "file")
             fmt = entry.format if source.format == "auto" else source.format
@@ -118,6 +120,21 @@ def _resolve_lf(source: Source, directory: Path, info: dict[str, Any]) -> tuple[
         if p.is_file() and p not in used and not p.name.startswith("."):
             skipped.append(f"{_display(str(p), source.uri, 'file')} (not listed in {LF_INFO})")
     return files, skipped
+
+
+def local_problem(path: Path, root: Path) -> str | None:
+    """Why a local path found under ``root`` is not read, or None: only regular files inside the source are (a
+    FIFO or a device would block the reader forever; a symlink or ``../`` leading elsewhere would publish
+    files the source does not hold)."""
+    try:
+        st = path.stat()  # follows symlinks: what would be read
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or type(exc).__name__}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a FIFO, device or socket): refused"
+    if not path.resolve().is_relative_to(root.resolve()):
+        return "resolves outside the source (a symlink or ../): refused"
+    return None
 
 
 def _display(path: str, uri: str, proto: str) -> str:
@@ -146,12 +163,12 @@ def resolve(
     opts = dict((storage_options or {}).get(proto, {}))
     paths, skipped = _list(uri, proto, opts)
     files = [_file(source, p, uri, proto, opts) for p in paths]
-    return files, [f"{redact_url(_display(s, uri, proto))} (unsupported file kind)" for s in skipped]
+    return files, [f"{redact_url(_display(s, uri, proto))} ({why})" for s, why in skipped]
 
 
-def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The paths a file, glob, directory or URL names, and (in a directory) those of a kind tuneline cannot read."""
-    skipped: list[str] = []
+def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The paths a file, glob, directory or URL names, and (in a directory) those not read, with why."""
+    skipped: list[tuple[str, str]] = []
     try:
         fs, path = fsspec.core.url_to_fs(uri, **opts)
         if proto in ("http", "https"):
@@ -160,9 +177,13 @@ def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[s
             paths = sorted(fs.glob(path))
         elif fs.isdir(path):
             found = sorted(p for p in fs.find(path) if not Path(p).name.startswith("."))
-            paths = [p for p in found if infer_kind(p)[0]]
-            skipped = [p for p in found if not infer_kind(p)[0]]
+            why = {p: _why_not(p, path, proto) for p in found}
+            paths = [p for p in found if why[p] is None]
+            skipped = [(p, why[p]) for p in found if why[p] is not None]
         elif fs.exists(path):
+            problem = local_problem(Path(path), Path(path).parent) if proto == "file" else None
+            if problem and "regular" in problem:
+                raise SourceError(f"source {redact_url(uri)!r} is {problem.split(':')[0]}")
             paths = [path]
         else:
             raise SourceError(f"source {redact_url(uri)!r} does not exist")
@@ -173,6 +194,14 @@ def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[s
     if not paths:
         raise SourceError(f"source {redact_url(uri)!r} matched no files")
     return paths, skipped
+
+
+def _why_not(path: str, root: str, proto: str) -> str | None:
+    if proto == "file":
+        problem = local_problem(Path(path), Path(root))
+        if problem:
+            return problem
+    return None if infer_kind(path)[0] else "unsupported file kind"
 
 
 def _file(source: Source, path: str, uri: str, proto: str, opts: dict[str, Any]) -> ResolvedFile:
