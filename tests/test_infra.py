@@ -307,6 +307,19 @@ def test_the_data_steps_may_launch_their_rayjobs_and_nothing_more(cfg, tmp_path)
     assert "local.v.kuberay_operator" in (INFRA / "modules" / "platform" / "main.tf").read_text()
 
 
+def test_both_clusters_enforce_network_policies():
+    """The chart's default-deny NetworkPolicies are what keep pods off the predictor and metrics Services; a
+    cluster without an enforcing dataplane would accept them and enforce nothing."""
+    def module(cloud: str, name: str) -> dict:
+        return next(b[name] for b in load_tf(INFRA / cloud)["module"] if name in b)
+
+    cluster = module("eks", "eks")
+    cni = cluster["cluster_addons"]["vpc-cni"]
+    assert "enableNetworkPolicy" in cni["configuration_values"] and '"true"' in cni["configuration_values"]
+    assert cni["before_compute"] is True  # on before the first node joins, not patched in afterwards
+    assert module("gke", "gke")["network_policy"] is True
+
+
 def test_terraform_fmt_is_clean():
     proc = subprocess.run(
         ["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)],
