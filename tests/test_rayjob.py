@@ -89,6 +89,8 @@ def test_the_rayjob_of_each_step_validates_against_the_pinned_crd(make_config, t
     assert pod["containers"][0]["image"] == config.images.cpu
     assert pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": config.data.ray.cluster.worker_memory}
     assert pod["serviceAccountName"] == config.kubeflow.service_account
+    head_pod = body["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and head_pod["automountServiceAccountToken"] is False
     key, value = rayjob.SPOT_LABEL[cloud]
     assert pod["nodeSelector"] == {"pool": "cpu", key: value} and pod["tolerations"][0]["key"] == key
     head = cluster["headGroupSpec"]["template"]["spec"]

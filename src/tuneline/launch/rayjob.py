@@ -55,7 +55,13 @@ def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: s
     rc = config.data.ray.cluster
     image = config.images.cpu
     labels = {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63], "tuneline.io/step": step}
-    base_pod = {"serviceAccountName": config.kubeflow.service_account, "nodeSelector": dict(rc.node_selector)}
+    # the pipeline's identity reaches the bucket (workload identity), but no Ray pod gets a Kubernetes API token:
+    # code run through Ray's job API cannot create jobs in the pipeline's name
+    base_pod = {
+        "serviceAccountName": config.kubeflow.service_account,
+        "automountServiceAccountToken": False,
+        "nodeSelector": dict(rc.node_selector),
+    }
     worker_pod = dict(base_pod, nodeSelector=dict(rc.node_selector))
     if rc.spot:
         key, value = SPOT_LABEL[config.infra.cloud]
