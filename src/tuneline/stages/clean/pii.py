@@ -135,6 +135,7 @@ def isbn13_ok(digits: str) -> bool:
 
 _ISBN = re.compile(r"(?<![\w-])97[89](?:[ -]?\d){10}(?![\w-])")
 _SHIELD_OPEN, _SHIELD_CLOSE = "\ue000", "\ue001"  # private-use code points: no detector matches them
+_SHIELDED = re.compile(_SHIELD_OPEN + r"(\d+)" + _SHIELD_CLOSE)
 
 
 # Pre-checks run in C (one regex search) and skip detectors that cannot match: most text has no secrets.
@@ -257,8 +258,8 @@ class Redactor:
             if hits:
                 key = det.label.strip("[]").lower()
                 counts[key] = counts.get(key, 0) + hits
-        for i, original in enumerate(shielded):
-            text = text.replace(f"{_SHIELD_OPEN}{i}{_SHIELD_CLOSE}", original)
+        if shielded:  # one pass, however many ISBNs (a replace per ISBN would be quadratic)
+            text = _SHIELDED.sub(lambda m: shielded[int(m.group(1))], text)
         if self.ner is not None:
             text, n = self.ner.redact(text)
             if n:
@@ -269,9 +270,7 @@ class Redactor:
         """``text`` with what ``det`` finds replaced by its placeholder, and how many it replaced."""
         if det.find is not None:
             spans = det.find(text, self.region)
-            for start, end in reversed(spans):
-                text = text[:start] + det.label + text[end:]
-            return text, len(spans)
+            return _replace_spans(text, spans, det.label), len(spans)
         assert det.pattern is not None
         hits = 0
 
@@ -285,6 +284,18 @@ class Redactor:
             return prefix + det.label
 
         return det.pattern.sub(sub, text), hits
+
+
+def _replace_spans(text: str, spans: list[tuple[int, int]], label: str) -> str:
+    """``text`` with each (sorted, disjoint) span replaced by ``label``, built in one pass."""
+    if not spans:
+        return text
+    pieces, last = [], 0
+    for start, end in spans:
+        pieces += [text[last:start], label]
+        last = end
+    pieces.append(text[last:])
+    return "".join(pieces)
 
 
 def _shield_isbns(text: str) -> tuple[str, list[str]]:
