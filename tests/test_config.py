@@ -61,6 +61,7 @@ def test_unknown_key_names_its_path(tmp_path: Path):
         ("split.strategy=temporal", "split: Value error, strategy 'temporal' needs split.field"),
         ("train.method=full", "train.method: Input should be 'qlora', 'lora', 'dpo' or 'kto'"),
         ("data.max_bad_fraction=lots", "data.max_bad_fraction: Input should be a valid number"),
+        ("serve.github_api=http://ghe.internal/api/v3", "serve.github_api: Value error, must be an https:// URL"),
     ],
 )
 def test_invalid_values_fail_fast_with_key_and_allowed_values(override: str, expected: str):

@@ -37,7 +37,9 @@ def cfg():
     return load_config(REPO / "params.yaml")
 
 
-def tf_console(root: Path, expr: str, tmp_path: Path, tfvars: str | None = None) -> subprocess.CompletedProcess:
+def tf_console(
+    root: Path, expr: str, tmp_path: Path, tfvars: str | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """Evaluate ``expr`` over a root's variables.tf + node_pools.tf and its tfvars, with the real terraform."""
     work = tmp_path / f"console-{root.name}"
     shutil.rmtree(work, ignore_errors=True)
@@ -45,9 +47,12 @@ def tf_console(root: Path, expr: str, tmp_path: Path, tfvars: str | None = None)
     for name in ("variables.tf", "node_pools.tf"):
         shutil.copy(root / name, work / name)
     (work / TFVARS_NAME).write_text(tfvars if tfvars is not None else (root / TFVARS_NAME).read_text())
-    required = {"eks": ["-var", "gitops_repo_url=x"], "gke": ["-var", "gitops_repo_url=x", "-var", "project_id=p"]}
+    required = {
+        "eks": ["-var", "gitops_repo_url=x", "-var", 'api_allowed_cidrs=["203.0.113.0/24"]'],
+        "gke": ["-var", "gitops_repo_url=x", "-var", "project_id=p"],
+    }
     return subprocess.run(
-        ["terraform", "console", "-no-color", *required[root.name]],
+        ["terraform", "console", "-no-color", *required[root.name], *extra],
         input=f"jsonencode({expr})\n",
         cwd=work,
         env=TF_ENV,
@@ -310,6 +315,7 @@ def test_the_data_steps_may_launch_their_rayjobs_and_nothing_more(cfg, tmp_path)
 def test_both_clusters_enforce_network_policies():
     """The chart's default-deny NetworkPolicies are what keep pods off the predictor and metrics Services; a
     cluster without an enforcing dataplane would accept them and enforce nothing."""
+
     def module(cloud: str, name: str) -> dict:
         return next(b[name] for b in load_tf(INFRA / cloud)["module"] if name in b)
 
@@ -318,6 +324,15 @@ def test_both_clusters_enforce_network_policies():
     assert "enableNetworkPolicy" in cni["configuration_values"] and '"true"' in cni["configuration_values"]
     assert cni["before_compute"] is True  # on before the first node joins, not patched in afterwards
     assert module("gke", "gke")["network_policy"] is True
+
+
+def test_the_eks_api_endpoint_is_open_only_to_the_networks_named(tmp_path):
+    cluster = next(b["eks"] for b in load_tf(INFRA / "eks")["module"] if "eks" in b)
+    assert cluster["cluster_endpoint_public_access_cidrs"] == "${var.api_allowed_cidrs}"
+    proc = tf_console(
+        ROOTS["eks"], "var.api_allowed_cidrs", tmp_path, extra=("-var", 'api_allowed_cidrs=["0.0.0.0/0"]')
+    )
+    assert "Invalid value for variable" in proc.stdout + proc.stderr and "opens the API to everyone" in proc.stderr
 
 
 def test_terraform_fmt_is_clean():

@@ -32,6 +32,7 @@ module "eks" {
   cluster_name                             = var.cluster_name
   cluster_version                          = var.kubernetes_version
   cluster_endpoint_public_access           = true
+  cluster_endpoint_public_access_cidrs     = var.api_allowed_cidrs
   enable_cluster_creator_admin_permissions = true
   enable_irsa                              = true
 

@@ -90,3 +90,13 @@ variable "serving_namespaces" {
   type        = list(string)
   default     = ["tuneline"]
 }
+
+variable "api_allowed_cidrs" {
+  description = "CIDR blocks that may reach the cluster's public API endpoint (your office, VPN and CI egress)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.api_allowed_cidrs) > 0 && !contains(var.api_allowed_cidrs, "0.0.0.0/0")
+    error_message = "api_allowed_cidrs: name the networks that administer the cluster; 0.0.0.0/0 opens the API to everyone."
+  }
+}

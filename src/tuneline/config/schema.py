@@ -670,6 +670,13 @@ class ServeConfig(Section):
     github_api: str = Field("https://api.github.com", description="GitHub REST API (GitHub Enterprise: its /api/v3).")
     token_env: str = Field("GITHUB_TOKEN", description="Environment variable holding the token for pull requests.")
 
+    @field_validator("github_api")
+    @classmethod
+    def _https_only(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError(f"must be an https:// URL (the promotion token is sent to it), got {value!r}")
+        return value
+
     @field_validator("environments")
     @classmethod
     def _env_names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
