@@ -143,3 +143,22 @@ def test_a_clean_that_keeps_nothing_fails_and_keeps_its_output_aside(tmp_path: P
     r = tuneline("clean", "i", "--out", "c", cwd=tmp_path)
     _clean_exit(r, 1, "clean kept 0 of 3 records", "c.failed")
     assert not (tmp_path / "c").exists() and len(read_jsonl(tmp_path / "c.failed/removed.jsonl")) == 3
+
+
+def test_depth_past_what_json_writes_or_python_recurses_is_refused_in_one_line(tmp_path: Path):
+    deep: dict = {"x": 1}
+    for _ in range(300):  # orjson reads 1,024 levels but writes 255
+        deep = {"a": deep}
+    write_jsonl(tmp_path / "raw/a.jsonl", [{**chat("q", "a"), "extra": deep}, chat("q2", "a2")])
+    with open(tmp_path / "raw/b.csv", "w", newline="") as fh:
+        fh.write("messages\n" + "[" * 5000 + "]" * 5000 + "\n")
+    r = tuneline("ingest", "raw", "--out", "i", "--set", "data.max_bad_fraction=0.9", cwd=tmp_path)
+    _clean_exit(r, 0)
+    reasons = {(Path(q["file"]).name, q["reason"]) for q in _quarantine(tmp_path / "i")}
+    assert reasons == {("a.jsonl", "too_deep"), ("b.csv", "invalid_json")}
+
+    (tmp_path / "deep.yaml").write_text("a:\n" + "".join("  " * i + "b:\n" for i in range(1, 2000)))
+    r = tuneline("ingest", "raw", "--out", "j", "--config", "deep.yaml", cwd=tmp_path)
+    _clean_exit(r, 2, "deep.yaml is nested too deeply")
+    r = tuneline("ingest", "raw", "--out", "j", "--set", "data.x=" + "[" * 3000 + "]" * 3000, cwd=tmp_path)
+    _clean_exit(r, 2, "override data.x is nested too deeply")

@@ -40,6 +40,37 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
     return "\n".join(lines)
 
 
+#: No config section nests deeper than a handful of levels; far deeper input is refused before it is copied or
+#: validated (both recurse, and would end in a RecursionError traceback).
+MAX_DEPTH = 32
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
+def _yaml(text: str, what: str) -> Any:
+    """``text`` parsed as YAML, or a :class:`ConfigError` naming ``what`` (bad YAML, or nested too deeply)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply to be a tuneline config (limit {MAX_DEPTH} levels)") from None
+    if _too_deep(value):
+        raise ConfigError(f"{what} is nested too deeply to be a tuneline config (limit {MAX_DEPTH} levels)")
+    return value
+
+
 def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``a.b.c=value`` overrides applied (value parsed as YAML).
 
@@ -59,10 +90,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[st
             if not isinstance(child, dict):
                 raise ConfigError(f"invalid override {item!r}: {'.'.join(parts[: depth + 1])} is not a section")
             node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid override {item!r}: value is not valid YAML ({exc})") from None
+        node[parts[-1]] = _yaml(value, f"the value of override {key}") if value.strip() else ""
     return data
 
 
@@ -74,9 +102,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         raise ConfigError(f"config {params} is a directory; pass a params.yaml file")
     if params.exists():
         try:
-            raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{params} is not valid YAML: {exc}") from None
+            raw = _yaml(params.read_text(encoding="utf-8"), str(params)) or {}
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{params} is not a UTF-8 text file (byte {exc.start}): is it the right file?") from None
         except OSError as exc:

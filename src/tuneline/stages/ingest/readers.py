@@ -178,6 +178,8 @@ def _decode_cells(row: dict[str, Any], json_fields: frozenset[str]) -> dict[str,
             if key in json_fields and stripped[:1] in ("[", "{"):
                 try:
                     value = json.loads(value)
+                except RecursionError:
+                    raise ValueError(f"column {key!r} holds JSON nested too deeply to parse") from None
                 except json.JSONDecodeError as exc:
                     if key not in _TEXT_OR_JSON:
                         raise ValueError(f"column {key!r} holds invalid JSON: {exc}") from None

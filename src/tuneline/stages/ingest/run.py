@@ -80,10 +80,11 @@ def ingest_part(task: PartTask) -> PartIngested:
                 rid = record_id(f.uri, item.loc_kind, item.loc)
                 try:
                     kind, rec = canonicalize(item.obj, f.format, rid, f.uri, {item.loc_kind: item.loc}, f.field_map)
+                    line = _dumps(rec)
                 except RecordError as exc:
                     error = (exc.code, str(exc))
                 else:
-                    buffers[kind].append(dumps(rec))
+                    buffers[kind].append(line)
                     counts[kind] += 1
                     out.by_format[rec["meta"]["format"]] += 1
             if error is not None:
@@ -123,6 +124,17 @@ def ingest_part(task: PartTask) -> PartIngested:
     for name, lines in buffers.items():
         write_bytes(f"{task.prefix}.{name}", b"".join(lines))
     return out
+
+
+def _dumps(rec: Any) -> bytes:
+    """A canonical record as a JSONL line; a record JSON cannot write back (a field nested deeper than 255 levels,
+    which orjson reads but does not write) is a bad record, not a crash."""
+    try:
+        return dumps(rec)
+    except (TypeError, RecursionError):
+        raise RecordError(
+            "too_deep", "a field is nested deeper than 255 levels; it cannot be written as JSON"
+        ) from None
 
 
 def _parts(files: list[ResolvedFile], lines_per_block: int) -> list[ResolvedFile]:
