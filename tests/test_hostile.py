@@ -162,3 +162,25 @@ def test_depth_past_what_json_writes_or_python_recurses_is_refused_in_one_line(t
     _clean_exit(r, 2, "deep.yaml is nested too deeply")
     r = tuneline("ingest", "raw", "--out", "j", "--set", "data.x=" + "[" * 3000 + "]" * 3000, cwd=tmp_path)
     _clean_exit(r, 2, "override data.x is nested too deeply")
+
+
+def test_lone_surrogates_utf16_and_undecodable_file_names_are_named_not_tracebacks(tmp_path: Path):
+    import os
+
+    good = json.dumps(chat("q", "a"))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.jsonl").write_text(good[:-1] + ', "k\\ud800": 1}\n' + good + "\n")  # a lone surrogate in a key
+    (raw / "b.json").write_text("[" + good[:-1] + ', "\\udc80x": 2}]')
+    (raw / "c.jsonl").write_bytes((good + "\n").encode("utf-16"))
+    (raw / "d.jsonl").write_text(good + "\n")
+    open(os.fsencode(raw) + b"/\xff\xfe.jsonl", "w").write(good + "\n")  # noqa: SIM115 - closed at exit
+    r = tuneline("ingest", "raw", "--out", "i", "--set", "data.max_bad_fraction=0.9", cwd=tmp_path)
+    _clean_exit(r, 0)
+    reasons = {(Path(q["file"]).name, q["reason"]) for q in _quarantine(tmp_path / "i")}
+    assert reasons == {("a.jsonl", "invalid_json"), ("b.json", "invalid_utf8"), ("c.jsonl", "unreadable_file")}
+    [utf16] = [q for q in _quarantine(tmp_path / "i") if q["file"].endswith("c.jsonl")]
+    assert "UTF-16" in utf16["detail"]
+    report = json.loads((tmp_path / "i/report.json").read_text())
+    assert any("\\xff\\xfe.jsonl (its name is not UTF-8" in s for s in report["skipped_files"])
+    assert len(read_jsonl(tmp_path / "i/sft.jsonl")) == 2

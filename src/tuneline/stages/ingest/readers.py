@@ -21,7 +21,7 @@ import orjson
 
 from tuneline.stages.ingest.sources import ResolvedFile
 
-_SURROGATE = re.compile(r"[\udc80-\udcff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # bytes that were not UTF-8, or a lone surrogate escape
 # CSV cells that hold JSON (a conversation, tools, history) when they start like it
 _JSON_FIELDS = frozenset(
     {
@@ -55,6 +55,16 @@ class RawItem:
 
 def _open(f: ResolvedFile, mode: str = "rb"):
     return fsspec.open(f.open_uri, mode, compression=f.compression, **f.storage_options)
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _require_utf8(head: bytes) -> None:
+    """A file in UTF-16 (a BOM, or NULs between its first characters) is named as such, once, instead of every
+    line being quarantined as invalid JSON; the ingest reports it as an unreadable file."""
+    if head.startswith(_UTF16_BOMS) or (len(head) >= 4 and head[1:4:2] == b"\0\0" and head[0:1] != b"\0"):
+        raise ValueError("the file is UTF-16 encoded; save it as UTF-8")
 
 
 def _utf8_error(line: bytes) -> str:
@@ -100,8 +110,10 @@ def _jsonl_lines(f: ResolvedFile) -> Iterator[tuple[int, bytes]]:
 
 def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
     for lineno, line in _jsonl_lines(f):
-        if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]
+        if lineno == 1:
+            _require_utf8(line)
+            if line.startswith(b"\xef\xbb\xbf"):
+                line = line[3:]
         line = line.rstrip(b"\r\n")
         if not line.strip():
             continue
@@ -129,6 +141,7 @@ def _surrogate_error(value: Any) -> str:
 def read_json_array(f: ResolvedFile) -> Iterator[RawItem]:
     with _open(f) as fh:
         data = fh.read()
+    _require_utf8(data[:4])
     text = data.decode("utf-8", "surrogateescape").lstrip("\ufeff")
     try:
         doc = _loads_exact(text)

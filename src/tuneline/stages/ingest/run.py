@@ -96,7 +96,7 @@ def ingest_part(task: PartTask) -> PartIngested:
                             item.loc_kind: item.loc,
                             "reason": error[0],
                             "detail": error[1],
-                            "raw": raw[: task.preview],
+                            "raw": _writable(raw[: task.preview]),
                         }
                     )
                 )
@@ -126,12 +126,24 @@ def ingest_part(task: PartTask) -> PartIngested:
     return out
 
 
+def _writable(text: str) -> str:
+    """Raw text as JSON can hold it: lone surrogates (bytes that were not UTF-8, or a ``\\ud800`` escape) shown
+    as ``\\udNNN`` instead of failing the write."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _dumps(rec: Any) -> bytes:
     """A canonical record as a JSONL line; a record JSON cannot write back (a field nested deeper than 255 levels,
     which orjson reads but does not write) is a bad record, not a crash."""
     try:
         return dumps(rec)
-    except (TypeError, RecursionError):
+    except (TypeError, RecursionError) as exc:
+        if "surrogate" in str(exc):
+            raise RecordError("invalid_utf8", "a string holds a lone surrogate (not valid Unicode)") from None
         raise RecordError(
             "too_deep", "a field is nested deeper than 255 levels; it cannot be written as JSON"
         ) from None

@@ -122,6 +122,19 @@ def _resolve_lf(source: Source, directory: Path, info: dict[str, Any]) -> tuple[
     return files, skipped
 
 
+def _not_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode kept the undecodable bytes as surrogate escapes
+        return True
+    return False
+
+
+def printable(name: str) -> str:
+    """A path as text that can be logged and written to JSON (undecodable bytes as ``\\xNN``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace") if _not_utf8(name) else name
+
+
 def local_problem(path: Path, root: Path) -> str | None:
     """Why a local path found under ``root`` is not read, or None: only regular files inside the source are (a
     FIFO or a device would block the reader forever; a symlink or ``../`` leading elsewhere would publish
@@ -130,6 +143,8 @@ def local_problem(path: Path, root: Path) -> str | None:
         st = path.stat()  # follows symlinks: what would be read
     except OSError as exc:
         return f"unreadable: {exc.strerror or type(exc).__name__}"
+    if _not_utf8(str(path)):
+        return "its name is not UTF-8: rename it"
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file (a FIFO, device or socket): refused"
     if not path.resolve().is_relative_to(root.resolve()):
@@ -163,7 +178,7 @@ def resolve(
     opts = dict((storage_options or {}).get(proto, {}))
     paths, skipped = _list(uri, proto, opts)
     files = [_file(source, p, uri, proto, opts) for p in paths]
-    return files, [f"{redact_url(_display(s, uri, proto))} ({why})" for s, why in skipped]
+    return files, [f"{redact_url(printable(_display(s, uri, proto)))} ({why})" for s, why in skipped]
 
 
 def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -192,7 +207,8 @@ def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[t
     except (OSError, ValueError, ImportError) as exc:
         raise SourceError(f"cannot list source {redact_url(uri)!r}: {redact_text(str(exc))}") from None
     if not paths:
-        raise SourceError(f"source {redact_url(uri)!r} matched no files")
+        why = "; ".join(f"{printable(p)}: {reason}" for p, reason in skipped[:3])
+        raise SourceError(f"source {redact_url(uri)!r} holds no file tuneline reads" + (f" ({why})" if why else ""))
     return paths, skipped
 
 
