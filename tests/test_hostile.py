@@ -184,3 +184,34 @@ def test_lone_surrogates_utf16_and_undecodable_file_names_are_named_not_tracebac
     report = json.loads((tmp_path / "i/report.json").read_text())
     assert any("\\xff\\xfe.jsonl (its name is not UTF-8" in s for s in report["skipped_files"])
     assert len(read_jsonl(tmp_path / "i/sft.jsonl")) == 2
+
+
+def test_a_line_of_hundreds_of_megabytes_is_quarantined_in_bounded_memory(tmp_path: Path):
+    """300 MB on one line (1/1000th of that gzipped): quarantined with its line and size, never read whole."""
+    import contextlib
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    (tmp_path / "raw").mkdir()
+    good = json.dumps(chat("q", "a"))
+    with gzip.open(tmp_path / "raw/a.jsonl.gz", "wt") as fh:
+        fh.write(good + "\n")
+        fh.write('{"messages": [{"role": "user", "content": "' + "x" * (300 << 20) + '"}]}\n')
+        fh.write(good + "\n")
+    cmd = [sys.executable, "-m", "tuneline", "ingest", "raw", "--out", "i", "--set", "data.max_bad_fraction=0.5"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    watched, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            peak = max(peak, sum(p.memory_info().rss for p in [watched, *watched.children(recursive=True)]))
+        time.sleep(0.02)
+    out = proc.stdout.read().decode()
+    assert proc.returncode == 0 and "Traceback" not in out, out
+    [q] = _quarantine(tmp_path / "i")
+    assert (q["line"], q["reason"]) == (2, "record_too_large") and "314,572,8" in q["detail"]
+    assert len(read_jsonl(tmp_path / "i/sft.jsonl")) == 2
+    assert peak < 300 << 20, f"peak RSS {peak >> 20} MiB: the line was held in memory"

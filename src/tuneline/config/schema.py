@@ -168,6 +168,12 @@ class DataConfig(Section):
     raw_preview_chars: int = Field(
         500, ge=0, description="How much of a rejected record's raw text the quarantine keeps."
     )
+    max_record_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Longest JSONL line read as a record; a longer one is quarantined with its line and size, "
+        "and never held in memory whole.",
+    )
     source_options: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="fsspec storage options per protocol (e.g. {s3: {endpoint_url: ...}}); secrets belong in env vars.",

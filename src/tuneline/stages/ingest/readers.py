@@ -93,23 +93,51 @@ def _loads_exact(data: bytes | str) -> Any:
     return json.loads(data, parse_int=_exact_int)
 
 
-def _jsonl_lines(f: ResolvedFile) -> Iterator[tuple[int, bytes]]:
-    if f.line_range is None:
-        with _open(f) as fh:
-            # zstandard's reader has no line iteration of its own; a buffer over it does
-            yield from enumerate(io.BufferedReader(fh) if f.compression == "zstd" else fh, start=1)
-        return
-    from tuneline.engine.blocks import split_lines
+class _TooLong(bytes):
+    """Stands in for a line longer than the limit: its content was skipped, ``size`` says how long it was."""
 
-    start, end, first = f.line_range
+    size: int
+
+
+def _bounded_lines(fh: Any, limit: int, end: float = float("inf")) -> Iterator[bytes]:
+    """The lines of ``fh`` up to byte ``end``, none held in memory beyond ``limit`` bytes: a longer line is
+    read past in chunks and yielded as a :class:`_TooLong`."""
+    pos = 0
+    while pos < end:
+        line = fh.readline(limit + 1)
+        if not line:
+            return
+        pos += len(line)
+        if len(line) > limit and not line.endswith(b"\n"):
+            size = len(line)
+            while chunk := fh.readline(1 << 20):
+                size += len(chunk)
+                if chunk.endswith(b"\n"):
+                    break
+            pos += size - len(line)
+            line = _TooLong()
+            line.size = size
+        yield line
+
+
+def _jsonl_lines(f: ResolvedFile, limit: int) -> Iterator[tuple[int, bytes]]:
     with _open(f) as fh:
-        fh.seek(start)
-        data = fh.read(end - start)
-    yield from enumerate(split_lines(data), start=first)
+        # zstandard's reader has no line reading of its own; a buffer over it does
+        stream = io.BufferedReader(fh) if f.compression == "zstd" else fh
+        if f.line_range is None:
+            yield from enumerate(_bounded_lines(stream, limit), start=1)
+            return
+        start, end, first = f.line_range
+        stream.seek(start)
+        yield from enumerate(_bounded_lines(stream, limit, end - start), start=first)
 
 
-def read_jsonl(f: ResolvedFile) -> Iterator[RawItem]:
-    for lineno, line in _jsonl_lines(f):
+def read_jsonl(f: ResolvedFile, max_bytes: int = 32 * 1024 * 1024) -> Iterator[RawItem]:
+    for lineno, line in _jsonl_lines(f, max_bytes):
+        if isinstance(line, _TooLong):
+            detail = f"the line is {line.size:,} bytes, over data.max_record_bytes={max_bytes:,}"
+            yield RawItem("line", lineno, error=("record_too_large", detail))
+            continue
         if lineno == 1:
             _require_utf8(line)
             if line.startswith(b"\xef\xbb\xbf"):
@@ -276,5 +304,9 @@ def read_hf(f: ResolvedFile) -> Iterator[RawItem]:
 READERS = {"jsonl": read_jsonl, "json": read_json_array, "csv": read_csv, "parquet": read_parquet, "hf": read_hf}
 
 
-def read_items(f: ResolvedFile) -> Iterator[RawItem]:
+def read_items(f: ResolvedFile, max_bytes: int = 32 * 1024 * 1024) -> Iterator[RawItem]:
+    """The records of one file; a JSONL line over ``max_bytes`` is an error item (the other readers hold a
+    record's whole file, row group or cell, which their own limits bound)."""
+    if f.kind == "jsonl":
+        return read_jsonl(f, max_bytes)
     return READERS[f.kind](f)

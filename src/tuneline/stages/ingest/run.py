@@ -58,6 +58,7 @@ class PartTask:
     file: ResolvedFile
     prefix: str
     preview: int
+    max_bytes: int = 32 * 1024 * 1024  # data.max_record_bytes
 
 
 @dataclass(slots=True)
@@ -73,7 +74,7 @@ def ingest_part(task: PartTask) -> PartIngested:
     counts = out.counts
     buffers: dict[str, list[bytes]] = {k: [] for k in (*KINDS, "quarantine")}
     try:
-        for item in read_items(f):
+        for item in read_items(f, task.max_bytes):
             counts["total"] += 1
             error = item.error
             if error is None:
@@ -254,7 +255,10 @@ def _ingest_parts(config: TunelineConfig, ex: Any, parts: list[ResolvedFile], tm
     prefixes = [f"{root}{i:06d}" for i in range(len(parts))]
     handles = {name: open(tmp / f"{name}.jsonl", "wb") for name in tally.written}  # noqa: SIM115 - closed below
     try:
-        tasks = [PartTask(p, pre, config.data.raw_preview_chars) for p, pre in zip(parts, prefixes, strict=True)]
+        d = config.data
+        tasks = [
+            PartTask(p, pre, d.raw_preview_chars, d.max_record_bytes) for p, pre in zip(parts, prefixes, strict=True)
+        ]
         last_uri = None
         for part, prefix, result in zip(parts, prefixes, ex.imap(ingest_part, tasks), strict=True):
             tally.add(part.uri, result)
