@@ -23,7 +23,7 @@ from collections.abc import Callable
 import phonenumbers
 
 from tuneline.config.schema import PiiRule
-from tuneline.stages.clean.pii import Redactor, isbn13_ok, luhn_ok
+from tuneline.pii import Redactor, isbn13_ok, luhn_ok
 
 FRAMES = (
     "Please contact me at {v} tomorrow.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuneline.config.schema import PiiRule
-from tuneline.stages.clean.pii import Redactor, iban_ok, isbn13_ok, luhn_ok
+from tuneline.pii import Redactor, iban_ok, isbn13_ok, luhn_ok
 
 REDACT = Redactor(PiiRule())
 

@@ -215,3 +215,18 @@ def test_a_line_of_hundreds_of_megabytes_is_quarantined_in_bounded_memory(tmp_pa
     assert (q["line"], q["reason"]) == (2, "record_too_large") and "314,572,8" in q["detail"]
     assert len(read_jsonl(tmp_path / "i/sft.jsonl")) == 2
     assert peak < 300 << 20, f"peak RSS {peak >> 20} MiB: the line was held in memory"
+
+
+def test_credentials_in_a_quarantined_record_are_redacted(tmp_path: Path):
+    canary = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # GitHub token shape, a canary
+    aws = "AKIA" + "Z7QW3X9PLMN2RT5K"
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw/a.jsonl").write_text(
+        json.dumps(chat("q", "a")) + "\n" + '{"token": "' + canary + '", "key": "' + aws + '", "broken": \n'
+    )
+    r = tuneline("ingest", "raw", "--out", "i", "--set", "data.max_bad_fraction=0.9", cwd=tmp_path)
+    _clean_exit(r, 0)
+    [q] = _quarantine(tmp_path / "i")
+    assert q["reason"] == "invalid_json" and '"token"' in q["raw"]
+    written = (tmp_path / "i/quarantine.jsonl").read_text() + r.stdout + r.stderr
+    assert canary not in written and aws not in written

@@ -18,8 +18,8 @@ import xxhash
 from tuneline.config.schema import CleanConfig
 from tuneline.dedup import batch_near_keys
 from tuneline.io.jsonl import parse_canonical
+from tuneline.pii import Redactor
 from tuneline.records import Kind
-from tuneline.stages.clean.pii import Redactor
 from tuneline.stages.clean.text import (
     canonical_text,
     map_texts,

@@ -15,12 +15,13 @@ from typing import Any
 import fsspec
 import xxhash
 
-from tuneline.config.schema import Source, TunelineConfig
+from tuneline.config.schema import PiiRule, Source, TunelineConfig
 from tuneline.engine import executor_for
 from tuneline.engine.blocks import line_ranges, reachable, read_bytes, remove_tree, write_bytes
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import dumps
+from tuneline.pii import Redactor
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS
 from tuneline.redact import redact_text
@@ -97,7 +98,7 @@ def ingest_part(task: PartTask) -> PartIngested:
                             item.loc_kind: item.loc,
                             "reason": error[0],
                             "detail": error[1],
-                            "raw": _writable(raw[: task.preview]),
+                            "raw": _quarantined_text(raw, task.preview),
                         }
                     )
                 )
@@ -125,6 +126,19 @@ def ingest_part(task: PartTask) -> PartIngested:
     for name, lines in buffers.items():
         write_bytes(f"{task.prefix}.{name}", b"".join(lines))
     return out
+
+
+#: What a quarantined record's raw text goes through: the credentials clean would remove (a record that failed
+#: to parse never reaches clean, and the quarantine is a file people share).
+_SECRETS = Redactor(
+    PiiRule(email=False, phone=False, credit_card=False, ssn=False, ip_address=False, iban=False, secrets=True)
+)
+
+
+def _quarantined_text(raw: str, keep: int) -> str:
+    """The start of a bad record's raw text, credentials redacted before it is cut (so a secret across the cut
+    is never half kept), and writable as JSON."""
+    return _writable(_SECRETS.redact(raw[: keep + 4096])[0][:keep])
 
 
 def _writable(text: str) -> str:
