@@ -174,6 +174,11 @@ class DataConfig(Section):
         description="Longest JSONL line read as a record; a longer one is quarantined with its line and size, "
         "and never held in memory whole.",
     )
+    allow_insecure_sources: bool = Field(
+        False,
+        description="Read plain http:// URLs and URLs naming this machine or a private or link-local address "
+        "(off: a source URL must not reach a pod's metadata server or internal services).",
+    )
     source_options: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="fsspec storage options per protocol (e.g. {s3: {endpoint_url: ...}}); secrets belong in env vars.",

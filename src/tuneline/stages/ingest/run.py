@@ -215,7 +215,7 @@ def _resolve_sources(sources: list[Source], config: TunelineConfig) -> tuple[lis
     skipped: list[str] = []
     for src in sources:
         try:
-            found, skip = resolve(src, config.data.source_options)
+            found, skip = resolve(src, config.data.source_options, config.data.allow_insecure_sources)
         except SourceError as exc:
             raise IngestError(str(exc)) from None
         files.extend(found)

@@ -159,12 +159,36 @@ def _display(path: str, uri: str, proto: str) -> str:
     return path if proto in ("http", "https") else f"{proto}://{path}"
 
 
+def refuse_insecure_url(uri: str) -> None:
+    """Plain http, and URLs naming this machine or a private, link-local or reserved address (a cloud metadata
+    server is one), are refused: a data source must not turn ingest into a way to read internal services."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme == "http":
+        raise SourceError(f"source {redact_url(uri)!r} is plain http: use https, or set data.allow_insecure_sources")
+    host = (parts.hostname or "").lower()
+    try:
+        ip = ipaddress.ip_address(host)
+        internal = not ip.is_global
+    except ValueError:
+        internal = host == "localhost" or host.endswith((".localhost", ".local", ".internal"))
+    if internal:
+        raise SourceError(
+            f"source {redact_url(uri)!r} names an internal address ({host}): refused unless "
+            "data.allow_insecure_sources is set"
+        )
+
+
 def resolve(
-    source: Source, storage_options: dict[str, dict[str, Any]] | None = None
+    source: Source, storage_options: dict[str, dict[str, Any]] | None = None, allow_insecure: bool = False
 ) -> tuple[list[ResolvedFile], list[str]]:
     """Expand one source into files; returns ``(files, skipped)``, skipped naming each file or entry not read
     and why (an unsupported kind in a directory, a LLaMA-Factory entry that is a hub dataset, ...)."""
     uri = source.uri
+    if _protocol(uri) in ("http", "https") and not allow_insecure:
+        refuse_insecure_url(uri)
     if source.kind == "hf" or uri.startswith("hf:") or (_protocol(uri) == "file" and _is_hf_dir(uri)):
         hf = ResolvedFile(
             uri=uri, kind="hf", format=source.format, hf_split=source.hf_split, field_map=_source_map(source)
