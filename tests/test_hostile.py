@@ -230,3 +230,21 @@ def test_credentials_in_a_quarantined_record_are_redacted(tmp_path: Path):
     assert q["reason"] == "invalid_json" and '"token"' in q["raw"]
     written = (tmp_path / "i/quarantine.jsonl").read_text() + r.stdout + r.stderr
     assert canary not in written and aws not in written
+
+
+def test_an_object_store_that_refuses_connections_is_one_line_in_bounded_time(tmp_path: Path, monkeypatch):
+    import time
+
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "canary-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret")
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    r = tuneline(
+        "ingest", "s3://bucket/x/*.jsonl", "--out", "i",
+        "--set", f"data.source_options={{s3: {{endpoint_url: '{endpoint}'}}}}", cwd=tmp_path,
+    )  # fmt: skip
+    _clean_exit(r, 1, "cannot list source 's3://bucket/x/*.jsonl'", "EndpointConnectionError")
+    assert time.monotonic() - started < 60
+    assert "canary-secret" not in r.stdout + r.stderr

@@ -230,6 +230,9 @@ def _list(uri: str, proto: str, opts: dict[str, Any]) -> tuple[list[str], list[t
         raise
     except (OSError, ValueError, ImportError) as exc:
         raise SourceError(f"cannot list source {redact_url(uri)!r}: {redact_text(str(exc))}") from None
+    except Exception as exc:  # noqa: BLE001 - object-store clients raise their own types (botocore, google.auth)
+        detail = f"{type(exc).__name__}: {redact_text(str(exc))}"
+        raise SourceError(f"cannot list source {redact_url(uri)!r}: {detail}") from None
     if not paths:
         why = "; ".join(f"{printable(p)}: {reason}" for p, reason in skipped[:3])
         raise SourceError(f"source {redact_url(uri)!r} holds no file tuneline reads" + (f" ({why})" if why else ""))
