@@ -52,6 +52,15 @@ def test_overlay_builds_validates_and_uses_workload_identity(cloud: str, annotat
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tuneline"
     assert annotation in by_kind(docs, "ServiceAccount")["metadata"]["annotations"]
     assert by_kind(docs, "ConfigMap")["data"]["artifacts-destination"].startswith(scheme)
+    # the tracking server reaches the metadata server only where Workload Identity needs it (GKE), and only it
+    metadata = [
+        (r["to"][0]["ipBlock"]["cidr"], r["ports"][0]["port"])
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        for r in d["spec"].get("egress", [])
+        if "ipBlock" in r["to"][0] and r["to"][0]["ipBlock"]["cidr"].startswith("169.254.")
+    ]
+    assert metadata == ([("169.254.169.254/32", 80), ("169.254.169.252/32", 988)] if cloud == "gke" else [])
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (for kustomize) is not installed")
