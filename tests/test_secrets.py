@@ -184,6 +184,8 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
                 f"{data.url}/signed/orders.jsonl?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
                 f"{CANARIES['aws_key_id']}%2F20261201&X-Amz-Signature={CANARIES['url_signature']}",
                 f"http://reader:{CANARIES['url_password']}@{data.url.removeprefix('http://')}/private/more.jsonl",
+                "--set",
+                "data.allow_insecure_sources=true",  # the stand-in server is plain http on this machine
             )
             run("clean", "--set", "clean.workers=1")
             run("split")

@@ -684,7 +684,11 @@ class ServeConfig(Section):
     @field_validator("github_api")
     @classmethod
     def _https_only(cls, value: str) -> str:
-        if not value.startswith("https://"):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not loopback:
             raise ValueError(f"must be an https:// URL (the promotion token is sent to it), got {value!r}")
         return value
 

@@ -120,10 +120,19 @@ def _bounded_lines(fh: Any, limit: int, end: float = float("inf")) -> Iterator[b
         yield line
 
 
+def _line_reader(fh: Any) -> Any:
+    """``fh`` when its ``readline`` takes a size limit, else a buffer over it that does (fsspec's remote files and
+    zstandard's reader have no size-limited ``readline`` of their own)."""
+    try:
+        fh.readline(0)
+        return fh
+    except (TypeError, OSError, ValueError):  # io.UnsupportedOperation is both an OSError and a ValueError
+        return io.BufferedReader(fh)
+
+
 def _jsonl_lines(f: ResolvedFile, limit: int) -> Iterator[tuple[int, bytes]]:
     with _open(f) as fh:
-        # zstandard's reader has no line reading of its own; a buffer over it does
-        stream = io.BufferedReader(fh) if f.compression == "zstd" else fh
+        stream = _line_reader(fh)
         if f.line_range is None:
             yield from enumerate(_bounded_lines(stream, limit), start=1)
             return
