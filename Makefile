@@ -90,7 +90,7 @@ demo: $(VENV)/.installed
 ## (a failed install only makes those tests skip, naming what is missing).
 test: setup
 	-$(MAKE) --no-print-directory serve-setup chat-setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 ## contracts: download the pinned CRDs and TGI spec (contracts/manifest.json) into .contracts/, sha256-checked
 contracts:
