@@ -77,10 +77,17 @@ def one(docs: tuple[dict[str, Any], ...], kind: str) -> dict[str, Any]:
 def runtime_container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     """The model server's container: the ServingRuntime's, or the LLMInferenceService template's ``main``."""
     if any(d["kind"] == "LLMInferenceService" for d in docs):
-        [container] = one(docs, "LLMInferenceService")["spec"]["template"]["containers"]
+        [container] = [c for c in pod_containers(docs) if c["name"] == "main"]
         return container
-    [container] = one(docs, "ServingRuntime")["spec"]["containers"]
+    [container] = [c for c in pod_containers(docs) if c["name"] == "kserve-container"]
     return container
+
+
+def pod_containers(docs: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    """Every container of the model server's pod: the server's, and the metrics sidecar where it is on."""
+    if any(d["kind"] == "LLMInferenceService" for d in docs):
+        return one(docs, "LLMInferenceService")["spec"]["template"]["containers"]
+    return one(docs, "ServingRuntime")["spec"]["containers"]
 
 
 def runtime_args(container: dict[str, Any]) -> list[str]:
@@ -300,6 +307,10 @@ def test_pdb_and_service_monitor_select_the_predictor_pods_and_metrics():
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics" and endpoint["port"] == svc["spec"]["ports"][0]["name"]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # the Service reaches the metrics sidecar, never the inference API's port
+    [sidecar] = [c for c in pod_containers(docs) if c["name"] == "metrics"]
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert [p["containerPort"] for p in sidecar["ports"] if p["name"] == "metrics"] == [svc["spec"]["ports"][0]["port"]]
     off = render(sets=("podDisruptionBudget.enabled=false", "serviceMonitor.enabled=false"))
     assert not {"PodDisruptionBudget", "ServiceMonitor"} & {d["kind"] for d in off}
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.k8s_schemas import crd_errors
-from tests.test_chart import CHART, CRDS, ENVIRONMENTS, REPO, one, render, run_helm
+from tests.test_chart import CHART, CRDS, ENVIRONMENTS, REPO, one, pod_containers, render, run_helm, runtime_container
 from tests.tgi_contract import chat_completion
 from tuneline.cli import app
 
@@ -44,7 +44,7 @@ def test_llmisvc_serves_the_version_and_its_adapters_with_vllm_behind_the_llm_d_
     assert spec["parallelism"] == {"tensor": 2}
     assert spec["router"] == {"gateway": {}, "route": {}, "scheduler": {}}, "KServe's managed route and pool"
     assert "replicas" not in spec and "scaling" not in spec, "KEDA owns the replica count (no WVA)"
-    [main] = spec["template"]["containers"]
+    main = runtime_container(docs)
     assert main["name"] == "main" and main["image"].startswith("vllm/vllm-openai:")
     assert main["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert spec["template"]["nodeSelector"] and spec["template"]["tolerations"]
@@ -64,9 +64,9 @@ def test_llmisvc_workload_is_what_keda_pdb_metrics_and_slo_rules_select():
     }
     assert one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == workload
     metrics = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
-    assert metrics["spec"]["selector"] == workload and metrics["spec"]["ports"][0]["port"] == 8000
-    endpoint = one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
-    assert endpoint["scheme"] == "https"
+    assert metrics["spec"]["selector"] == workload and metrics["spec"]["ports"][0]["targetPort"] == "metrics"
+    [sidecar] = [c for c in pod_containers(docs) if c["name"] == "metrics"]
+    assert "--upstream=https://127.0.0.1:8000/metrics" in sidecar["args"]  # KServe's TLS on the workload
     rules = one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]
     assert all('pod=~"tuneline-kserve-.*"' in r["expr"] for r in rules)
     predictor = next(p for p in docs if p["kind"] == "NetworkPolicy" and p["metadata"]["name"].endswith("-predictor"))

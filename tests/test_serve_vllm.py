@@ -245,11 +245,17 @@ def _metrics_in(expr: str) -> set[str]:
 
 
 def test_every_rule_and_scaling_query_uses_metrics_the_server_exports(served: Served) -> None:
+    """Read as Prometheus reads them in the cluster: through the chart's metrics sidecar, which refuses the API."""
     from tests.test_chart import CHART, render
+    from tests.test_metrics_proxy import proxy_in_front_of, status
 
     for _ in range(3):
         chat(served.url, MODEL_NAME, "Order: 2 x lamp for Bo", max_tokens=8)
-    exported = _scrape(served.url)
+    with proxy_in_front_of(f"{served.url}/metrics") as sidecar:
+        exported = _scrape(sidecar)
+        assert status(f"{sidecar}/v1/models")[0] == 404
+        assert status(f"{sidecar}/v1/chat/completions", "POST", b"{}")[0] == 405
+    assert exported.keys() == _scrape(served.url).keys(), "the sidecar passes the whole scrape"
     docs = render(CHART / "ci" / "vllm-values.yaml", sets=("deploymentMode=RawDeployment",))
     rules = next(d for d in docs if d["kind"] == "PrometheusRule")
     exprs = [r["expr"] for g in rules["spec"]["groups"] for r in g["rules"]]

@@ -202,3 +202,35 @@ which loads an adapter published into the store on the first request naming it, 
 - name: VLLM_LORA_RESOLVER_CACHE_DIR
   value: {{ .Values.adapterStore.mountPath | quote }}
 {{- end }}
+
+{{/* The metrics sidecar (files/metrics_proxy.py, run by the runtime's own image): the model server's /metrics on
+serviceMonitor.port and nothing else, so Prometheus's NetworkPolicy never admits the inference API. */}}
+{{- define "tuneline.metricsSidecar" -}}
+{{- $scheme := ternary "https" "http" (not (empty (include "tuneline.llmisvc" .))) -}}
+- name: metrics
+  image: {{ include "tuneline.runtimeImage" . }}
+  imagePullPolicy: IfNotPresent
+  command: [python3, /etc/tuneline/metrics_proxy.py]
+  args:
+    - --port={{ .Values.serviceMonitor.port }}
+    - --upstream={{ $scheme }}://127.0.0.1:{{ include "tuneline.servingPort" . }}/metrics
+  ports:
+    - name: metrics
+      containerPort: {{ .Values.serviceMonitor.port }}
+      protocol: TCP
+  resources:
+    requests: {cpu: 10m, memory: 32Mi}
+    limits: {memory: 128Mi}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: metrics-proxy
+      mountPath: /etc/tuneline
+      readOnly: true
+{{- end }}
+
+{{- define "tuneline.metricsSidecarVolume" -}}
+- name: metrics-proxy
+  configMap:
+    name: {{ include "tuneline.fullname" . }}-metrics-proxy
+{{- end }}
