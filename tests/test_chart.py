@@ -40,6 +40,7 @@ CRDS = {
     "AIGatewayRoute": ("envoy-ai-gateway/aigateway.envoyproxy.io_aigatewayroutes.yaml", "v1beta1"),
     "SecurityPolicy": ("envoy-gateway/gateway.envoyproxy.io_securitypolicies.yaml", "v1alpha1"),
     "BackendTrafficPolicy": ("envoy-gateway/gateway.envoyproxy.io_backendtrafficpolicies.yaml", "v1alpha1"),
+    "ClientTrafficPolicy": ("envoy-gateway/gateway.envoyproxy.io_clienttrafficpolicies.yaml", "v1alpha1"),
     "Application": ("argocd/application-crd.yaml", "v1alpha1"),
 }
 K8S_VERSION = "1.32"

@@ -156,8 +156,19 @@ def test_the_policies_guard_the_route_the_chart_renders(values):
         assert llm["route"] == {"http": {"refs": [{"name": route["metadata"]["name"]}]}}, "KServe uses this route"
     else:
         assert "cost" not in rule and rule["limit"]["unit"] == "Minute"
-    for doc in (route, one(docs, "SecurityPolicy"), one(docs, "BackendTrafficPolicy")):
+    # the client's own copy of the quota key is gone before auth runs: a token without the tenant claim (or a key
+    # auth that forwards none) cannot pick the bucket it is charged to
+    strip = one(docs, "ClientTrafficPolicy")
+    gateway = one(docs, "HTTPRoute" if route["kind"] == "HTTPRoute" else "AIGatewayRoute")["spec"]["parentRefs"][0]
+    assert strip["metadata"]["namespace"] == gateway["namespace"], "a policy attaches within its target's namespace"
+    assert strip["spec"]["targetRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway["name"]}
+    ]
+    assert strip["spec"]["headers"]["earlyRequestHeaders"]["remove"] == [tenant_header]
+    for doc in (route, one(docs, "SecurityPolicy"), one(docs, "BackendTrafficPolicy"), strip):
         assert not crd_errors(*CRDS[doc["kind"]], doc), doc["kind"]
+    off = render(values, namespace=NS, sets=("gateway.stripTenantHeader=false",))
+    assert not [d for d in off if d["kind"] == "ClientTrafficPolicy"]
 
 
 @pytest.mark.parametrize("values", [AI_GATEWAY, JWT], ids=lambda p: p.stem)
