@@ -257,11 +257,14 @@ def test_workload_identities_bind_the_service_accounts_the_repo_deploys():
         assert gke["workload_service_accounts"][sa] == {"namespace": ns, "name": name}
 
 
-def _evaluated_manifest(name: str, tmp_path: Path) -> dict:
-    """The platform module's kubectl_manifest ``name`` as terraform evaluates it, validated as a Kubernetes object."""
+def _evaluated_manifest(name: str, tmp_path: Path, **variables: str) -> dict:
+    """The platform module's kubectl_manifest ``name`` as terraform evaluates it, validated as a Kubernetes object
+    (``variables``: the module's inputs it reads, as HCL expressions)."""
     import kubernetes_validate
 
     expr = re.fullmatch(r"\$\{yamlencode\((.*)\)\}", platform_manifests()[name], re.S).group(1)
+    for var, value in variables.items():
+        expr = expr.replace(f"var.{var}", value)
     proc = subprocess.run(
         ["terraform", "console", "-no-color"],
         input=f"jsonencode({expr})\n",
@@ -310,6 +313,60 @@ def test_the_data_steps_may_launch_their_rayjobs_and_nothing_more(cfg, tmp_path)
     variables = (INFRA / "modules" / "platform" / "variables.tf").read_text()
     assert re.search(r'kuberay_operator\s*=\s*"' + re.escape(crd["version"].lstrip("v")) + '"', variables)
     assert "local.v.kuberay_operator" in (INFRA / "modules" / "platform" / "main.tf").read_text()
+
+
+def test_ray_pods_run_as_their_own_account_and_only_ray_and_the_operator_reach_them(cfg, tmp_path):
+    """The RayJob's pods run as infra/'s tuneline-ray account (no role binds it, no token is mounted, the
+    pipeline's bucket identity trusts it on both clouds), and its NetworkPolicy selects exactly the label the
+    RayJob puts on its pods, admitting Ray's pods and the KubeRay operator's job-status reads only."""
+    from tuneline.launch import rayjob
+
+    annotations = '{pipeline = {"eks.amazonaws.com/role-arn" = "arn:aws:iam::1:role/c-pipeline"}}'
+    sa = _evaluated_manifest("ray_sa", tmp_path, service_account_annotations=annotations)
+    policy = _evaluated_manifest("ray_network_policy", tmp_path)
+    ray = cfg.data.ray.cluster.service_account
+    assert sa["metadata"] == {
+        "name": ray, "namespace": cfg.kubeflow.namespace,
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/c-pipeline"},  # the pipeline's identity
+    }  # fmt: skip
+    assert sa["automountServiceAccountToken"] is False
+    bound = [m for n, m in platform_manifests().items() if n.endswith("_binding")]
+    assert bound and not [m for m in bound if f'name = "{ray}"' in m], "no Kubernetes role for Ray's account"
+    ray_label = {rayjob.RAY_POD_LABEL: "true"}
+    assert policy["metadata"]["namespace"] == cfg.kubeflow.namespace
+    assert policy["spec"]["podSelector"] == {"matchLabels": ray_label}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    peers, operator = policy["spec"]["ingress"]
+    assert peers == {"from": [{"podSelector": {"matchLabels": ray_label}}]}
+    assert operator["ports"] == [{"protocol": "TCP", "port": 8265}]
+    assert operator["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "kuberay-system"
+    staged = load_config(REPO / "params.yaml", ("data.ray.cluster.stage_uri=s3://b/staging/ray",))
+    manifest = rayjob.rayjob_manifest(staged, "r1", "clean", cfg.kubeflow.namespace)
+    head = manifest["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]
+    assert ray_label.items() <= head["metadata"]["labels"].items()
+    eks_trust = (INFRA / "eks" / "iam.tf").read_text()
+    assert f'"{cfg.kubeflow.namespace}:{ray}"' in eks_trust
+    gke = _blocks(load_tf(INFRA / "gke"), "resource", "google_service_account_iam_member")["ray_workload_identity"]
+    assert gke["member"].endswith(f".svc.id.goog[{cfg.kubeflow.namespace}/{ray}]")
+    assert 'workload_identity["pipeline"]' in gke["service_account_id"]
+
+
+def test_staged_data_expires_from_both_buckets_with_every_old_version():
+    """A failed run leaves pre-clean data (PII) where its RayJob was staged: the bucket expires the staging prefix
+    (infra's stage_uri output) after a week, and its old versions a day after they are replaced."""
+    eks = _blocks(load_tf(INFRA / "eks"), "resource", "aws_s3_bucket_lifecycle_configuration")["artifacts"]
+    [staged] = [r for r in eks["rule"] if r["id"] == "expire-staged-data"]
+    assert staged["status"] == "Enabled" and staged["filter"][0]["prefix"] == "staging/"
+    assert staged["expiration"][0]["days"] == 7 and staged["noncurrent_version_expiration"][0]["noncurrent_days"] == 1
+    gke = _blocks(load_tf(INFRA / "gke"), "resource", "google_storage_bucket")["artifacts"]
+    staged_rules = [r["condition"][0] for r in gke["lifecycle_rule"] if "matches_prefix" in r["condition"][0]]
+    assert {tuple(c["matches_prefix"]) for c in staged_rules} == {("staging/",)}
+    assert {c.get("age") for c in staged_rules} >= {7} and {
+        c.get("days_since_noncurrent_time") for c in staged_rules
+    } >= {1}
+    for cloud in ("eks", "gke"):
+        [out] = [b["stage_uri"] for b in load_tf(INFRA / cloud)["output"] if "stage_uri" in b]
+        assert "/staging/ray" in out["value"]
 
 
 def test_both_clusters_enforce_network_policies():

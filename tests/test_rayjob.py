@@ -88,9 +88,15 @@ def test_the_rayjob_of_each_step_validates_against_the_pinned_crd(make_config, t
     assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == 1
     assert pod["containers"][0]["image"] == config.images.cpu
     assert pod["containers"][0]["resources"]["limits"] == {"cpu": "2", "memory": config.data.ray.cluster.worker_memory}
-    assert pod["serviceAccountName"] == config.kubeflow.service_account
+    # Ray's own account (no Kubernetes role), no API token, and the label infra/'s NetworkPolicy admits Ray's ports by
     head_pod = body["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False and head_pod["automountServiceAccountToken"] is False
+    for template in (group["template"], cluster["headGroupSpec"]["template"]):
+        assert template["spec"]["serviceAccountName"] == config.data.ray.cluster.service_account == "tuneline-ray"
+        assert template["spec"]["automountServiceAccountToken"] is False
+        assert template["metadata"]["labels"][rayjob.RAY_POD_LABEL] == "true"
+    assert config.data.ray.cluster.service_account != config.kubeflow.service_account
+    # the submitter is a sidecar of the head (localhost): no submitter pod needs a way in to the job API
+    assert body["spec"]["submissionMode"] == "SidecarMode" and head_pod["restartPolicy"] == "Never"
     key, value = rayjob.SPOT_LABEL[cloud]
     assert pod["nodeSelector"] == {"pool": "cpu", key: value} and pod["tolerations"][0]["key"] == key
     head = cluster["headGroupSpec"]["template"]["spec"]
@@ -137,6 +143,9 @@ def test_the_clean_step_runs_as_a_rayjob_and_matches_the_local_engine(make_confi
     monkeypatch.setattr("kubernetes.client.CustomObjectsApi", lambda: api)
     monkeypatch.setattr(rayjob, "run_step_on_ray", _fast(rayjob.run_step_on_ray))
     out, summary = tmp_path / "cleaned", tmp_path / "summary.md"
+    stage = tmp_path / "bucket" / "run42abcdef" / "clean"
+    stage.mkdir(parents=True)
+    (stage / "notes.txt").write_text("not the step's")
     steps.clean(config.model_dump_json(), str(tmp_path / "ingested"), str(out), str(summary), "run42abcdef")
     log = (tmp_path / "tuneline-clean-run42abc.log").read_text()
     assert json.loads((out / "report.json").read_text())["engine"] == "ray", log
@@ -145,6 +154,8 @@ def test_the_clean_step_runs_as_a_rayjob_and_matches_the_local_engine(make_confi
     assert "kept sft" in summary.read_text()
     assert [c for c, _ in api.calls].count("create") == 1
     assert not list((tmp_path / "bucket").rglob("scratch/*/*.sig"))  # block scratch is cleaned up
+    # the staged pre-clean input, config and output are gone once the step has the output; nothing else is touched
+    assert sorted(p.name for p in stage.iterdir()) == ["notes.txt"]
 
 
 def _fast(fn):

@@ -97,8 +97,9 @@ module "workload_irsa" {
   role_policy_arns = { artifacts = aws_iam_policy.workload[each.key].arn }
   oidc_providers = {
     main = {
-      provider_arn               = module.eks.oidc_provider_arn
-      namespace_service_accounts = [each.value]
+      provider_arn = module.eks.oidc_provider_arn
+      # the Ray pods of the data steps (kubeflow:tuneline-ray) share the pipeline's bucket access, not its RBAC
+      namespace_service_accounts = each.key == "pipeline" ? [each.value, "kubeflow:tuneline-ray"] : [each.value]
     }
   }
 }

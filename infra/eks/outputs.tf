@@ -23,6 +23,11 @@ output "dvc_remote_url" {
   value       = "s3://${aws_s3_bucket.artifacts.bucket}/dvc"
 }
 
+output "stage_uri" {
+  description = "data.ray.cluster.stage_uri: where the data steps stage their RayJobs' data (expired after 7 days)"
+  value       = "s3://${aws_s3_bucket.artifacts.bucket}/staging/ray"
+}
+
 output "gpu_pools" {
   description = "Each GPU node group's labels and taint (what the training step and the serving chart target)."
   value       = { for name, p in var.gpu_pools : name => { instance_type = p.instance_type, labels = p.labels, taint = p.taint } }

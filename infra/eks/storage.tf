@@ -66,4 +66,20 @@ resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
       days_after_initiation = 7
     }
   }
+  # What the data steps stage for their RayJobs (data.ray.cluster.stage_uri = the stage_uri output): pre-clean
+  # data, PII included. The step removes it once it has the output; this expires what a failed run left, and
+  # every old version of it, so none of it outlives a week.
+  rule {
+    id     = "expire-staged-data"
+    status = "Enabled"
+    filter {
+      prefix = "staging/"
+    }
+    expiration {
+      days = 7
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
 }

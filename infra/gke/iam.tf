@@ -41,6 +41,14 @@ module "serving_identity" {
   annotate_k8s_sa     = false
 }
 
+# The Ray pods of the data steps (kubeflow/tuneline-ray) act as the pipeline's Google service account: its bucket
+# access, none of the pipeline's Kubernetes RBAC.
+resource "google_service_account_iam_member" "ray_workload_identity" {
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${module.workload_identity["pipeline"].gcp_service_account_email}"
+  role               = "roles/iam.workloadIdentityUser"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[kubeflow/tuneline-ray]"
+}
+
 resource "google_storage_bucket_iam_member" "pipeline" {
   bucket = google_storage_bucket.artifacts.name
   role   = "roles/storage.objectUser"

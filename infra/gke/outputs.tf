@@ -23,6 +23,11 @@ output "dvc_remote_url" {
   value       = "gs://${google_storage_bucket.artifacts.name}/dvc"
 }
 
+output "stage_uri" {
+  description = "data.ray.cluster.stage_uri: where the data steps stage their RayJobs' data (expired after 7 days)"
+  value       = "gs://${google_storage_bucket.artifacts.name}/staging/ray"
+}
+
 output "gpu_pools" {
   description = "Each GPU node pool's labels and taint (what the training step and the serving chart target)."
   value       = { for name, p in var.gpu_pools : name => { accelerator_type = p.accelerator_type, labels = p.labels, taint = p.taint } }

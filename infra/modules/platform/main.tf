@@ -368,6 +368,46 @@ resource "kubectl_manifest" "ray_jobs_binding" {
   depends_on = [kubectl_manifest.ray_jobs_role, kubectl_manifest.pipeline_sa]
 }
 
+# The Ray head and workers run as their own account: the pipeline's cloud identity to the bucket (the IRSA role /
+# Google service account trusts it too), no Kubernetes role, no mounted API token. Code that reaches a Ray job
+# cannot act as the pipeline in the cluster.
+resource "kubectl_manifest" "ray_sa" {
+  yaml_body = yamlencode({
+    apiVersion                   = "v1"
+    kind                         = "ServiceAccount"
+    automountServiceAccountToken = false
+    metadata = {
+      name        = "tuneline-ray"
+      namespace   = "kubeflow"
+      annotations = var.service_account_annotations["pipeline"]
+    }
+  })
+  depends_on = [kustomization_resource.kfp]
+}
+
+# Ray's ports (GCS, the job API on 8265, raylets, object transfer) answer only the pods of tuneline's RayJobs
+# (label tuneline.io/ray, set by the data steps) and the KubeRay operator, which reads job status from the head's
+# dashboard. The rest of the kubeflow namespace (the KFP UI, notebooks) cannot reach a Ray job's API.
+resource "kubectl_manifest" "ray_network_policy" {
+  yaml_body = yamlencode({
+    apiVersion = "networking.k8s.io/v1"
+    kind       = "NetworkPolicy"
+    metadata   = { name = "tuneline-ray", namespace = "kubeflow" }
+    spec = {
+      podSelector = { matchLabels = { "tuneline.io/ray" = "true" } }
+      policyTypes = ["Ingress"]
+      ingress = [
+        { from = [{ podSelector = { matchLabels = { "tuneline.io/ray" = "true" } } }] },
+        {
+          from  = [{ namespaceSelector = { matchLabels = { "kubernetes.io/metadata.name" = "kuberay-system" } } }]
+          ports = [{ protocol = "TCP", port = 8265 }]
+        },
+      ]
+    }
+  })
+  depends_on = [kustomization_resource.kfp]
+}
+
 # The MLflow tracking server from this repository's mlflow/ overlay, with the bucket and identity filled in.
 data "kustomization_overlay" "mlflow" {
   resources = ["${path.module}/../../../mlflow/${var.cloud}"]

@@ -114,10 +114,17 @@ class RayClusterConfig(Section):
         "head stays on regular nodes).",
     )
     ray_version: str = Field("2.60.0", description="Ray version of images.cpu (KubeRay's rayVersion).")
+    service_account: str = Field(
+        "tuneline-ray",
+        description="Service account of the Ray head and workers (infra/ makes it: the pipeline's workload "
+        "identity to the bucket, no Kubernetes role and no mounted API token, so code that reaches Ray cannot "
+        "act as the pipeline in the cluster).",
+    )
     stage_uri: str | None = Field(
         None,
         description="s3:// or gs:// prefix the step and the RayJob exchange inputs and outputs through "
-        "(per run and step); required for data.engine=ray on Kubernetes.",
+        "(per run and step); required for data.engine=ray on Kubernetes. The step removes what it staged once it "
+        "has the output; infra/'s `stage_uri` output is a prefix the bucket also expires after 7 days.",
     )
     timeout_s: int = Field(86400, ge=60, description="Give up following the RayJob after this long.")
     cpu_hourly_usd: float = Field(

@@ -204,4 +204,23 @@ def run_staged(
     how = run_job(manifest(namespace), kind, timeout_s, api, namespace, poll_s)
     Path(out).mkdir(parents=True, exist_ok=True)
     fs.get(f"{root}/output/", str(out).rstrip("/") + "/", recursive=True)
+    remove_staged(fs, root, stage)
     return how
+
+
+#: What :func:`run_staged` puts under a stage, and the job's output it fetches: nothing else there is touched.
+STAGED = ("input", "config.json", "output")
+
+
+def remove_staged(fs: Any, root: str, stage: str) -> None:
+    """Remove the staged input (pre-clean data: PII), config and fetched output once the step holds the output,
+    so none of it lingers in the bucket. Only what :data:`STAGED` names, under this run's stage. A failed removal
+    is a warning naming the path (the step's result is safe; infra/'s lifecycle rule expires the rest)."""
+    for name in STAGED:
+        path = f"{root}/{name}"
+        try:
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        except OSError as exc:
+            log.warning("could not remove staged %s/%s (%s): remove it by hand", stage, name, exc)
+    log.info("removed the staged data under %s", stage)

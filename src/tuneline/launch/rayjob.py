@@ -19,6 +19,8 @@ from tuneline.launch.kube import JobKind, job_name, run_staged, stage_uri
 
 log = logging.getLogger(__name__)
 #: Where spot capacity is, per cloud: the label the cloud puts on such nodes, and GKE's taint on them.
+#: On every Ray pod of a tuneline RayJob: infra/'s NetworkPolicy admits Ray's ports only between such pods.
+RAY_POD_LABEL = "tuneline.io/ray"
 SPOT_LABEL = {"eks": ("eks.amazonaws.com/capacityType", "SPOT"), "gke": ("cloud.google.com/gke-spot", "true")}
 
 
@@ -54,11 +56,17 @@ def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: s
     """A RayJob that runs ``step`` on a cluster sized by ``data.ray.cluster`` and is deleted when it finishes."""
     rc = config.data.ray.cluster
     image = config.images.cpu
-    labels = {"app.kubernetes.io/part-of": "tuneline", "tuneline.io/run-id": run_id[:63], "tuneline.io/step": step}
-    # the pipeline's identity reaches the bucket (workload identity), but no Ray pod gets a Kubernetes API token:
-    # code run through Ray's job API cannot create jobs in the pipeline's name
+    labels = {
+        "app.kubernetes.io/part-of": "tuneline",
+        RAY_POD_LABEL: "true",
+        "tuneline.io/run-id": run_id[:63],
+        "tuneline.io/step": step,
+    }
+    # Ray's own account: the pipeline's cloud identity to the bucket (workload identity), no Kubernetes role and no
+    # API token, so code that reaches Ray cannot create jobs in the pipeline's name. infra/'s NetworkPolicy admits
+    # the Ray ports only from the pods of tuneline's RayJobs (tuneline.io/ray) and the operator.
     base_pod = {
-        "serviceAccountName": config.kubeflow.service_account,
+        "serviceAccountName": rc.service_account,
         "automountServiceAccountToken": False,
         "nodeSelector": dict(rc.node_selector),
     }
@@ -75,7 +83,9 @@ def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: s
             "entrypoint": shlex.join(
                 ["python", "-m", "tuneline.launch.remote", step, ray_stage_uri(config, run_id, step)]
             ),
-            "submissionMode": "K8sJobMode",
+            # the submitter runs beside the head in its pod and reaches the job API over localhost: no submitter
+            # pod needs a way in (KubeRay >= 1.5; the head pod must not restart)
+            "submissionMode": "SidecarMode",
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": 600,
             "activeDeadlineSeconds": rc.timeout_s,
@@ -89,6 +99,7 @@ def rayjob_manifest(config: TunelineConfig, run_id: str, step: str, namespace: s
                         "metadata": {"labels": labels},
                         "spec": {
                             **base_pod,
+                            "restartPolicy": "Never",
                             "containers": [_container("ray-head", image, rc.head_cpu, rc.head_memory)],
                         },
                     },
