@@ -194,3 +194,37 @@ def test_a_retried_step_attaches_to_a_running_job_and_replaces_a_failed_one(make
 )
 def test_rayjob_states(status, state):
     assert rayjob.rayjob_state({"status": status}) == state
+
+
+class _Writes(KubeRay):
+    """An operator whose job writes ``output/result.txt`` (a count of its runs) into the stage: the launcher's
+    staging contract without starting Ray."""
+
+    runs = 0
+
+    def _run(self, obj: dict[str, Any]) -> dict[str, Any]:
+        stage = Path(shlex.split(obj["spec"]["entrypoint"])[-1].removeprefix("file://"))
+        assert (stage / "config.json").is_file() and (stage / "input" / "data.jsonl").is_file()
+        type(self).runs += 1
+        (stage / "output").mkdir()
+        (stage / "output" / "result.txt").write_text(f"run {self.runs}")
+        return {"jobStatus": "SUCCEEDED", "jobDeploymentStatus": "Complete"}
+
+
+def test_staged_data_is_removed_after_the_fetch_and_a_retry_after_that_runs_the_job_again(make_config, tmp_path):
+    config = _config(make_config, tmp_path)
+    source = tmp_path / "ingested"
+    source.mkdir()
+    (source / "data.jsonl").write_text('{"messages": [{"role": "user", "content": "call +1 202 555 0143"}]}\n')
+    api = _Writes(tmp_path)
+    _Writes.runs = 0
+    args = dict(api=api, namespace="kubeflow", poll_s=0.01)
+    assert rayjob.run_step_on_ray(config, "clean", "r1", str(source), str(tmp_path / "out"), **args) == "created"
+    assert (tmp_path / "out" / "result.txt").read_text() == "run 1"
+    stage = tmp_path / "bucket" / "r1" / "clean"
+    assert list(stage.iterdir()) == [], "no pre-clean data, config or output is left in the bucket"
+    # the step is retried after it fetched (its pod died before reporting): the finished job's output is gone, so
+    # the job runs again rather than the step failing on a missing output
+    assert rayjob.run_step_on_ray(config, "clean", "r1", str(source), str(tmp_path / "again"), **args) == "replaced"
+    assert (tmp_path / "again" / "result.txt").read_text() == "run 2" and list(stage.iterdir()) == []
+    assert [c for c, _ in api.calls].count("delete") == 1

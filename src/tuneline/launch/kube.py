@@ -186,12 +186,15 @@ def run_job(
 def run_staged(
     stage: str, config_json: str, input_dir: str | None, out: str, manifest: Callable[[str], dict[str, Any]],
     kind: JobKind, timeout_s: float, api: Any = None, namespace: str | None = None, poll_s: float = 15.0,
+    remove: bool = False,
 ) -> str:  # fmt: skip
     """The whole hand-off: stage the config (and the input, if any) under ``stage``, run the job that
     ``manifest(namespace)`` describes to its end, fetch what it left in ``stage/output`` into ``out``.
 
     The job runs ``python -m tuneline.launch.remote STEP STAGE`` (see :mod:`.remote`). Returns what
-    :func:`launch` did.
+    :func:`launch` did. With ``remove`` (the data steps: their input is pre-clean data), what was staged and
+    fetched is removed once the output is here; a retried step that finds the job finished but its output
+    already fetched and removed runs the job again.
     """
     import fsspec
 
@@ -201,10 +204,17 @@ def run_staged(
     with fs.open(f"{root}/config.json", "w") as fh:
         fh.write(config_json)
     api, namespace = in_cluster(api, namespace)
-    how = run_job(manifest(namespace), kind, timeout_s, api, namespace, poll_s)
+    body = manifest(namespace)
+    how = run_job(body, kind, timeout_s, api, namespace, poll_s)
+    if how == "attached" and not fs.exists(f"{root}/output"):
+        log.warning("%s %s finished, but its output was fetched and removed before: running it again", kind.kind, stage)
+        _delete(api, kind, namespace, body["metadata"]["name"], poll_s, 600.0)
+        run_job(body, kind, timeout_s, api, namespace, poll_s)
+        how = "replaced"
     Path(out).mkdir(parents=True, exist_ok=True)
     fs.get(f"{root}/output/", str(out).rstrip("/") + "/", recursive=True)
-    remove_staged(fs, root, stage)
+    if remove:
+        remove_staged(fs, root, stage)
     return how
 
 

@@ -165,5 +165,5 @@ def run_step_on_ray(
     stage = ray_stage_uri(config, run_id, step)
     return run_staged(
         stage, config.model_dump_json(), input_dir, out, lambda ns: rayjob_manifest(config, run_id, step, ns),
-        RAYJOB, config.data.ray.cluster.timeout_s, api, namespace, poll_s,
+        RAYJOB, config.data.ray.cluster.timeout_s, api, namespace, poll_s, remove=True,
     )  # fmt: skip
