@@ -194,6 +194,41 @@ def test_nothing_outside_the_source_and_no_special_file_is_read(tmp_path: Path, 
         run_ingest(make_config(), [Source(uri=str(d / "pipe.jsonl"))], tmp_path / "out2")
 
 
+def test_many_small_files_are_batched_in_order_and_logged_as_a_summary(
+    tmp_path: Path, make_config, caplog, monkeypatch
+):
+    """600 one-record files (one with a bad line) in nested directories, a symlinked directory inside the source
+    (entered once, though it loops back), one leading outside (refused): same records in the same order as read one
+    file at a time, a handful of log lines, and every file's counts in the report."""
+    import logging
+
+    d = tmp_path / "raw"
+    for i in range(600):
+        write_jsonl(d / f"part{i // 100}" / f"f{i:04d}.jsonl", [chat(f"q{i}", f"a{i}")])
+    (d / "part5" / "f0599.jsonl").write_text('{"messages": [\n')
+    outside = tmp_path / "elsewhere"
+    write_jsonl(outside / "x.jsonl", [chat("SECRET-OUTSIDE", "leak")])
+    (d / "away").symlink_to(outside)
+    (d / "part0" / "loop").symlink_to(d)  # inside the source: entered once, not forever
+    monkeypatch.setattr("tuneline.stages.ingest.run.MAX_BATCH_FILES", 64)  # several batches, from two workers
+    config = make_config()
+    with caplog.at_level(logging.INFO, logger="tuneline"):
+        res = run_ingest(config, [Source(uri=str(d))], tmp_path / "out")
+    got = [r["messages"][0]["content"] for r in read_jsonl(tmp_path / "out/sft.jsonl")]
+    assert got == [f"q{i}" for i in range(599)] and "SECRET-OUTSIDE" not in got
+    assert res.files == 600 and len(res.by_source) == 600 and res.quarantined == 1
+    assert "away (a directory that resolves outside the source: refused)" in "\n".join(res.skipped_files)
+    ingest_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ingest")]
+    assert len(ingest_lines) <= 4, ingest_lines
+    assert any("600 files" in m and "1 with quarantined records" in m for m in ingest_lines)
+    assert any("f0599.jsonl: 0 sft" in m for m in ingest_lines), "the file with a bad record is named"
+    # the same records, ids and quarantine as ingesting each file on its own
+    one_by_one = [Source(uri=str(p)) for p in sorted(d.glob("part*/*.jsonl"))]
+    run_ingest(config, one_by_one, tmp_path / "each")
+    for name in ("sft.jsonl", "quarantine.jsonl"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "each" / name).read_bytes(), name
+
+
 def test_a_llamafactory_index_cannot_point_outside_its_directory(tmp_path: Path, make_config):
     outside = tmp_path / "secret.json"
     outside.write_text(json.dumps([{"instruction": "SECRET-OUTSIDE", "output": "leak"}]))

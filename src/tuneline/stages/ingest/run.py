@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob as _glob
+import os
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -54,9 +55,11 @@ def record_id(uri: str, loc_kind: str, loc: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PartTask:
-    """One file, or one block of lines of an uncompressed JSONL file, and where its outputs go."""
+    """What one worker call reads: one block of lines of a large JSONL file, one file of another kind, or a batch
+    of small files (about a block's worth of lines: 20,000 one-line files are not 20,000 calls); and where its
+    outputs go."""
 
-    file: ResolvedFile
+    parts: tuple[ResolvedFile, ...]
     prefix: str
     preview: int
     max_bytes: int = 32 * 1024 * 1024  # data.max_record_bytes
@@ -69,11 +72,19 @@ class PartIngested:
     by_reason: Counter = field(default_factory=Counter)
 
 
-def ingest_part(task: PartTask) -> PartIngested:
-    """Canonicalize one part into ``<prefix>.{sft,preference,kto,quarantine}`` (written whole: a re-run rewrites)."""
-    f, out = task.file, PartIngested()
-    counts = out.counts
+def ingest_part(task: PartTask) -> list[PartIngested]:
+    """Canonicalize the task's parts, in order, into ``<prefix>.{sft,preference,kto,quarantine}`` (written whole: a
+    re-run rewrites); one result per part."""
     buffers: dict[str, list[bytes]] = {k: [] for k in (*KINDS, "quarantine")}
+    results = [_ingest_one(f, task, buffers) for f in task.parts]
+    for name, lines in buffers.items():
+        write_bytes(f"{task.prefix}.{name}", b"".join(lines))
+    return results
+
+
+def _ingest_one(f: ResolvedFile, task: PartTask, buffers: dict[str, list[bytes]]) -> PartIngested:
+    out = PartIngested()
+    counts = out.counts
     try:
         for item in read_items(f, task.max_bytes):
             counts["total"] += 1
@@ -123,8 +134,6 @@ def ingest_part(task: PartTask) -> PartIngested:
         counts["quarantined"] += 1
         counts["unreadable"] += 1
         out.by_reason["unreadable_file"] += 1
-    for name, lines in buffers.items():
-        write_bytes(f"{task.prefix}.{name}", b"".join(lines))
     return out
 
 
@@ -164,22 +173,57 @@ def _dumps(rec: Any) -> bytes:
         ) from None
 
 
-def _parts(files: list[ResolvedFile], lines_per_block: int) -> list[ResolvedFile]:
-    """Every file, with each uncompressed JSONL file cut into blocks of lines (read in parallel)."""
-    parts: list[ResolvedFile] = []
+#: A batch of small files is cut at this many files even when their lines are fewer than a block's.
+MAX_BATCH_FILES = 4096
+
+
+def _parts(files: list[ResolvedFile], lines_per_block: int) -> list[tuple[ResolvedFile, ...]]:
+    """What each worker call reads, in source order: each uncompressed JSONL file is cut into blocks of lines (read
+    in parallel), and consecutive small JSONL files are batched up to a block's worth of lines; any other file
+    (compressed, JSON, CSV, Parquet: its lines unknown up front) is read by a call of its own."""
+    tasks: list[tuple[ResolvedFile, ...]] = []
+    batch: list[ResolvedFile] = []
+    lines = 0
+
+    def flush() -> None:
+        nonlocal batch, lines
+        if batch:
+            tasks.append(tuple(batch))
+        batch, lines = [], 0
+
     for f in files:
         f = dataclasses.replace(f, open_uri=reachable(f.open_uri))  # what workers open
-        if f.kind != "jsonl" or f.compression:
-            parts.append(f)
+        ranges = _line_ranges(f, lines_per_block)
+        if ranges is None:
+            flush()
+            tasks.append((f,))
             continue
-        try:
-            with fsspec.open(f.open_uri, "rb", **f.storage_options) as fh:
-                ranges = line_ranges(fh, lines_per_block)
-        except OSError:
-            parts.append(f)  # unreadable: the part task reports it as the whole file would
+        if len(ranges) > 1:
+            flush()
+            tasks.extend((dataclasses.replace(f, line_range=r[:3]),) for r in ranges)
             continue
-        parts.extend(dataclasses.replace(f, line_range=(lo, hi, first)) for lo, hi, first, _ in ranges)
-    return parts
+        for lo, hi, first, n in ranges:  # at most one: a small file (an empty one has none)
+            if lines + n > lines_per_block or len(batch) >= MAX_BATCH_FILES:
+                flush()
+            batch.append(dataclasses.replace(f, line_range=(lo, hi, first)))
+            lines += n
+    flush()
+    return tasks
+
+
+def _line_ranges(f: ResolvedFile, lines_per_block: int) -> list[tuple[int, int, int, int]] | None:
+    """The blocks of an uncompressed JSONL file; None for any other file, or one that cannot be opened (its task
+    reports it as the whole file would)."""
+    if f.kind != "jsonl" or f.compression:
+        return None
+    try:
+        if "://" not in f.open_uri:  # a local file: no filesystem layer per file (20,000 small files add up)
+            with open(f.open_uri, "rb") as fh:
+                return line_ranges(fh, lines_per_block)
+        with fsspec.open(f.open_uri, "rb", **f.storage_options) as fh:
+            return line_ranges(fh, lines_per_block)
+    except OSError:
+        return None
 
 
 def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | Path) -> IngestReport:
@@ -261,8 +305,14 @@ class _Tally:
         )
 
 
-def _ingest_parts(config: TunelineConfig, ex: Any, parts: list[ResolvedFile], tmp: Path, progress: Any) -> _Tally:
-    """Ingest the parts in parallel into scratch, and append each part's files to the outputs in source order."""
+#: Up to this many files, ingest logs each one's counts; beyond, a summary (every file's counts are in the report).
+LOG_EACH_FILE = 20
+
+
+def _ingest_parts(
+    config: TunelineConfig, ex: Any, parts: list[tuple[ResolvedFile, ...]], tmp: Path, progress: Any
+) -> _Tally:
+    """Ingest the parts in parallel into scratch, and append each task's files to the outputs in source order."""
     tally = _Tally()
     task = progress.add_task("records", total=None, rate="")
     root = reachable(tmp / SCRATCH) + "/"
@@ -273,24 +323,22 @@ def _ingest_parts(config: TunelineConfig, ex: Any, parts: list[ResolvedFile], tm
         tasks = [
             PartTask(p, pre, d.raw_preview_chars, d.max_record_bytes) for p, pre in zip(parts, prefixes, strict=True)
         ]
-        last_uri = None
-        for part, prefix, result in zip(parts, prefixes, ex.imap(ingest_part, tasks), strict=True):
-            tally.add(part.uri, result)
+        for batch, prefix, results in zip(parts, prefixes, ex.imap(ingest_part, tasks), strict=True):
+            for part, result in zip(batch, results, strict=True):
+                tally.add(part.uri, result)
             for name, fh in handles.items():
                 data = read_bytes(f"{prefix}.{name}")
                 fh.write(data)
                 tally.written[name] += data.count(b"\n")
             kept = sum(tally.written[k] for k in KINDS)
-            progress.update(task, advance=result.counts["total"], rate=f"{tally.rate.per_second(kept):,.0f} rec/s")
-            if last_uri not in (None, part.uri):
-                _log_source(last_uri, tally.by_source[last_uri])
-            last_uri = part.uri
-        if last_uri is not None:
-            _log_source(last_uri, tally.by_source[last_uri])
+            progress.update(
+                task, advance=sum(r.counts["total"] for r in results), rate=f"{tally.rate.per_second(kept):,.0f} rec/s"
+            )
     finally:
         for fh in handles.values():
             fh.close()
         remove_tree(root)
+    _log_sources(tally.by_source)
     return tally
 
 
@@ -307,24 +355,38 @@ def _refuse_untrustworthy(report: IngestReport, config: TunelineConfig, out: Pat
         )
 
 
-def _log_source(uri: str, counts: Counter) -> None:
+def _log_sources(by_source: dict[str, Counter]) -> None:
+    """Each file's counts when there are few; otherwise how many files, and the first ones with quarantined records."""
+    line = "ingest %s: %d sft, %d preference, %d kto, %d quarantined"
+    if len(by_source) <= LOG_EACH_FILE:
+        for uri, c in by_source.items():
+            log.info(line, uri, c["sft"], c["preference"], c["kto"], c["quarantined"])
+        return
+    bad = [(uri, c) for uri, c in by_source.items() if c["quarantined"]]
     log.info(
-        "ingest %s: %d sft, %d preference, %d kto, %d quarantined",
-        uri,
-        counts["sft"],
-        counts["preference"],
-        counts["kto"],
-        counts["quarantined"],
+        "ingest: %d files (each one's counts: by_source in the report), %d with quarantined records",
+        len(by_source),
+        len(bad),
     )
+    for uri, c in bad[:5]:
+        log.info(line, uri, c["sft"], c["preference"], c["kto"], c["quarantined"])
+    if len(bad) > 5:
+        log.info("ingest: … and %d more files with quarantined records (see quarantine.jsonl)", len(bad) - 5)
 
 
 def _local_inputs(sources: list[Source], files: list[ResolvedFile]) -> list[str]:
-    """Local paths the output must not overlap: every file read, and each local source that is a directory."""
-    paths = [f.uri for f in files if "://" not in f.uri and not f.uri.startswith("hf:")]
-    paths += [
+    """Local paths the output must not overlap: each local source that is a directory, and every file read outside
+    those (an output that overlaps a file inside a source directory overlaps the directory: checked once)."""
+    local = [
         s.uri for s in sources if "://" not in s.uri and not s.uri.startswith("hf:") and not _glob.has_magic(s.uri)
     ]
-    return paths
+    dirs = tuple(os.path.join(os.path.abspath(d), "") for d in local if os.path.isdir(d))
+    files_outside = [
+        f.uri
+        for f in files
+        if "://" not in f.uri and not f.uri.startswith("hf:") and not os.path.abspath(f.uri).startswith(dirs)
+    ]
+    return files_outside + local
 
 
 def _preview(obj: Any) -> str:
