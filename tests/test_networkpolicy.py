@@ -122,7 +122,8 @@ def test_only_the_allowed_paths_are_open(values):
     assert any(p["spec"]["podSelector"] == {} for p in pol), "a default deny for the whole namespace"
     assert can_connect(pol, GATEWAY, PREDICTOR, 8080)
     assert can_connect(pol, HELM_TEST, PREDICTOR, 8080)
-    assert can_connect(pol, PROMETHEUS, PREDICTOR, 8080)
+    assert can_connect(pol, PROMETHEUS, PREDICTOR, 9400), "Prometheus scrapes the metrics sidecar"
+    assert not can_connect(pol, PROMETHEUS, PREDICTOR, 8080), "never the inference API behind the gateway"
     assert not can_connect(pol, STRANGER, PREDICTOR, 8080), "a pod in another namespace"
     assert not can_connect(pol, NEIGHBOUR, PREDICTOR, 8080), "an unrelated pod in the same namespace"
     assert not can_connect(pol, GRAFANA, PREDICTOR, 8080), "only Prometheus from the monitoring namespace"
