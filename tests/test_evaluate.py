@@ -334,3 +334,94 @@ def test_the_html_report_shows_hostile_model_output_as_text(eval_assets: EvalAss
     assert not [a for t, a in parser.tags if t == "a" and "javascript" in (a.get("href") or "")]
     [csp] = [a["content"] for t, a in parser.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
     assert "default-src 'none'" in csp
+
+
+ORDER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "create_order",
+        "description": "Place an order.",
+        "parameters": {
+            "type": "object",
+            "properties": {"item": {"type": "string"}, "qty": {"type": "integer"}, "express": {"type": "boolean"}},
+            "required": ["item", "qty"],
+        },
+    },
+}
+
+
+def tool_records() -> list[dict[str, Any]]:
+    """Tool-calling test records: three that should call create_order, two where no call belongs."""
+    records = []
+    for i, (item, qty) in enumerate((("lamp", 2), ("desk", 1), ("chair", 4))):
+        call = {
+            "type": "function",
+            "function": {"name": "create_order", "arguments": json.dumps({"item": item, "qty": qty})},
+        }
+        records.append(
+            {
+                "id": f"tool-{i}",
+                "tools": [ORDER_TOOL],
+                "messages": [
+                    {"role": "user", "content": f"Order {qty} {item}, please."},
+                    {"role": "assistant", "content": "", "tool_calls": [{"id": f"c{i}", **call}]},
+                    {"role": "tool", "tool_call_id": f"c{i}", "content": '{"ok": true}'},
+                    {"role": "assistant", "content": "Done."},
+                ],
+            }
+        )
+    for i, question in enumerate(("What are your opening hours?", "Thanks, that is all.")):
+        records.append(
+            {
+                "id": f"quiet-{i}",
+                "tools": [ORDER_TOOL],
+                "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "We open at 9."}],
+            }
+        )
+    return records
+
+
+def test_tool_calling_records_are_asked_with_their_tools_and_scored_as_calls(
+    eval_assets: EvalAssets, make_config, tmp_path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from tuneline.models.trained import read_manifest
+    from tuneline.results import TOOL_METRICS, ToolCallRow
+    from tuneline.stages.evaluate.answers import load_examples
+    from tuneline.stages.evaluate.toolcalls import ExpectedCall, check_turn
+
+    split = tmp_path / "split"
+    text = read_jsonl(eval_assets.split_dir / "sft" / "test.jsonl")[:3]
+    write_jsonl(split / "sft" / "test.jsonl", text + tool_records())
+    examples = load_examples(split, "test", None)
+    assert [e.id for e in examples.text] == [r["id"] for r in text] and len(examples.tools) == 5
+    first = examples.tools[0]
+    assert first.prompt == [{"role": "user", "content": "Order 2 lamp, please."}]  # up to the turn that calls
+    assert first.expected == [ExpectedCall("create_order", {"item": ["lamp"], "qty": [2], "express": [""]})]
+    assert examples.tools[3].expected == []  # no call belongs here
+    # the chat template the model is asked with renders the tools it may call
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(eval_assets.model_dir / read_manifest(eval_assets.model_dir).adapter_dir)
+    )
+    rendered = tokenizer.apply_chat_template(first.prompt, tools=first.tools, tokenize=False)
+    assert "create_order" in rendered and "<tool_call>" in rendered
+
+    with TgiContractServer(rule_judge) as judge:
+        config = make_config(f"eval.judge.endpoint={judge.url}", "eval.baseline=base")
+        result = run_evaluate(config, eval_assets.model_dir, split, tmp_path / "eval", tmp_path / "judge.sqlite")
+    assert len(judge.requests) == 3 * 4, "the judge grades the text answers only"
+    rows = [ToolCallRow.model_validate(r) for r in read_jsonl(tmp_path / "eval" / "tool_calls.jsonl")]
+    assert [r.id for r in rows] == [e.id for e in examples.tools]
+    for row, example in zip(rows, examples.tools, strict=True):
+        assert row.expected == example.reference
+        for answer in (row.candidate, row.baseline):
+            assert answer.valid == check_turn(example.tools, answer.calls, example.expected).valid
+    m = result.metrics
+    assert m.tool_examples == 5 and set(TOOL_METRICS) <= set(m.candidate) and set(TOOL_METRICS) <= set(m.baseline)
+    quiet = [r.candidate for r in rows if not r.expected]
+    assert m.candidate["tool_irrelevance_accuracy"] == sum(not a.calls for a in quiet) / 2
+    assert m.candidate["tool_call_accuracy"] == sum(r.candidate.valid for r in rows if r.expected) / 3
+    assert "regression.tool_call_accuracy" in {c.name for c in result.gate.checks}
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Tool calls (5 records" in report and "| tool_call_accuracy |" in report

@@ -57,7 +57,7 @@ def test_a_good_candidate_passes() -> None:
     assert result.passed is True and result.reasons == []
     # a text task: no JSON answers, so no truth to check the judge against and no field accuracy to improve on
     skipped = {name for name, ok in checks(result).items() if ok is None}
-    assert skipped == {"judge_trust", "improvement.field_accuracy"}
+    assert skipped == {"judge_trust", "improvement.field_accuracy", "regression.tool_call_accuracy"}  # no tool records
     assert all(ok for name, ok in checks(result).items() if name not in skipped)
 
 
@@ -133,3 +133,18 @@ def test_no_baseline_skips_comparisons_but_still_gates_the_judge_score() -> None
     assert c["win_rate"] is None and c["regression.rouge_l"] is None
     assert result.passed
     assert not decide(EvalGate(), metrics(score=2.0, baseline={}, pairwise=False)).passed
+
+
+def test_a_fine_tune_that_loses_tool_calling_fails_the_gate() -> None:
+    """Tool-call accuracy is a default regression check; it can also be the metric to improve on."""
+    tools = {"tool_call_accuracy": 0.5, "tool_irrelevance_accuracy": 1.0}
+    m = metrics().model_copy(deep=True)
+    m.candidate.update(tools)
+    m.baseline.update({"tool_call_accuracy": 0.8, "tool_irrelevance_accuracy": 0.9})
+    result = decide(EvalGate(), m)
+    assert checks(result)["regression.tool_call_accuracy"] is False and not result.passed
+    assert any("tool_call_accuracy 0.500 vs baseline 0.800" in r for r in result.reasons)
+    improve = decide(EvalGate(primary_metric="tool_irrelevance_accuracy", regression_metrics=[]), m)
+    assert checks(improve)["improvement.tool_irrelevance_accuracy"] is True
+    with pytest.raises(ValueError):
+        EvalGate(primary_metric="tool_parse_failure_rate")  # lower is better: not a metric to beat the baseline on

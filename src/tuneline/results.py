@@ -247,12 +247,45 @@ class JudgeMetrics(Result):
     request_errors: int
 
 
+class ToolAnswer(Result):
+    """One model's answer to a tool-calling turn: the calls it made and BFCL's verdict on them."""
+
+    calls: list[dict[str, Any]]
+    valid: bool
+    error_type: str  # "" when valid; else BFCL's kind: wrong_func_name, missing_required, type_error, ...
+    error: str
+    parse_error: str | None = None  # it claimed a call that was not valid JSON
+
+
+class ToolCallRow(Result):
+    """A tool-calling test record: what should be called (``[]``: nothing) and each model's answer."""
+
+    id: str
+    category: str
+    question: str
+    expected: list[dict[str, Any]]
+    candidate: ToolAnswer
+    baseline: ToolAnswer | None = None
+
+
+#: Tool-call metrics (in ``metrics.json``'s candidate and baseline, beside the reference metrics): all but the
+#: parse failure rate are accuracies, higher is better, usable as the gate's primary or regression metrics.
+TOOL_METRICS: tuple[str, ...] = (
+    "tool_call_accuracy",  # turns whose calls are all right (name, arguments, count), of those that should call
+    "tool_name_accuracy",  # turns calling exactly the expected functions, of those that should call
+    "tool_argument_accuracy",  # turns with right arguments, of those with the right functions
+    "tool_irrelevance_accuracy",  # turns making no call, of those where no call belongs
+    "tool_parse_failure_rate",  # answers claiming a call that is not valid JSON, of all tool turns
+)
+
+
 class EvalMetrics(Result):
     examples: int
     candidate: dict[str, float | None]
     baseline: dict[str, float | None] | None
     judge: JudgeMetrics
     gate_passed: bool | None = None
+    tool_examples: int = 0
 
 
 class GateCheck(Result):

@@ -465,6 +465,9 @@ class TrainConfig(Section):
 
 
 ReferenceMetric = Literal["exact_match", "rouge_l", "token_f1", "valid_json", "field_accuracy"]
+# the tool-calling records' accuracies (tuneline.results.TOOL_METRICS), scored by BFCL's rules
+ToolMetric = Literal["tool_call_accuracy", "tool_name_accuracy", "tool_argument_accuracy", "tool_irrelevance_accuracy"]
+GateMetric = Literal[ReferenceMetric, ToolMetric]
 
 
 class EvalGate(Section):
@@ -479,16 +482,18 @@ class EvalGate(Section):
     max_regression: float = Field(
         0.02, ge=0.0, description="Largest tolerated drop from the baseline on any metric in regression_metrics."
     )
-    regression_metrics: list[ReferenceMetric] = Field(
-        default_factory=lambda: ["exact_match", "rouge_l", "token_f1"],
-        description="Reference metrics (higher is better, 0-1) checked against the baseline.",
+    regression_metrics: list[GateMetric] = Field(
+        default_factory=lambda: ["exact_match", "rouge_l", "token_f1", "tool_call_accuracy"],
+        description="Reference or tool-call metrics (higher is better, 0-1) checked against the baseline (each "
+        "skipped where it is not measured, e.g. tool_call_accuracy on a split without tool-calling records).",
     )
     max_judge_parse_failures: float = Field(
         0.2, ge=0.0, le=1.0, description="Largest tolerated share of judge outputs without a readable verdict."
     )
-    primary_metric: ReferenceMetric | None = Field(
+    primary_metric: GateMetric | None = Field(
         "field_accuracy",
-        description="Reference metric on which the candidate must beat the baseline by more than min_improvement "
+        description="Reference or tool-call metric on which the candidate must beat the baseline by more than "
+        "min_improvement "
         "(skipped where it is not measured, e.g. field_accuracy on answers that are not JSON; null: no such check).",
     )
     min_improvement: float = Field(

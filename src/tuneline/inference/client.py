@@ -9,6 +9,7 @@ fields read are ``choices[0].message.content`` and ``usage`` (chat) and ``genera
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class Completion:
     completion_tokens: int | None = None
     # logprob requests: the first generated token's alternatives, (token, logprob), most likely first
     top_logprobs: list[tuple[str, float]] | None = None
+    # requests with tools: the calls the server parsed from the answer, as {"name", "arguments"}
+    tool_calls: tuple[dict[str, Any], ...] | None = None
 
 
 def _status(exc: BaseException) -> int | None:
@@ -202,8 +205,10 @@ class Endpoint:
         seed: int = 0,
         top_logprobs: int | None = None,
         labels: tuple[str, ...] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        """Greedy completion of ``messages``; retried with exponential backoff on transient errors.
+        """Greedy completion of ``messages`` (offered ``tools``, where given); retried with exponential backoff on
+        transient errors.
 
         ``top_logprobs=k`` asks for one token with its ``k`` most likely alternatives (chat API only:
         TGI's ``ChatRequest`` and vLLM/OpenAI take ``logprobs``/``top_logprobs``).
@@ -217,8 +222,9 @@ class Endpoint:
             for attempt in range(self.max_retries + 1):
                 try:
                     return await self._request(
-                        client, model, messages, max_new_tokens, seed, top_logprobs, labels if constrain else None
-                    )
+                        client, model, messages, max_new_tokens, seed, top_logprobs, labels if constrain else None,
+                        tools,
+                    )  # fmt: skip
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if type(exc).__name__ == "OfflineModeIsEnabled":
                         raise EndpointError(str(exc)) from None
@@ -247,7 +253,10 @@ class Endpoint:
         seed: int,
         top_logprobs: int | None = None,
         labels: tuple[str, ...] | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
+        if tools:
+            return await self._request_with_tools(client, model, messages, max_new_tokens, seed, tools)
         if top_logprobs:
             if self.api != "chat":
                 raise EndpointError(f"{self.url}: logprob judging needs the chat API (eval.judge.api: chat)")
@@ -284,11 +293,40 @@ class Endpoint:
             completion_tokens=getattr(usage, "completion_tokens", None),
         )
 
+    async def _request_with_tools(
+        self, client: Any, model: str | None, messages: list[dict[str, Any]], max_new_tokens: int, seed: int,
+        tools: list[dict[str, Any]],
+    ) -> Completion:  # fmt: skip
+        """A chat completion offered ``tools``: the server's parsed ``tool_calls`` where it has a tool parser (vLLM
+        with ``--enable-auto-tool-choice``), and the text either way."""
+        if self.api != "chat":
+            raise EndpointError(f"{self.url}: tool-calling records need the chat API (eval.judge.api: chat)")
+        out = await client.chat_completion(
+            messages, model=model, max_tokens=max_new_tokens, temperature=0.0, seed=seed, tools=tools
+        )
+        message = out.choices[0].message
+        calls = tuple(
+            {"name": c.function.name, "arguments": _arguments(c.function.arguments)}
+            for c in (getattr(message, "tool_calls", None) or [])
+        )
+        return Completion(text=message.content or "", tool_calls=calls or None)
+
     async def aclose(self) -> None:
         if self._client is not None and hasattr(self._client, "close"):
             await self._client.close()
         self._client = None
         self._semaphore = None
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    """A tool call's arguments as an object (servers send a JSON string); unreadable ones as ``{}``."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def run_all(
@@ -298,14 +336,17 @@ def run_all(
     on_done: Any = None,
     top_logprobs: int | None = None,
     labels: list[tuple[str, ...]] | None = None,
+    tools: list[list[dict[str, Any]] | None] | None = None,
 ) -> list[Completion | EndpointError]:
-    """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised."""
+    """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised.
+    ``tools[i]``: the tools request ``i`` is offered (None: none)."""
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, Completion | EndpointError]:
         try:
             result: Completion | EndpointError = await endpoint.complete(
-                messages, max_new_tokens, top_logprobs=top_logprobs, labels=labels[i] if labels else None
-            )
+                messages, max_new_tokens, top_logprobs=top_logprobs, labels=labels[i] if labels else None,
+                tools=tools[i] if tools else None,
+            )  # fmt: skip
         except EndpointError as exc:
             result = exc
         if on_done:

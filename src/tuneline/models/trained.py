@@ -68,8 +68,10 @@ def generate(
     conversations: list[list[dict[str, str]]],
     max_new_tokens: int = 64,
     batch_size: int = 16,
+    tools: list[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """Greedy answers to each conversation (its last turn is the user's)."""
+    """Greedy answers to each conversation (its last turn is the user's), asked with ``tools`` where given (the
+    chat template renders them; calls come back as the template's ``<tool_call>`` text)."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -77,7 +79,7 @@ def generate(
     for start in range(0, len(conversations), batch_size):
         batch = conversations[start : start + batch_size]
         enc = tokenizer.apply_chat_template(
-            batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True
+            batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True, tools=tools
         )
         with torch.no_grad():
             out = model.generate(

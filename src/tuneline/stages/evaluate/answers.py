@@ -22,6 +22,13 @@ from tuneline.redact import redact_url
 from tuneline.registry import CHAMPION, RegistryError, download_version, version_by_alias
 from tuneline.stages.evaluate.errors import EvaluateError
 from tuneline.stages.evaluate.reference import answer_loss
+from tuneline.stages.evaluate.toolcalls import (
+    ExpectedCall,
+    ParsedAnswer,
+    calls_of_message,
+    expected_from_calls,
+    parse_calls,
+)
 
 log = logging.getLogger("tuneline")
 
@@ -38,6 +45,19 @@ class Example:
         return [*self.prompt, {"role": "assistant", "content": self.reference}]
 
 
+@dataclass(frozen=True)
+class ToolExample:
+    """A tool-calling record's first assistant turn that calls tools (or, where none does, its last answer: the
+    right answer is then no call), asked with the record's ``tools``; ``expected`` is what it should call."""
+
+    id: str
+    category: str
+    prompt: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    expected: list[ExpectedCall]
+    reference: list[dict[str, Any]]  # the record's own calls, as {"name", "arguments"}
+
+
 @dataclass
 class Answers:
     label: str  # candidate | baseline
@@ -45,37 +65,47 @@ class Answers:
     texts: list[str]
     loss: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    tool_answers: list[ParsedAnswer] = field(default_factory=list)  # one per ToolExample
 
 
-def load_examples(split_dir: str | Path, split: str, max_examples: int | None) -> list[Example]:
-    """SFT records of ``split`` whose last turn is the assistant's (the reference answer).
+@dataclass(frozen=True)
+class Examples:
+    """The split's text conversations (judged, scored against the reference) and tool-calling ones (scored as
+    calls, :mod:`.toolcalls`)."""
 
-    Tool-calling records (a ``tools`` schema or tool calls) are left out, with a warning: their answers
-    are calls, not texts a judge or the reference metrics can compare.
-    """
+    text: list[Example]
+    tools: list[ToolExample]
+
+
+def load_examples(split_dir: str | Path, split: str, max_examples: int | None) -> Examples:
+    """SFT records of ``split`` whose last turn is the assistant's (the reference answer), text and tool-calling
+    (a ``tools`` schema or tool calls) apart; ``max_examples`` caps each."""
     path = Path(split_dir) / "sft" / f"{split}.jsonl"
     if not path.is_file():
         raise EvaluateError(f"{path} not found: run `tuneline split` first (or set eval.split)")
-    examples = []
-    tool_use = 0
+    text: list[Example] = []
+    tools: list[ToolExample] = []
     for record in read_jsonl(path):
         messages = record.get("messages") or []
         if len(messages) < 2 or messages[-1].get("role") != "assistant":
             continue
-        if record.get("tools") or any(m.get("tool_calls") for m in messages):
-            tool_use += 1
-            continue
         category = str((record.get("meta") or {}).get("category") or "uncategorized")
-        examples.append(Example(str(record["id"]), category, messages[:-1], messages[-1]["content"]))
-        if max_examples and len(examples) >= max_examples:
-            break
-    if tool_use:
-        log.warning(
-            "evaluate: %d tool-calling conversations in %s are not evaluated (answers are calls)", tool_use, path
-        )
-    if not examples:
-        raise EvaluateError(f"{path} holds no conversation ending with an assistant text answer")
-    return examples
+        if record.get("tools") or any(m.get("tool_calls") for m in messages):
+            if not max_examples or len(tools) < max_examples:
+                tools.append(_tool_example(record, messages, category))
+        elif not max_examples or len(text) < max_examples:
+            text.append(Example(str(record["id"]), category, messages[:-1], messages[-1]["content"]))
+    if not text and not tools:
+        raise EvaluateError(f"{path} holds no conversation ending with an assistant answer")
+    return Examples(text, tools)
+
+
+def _tool_example(record: dict[str, Any], messages: list[dict[str, Any]], category: str) -> ToolExample:
+    turn = next((i for i, m in enumerate(messages) if m.get("role") == "assistant" and m.get("tool_calls")), None)
+    turn = len(messages) - 1 if turn is None else turn
+    calls = calls_of_message(messages[turn])
+    tools = list(record.get("tools") or [])
+    return ToolExample(str(record["id"]), category, messages[:turn], tools, expected_from_calls(calls, tools), calls)
 
 
 Tick = Callable[[int], None]
@@ -84,7 +114,7 @@ Tick = Callable[[int], None]
 def in_process(
     model_dir: str | Path,
     adapter: bool,
-    examples: list[Example],
+    examples: Examples,
     config: TunelineConfig,
     label: str,
     source: str,
@@ -95,20 +125,24 @@ def in_process(
     except ModelDirError as exc:
         raise EvaluateError(str(exc)) from None
     texts: list[str] = []
-    size = config.eval.batch_size
-    for start in range(0, len(examples), size):
-        batch = examples[start : start + size]
-        texts += generate(model, tokenizer, [e.prompt for e in batch], config.eval.max_new_tokens, batch_size=size)
+    size, budget = config.eval.batch_size, config.eval.max_new_tokens
+    for start in range(0, len(examples.text), size):
+        batch = examples.text[start : start + size]
+        texts += generate(model, tokenizer, [e.prompt for e in batch], budget, batch_size=size)
         tick(len(batch))
-    loss = answer_loss(model, tokenizer, [e.conversation for e in examples])
+    tool_answers = []
+    for e in examples.tools:  # one at a time: each is asked with its own tools
+        tool_answers.append(parse_calls(generate(model, tokenizer, [e.prompt], budget, tools=e.tools)[0]))
+        tick(1)
+    loss = answer_loss(model, tokenizer, [e.conversation for e in examples.text]) if examples.text else None
     del model
     gc.collect()
-    return Answers(label, source, texts, loss)
+    return Answers(label, source, texts, loss, tool_answers=tool_answers)
 
 
 def via_endpoint(
     url: str,
-    examples: list[Example],
+    examples: Examples,
     config: TunelineConfig,
     label: str,
     tick: Tick,
@@ -117,11 +151,17 @@ def via_endpoint(
 ) -> Answers:
     """Greedy answers from a served model; ``model`` picks one of the endpoint's models (a vLLM adapter)."""
     endpoint = Endpoint.from_config(url, config.eval.judge, token_env, api="chat", model=model)
-    results = run_all(endpoint, [e.prompt for e in examples], config.eval.max_new_tokens, on_done=lambda: tick(1))
+    prompts = [e.prompt for e in examples.text] + [e.prompt for e in examples.tools]
+    tools = [None] * len(examples.text) + [e.tools for e in examples.tools]
+    results = run_all(endpoint, prompts, config.eval.max_new_tokens, on_done=lambda: tick(1), tools=tools)
     errors = [r for r in results if isinstance(r, EndpointError)]
     if errors:
-        raise EvaluateError(f"{label} endpoint failed on {len(errors)}/{len(examples)} requests: {errors[0]}")
-    return Answers(label, redact_url(url), [r.text for r in results if isinstance(r, Completion)])
+        raise EvaluateError(f"{label} endpoint failed on {len(errors)}/{len(prompts)} requests: {errors[0]}")
+    done = [r for r in results if isinstance(r, Completion)]
+    text, calls = done[: len(examples.text)], done[len(examples.text) :]
+    # a server's parsed tool_calls where it returns them, else the <tool_call> blocks of its text
+    tool_answers = [ParsedAnswer(list(c.tool_calls)) if c.tool_calls else parse_calls(c.text) for c in calls]
+    return Answers(label, redact_url(url), [r.text for r in text], tool_answers=tool_answers)
 
 
 def resolve_baseline(config: TunelineConfig, workdir: Path) -> tuple[str, Path | None, bool, dict[str, Any]]:

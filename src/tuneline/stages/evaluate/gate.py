@@ -84,6 +84,9 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
             checks.append(_check(f"regression.{name}", None, None, gate.max_regression, "skipped: no baseline"))
             continue
         before, after = baseline.get(name), candidate.get(name)
+        if before is None and after is None:  # not on this split (e.g. tool calls where no record has tools)
+            checks.append(_check(f"regression.{name}", None, None, gate.max_regression, f"skipped: no {name} here"))
+            continue
         if before is None or after is None:
             checks.append(_check(f"regression.{name}", False, None, gate.max_regression, f"{name} was not measured"))
             continue

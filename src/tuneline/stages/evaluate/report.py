@@ -7,12 +7,13 @@ candidate vs baseline. The HTML inlines them, so the one file can be attached an
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tuneline.results import EvalMetrics, Evaluation, ExampleRow, GateDecision
+from tuneline.results import TOOL_METRICS, EvalMetrics, Evaluation, ExampleRow, GateDecision, ToolCallRow
 
 CHARTS = ("judge_scores.png", "pairwise.png", "reference_metrics.png")
 
@@ -137,7 +138,9 @@ def _judge_sections(metrics: EvalMetrics) -> list[str]:
     return lines
 
 
-def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], run: Evaluation) -> str:
+def markdown(
+    metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], run: Evaluation, tools: list[ToolCallRow] = ()
+) -> str:
     j = metrics.judge
     lines = [
         f"# Evaluation: {run.candidate}",
@@ -169,6 +172,7 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], r
         f" | {_fmt(bs and bs.mean, 2)} [{_fmt(bs and bs.ci_low, 2)}, {_fmt(bs and bs.ci_high, 2)}] |"
     )
     lines += _judge_sections(metrics)
+    lines += _tool_section(metrics, tools)
     lines += ["", "## Charts", ""] + [f"![{c}](charts/{c})" for c in CHARTS]
     lines += [
         "",
@@ -200,6 +204,33 @@ def markdown(metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow], r
         ]
         lines.append("| " + " | ".join(_cell(str(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _tool_section(metrics: EvalMetrics, tools: list[ToolCallRow]) -> list[str]:
+    """The tool-calling records' metrics side by side, and the calls the candidate got wrong (first 10)."""
+    if not tools:
+        return []
+    base = metrics.baseline or {}
+    lines = [
+        "",
+        f"## Tool calls ({len(tools)} records; scored by BFCL's rules; all in tool_calls.jsonl)",
+        "",
+        "| metric | candidate | baseline |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {m} | {_fmt(metrics.candidate.get(m))} | {_fmt(base.get(m))} |" for m in TOOL_METRICS]
+    wrong = [r for r in tools if not r.candidate.valid][:10]
+    if wrong:
+        lines += ["", "| id | expected | candidate called | what was wrong |", "|---|---|---|---|"]
+        for r in wrong:
+            got = r.candidate.parse_error or r.candidate.error
+            cells = [r.id, _calls(r.expected), _calls(r.candidate.calls), f"{r.candidate.error_type}: {got}"]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def _calls(calls: list[dict]) -> str:
+    return "; ".join(f"{c.get('name')}({json.dumps(c.get('arguments'), sort_keys=True)})" for c in calls) or "no call"
 
 
 def _cell(text: str, limit: int = 80) -> str:

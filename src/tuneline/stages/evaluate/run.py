@@ -44,6 +44,7 @@ from tuneline.results import (
     JudgedAnswer,
     ModelManifest,
     PairwiseJudgement,
+    ToolCallRow,
 )
 from tuneline.stages.evaluate import answers as ans
 from tuneline.stages.evaluate import gate as gate_mod
@@ -51,12 +52,14 @@ from tuneline.stages.evaluate import judge as jd
 from tuneline.stages.evaluate import report
 from tuneline.stages.evaluate.errors import EvaluateError
 from tuneline.stages.evaluate.reference import scores
+from tuneline.stages.evaluate.tool_scores import tool_metrics, tool_rows
 from tuneline.stages.train.data import texts as split_texts
 from tuneline.tracking import flatten, mlflow_run, tracking_uri
 
 log = logging.getLogger("tuneline")
 
 EXAMPLES = "examples.jsonl"
+TOOL_CALLS = "tool_calls.jsonl"  # one ToolCallRow per tool-calling test record
 REPORT_MD, REPORT_HTML = "report.md", "report.html"
 WRITER = "tuneline evaluate"
 
@@ -91,7 +94,10 @@ def run_evaluate(
     check_output(out, WRITER, [model_dir, split_dir])  # before the expensive part, not only at the swap
     human = _human_labels(e.judge.human_labels)
     examples = ans.load_examples(split_dir, e.split, e.max_examples)
-    log.info("evaluate: %d examples from %s/sft/%s.jsonl", len(examples), split_dir, e.split)
+    log.info(
+        "evaluate: %d text and %d tool-calling examples from %s/sft/%s.jsonl",
+        len(examples.text), len(examples.tools), split_dir, e.split,
+    )  # fmt: skip
 
     with ExitStack() as stack, stage_progress("evaluate") as progress:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tuneline-eval-")))
@@ -104,12 +110,13 @@ def run_evaluate(
         kind, baseline, base_info = _baseline_answers(config, model_dir, manifest, examples, task, work)
         log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
         judge = _judge(config, model_dir, manifest, split_dir, work)
-        requests = _judge_requests(prompts, examples, candidate, baseline, e.judge.pairwise, e.judge.mode)
+        requests = _judge_requests(prompts, examples.text, candidate, baseline, e.judge.pairwise, e.judge.mode)
         cache = CallCache(cache_path or config.paths.judge_cache)
         stack.callback(cache.close)
         judged = _judge_all(config, judge, requests, cache, task, stack)
-        rows = _rows(examples, candidate, baseline, requests, judged.outputs, e.judge.mode)
-        metrics = _metrics(rows, candidate, baseline, judged, human, e.judge.mode)
+        rows = _rows(examples.text, candidate, baseline, requests, judged.outputs, e.judge.mode)
+        tools = tool_rows(examples.tools, candidate, baseline)
+        metrics = _metrics(rows, tools, candidate, baseline, judged, human, e.judge.mode)
         gate = gate_mod.decide(e.gate, metrics)
         metrics = metrics.model_copy(update={"gate_passed": gate.passed})
         evaluation = Evaluation(
@@ -124,16 +131,16 @@ def run_evaluate(
             seconds=round(time.perf_counter() - started, 2),
         )
         with atomic_dir(out, WRITER, [model_dir, split_dir]) as tmp:
-            _write_outputs(config, tmp, metrics, gate, rows, evaluation)
+            _write_outputs(config, tmp, metrics, gate, rows, tools, evaluation)
     log.info("evaluate: gate %s in %.1fs → %s", "PASS" if gate.passed else "FAIL", time.perf_counter() - started, out)
     return EvalResult(out=out, metrics=metrics, gate=gate)
 
 
 def _candidate_answers(
-    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: list[ans.Example], task: Any
+    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: ans.Examples, task: Any
 ) -> ans.Answers:
     """The fine-tune's answers: from its served endpoint when ``eval.candidate_endpoint`` is set, else in-process."""
-    e, tick = config.eval, task("candidate answers", len(examples))
+    e, tick = config.eval, task("candidate answers", len(examples.text) + len(examples.tools))
     if e.candidate_endpoint:
         return ans.via_endpoint(
             e.candidate_endpoint, examples, config, "candidate", tick, e.candidate_token_env, e.candidate_model
@@ -143,7 +150,7 @@ def _candidate_answers(
 
 
 def _baseline_answers(
-    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: list[ans.Example], task: Any,
+    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: ans.Examples, task: Any,
     work: Path,
 ) -> tuple[str, ans.Answers | None, dict[str, Any]]:  # fmt: skip
     """What the candidate is compared with (``eval.baseline``): an endpoint, the registry's champion, the base
@@ -152,7 +159,7 @@ def _baseline_answers(
     kind, base_dir, _, base_info = ans.resolve_baseline(config, work)
     if kind == "none":
         return kind, None, base_info
-    tick = task("baseline answers", len(examples))
+    tick = task("baseline answers", len(examples.text) + len(examples.tools))
     if kind == "endpoint":
         answers = ans.via_endpoint(
             e.baseline_endpoint or "", examples, config, "baseline", tick, e.baseline_token_env, e.baseline_model
@@ -220,8 +227,8 @@ def _judge_all(
 
 
 def _metrics(
-    rows: list[ExampleRow], candidate: ans.Answers, baseline: ans.Answers | None, judged: _Judged,
-    human: dict[str, jd.Outcome] | None, mode: jd.Mode,
+    rows: list[ExampleRow], tools: list[ToolCallRow], candidate: ans.Answers, baseline: ans.Answers | None,
+    judged: _Judged, human: dict[str, jd.Outcome] | None, mode: jd.Mode,
 ) -> EvalMetrics:  # fmt: skip
     judge_metrics = _judge_metrics(rows, len(judged.outputs), human, baseline is not None)
     judge_metrics.update(
@@ -234,8 +241,11 @@ def _metrics(
     reference = {who: _mean_reference(rows, who) for who in ("candidate", "baseline")}
     payload = {
         "examples": len(rows),
-        "candidate": {**reference["candidate"], **(candidate.loss or {})},
-        "baseline": {**reference["baseline"], **(baseline.loss or {})} if baseline else None,
+        "tool_examples": len(tools),
+        "candidate": {**reference["candidate"], **(candidate.loss or {}), **tool_metrics(tools, "candidate")},
+        "baseline": {**reference["baseline"], **(baseline.loss or {}), **tool_metrics(tools, "baseline")}
+        if baseline
+        else None,
         "judge": judge_metrics,
     }
     return EvalMetrics.model_validate(_jsonable(payload))
@@ -243,14 +253,16 @@ def _metrics(
 
 def _write_outputs(
     config: TunelineConfig, tmp: Path, metrics: EvalMetrics, gate: GateDecision, rows: list[ExampleRow],
-    evaluation: Evaluation,
+    tools: list[ToolCallRow], evaluation: Evaluation,
 ) -> None:  # fmt: skip
     metrics.write(tmp / EVAL_METRICS)
     gate.write(tmp / EVAL_GATE)
     with JsonlWriter(tmp / EXAMPLES) as writer:
         writer.write_many(r.model_dump(mode="json") for r in rows)
+    with JsonlWriter(tmp / TOOL_CALLS) as writer:
+        writer.write_many(r.model_dump(mode="json") for r in tools)
     report.write_charts(tmp, metrics, rows)
-    text = report.markdown(metrics, gate, rows, evaluation)
+    text = report.markdown(metrics, gate, rows, evaluation, tools)
     write_text_atomic(tmp / REPORT_MD, text)
     write_text_atomic(tmp / REPORT_HTML, report.html(text, tmp))
     run_id = _log_mlflow(config, metrics, gate, rows, evaluation, tmp)
