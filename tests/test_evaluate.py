@@ -425,3 +425,18 @@ def test_tool_calling_records_are_asked_with_their_tools_and_scored_as_calls(
     assert "regression.tool_call_accuracy" in {c.name for c in result.gate.checks}
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "## Tool calls (5 records" in report and "| tool_call_accuracy |" in report
+
+
+def test_a_split_of_tool_calls_only_is_gated_on_its_calls(eval_assets: EvalAssets, make_config, tmp_path) -> None:
+    """Fine-tuned for function calling alone: no text for the judge, and the gate decides on the calls."""
+    split = tmp_path / "split"
+    write_jsonl(split / "sft" / "test.jsonl", tool_records())
+    config = make_config(
+        "eval.judge.endpoint=http://127.0.0.1:9", "eval.baseline=base", "eval.gate.primary_metric=tool_call_accuracy"
+    )
+    result = run_evaluate(config, eval_assets.model_dir, split, tmp_path / "eval", tmp_path / "judge.sqlite")
+    checks = {c.name: c for c in result.gate.checks}
+    assert result.metrics.examples == 0 and result.metrics.tool_examples == 5
+    assert checks["judge_score"].passed is None and checks["judge_parse_failures"].passed is None
+    improvement = checks["improvement.tool_call_accuracy"]
+    assert improvement.passed is not None, improvement.detail  # measured on both: decided, not skipped

@@ -34,6 +34,9 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
     skip_judge = trust.passed is False and gate.untrusted_judge == "reference_only"
     if skip_judge:
         trust = trust.model_copy(update={"passed": None, "detail": trust.detail + "; judge checks skipped"})
+    if metrics.examples == 0:  # only tool-calling records: nothing for the judge; their calls are gated below
+        skip_judge = True
+        trust = trust.model_copy(update={"passed": None, "detail": "no text answers to judge"})
     checks.append(trust)
     score = judge.candidate_score.mean
     checks.append(
@@ -52,7 +55,7 @@ def decide(gate: EvalGate, metrics: EvalMetrics) -> GateDecision:
     checks.append(
         _check(
             "judge_parse_failures",
-            failures is not None and failures <= gate.max_judge_parse_failures,
+            None if metrics.examples == 0 else failures is not None and failures <= gate.max_judge_parse_failures,
             failures,
             gate.max_judge_parse_failures,
             f"{'n/a' if failures is None else f'{failures:.0%}'} of judge outputs had no readable "
