@@ -87,11 +87,21 @@ def test_the_printed_request_answers_with_the_fine_tunes_json(served: Served) ->
 
 @pytest.mark.timeout(1200)
 def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served, tmp_path: Path) -> None:
-    """evaluate twice on the test split: in-process, then every model call through vLLM; same reference metrics."""
+    """evaluate twice on the test split, with tool-calling records added: in-process, then every model call
+    through vLLM (tools offered, calls read back by its hermes parser); same reference and tool-call metrics."""
+    import shutil
+
+    from tests.conftest import write_jsonl
+    from tests.test_evaluate import tool_records
+    from tuneline.io.jsonl import read_jsonl as read_records
     from tuneline.stages.evaluate import run_evaluate
 
+    split = tmp_path / "split"
+    shutil.copytree(served.split_dir, split)
+    test_file = split / "sft" / "test.jsonl"
+    write_jsonl(test_file, [*read_records(test_file), *tool_records()])
     common = ("eval.judge.model=builtin:smollm2-135m", "eval.judge.mode=logprobs", "eval.baseline=base")
-    local = run_evaluate(_config(served, *common), served.model_dir, served.split_dir, tmp_path / "local")
+    local = run_evaluate(_config(served, *common), served.model_dir, split, tmp_path / "local")
     endpoint = _config(
         served,
         *common,
@@ -104,13 +114,14 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
         # near-tie of a 12-step fine-tune (the swap test shows answers under load keep their shape)
         "eval.judge.concurrency=1",
     )
-    remote = run_evaluate(endpoint, served.model_dir, served.split_dir, tmp_path / "remote")
+    remote = run_evaluate(endpoint, served.model_dir, split, tmp_path / "remote")
 
+    assert local.metrics.tool_examples == remote.metrics.tool_examples == 5
     for who in ("candidate", "baseline"):
         mine = getattr(local.metrics, who)
         theirs = getattr(remote.metrics, who)
         shared = {k for k in theirs if theirs[k] is not None and not k.startswith("loss")}
-        assert {"exact_match", "rouge_l", "token_f1", "field_accuracy"} <= shared
+        assert {"exact_match", "rouge_l", "token_f1", "field_accuracy", "tool_irrelevance_accuracy"} <= shared
         assert {k: theirs[k] for k in shared} == {k: mine[k] for k in shared}, who
     local_rows = _rows(tmp_path / "local")
     remote_rows = _rows(tmp_path / "remote")

@@ -109,7 +109,7 @@ with locally). {maxModelLen, maxLoras, maxLoraRank} */}}
 {{- $r := .Values.runtime }}
 {{- $adapters := len .Values.model.adapters }}
 {{- $maxLoras := int (ternary $p.maxLoras $r.maxLoras (kindIs "invalid" $r.maxLoras)) }}
-{{- dict "maxModelLen" (int (ternary $p.maxModelLen $r.maxTotalTokens (kindIs "invalid" $r.maxTotalTokens))) "maxLoras" (max $maxLoras $adapters) "maxLoraRank" (int (ternary $p.maxLoraRank $r.maxLoraRank (kindIs "invalid" $r.maxLoraRank))) | toJson }}
+{{- dict "maxModelLen" (int (ternary $p.maxModelLen $r.maxTotalTokens (kindIs "invalid" $r.maxTotalTokens))) "maxLoras" (max $maxLoras $adapters) "maxLoraRank" (int (ternary $p.maxLoraRank $r.maxLoraRank (kindIs "invalid" $r.maxLoraRank))) "toolCallParser" ($p.toolCallParser | default "") | toJson }}
 {{- end }}
 
 {{- define "tuneline.testImage" -}}

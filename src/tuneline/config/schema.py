@@ -641,6 +641,13 @@ class EngineConfig(Section):
     max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
         64, description="Largest LoRA rank an adapter may have (vLLM --max-lora-rank; one of vLLM's sizes)."
     )
+    tool_call_parser: str | None = Field(
+        "hermes",
+        pattern=r"^[a-z0-9_]+$",
+        description="vLLM's parser of the model's tool calls into the API's tool_calls (--enable-auto-tool-choice "
+        "--tool-call-parser): hermes reads the <tool_call> JSON tuneline's chat template trains; null: requests "
+        "with tools are refused by vLLM.",
+    )
 
 
 class LocalServeConfig(Section):

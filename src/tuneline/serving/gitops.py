@@ -33,6 +33,7 @@ def platform_defaults(config: TunelineConfig) -> dict:
             "maxModelLen": config.serve.engine.max_model_len,
             "maxLoras": config.serve.engine.max_loras,
             "maxLoraRank": config.serve.engine.max_lora_rank,
+            "toolCallParser": config.serve.engine.tool_call_parser or "",
         },
         "gpuPools": {
             pool.gpu: {cloud: scheduling(config, pool.gpu, cloud).to_dict() for cloud in CLOUDS}

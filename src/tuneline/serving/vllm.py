@@ -79,6 +79,8 @@ def engine_command(config: TunelineConfig, python: Path, target: ServeTarget, po
     if local.enforce_eager:
         cmd.append("--enforce-eager")
     cmd += ["--enable-lora", f"--max-loras={engine.max_loras}", f"--max-lora-rank={engine.max_lora_rank}"]
-    if target.adapters:
+    if engine.tool_call_parser:  # calls in the API's tool_calls, as the chart serves them
+        cmd += ["--enable-auto-tool-choice", f"--tool-call-parser={engine.tool_call_parser}"]
+    if target.adapters:  # last: the flag takes every value after it
         cmd += ["--lora-modules", *(f"{a.name}={a.path.resolve()}" for a in target.adapters)]
     return cmd
