@@ -151,7 +151,7 @@ def tuneline_serve(model_dir: Path, store: Path, *extra: str, timeout_s: float =
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=120)  # vLLM and Open WebUI stop in seconds; a loaded machine takes longer
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -119,15 +119,15 @@ def test_dvc_repro_runs_the_pipeline_then_is_a_noop(first_repro) -> None:
     assert second.returncode == 0
     assert "Running stage" not in second.stdout and "up to date" in second.stdout
 
-    # a split param change re-runs split and what depends on it (what `dvc exp run -S split.seed=7` does)
+    # a split param change re-runs split, and DVC then holds what trained on it out of date (what `dvc exp run -S
+    # split.seed=7` would re-run; training again here would cost minutes and test DVC, not tuneline)
     params = (repo / "params.yaml").read_text().replace("  seed: 42\n  leakage:", "  seed: 7\n  leakage:")
     (repo / "params.yaml").write_text(params)
-    third = dvc("repro", cwd=repo)
+    third = dvc("repro", "split", cwd=repo)
     assert third.returncode == 0, third.stderr
     assert "Running stage 'split'" in third.stdout and "Running stage 'clean'" not in third.stdout
-    assert "Running stage 'train'" in third.stdout
-    assert "Running stage 'register'" in third.stdout
-    assert json.loads((repo / "reports/registration.json").read_text())["version"] == "2"  # new inputs, new version
+    status = json.loads(dvc("status", "--json", cwd=repo).stdout)
+    assert {"train", "evaluate"} <= set(status) and not {"ingest", "clean", "split"} & set(status), status
 
 
 @pytest.mark.slow
