@@ -81,12 +81,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, nargs="+", default=[1, 2, 4, 8], help="record sizes, in MB")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="+", choices=list(PATTERNS), help="these patterns only")
     args = parser.parse_args()
     sizes = sorted(args.mb)
     head = " | ".join(f"{mb:g} MB: s (s/MB)" for mb in sizes)
     print(f"| pattern | {head} | redactions at {sizes[-1]:g} MB | s/MB growth |")
     print("|---|" + "---:|" * (len(sizes) + 2))
     for name, pattern in PATTERNS.items():
+        if args.only and name not in args.only:
+            continue
         cells, per_mb, redactions = [], [], 0
         for mb in sizes:
             with tempfile.TemporaryDirectory() as tmp:
