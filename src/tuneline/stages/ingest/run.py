@@ -202,11 +202,13 @@ def _parts(files: list[ResolvedFile], lines_per_block: int) -> list[tuple[Resolv
             flush()
             tasks.extend((dataclasses.replace(f, line_range=r[:3]),) for r in ranges)
             continue
-        for lo, hi, first, n in ranges:  # at most one: a small file (an empty one has none)
-            if lines + n > lines_per_block or len(batch) >= MAX_BATCH_FILES:
-                flush()
-            batch.append(dataclasses.replace(f, line_range=(lo, hi, first)))
-            lines += n
+        if not ranges:  # an empty file: nothing to read
+            continue
+        [(lo, hi, first, n)] = ranges  # a small file: batched with its neighbours
+        if lines + n > lines_per_block or len(batch) >= MAX_BATCH_FILES:
+            flush()
+        batch.append(dataclasses.replace(f, line_range=(lo, hi, first)))
+        lines += n
     flush()
     return tasks
 
@@ -216,11 +218,9 @@ def _line_ranges(f: ResolvedFile, lines_per_block: int) -> list[tuple[int, int, 
     reports it as the whole file would)."""
     if f.kind != "jsonl" or f.compression:
         return None
+    local = "://" not in f.open_uri  # no filesystem layer per local file (20,000 small files add up)
     try:
-        if "://" not in f.open_uri:  # a local file: no filesystem layer per file (20,000 small files add up)
-            with open(f.open_uri, "rb") as fh:
-                return line_ranges(fh, lines_per_block)
-        with fsspec.open(f.open_uri, "rb", **f.storage_options) as fh:
+        with open(f.open_uri, "rb") if local else fsspec.open(f.open_uri, "rb", **f.storage_options) as fh:
             return line_ranges(fh, lines_per_block)
     except OSError:
         return None
