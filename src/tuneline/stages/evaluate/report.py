@@ -13,7 +13,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tuneline.results import TOOL_METRICS, EvalMetrics, Evaluation, ExampleRow, GateDecision, ToolCallRow
+from tuneline.results import (
+    BENCHMARK_METRICS,
+    TOOL_METRICS,
+    EvalMetrics,
+    Evaluation,
+    ExampleRow,
+    GateDecision,
+    ToolCallRow,
+)
 
 CHARTS = ("judge_scores.png", "pairwise.png", "reference_metrics.png")
 
@@ -173,6 +181,7 @@ def markdown(
     )
     lines += _judge_sections(metrics)
     lines += _tool_section(metrics, tools)
+    lines += benchmark_table(metrics, heading="## Benchmarks")
     lines += ["", "## Charts", ""] + [f"![{c}](charts/{c})" for c in CHARTS]
     lines += [
         "",
@@ -226,6 +235,25 @@ def _tool_section(metrics: EvalMetrics, tools: list[ToolCallRow]) -> list[str]:
             got = r.candidate.parse_error or r.candidate.error
             cells = [r.id, _calls(r.expected), _calls(r.candidate.calls), f"{r.candidate.error_type}: {got}"]
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def benchmark_table(metrics: EvalMetrics, heading: str = "") -> list[str]:
+    """BFCL categories and lm-eval tasks, candidate beside baseline: the report's section under ``heading`` (names
+    escaped for markdown), or without one the plain table ``tuneline evaluate`` prints."""
+    if not metrics.benchmarks:
+        return []
+    base = metrics.baseline or {}
+    cell = _cell if heading else str
+    lines = ["", heading, ""] if heading else []
+    lines += ["| suite | task | metric | n | candidate | baseline |", "|---|---|---|---:|---:|---:|"]
+    for b in metrics.benchmarks:
+        lines.append(
+            f"| {b.suite} | {cell(b.task)} | {cell(b.metric)} | {b.n} | {_fmt(b.candidate)} | {_fmt(b.baseline)} |"
+        )
+    for name in BENCHMARK_METRICS:
+        if name in metrics.candidate:
+            lines.append(f"| **{name}** | | | | **{_fmt(metrics.candidate[name])}** | **{_fmt(base.get(name))}** |")
     return lines
 
 

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import tempfile
 import time
 from contextlib import ExitStack
@@ -37,6 +38,7 @@ from tuneline.results import (
     EVAL_METRICS,
     EVALUATION,
     REFERENCE_METRICS,
+    BenchmarkScore,
     EvalMetrics,
     Evaluation,
     ExampleRow,
@@ -47,6 +49,7 @@ from tuneline.results import (
     ToolCallRow,
 )
 from tuneline.stages.evaluate import answers as ans
+from tuneline.stages.evaluate import benchmarks as bench
 from tuneline.stages.evaluate import gate as gate_mod
 from tuneline.stages.evaluate import judge as jd
 from tuneline.stages.evaluate import report
@@ -106,9 +109,9 @@ def run_evaluate(
             tid = progress.add_task(name, total=total, rate="")
             return lambda n=1: progress.advance(tid, n)
 
-        candidate = _candidate_answers(config, model_dir, manifest, examples, task)
-        kind, baseline, base_info = _baseline_answers(config, model_dir, manifest, examples, task, work)
-        log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
+        candidate, kind, baseline, base_info, scores = _answers_and_benchmarks(
+            config, model_dir, manifest, examples, task, work
+        )
         judge = _judge(config, model_dir, manifest, split_dir, work)
         requests = _judge_requests(prompts, examples.text, candidate, baseline, e.judge.pairwise, e.judge.mode)
         cache = CallCache(cache_path or config.paths.judge_cache)
@@ -116,7 +119,7 @@ def run_evaluate(
         judged = _judge_all(config, judge, requests, cache, task, stack)
         rows = _rows(examples.text, candidate, baseline, requests, judged.outputs, e.judge.mode)
         tools = tool_rows(examples.tools, candidate, baseline)
-        metrics = _metrics(rows, tools, candidate, baseline, judged, human, e.judge.mode)
+        metrics = _metrics(rows, tools, candidate, baseline, judged, human, e.judge.mode, scores)
         gate = gate_mod.decide(e.gate, metrics)
         metrics = metrics.model_copy(update={"gate_passed": gate.passed})
         evaluation = Evaluation(
@@ -136,6 +139,28 @@ def run_evaluate(
     return EvalResult(out=out, metrics=metrics, gate=gate)
 
 
+def _answers_and_benchmarks(
+    config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: ans.Examples, task: Any, work: Path
+) -> tuple[ans.Answers, str, ans.Answers | None, dict[str, Any], list[BenchmarkScore]]:
+    """Both models' answers (candidate; baseline kind, answers, info) and the benchmarks' scores. BFCL's questions
+    are asked in the same pass as the split's tool-calling records, so that each model is loaded once."""
+    bfcl = bench.bfcl_examples(config.eval.benchmarks.bfcl)
+    tasks = bench.lm_eval_tasks(config.eval.benchmarks.lm_eval)  # both checked before any model loads
+    asked = ans.Examples(examples.text, examples.tools + bfcl)
+    candidate = _candidate_answers(config, model_dir, manifest, asked, task)
+    kind, baseline, base_info, base_target = _baseline_answers(config, model_dir, manifest, asked, task, work)
+    candidate, candidate_bfcl = ans.split_tools(candidate, len(examples.tools))
+    baseline, baseline_bfcl = ans.split_tools(baseline, len(examples.tools)) if baseline else (None, None)
+    log.info("answers ready: candidate %s; baseline %s", candidate.source, baseline.source if baseline else "none")
+    scores = bench.bfcl_scores(bfcl, candidate_bfcl, baseline_bfcl) if bfcl else []
+    if tasks is not None:
+        cfg = config.eval.benchmarks.lm_eval
+        log.info("lm-eval: %s on the candidate%s", ", ".join(cfg.tasks), " and the baseline" if base_target else "")
+        theirs = bench.lm_eval_run(cfg, tasks, base_target) if base_target else None
+        scores += bench.lm_eval_scores(bench.lm_eval_run(cfg, tasks, _candidate_target(config, model_dir)), theirs)
+    return candidate, kind, baseline, base_info, scores
+
+
 def _candidate_answers(
     config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: ans.Examples, task: Any
 ) -> ans.Answers:
@@ -152,24 +177,38 @@ def _candidate_answers(
 def _baseline_answers(
     config: TunelineConfig, model_dir: Path, manifest: ModelManifest, examples: ans.Examples, task: Any,
     work: Path,
-) -> tuple[str, ans.Answers | None, dict[str, Any]]:  # fmt: skip
+) -> tuple[str, ans.Answers | None, dict[str, Any], bench.LmEvalTarget | None]:  # fmt: skip
     """What the candidate is compared with (``eval.baseline``): an endpoint, the registry's champion, the base
-    model, or nothing. Returns its kind, its answers and what it is (for the report)."""
+    model, or nothing. Returns its kind, its answers, what it is (for the report) and where lm-eval finds it."""
     e = config.eval
     kind, base_dir, _, base_info = ans.resolve_baseline(config, work)
     if kind == "none":
-        return kind, None, base_info
+        return kind, None, base_info, None
     tick = task("baseline answers", len(examples.text) + len(examples.tools))
     if kind == "endpoint":
         answers = ans.via_endpoint(
             e.baseline_endpoint or "", examples, config, "baseline", tick, e.baseline_token_env, e.baseline_model
         )
-    elif kind == "champion":
+        endpoint = Endpoint.from_config(
+            e.baseline_endpoint or "", e.judge, e.baseline_token_env, api="chat", model=e.baseline_model
+        )
+        return kind, answers, base_info, bench.LmEvalTarget(endpoint=endpoint)
+    if kind == "champion":
         source = f"{base_info['model_name']} v{base_info['version']} (@champion)"
         answers = ans.in_process(base_dir or work, True, examples, config, "baseline", source, tick)
-    else:
-        answers = ans.in_process(model_dir, False, examples, config, "baseline", f"{manifest.base} (base)", tick)
-    return kind, answers, base_info
+        return kind, answers, base_info, bench.LmEvalTarget(base_dir or work, adapter=True)
+    answers = ans.in_process(model_dir, False, examples, config, "baseline", f"{manifest.base} (base)", tick)
+    return kind, answers, base_info, bench.LmEvalTarget(model_dir, adapter=False)
+
+
+def _candidate_target(config: TunelineConfig, model_dir: Path) -> bench.LmEvalTarget:
+    e = config.eval
+    if e.candidate_endpoint:
+        endpoint = Endpoint.from_config(
+            e.candidate_endpoint, e.judge, e.candidate_token_env, api="chat", model=e.candidate_model
+        )
+        return bench.LmEvalTarget(endpoint=endpoint)
+    return bench.LmEvalTarget(model_dir, adapter=True)
 
 
 @dataclass(frozen=True)
@@ -228,7 +267,7 @@ def _judge_all(
 
 def _metrics(
     rows: list[ExampleRow], tools: list[ToolCallRow], candidate: ans.Answers, baseline: ans.Answers | None,
-    judged: _Judged, human: dict[str, jd.Outcome] | None, mode: jd.Mode,
+    judged: _Judged, human: dict[str, jd.Outcome] | None, mode: jd.Mode, scores: list[BenchmarkScore],
 ) -> EvalMetrics:  # fmt: skip
     judge_metrics = _judge_metrics(rows, len(judged.outputs), human, baseline is not None)
     judge_metrics.update(
@@ -242,12 +281,17 @@ def _metrics(
     payload = {
         "examples": len(rows),
         "tool_examples": len(tools),
-        "candidate": {**reference["candidate"], **(candidate.loss or {}), **tool_metrics(tools, "candidate")},
-        "baseline": {**reference["baseline"], **(baseline.loss or {}), **tool_metrics(tools, "baseline")}
-        if baseline
-        else None,
+        "candidate": {
+            **reference["candidate"], **(candidate.loss or {}), **tool_metrics(tools, "candidate"),
+            **bench.summaries(scores, "candidate"),
+        },
+        "baseline": {
+            **reference["baseline"], **(baseline.loss or {}), **tool_metrics(tools, "baseline"),
+            **bench.summaries(scores, "baseline"),
+        } if baseline else None,
         "judge": judge_metrics,
-    }
+        "benchmarks": [s.model_dump(mode="json") for s in scores],
+    }  # fmt: skip
     return EvalMetrics.model_validate(_jsonable(payload))
 
 
@@ -516,6 +560,11 @@ def _log_mlflow(
                 if isinstance(v, int | float) and not isinstance(v, bool)
             }
             numbers["gate_passed"] = float(gate.passed)
+            for b in metrics.benchmarks:  # bench.bfcl.simple_python.accuracy.candidate, ...
+                name = re.sub(r"[^\w.\- /]", "_", f"bench.{b.suite}.{b.task}.{b.metric}")
+                numbers.update(
+                    {f"{name}.{who}": v for who in ("candidate", "baseline") if (v := getattr(b, who)) is not None}
+                )
             mlflow.log_metrics({k.replace("@", "_"): v for k, v in numbers.items()})
             flat = [flatten(r.model_dump(mode="json")) for r in rows]
             columns = sorted({k for row in flat for k in row})
