@@ -16,48 +16,18 @@ category and over all, with the share of answers that claimed a call but were no
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import random
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tuneline.stages.evaluate.toolcalls import ExpectedCall, check_turn, parse_calls
+from tuneline.config.schema import BfclConfig
+from tuneline.errors import TunelineError
+from tuneline.stages.evaluate.answers import ToolExample
+from tuneline.stages.evaluate.benchmarks import bfcl_examples, bfcl_scores
+from tuneline.stages.evaluate.toolcalls import ParsedAnswer, parse_calls
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
-SCHEMA_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
-
-
-def bfcl_data() -> Path:
-    spec = importlib.util.find_spec("bfcl_eval")
-    if spec is None or spec.origin is None:
-        sys.exit("bfcl-eval is not installed: pip install --no-deps bfcl-eval==2026.3.23 (make setup does)")
-    return Path(spec.origin).parent / "data"
-
-
-def questions(data: Path, category: str, n: int, seed: int) -> list[tuple[dict, list]]:
-    items = [json.loads(line) for line in (data / f"BFCL_v4_{category}.json").open()]
-    answers_file = data / "possible_answer" / f"BFCL_v4_{category}.json"
-    truth = {a["id"]: a["ground_truth"] for a in map(json.loads, answers_file.open())} if answers_file.exists() else {}
-    picked = random.Random(seed).sample(items, min(n, len(items)))
-    return [(q, truth.get(q["id"], [])) for q in picked]
-
-
-def as_tool(function: dict[str, Any]) -> dict[str, Any]:
-    """A BFCL function description as an OpenAI tool (JSON-schema type names) for the chat template."""
-
-    def schema(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: SCHEMA_TYPES.get(v, v) if k == "type" and isinstance(v, str) else schema(v) for k, v in node.items()
-            }
-        if isinstance(node, list):
-            return [schema(v) for v in node]
-        return node
-
-    return {"type": "function", "function": schema(function)}
 
 
 def load(model: str, adapter: bool) -> tuple[Any, Any]:
@@ -75,24 +45,16 @@ def load(model: str, adapter: bool) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
 
-def run(label: str, model: Any, tokenizer: Any, work: dict[str, list], max_new_tokens: int) -> dict[str, tuple]:
-    """Per category: (right, asked, parse failures)."""
+def answers(label: str, model: Any, tokenizer: Any, examples: list[ToolExample], budget: int) -> list[ParsedAnswer]:
+    """Each question asked greedily with its tools; the answer's ``<tool_call>`` blocks parsed."""
     from tuneline.models.trained import generate
 
-    results = {}
-    for category, items in work.items():
-        right = failures = 0
-        started = time.perf_counter()
-        for question, truth in items:
-            tools = [as_tool(f) for f in question["function"]]
-            text = generate(model, tokenizer, [question["question"][0]], max_new_tokens, tools=tools)[0]
-            parsed = parse_calls(text)
-            expected = [ExpectedCall(name, params) for e in truth for name, params in e.items()]
-            right += check_turn(question["function"], parsed.calls, expected).valid
-            failures += parsed.parse_error is not None
-        results[category] = (right, len(items), failures)
-        print(f"  {label} {category}: {right}/{len(items)} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-    return results
+    out, started = [], time.perf_counter()
+    for i, e in enumerate(examples, 1):
+        out.append(parse_calls(generate(model, tokenizer, [e.prompt], budget, tools=e.tools)[0]))
+        if i % 10 == 0 or i == len(examples):
+            print(f"  {label}: {i}/{len(examples)} in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return out
 
 
 def main() -> None:
@@ -103,24 +65,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     args = parser.parse_args()
-    data = bfcl_data()
-    work = {c: questions(data, c, args.n, args.seed) for c in args.categories}
+    try:
+        examples = bfcl_examples(BfclConfig(categories=args.categories, n=args.n, seed=args.seed))
+    except TunelineError as exc:
+        sys.exit(str(exc))
     columns = [("base", False), ("fine-tune", True)] if Path(args.model).is_dir() else [(args.model, False)]
-    table = {}
+    parsed = {}
     for label, adapter in columns:
         model, tokenizer = load(args.model, adapter)
-        table[label] = run(label, model, tokenizer, work, args.max_new_tokens)
+        parsed[label] = answers(label, model, tokenizer, examples, args.max_new_tokens)
         del model
+    table = {label: bfcl_scores(examples, parsed[label], None) for label, _ in columns}  # per category, in order
     print(f"\nBFCL v4, {args.n} questions per category, seed {args.seed}, greedy, {args.model}\n")
     print("| category | " + " | ".join(label for label, _ in columns) + " |")
     print("|---|" + "---:|" * len(columns))
-    for category in args.categories:
-        cells = [f"{r}/{n} ({r / n:.2f})" for r, n, _ in (table[label][category] for label, _ in columns)]
-        print(f"| {category} | " + " | ".join(cells) + " |")
+    for i, category in enumerate(args.categories):
+        cells = [table[label][i] for label, _ in columns]
+        print(
+            f"| {category} | "
+            + " | ".join(f"{round(s.candidate * s.n)}/{s.n} ({s.candidate:.2f})" for s in cells)
+            + " |"
+        )
     totals = []
     for label, _ in columns:
-        right, asked, bad = (sum(v[i] for v in table[label].values()) for i in range(3))
-        totals.append(f"**{right / asked:.3f}** ({bad} unparsable)")
+        right = sum(round(s.candidate * s.n) for s in table[label])
+        bad = sum(a.parse_error is not None for a in parsed[label])
+        totals.append(f"**{right / len(examples):.3f}** ({bad} unparsable)")
     print("| **all** | " + " | ".join(totals) + " |")
 
 

@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -506,11 +506,16 @@ def sample(
     out: Annotated[Path, typer.Option(help="Directory to write the sample raw data into.")] = Path("data/raw"),
     n: Annotated[int, typer.Option(help="Number of task examples.")] = 600,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    task: Annotated[
+        Literal["orders", "tools"],
+        typer.Option(help="orders: the bundled orders→JSON task; tools: tool-calling records (OpenAI format)."),
+    ] = "orders",
 ) -> None:
-    """(Re)generate the bundled sample dataset (several formats, with deliberate defects)."""
+    """(Re)generate the bundled sample dataset (several formats, with deliberate defects), or a tool-calling one."""
     from tuneline.sample import write_sample
+    from tuneline.tool_sample import write_tool_sample
 
-    files = write_sample(out, n=n, seed=seed)
+    files = (write_tool_sample if task == "tools" else write_sample)(out, n=n, seed=seed)
     stdout.print(f"wrote {len(files)} files to {out}")
 
 
