@@ -1,9 +1,9 @@
 """A tool-calling fine-tune, measured: SmolLM2-135M-Instruct before and after, on its own test split and on BFCL v4.
 
-    python benchmarks/tool_finetune.py                        # 600 records, 40 steps, 10 BFCL questions/category
+    python benchmarks/tool_finetune.py                        # 600 records, 30 steps of 4, 10 BFCL questions/category
     python benchmarks/tool_finetune.py --steps 80 --bfcl-n 25 --work /tmp/tools   # keep the outputs
 
-Generates tool-calling records (``tuneline sample --task tools``: OpenAI's fine-tuning format, one to four tools
+Generates tool-calling records (``tuneline sample --task tools``: OpenAI's fine-tuning format, one to three tools
 offered, single, parallel and no-call turns), then runs the pipeline's own stage functions on them in a scratch
 directory: ingest → clean → split → train (params.yaml's training, ``--steps`` steps) → evaluate with
 ``eval.benchmarks.bfcl`` on, against the untouched base. Prints the split's tool-call metrics and BFCL's
@@ -28,7 +28,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=Path("params.yaml"))
     parser.add_argument("--n", type=int, default=600, help="tool-calling records generated")
-    parser.add_argument("--steps", type=int, default=40, help="training steps")
+    parser.add_argument("--steps", type=int, default=30, help="training steps")
+    parser.add_argument("--batch-size", type=int, default=4, help="records per step (tool prompts are long)")
     parser.add_argument("--bfcl-n", type=int, default=10, help="BFCL questions per category")
     parser.add_argument("--categories", nargs="+", default=CATEGORIES)
     parser.add_argument("--work", type=Path, default=None, help="keep the outputs here (default: a scratch dir)")
@@ -51,7 +52,8 @@ def main() -> None:
             f"paths.checkpoints={work / 'checkpoints'}",
             f"registry.tracking_uri=sqlite:///{work / 'mlruns.db'}",
             f"train.max_steps={args.steps}",
-            "model.max_seq_length=1024",  # four tool schemas in the prompt run past 512 tokens
+            f"train.batch_size={args.batch_size}",
+            "model.max_seq_length=1024",  # three tool schemas in the prompt run past 512 tokens
             "eval.baseline=base",
             f"eval.benchmarks.bfcl.categories=[{','.join(args.categories)}]",
             f"eval.benchmarks.bfcl.n={args.bfcl_n}",
@@ -77,7 +79,7 @@ def report(result, args, base: str, times: dict[str, float]) -> None:  # noqa: A
     from tuneline.results import TOOL_METRICS
 
     m = result.metrics
-    print(f"\nTool-calling fine-tune of {base}: {args.n} generated records, {args.steps} steps")
+    print(f"\nTool-calling fine-tune of {base}: {args.n} generated records, {args.steps} steps of {args.batch_size}")
     print(f"({', '.join(f'{k} {v:.0f} s' for k, v in times.items())})\n")
     print(f"| split's test records ({m.tool_examples}) | base | fine-tune |\n|---|---:|---:|")
     for name in TOOL_METRICS:

@@ -133,3 +133,14 @@ def test_benchmark_scores_reach_metrics_gate_report_and_mlflow(eval_assets: Eval
     names = {r[0] for r in sqlite3.connect(uri).execute("select key from metrics")}
     assert {"bench.bfcl.simple_python.accuracy.candidate", "bench.lm_eval.local_orders.exact_match.baseline"} <= names
     assert read_jsonl(tmp_path / "eval" / "tool_calls.jsonl") == [], "BFCL's questions are not the split's records"
+
+    # registration tags each score; a promotion PR compares them with what the environment serves
+    from tuneline.serving.promote import pr_body
+    from tuneline.stages.register import run_register
+
+    record = run_register(config, eval_assets.model_dir, tmp_path / "eval", tmp_path / "registration.json").record
+    key = "bench.bfcl.simple_python.accuracy.candidate"
+    assert record.metrics[key] == rows["bfcl", "simple_python", "accuracy"].candidate
+    assert "benchmarks" not in record.metrics, "no JSON blob among the tags"
+    older = record.model_copy(update={"version": "0", "metrics": {**record.metrics, key: 0.5}})
+    assert f"| {key} | 0.5 |" in pr_body("dev", record, older, None, "dev")

@@ -92,6 +92,7 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
     import shutil
 
     from tests.conftest import write_jsonl
+    from tests.test_benchmarks import write_task
     from tests.test_evaluate import tool_records
     from tuneline.io.jsonl import read_jsonl as read_records
     from tuneline.stages.evaluate import run_evaluate
@@ -100,7 +101,14 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
     shutil.copytree(served.split_dir, split)
     test_file = split / "sft" / "test.jsonl"
     write_jsonl(test_file, [*read_records(test_file), *tool_records()])
-    common = ("eval.judge.model=builtin:smollm2-135m", "eval.judge.mode=logprobs", "eval.baseline=base")
+    write_task(tmp_path / "tasks", served.split_dir / "sft" / "test.jsonl")
+    common = (
+        "eval.judge.model=builtin:smollm2-135m", "eval.judge.mode=logprobs", "eval.baseline=base",
+        # the benchmarks too: BFCL's questions through vLLM's tool parser, lm-eval through local-chat-completions
+        "eval.benchmarks.bfcl.categories=[simple_python,irrelevance]", "eval.benchmarks.bfcl.n=2",
+        "eval.benchmarks.lm_eval.tasks=[local_orders]", f"eval.benchmarks.lm_eval.include_path={tmp_path / 'tasks'}",
+        "eval.benchmarks.lm_eval.limit=3",
+    )  # fmt: skip
     local = run_evaluate(_config(served, *common), served.model_dir, split, tmp_path / "local")
     endpoint = _config(
         served,
@@ -123,6 +131,11 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
         shared = {k for k in theirs if theirs[k] is not None and not k.startswith("loss")}
         assert {"exact_match", "rouge_l", "token_f1", "field_accuracy", "tool_irrelevance_accuracy"} <= shared
         assert {k: theirs[k] for k in shared} == {k: mine[k] for k in shared}, who
+    local_scores = [(b.suite, b.task, b.n, b.candidate, b.baseline) for b in local.metrics.benchmarks]
+    assert [b[:3] for b in local_scores] == [
+        ("bfcl", "simple_python", 2), ("bfcl", "irrelevance", 2), ("lm_eval", "local_orders", 3),
+    ]  # fmt: skip
+    assert [(b.suite, b.task, b.n, b.candidate, b.baseline) for b in remote.metrics.benchmarks] == local_scores
     local_rows = _rows(tmp_path / "local")
     remote_rows = _rows(tmp_path / "remote")
     assert [r.candidate.text for r in remote_rows] == [r.candidate.text for r in local_rows]

@@ -10,6 +10,7 @@ not a silent None. The JSON on disk is the models' own dump: DVC and MLflow read
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -290,6 +291,11 @@ class BenchmarkScore(Result):
     candidate: float | None
     baseline: float | None = None
     higher_is_better: bool = True
+
+    @property
+    def key(self) -> str:
+        """Its name in MLflow metrics and registry tags: ``bench.<suite>.<task>.<metric>`` (MLflow's characters)."""
+        return re.sub(r"[^\w.\- /]", "_", f"bench.{self.suite}.{self.task}.{self.metric}")
 
 
 #: The benchmarks' summaries in ``metrics.json``'s candidate and baseline (gate metrics like the others):

@@ -1,7 +1,7 @@
 """A tool-calling sample dataset (``tuneline sample --task tools``): what a function-calling fine-tune trains on.
 
 Records are in OpenAI's fine-tuning format (``tools`` beside ``messages``; the assistant turn carries
-``tool_calls``), each offering one to four functions of a small catalogue in shuffled order. The request needs
+``tool_calls``), each offering one to three functions of a small catalogue in shuffled order. The request needs
 one of them (BFCL's "simple" and "multiple"), the same one twice (its "parallel"), or none at all: then the
 answer is text and no call belongs ("irrelevance"). Arguments are the values the request names, typed as the
 schema says, optional ones given only when the request mentions them. Everything is generated from a seed.
@@ -220,9 +220,9 @@ SYSTEM = "You are a helpful assistant. Call a function when one fits the request
 
 
 def tool_record(rng: random.Random, i: int) -> dict[str, Any]:
-    """One record: 60% one call, 15% two calls of the same function, 25% no call (small talk, unrelated tools)."""
+    """One record offering 1-3 tools: 60% one call, 15% two calls of the same function, 25% no call (small talk, unrelated tools)."""
     kind = rng.random()
-    offered = rng.sample(CATALOGUE, rng.randint(1, 4))
+    offered = rng.sample(CATALOGUE, rng.choice((1, 1, 2, 2, 3)))
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}] if i % 2 else []
     if kind < 0.25:
         question, answer = rng.choice(SMALL_TALK)

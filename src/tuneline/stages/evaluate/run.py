@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import tempfile
 import time
 from contextlib import ExitStack
@@ -561,9 +560,8 @@ def _log_mlflow(
             }
             numbers["gate_passed"] = float(gate.passed)
             for b in metrics.benchmarks:  # bench.bfcl.simple_python.accuracy.candidate, ...
-                name = re.sub(r"[^\w.\- /]", "_", f"bench.{b.suite}.{b.task}.{b.metric}")
                 numbers.update(
-                    {f"{name}.{who}": v for who in ("candidate", "baseline") if (v := getattr(b, who)) is not None}
+                    {f"{b.key}.{who}": v for who in ("candidate", "baseline") if (v := getattr(b, who)) is not None}
                 )
             mlflow.log_metrics({k.replace("@", "_"): v for k, v in numbers.items()})
             flat = [flatten(r.model_dump(mode="json")) for r in rows]

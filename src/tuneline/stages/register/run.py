@@ -94,7 +94,9 @@ def lineage_tags(
         **{f"data.{k}": v for k, v in manifest.data.items()},
         **{f"base.{k}": v for k, v in (manifest.base_provenance or {}).items()},
         **flatten(summary.model_dump(exclude={"fingerprint"}), "train."),
-        **flatten(metrics.model_dump(mode="json", exclude={"gate_passed"}), "eval."),
+        **flatten(metrics.model_dump(mode="json", exclude={"gate_passed", "benchmarks"}), "eval."),
+        # one tag per benchmark score (eval.bench.bfcl.simple_python.accuracy.candidate): promotion PRs compare them
+        **{f"eval.{b.key}.{who}": getattr(b, who) for b in metrics.benchmarks for who in ("candidate", "baseline")},
     }
     return {k: str(v)[:TAG_VALUE_LIMIT] for k, v in tags.items() if v is not None}
 
