@@ -100,6 +100,27 @@ def ingest(
 
 @app.command()
 @friendly
+def generate(
+    out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.generated).")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Grow training data with a teacher (self-instruct, distil, preference); filtered, deduplicated, resumable."""
+    from tuneline.stages.generate import run_generate
+
+    cfg = _load(config, set_)
+    out = out or Path(cfg.paths.generated)
+    r = run_generate(cfg, out)
+    cost = "" if r.cost_usd is None else f", ${r.cost_usd:.4f}"
+    stdout.print(
+        f"generated → {out}: kept {r.kept}, dropped {sum(r.dropped.values())} {r.dropped or ''}; teacher calls "
+        f"{r.requests} ({r.cache_hits} from cache, {r.failed} failed), {r.prompt_tokens + r.completion_tokens} "
+        f"tokens{cost}" + ("; stopped by the token budget" if r.budget_exhausted else "")
+    )
+
+
+@app.command()
+@friendly
 def clean(
     src: Annotated[Path | None, typer.Argument(help="Ingest output directory (default: paths.ingested).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.cleaned).")] = None,

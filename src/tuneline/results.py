@@ -67,6 +67,27 @@ class IngestReport(Result):
         return self.sft + self.preference + self.kto
 
 
+class GenerateReport(Result):
+    """What the generate stage asked, kept and dropped (each drop in ``dropped.jsonl`` with its reason), and what
+    the teacher cost."""
+
+    stage: Literal["generate"] = "generate"
+    method: str
+    teacher: str
+    seeds: int
+    requests: int  # teacher calls the run needed
+    cache_hits: int  # of those, answered from the cache (a resumed run pays for none of them again)
+    failed: int  # calls the teacher could not answer (after retries)
+    kept: int
+    dropped: dict[str, int]  # reason -> records
+    judged: int  # judge calls (the judge filter, preference ranking)
+    prompt_tokens: int  # teacher tokens paid for in this run
+    completion_tokens: int
+    cost_usd: float | None  # generate.price_per_million_tokens × tokens, where a price is set
+    budget_exhausted: bool  # stopped by generate.max_tokens, with what it had
+    seconds: float
+
+
 class CleanReport(Result):
     """Records in and out per kind, removals per rule (each in ``removed.jsonl``), redactions per PII kind."""
 

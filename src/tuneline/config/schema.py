@@ -45,6 +45,14 @@ class PathsConfig(Section):
         "cache/judge.sqlite", description="Cache of judge calls, kept between runs so a re-run does not pay twice."
     )
     registration: str = Field("reports/registration.json", description="What the register stage registered.")
+    generated: str = Field(
+        "data/generated", description="Output directory of the generate stage (ingest reads it like any source)."
+    )
+    generate_cache: str = Field(
+        "cache/generate.sqlite",
+        description="Cache of teacher and judge calls of the generate stage: a killed run resumes without paying "
+        "for a call twice.",
+    )
 
 
 # ----------------------------------------------------------------------------- data
@@ -945,6 +953,73 @@ class InfraConfig(Section):
 
 
 # ----------------------------------------------------------------------------- root
+# ------------------------------------------------------------------------- generate
+class TeacherConfig(Section):
+    """The model that writes synthetic data: an OpenAI-compatible chat endpoint (vLLM, TGI, a hosted API) through
+    the judge's client, or a local model in-process."""
+
+    endpoint: str | None = Field(None, description="URL of the teacher's server (None: model, in-process).")
+    served_model: str | None = Field(
+        None, description="Model name sent to the endpoint (None: the first model it lists)."
+    )
+    model: str = Field(
+        "builtin:smollm2-135m",
+        description="In-process teacher when endpoint is unset: a packaged built-in, a model directory, or a "
+        "cached hub id.",
+    )
+    api: Literal["chat"] = Field("chat", description="The endpoint's API (chat completions).")
+    token_env: str = Field(
+        "TUNELINE_TEACHER_TOKEN", description="Environment variable holding the endpoint's bearer token."
+    )
+    concurrency: int = Field(4, ge=1, description="Teacher requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Timeout of one request.")
+    max_retries: int = Field(3, ge=0, description="Retries on timeouts, 429 and 5xx, with backoff.")
+    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles on each retry.")
+
+
+class GenerateConfig(Section):
+    """Synthetic data from a teacher (``tuneline generate``): new instructions in the seeds' style
+    (self_instruct), the teacher's answers to the seeds' prompts (distil), or two answers ranked by the judge
+    (preference). Filtered, deduplicated, with provenance on every record; resumable and bounded by a budget."""
+
+    method: Literal["self_instruct", "distil", "preference"] = Field("self_instruct", description="What to make.")
+    seeds: str = Field(
+        "data/raw/orders_messages.jsonl",
+        description="JSONL of seed records: conversations (messages), or prompt/completion, instruction/output "
+        "pairs. self_instruct imitates them; distil and preference answer their prompts.",
+    )
+    n: int = Field(40, ge=1, description="self_instruct: new instructions asked for; distil, preference: prompts.")
+    samples: int = Field(1, ge=1, description="distil: answers per prompt (sampled with different seeds).")
+    few_shot: int = Field(3, ge=1, description="self_instruct: seed instructions shown per request.")
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="Sampling temperature of new text.")
+    preference_temperatures: tuple[float, float] = Field(
+        (0.2, 1.2), description="preference: the two answers' temperatures (the judge decides which is chosen)."
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Length of one teacher answer.")
+    max_similarity: float = Field(
+        0.7,
+        ge=0.0,
+        le=1.0,
+        description="self_instruct: drop a new instruction whose ROUGE-L F with any seed or kept instruction is "
+        "above this (Self-Instruct's filter).",
+    )
+    min_judge_score: float | None = Field(
+        None,
+        ge=1.0,
+        le=10.0,
+        description="Keep an answer only when the judge (eval.judge, logprob mode) rates it at least this "
+        "(1-10); None: no judge filter. preference always asks the judge.",
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="Budget of teacher tokens (prompt + completion) for one run; None: unbounded."
+    )
+    price_per_million_tokens: float | None = Field(
+        None, ge=0.0, description="The teacher's price, for the report's cost (None: not reported)."
+    )
+    seed: int = Field(0, description="Seed of every sampled choice and teacher call.")
+    teacher: TeacherConfig = TeacherConfig()
+
+
 class TunelineConfig(Section):
     """Root of params.yaml."""
 
@@ -958,6 +1033,7 @@ class TunelineConfig(Section):
     eval: EvalConfig = EvalConfig()
     registry: RegistryConfig = RegistryConfig()
     serve: ServeConfig = ServeConfig()
+    generate: GenerateConfig = GenerateConfig()
     images: ImagesConfig = ImagesConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
     plan: PlanConfig = PlanConfig()

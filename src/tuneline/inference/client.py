@@ -206,9 +206,10 @@ class Endpoint:
         top_logprobs: int | None = None,
         labels: tuple[str, ...] | None = None,
         tools: list[dict[str, Any]] | None = None,
+        temperature: float = 0.0,
     ) -> Completion:
-        """Greedy completion of ``messages`` (offered ``tools``, where given); retried with exponential backoff on
-        transient errors.
+        """Completion of ``messages`` (offered ``tools``, where given), greedy unless ``temperature`` is set (then
+        sampled with ``seed``); retried with exponential backoff on transient errors.
 
         ``top_logprobs=k`` asks for one token with its ``k`` most likely alternatives (chat API only:
         TGI's ``ChatRequest`` and vLLM/OpenAI take ``logprobs``/``top_logprobs``).
@@ -223,7 +224,7 @@ class Endpoint:
                 try:
                     return await self._request(
                         client, model, messages, max_new_tokens, seed, top_logprobs, labels if constrain else None,
-                        tools,
+                        tools, temperature,
                     )  # fmt: skip
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if type(exc).__name__ == "OfflineModeIsEnabled":
@@ -254,6 +255,7 @@ class Endpoint:
         top_logprobs: int | None = None,
         labels: tuple[str, ...] | None = None,
         tools: list[dict[str, Any]] | None = None,
+        temperature: float = 0.0,
     ) -> Completion:
         if tools:
             return await self._request_with_tools(client, model, messages, max_new_tokens, seed, tools)
@@ -280,12 +282,15 @@ class Endpoint:
                 alternatives = [(content[0].token, float(content[0].logprob))]
             return Completion(text=choice.message.content or "", top_logprobs=alternatives)
         if self.api == "generate":
+            sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
             out = await client.text_generation(
-                messages_to_prompt(messages), max_new_tokens=max_new_tokens, do_sample=False, seed=seed, details=True
+                messages_to_prompt(messages), max_new_tokens=max_new_tokens, seed=seed, details=True, **sampling
             )
             tokens = getattr(getattr(out, "details", None), "generated_tokens", None)
             return Completion(text=out.generated_text, completion_tokens=tokens)
-        out = await client.chat_completion(messages, model=model, max_tokens=max_new_tokens, temperature=0.0, seed=seed)
+        out = await client.chat_completion(
+            messages, model=model, max_tokens=max_new_tokens, temperature=temperature, seed=seed
+        )
         usage = out.usage
         return Completion(
             text=out.choices[0].message.content or "",
@@ -337,18 +342,24 @@ def run_all(
     top_logprobs: int | None = None,
     labels: list[tuple[str, ...]] | None = None,
     tools: list[list[dict[str, Any]] | None] | None = None,
+    temperature: float = 0.0,
+    seeds: list[int] | None = None,
+    on_result: Any = None,
 ) -> list[Completion | EndpointError]:
     """Complete every request concurrently (bounded by the endpoint); failures are returned, not raised.
-    ``tools[i]``: the tools request ``i`` is offered (None: none)."""
+    ``tools[i]``: the tools request ``i`` is offered (None: none); ``seeds[i]``: its sampling seed;
+    ``on_result(i, result)`` is called as each one arrives (to keep it before the others are done)."""
 
     async def one(i: int, messages: list[dict[str, str]]) -> tuple[int, Completion | EndpointError]:
         try:
             result: Completion | EndpointError = await endpoint.complete(
-                messages, max_new_tokens, top_logprobs=top_logprobs, labels=labels[i] if labels else None,
-                tools=tools[i] if tools else None,
+                messages, max_new_tokens, seed=seeds[i] if seeds else 0, top_logprobs=top_logprobs,
+                labels=labels[i] if labels else None, tools=tools[i] if tools else None, temperature=temperature,
             )  # fmt: skip
         except EndpointError as exc:
             result = exc
+        if on_result:
+            on_result(i, result)
         if on_done:
             on_done()
         return i, result

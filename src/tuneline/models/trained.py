@@ -69,9 +69,12 @@ def generate(
     max_new_tokens: int = 64,
     batch_size: int = 16,
     tools: list[dict[str, Any]] | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> list[str]:
-    """Greedy answers to each conversation (its last turn is the user's), asked with ``tools`` where given (the
-    chat template renders them; calls come back as the template's ``<tool_call>`` text)."""
+    """Answers to each conversation (its last turn is the user's), asked with ``tools`` where given (the chat
+    template renders them; calls come back as the template's ``<tool_call>`` text). Greedy, or with a
+    ``temperature`` sampled from torch's generator seeded with ``seed`` (the same seed, the same answers)."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -81,11 +84,14 @@ def generate(
         enc = tokenizer.apply_chat_template(
             batch, add_generation_prompt=True, padding=True, return_tensors="pt", return_dict=True, tools=tools
         )
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0} if temperature else {"do_sample": False}
+        if temperature:
+            torch.manual_seed(seed + start)
         with torch.no_grad():
             out = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **sampling,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
