@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import REPO
 
 SRC = REPO / "src"
-STAGES = ("ingest", "clean", "split", "train", "evaluate", "register")
+STAGES = ("generate", "ingest", "clean", "split", "train", "evaluate", "register")
 #: ``tuneline train`` goes through its launcher (whose torchrun ranks run that same module).
 LAUNCHERS = {"train": ["tuneline.launch.training"]}
 

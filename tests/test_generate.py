@@ -141,6 +141,34 @@ def test_generated_records_ingest_as_they_are(make_config, tmp_path) -> None:
     assert record["meta"]["generated"]["method"] == "self_instruct", "provenance survives ingest"
 
 
+def test_the_pipeline_step_generates_only_when_enabled_and_ingest_reads_it_then(make_config, tmp_path) -> None:
+    """What dvc repro and the KFP components run: `generate --pipeline-step` (off: an empty output, on: the
+    teacher's records), then ingest, which adds them to data.sources only when generate.enabled."""
+    from tuneline.pipeline import steps
+
+    raw = tmp_path / "raw"
+    records = seeds(raw / "seeds.jsonl")
+    base = (f"paths.raw={raw}", f"generate.seeds={raw / 'seeds.jsonl'}", f"paths.generated={tmp_path / 'gen'}",
+            f"paths.generate_cache={tmp_path / 'cache.sqlite'}", "generate.n=8")  # fmt: skip
+    sets = [a for s in base for a in ("--set", s)]
+    off = subprocess.run([sys.executable, "-m", "tuneline", "generate", "--pipeline-step", *sets],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert off.returncode == 0 and "generate.enabled is false" in off.stdout, off.stderr[-2000:]
+    assert GenerateReport.read(tmp_path / "gen" / "report.json").enabled is False
+    assert (tmp_path / "gen" / GENERATED).read_text() == "" and not (tmp_path / "cache.sqlite").exists()
+
+    with TgiContractServer(teacher_for(records)) as teacher:
+        config = make_config(*base, "generate.enabled=true", f"generate.teacher.endpoint={teacher.url}",
+                             f"eval.judge.endpoint={teacher.url}")  # fmt: skip
+        steps.generate(config.model_dump_json(), str(tmp_path / "kfp-gen"), str(tmp_path / "gen.md"), "run-1")
+    assert "| kept | 2 |" in (tmp_path / "gen.md").read_text()
+    counts = {}
+    for name, generated in (("with", str(tmp_path / "kfp-gen")), ("without", "")):
+        steps.ingest(config.model_dump_json(), str(tmp_path / name), str(tmp_path / f"{name}.md"), "run-1", generated)
+        counts[name] = len(read_jsonl(tmp_path / name / "sft.jsonl"))
+    assert counts == {"with": len(records) + 2, "without": len(records)}, "a pipeline without the step ignores it"
+
+
 def _sources(uris: list[str]):
     from tuneline.config.schema import Source
 

@@ -42,7 +42,29 @@ def test_compile_is_deterministic_and_matches_the_committed_files(cfg):
     first, second = render(cfg), render(cfg)
     assert first == second
     assert stale(cfg, REPO) == [], "run `tuneline pipeline compile`"
-    assert len(first) == 8  # the pipeline and seven components
+    assert len(first) == 9  # the pipeline and eight components
+
+
+def test_the_generate_step_is_compiled_in_when_enabled_on_the_pool_the_config_names(cfg):
+    assert "generate" not in compiled(cfg)[0]["root"]["dag"]["tasks"], "off in the demo"
+    for gpu, image in ((False, cfg.images.cpu), (True, cfg.images.gpu)):
+        config = load_config(
+            REPO / "params.yaml", ["generate.enabled=true", f"generate.gpu={str(gpu).lower()}",
+                                   "kubeflow.secrets.teacher=teacher-token", "kubeflow.checkpoint_pvc=ckpt"],
+        )  # fmt: skip
+        spec, k8s = compiled(config)
+        tasks = spec["root"]["dag"]["tasks"]
+        feed = tasks["ingest"]["inputs"]["artifacts"]["generated"]["taskOutputArtifact"]
+        assert feed == {"outputArtifactKey": "generated", "producerTask": "generate"}
+        container = spec["deploymentSpec"]["executors"]["exec-generate"]["container"]
+        assert container["image"] == image and ("accelerator" in container["resources"]) is gpu
+        assert ("nodeSelector" in k8s["exec-generate"]) is gpu
+        teacher = [s for s in k8s["exec-generate"]["secretAsEnv"] if s["secretName"] == "teacher-token"]
+        assert teacher[0]["keyToEnv"] == [{"envVar": "TUNELINE_TEACHER_TOKEN", "secretKey": "TUNELINE_TEACHER_TOKEN"}]
+        assert k8s["exec-generate"]["pvcMount"][0]["mountPath"] == steps.CHECKPOINT_MOUNT, (
+            "the call cache outlives a pod"
+        )
+        assert tasks["generate"]["cachingOptions"].get("enableCache", False) is False
 
 
 def test_train_executor_carries_gpu_scheduling_resources_and_retries_from_config(cfg):

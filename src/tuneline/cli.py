@@ -104,12 +104,22 @@ def generate(
     out: Annotated[Path | None, typer.Option(help="Output directory (default: paths.generated).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    pipeline_step: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline-step", help="As dvc repro runs it: with generate.enabled off, write an empty output and stop."
+        ),
+    ] = False,
 ) -> None:
     """Grow training data with a teacher (self-instruct, distil, preference); filtered, deduplicated, resumable."""
-    from tuneline.stages.generate import run_generate
+    from tuneline.stages.generate import run_generate, skip_generate
 
     cfg = _load(config, set_)
     out = out or Path(cfg.paths.generated)
+    if pipeline_step and not cfg.generate.enabled:
+        skip_generate(cfg, out)
+        stdout.print(f"generate.enabled is false: nothing generated (empty {out}; ingest does not read it)")
+        return
     r = run_generate(cfg, out)
     cost = "" if r.cost_usd is None else f", ${r.cost_usd:.4f}"
     stdout.print(

@@ -72,20 +72,21 @@ class GenerateReport(Result):
     the teacher cost."""
 
     stage: Literal["generate"] = "generate"
+    enabled: bool = True  # False: the pipeline's generate step with generate.enabled off wrote an empty output
     method: str
     teacher: str
-    seeds: int
-    requests: int  # teacher calls the run needed
-    cache_hits: int  # of those, answered from the cache (a resumed run pays for none of them again)
-    failed: int  # calls the teacher could not answer (after retries)
-    kept: int
-    dropped: dict[str, int]  # reason -> records
-    judged: int  # judge calls (the judge filter, preference ranking)
-    prompt_tokens: int  # teacher tokens paid for in this run
-    completion_tokens: int
-    cost_usd: float | None  # generate.price_per_million_tokens × tokens, where a price is set
-    budget_exhausted: bool  # stopped by generate.max_tokens, with what it had
-    seconds: float
+    seeds: int = 0
+    requests: int = 0  # teacher calls the run needed
+    cache_hits: int = 0  # of those, answered from the cache (a resumed run pays for none of them again)
+    failed: int = 0  # calls the teacher could not answer (after retries)
+    kept: int = 0
+    dropped: dict[str, int] = {}  # reason -> records
+    judged: int = 0  # judge calls (the judge filter, preference ranking)
+    prompt_tokens: int = 0  # teacher tokens paid for in this run
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # generate.price_per_million_tokens × tokens, where a price is set
+    budget_exhausted: bool = False  # stopped by generate.max_tokens, with what it had
+    seconds: float = 0.0
 
 
 class CleanReport(Result):

@@ -15,6 +15,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from tuneline.redact import secret_looking_key, url_problem
 
+#: The generate stage's records, inside paths.generated (what ingest reads with generate.enabled).
+GENERATED_RECORDS = "generated.jsonl"
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable, numbers are finite
@@ -46,7 +49,9 @@ class PathsConfig(Section):
     )
     registration: str = Field("reports/registration.json", description="What the register stage registered.")
     generated: str = Field(
-        "data/generated", description="Output directory of the generate stage (ingest reads it like any source)."
+        "data/generated",
+        description="Output directory of the generate stage; with generate.enabled, ingest reads its "
+        f"{GENERATED_RECORDS} beside data.sources.",
     )
     generate_cache: str = Field(
         "cache/generate.sqlite",
@@ -830,6 +835,10 @@ class SecretsConfig(Section):
     object_store: str | None = Field(
         None, description="Secret with AWS_*/GOOGLE_* keys; leave null with workload identity (the default on infra/)."
     )
+    teacher: str | None = Field(
+        None,
+        description="Secret holding generate.teacher.token_env (the generate step's teacher endpoint); null: none.",
+    )
 
 
 class KubeflowConfig(Section):
@@ -952,7 +961,6 @@ class InfraConfig(Section):
     )
 
 
-# ----------------------------------------------------------------------------- root
 # ------------------------------------------------------------------------- generate
 class TeacherConfig(Section):
     """The model that writes synthetic data: an OpenAI-compatible chat endpoint (vLLM, TGI, a hosted API) through
@@ -982,6 +990,14 @@ class GenerateConfig(Section):
     (self_instruct), the teacher's answers to the seeds' prompts (distil), or two answers ranked by the judge
     (preference). Filtered, deduplicated, with provenance on every record; resumable and bounded by a budget."""
 
+    enabled: bool = Field(
+        False,
+        description="Run generate as the pipeline's first step (dvc repro, the KFP pipeline) and ingest its "
+        "records beside data.sources. `tuneline generate` runs whatever this says.",
+    )
+    gpu: bool = Field(
+        False, description="KFP: run the generate step on the GPU pool, as train (an in-process teacher)."
+    )
     method: Literal["self_instruct", "distil", "preference"] = Field("self_instruct", description="What to make.")
     seeds: str = Field(
         "data/raw/orders_messages.jsonl",
@@ -1020,6 +1036,7 @@ class GenerateConfig(Section):
     teacher: TeacherConfig = TeacherConfig()
 
 
+# ----------------------------------------------------------------------------- root
 class TunelineConfig(Section):
     """Root of params.yaml."""
 

@@ -15,7 +15,7 @@ from tuneline.io.atomic import write_text_atomic
 
 PIPELINE_FILE = Path("pipelines") / "tuneline.yaml"
 COMPONENTS_DIR = Path("components")
-STAGES = ("resolve_config", "ingest", "clean", "split", "train", "evaluate", "register")
+STAGES = ("resolve_config", "generate", "ingest", "clean", "split", "train", "evaluate", "register")
 
 
 def render(config: TunelineConfig) -> dict[Path, str]:

@@ -18,12 +18,24 @@ from tuneline.pipeline.parameters import resolve_config_component
 resolve_config = resolve_config_component()
 
 
-def ingest(
-    config: str, ingested: Output[Dataset], summary: Output[Markdown], run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+def generate(
+    config: str, generated: Output[Dataset], summary: Output[Markdown], run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 ) -> None:
     from tuneline.pipeline import steps
 
-    steps.ingest(config, ingested.path, summary.path, run_id)
+    steps.generate(config, generated.path, summary.path, run_id)
+
+
+def ingest(
+    config: str,
+    ingested: Output[Dataset],
+    summary: Output[Markdown],
+    generated: Input[Dataset] = None,  # type: ignore[assignment]  # KFP's optional artifact input
+    run_id: str = dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+) -> None:
+    from tuneline.pipeline import steps
+
+    steps.ingest(config, ingested.path, summary.path, run_id, generated.path if generated else "")
 
 
 def clean(
@@ -100,6 +112,7 @@ def register(
 @dataclass(frozen=True)
 class Components:
     resolve_config: Any
+    generate: Any
     ingest: Any
     clean: Any
     split: Any
@@ -109,7 +122,7 @@ class Components:
 
 
 def build(config: TunelineConfig) -> Components:
-    """The seven components bound to the configured images (the train step to the CUDA one)."""
+    """The components bound to the configured images (train, and generate with generate.gpu, to the CUDA one)."""
 
     def bind(func: Any, image: str) -> Any:
         return dsl.component(func, base_image=image, install_kfp_package=False)
@@ -117,6 +130,7 @@ def build(config: TunelineConfig) -> Components:
     cpu, gpu = config.images.cpu, config.images.gpu
     return Components(
         resolve_config=bind(resolve_config, cpu),
+        generate=bind(generate, gpu if config.generate.gpu else cpu),
         ingest=bind(ingest, cpu),
         clean=bind(clean, cpu),
         split=bind(split, cpu),

@@ -9,6 +9,7 @@ the run, so a bad override fails the first step, naming the key, before anything
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from tuneline.io.atomic import write_text_atomic
 from tuneline.pipeline.parameters import KNOBS
 from tuneline.progress import setup_logging
 from tuneline.results import CleanReport, IngestReport, SplitReport
+
+log = logging.getLogger("tuneline")
 
 #: Where the train step mounts ``kubeflow.checkpoint_pvc``.
 CHECKPOINT_MOUNT = "/mnt/tuneline-checkpoints"
@@ -58,10 +61,37 @@ def _markdown(title: str, rows: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ingest(config_json: str, ingested: str, summary: str, run_id: str = "") -> None:
+def generate(config_json: str, generated: str, summary: str, run_id: str = "") -> None:
+    """The teacher's records into ``generated``; its call cache on the checkpoint PVC when one is mounted, so a
+    retried pod resumes without paying for a call twice."""
+    from tuneline.stages.generate import run_generate
+
+    config = load(config_json, generated=generated)
+    if config.kubeflow.checkpoint_pvc:
+        cache = Path(CHECKPOINT_MOUNT) / "generate" / f"{run_id or 'local'}.sqlite"
+    else:
+        cache = Path(generated).parent / "generate_cache.sqlite"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    r = run_generate(config, generated, cache_path=cache)
+    rows = {
+        "method": r.method,
+        "teacher": r.teacher,
+        "kept": r.kept,
+        **{f"dropped: {k}": v for k, v in r.dropped.items()},
+    }
+    rows |= {"teacher calls": r.requests, "tokens": r.prompt_tokens + r.completion_tokens}
+    write_text_atomic(summary, _markdown("Generate", rows))
+
+
+def ingest(config_json: str, ingested: str, summary: str, run_id: str = "", generated: str = "") -> None:
+    """Ingest data.sources; ``generated`` is the generate step's output where the pipeline has that step."""
     from tuneline.launch.dispatch import run_data_stage
 
-    report = run_data_stage(load(config_json, ingested=ingested), IngestReport, None, ingested, run_id)
+    config = load(config_json, ingested=ingested, **({"generated": generated} if generated else {}))
+    if config.generate.enabled and not generated:
+        log.warning("generate.enabled is set but this pipeline was compiled without the generate step: ignored")
+        config = config.model_copy(update={"generate": config.generate.model_copy(update={"enabled": False})})
+    report = run_data_stage(config, IngestReport, None, ingested, run_id)
     rows = {
         "SFT records": report.sft,
         "preference records": report.preference,

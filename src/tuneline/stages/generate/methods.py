@@ -24,6 +24,7 @@ import numpy as np
 
 from tuneline.config.schema import NearDedupRule
 from tuneline.dedup import batch_near_keys
+from tuneline.redact import redact_text, redact_url
 from tuneline.stages.generate.errors import GenerateError
 
 SELF_INSTRUCT = (
@@ -46,26 +47,42 @@ class Seed:
 
 
 def read_seeds(path: str | Path) -> tuple[list[Seed], list[dict[str, Any]]]:
-    """(seeds, problems): each problem names the file, the line and the reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenerateError(f"generate.seeds: {path} not found")
-    seeds, problems = [], []
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    """(seeds, problems): each problem names the file, the line and the reason. ``path`` is a local file or an
+    ``s3://``/``gs://``/``https://`` URI (a pipeline pod has no checkout), read as ingest reads sources."""
+    seeds, problems, shown = [], [], redact_url(str(path))
+    with _open_seeds(str(path)) as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
+            where = f"{shown}:{n}"
             try:
                 record = json.loads(line)
                 prompt, answer, system = _prompt_and_answer(record)
             except (ValueError, TypeError, AttributeError) as exc:
-                problems.append({"file": str(path), "line": n, "detail": f"not a seed: {exc}"[:200]})
+                problems.append({"file": shown, "line": n, "detail": f"not a seed: {exc}"[:200]})
                 continue
             seeds.append(Seed(where, prompt, answer, system))
     if not seeds:
         raise GenerateError(f"generate.seeds: {path} holds no usable seed ({len(problems)} unreadable lines)")
     return seeds, problems
+
+
+def _open_seeds(uri: str) -> Any:
+    if "://" not in uri:
+        if not Path(uri).is_file():
+            raise GenerateError(f"generate.seeds: {uri} not found")
+        return Path(uri).open(encoding="utf-8", errors="replace")
+    import fsspec
+
+    from tuneline.stages.ingest.sources import SourceError, refuse_insecure_url
+
+    try:
+        refuse_insecure_url(uri)
+        return fsspec.open(uri, "rt", encoding="utf-8", errors="replace").open()
+    except (OSError, ValueError, SourceError) as exc:
+        raise GenerateError(
+            f"generate.seeds: {redact_url(uri)} cannot be read: {redact_text(str(exc))[:200]}"
+        ) from None
 
 
 def _prompt_and_answer(record: Any) -> tuple[str, str | None, str | None]:

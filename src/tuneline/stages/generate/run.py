@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneline.config import TunelineConfig
+from tuneline.config.schema import GENERATED_RECORDS
 from tuneline.inference.cache import CallCache
 from tuneline.io.atomic import atomic_dir, check_output
 from tuneline.io.jsonl import JsonlWriter
@@ -28,7 +29,7 @@ from tuneline.stages.generate.teacher import Call, Teacher
 
 log = logging.getLogger("tuneline")
 
-GENERATED, DROPPED, REPORT = "generated.jsonl", "dropped.jsonl", "report.json"
+GENERATED, DROPPED, REPORT = GENERATED_RECORDS, "dropped.jsonl", "report.json"
 WRITER = "tuneline generate"
 
 
@@ -85,17 +86,29 @@ def run_generate(
         cost_usd=round(spend.tokens * price / 1e6, 6) if price is not None else None,
         budget_exhausted=spend.budget_exhausted, seconds=round(time.perf_counter() - started, 2),
     )  # fmt: skip
-    with atomic_dir(out, WRITER, [Path(g.seeds)]) as tmp:
-        with JsonlWriter(tmp / GENERATED) as writer:
-            writer.write_many(run.kept)
-        with JsonlWriter(tmp / DROPPED) as writer:
-            writer.write_many(run.dropped)
-        report.write(tmp / REPORT)
+    _write(out, [Path(g.seeds)], run.kept, run.dropped, report)
     log.info(
         "generate (%s): %d kept, %d dropped %s; %d teacher calls (%d from cache), %d tokens → %s",
         g.method, report.kept, len(run.dropped), report.dropped, spend.requests, spend.cache_hits, spend.tokens, out,
     )  # fmt: skip
     return report
+
+
+def skip_generate(config: TunelineConfig, out: str | Path | None = None) -> GenerateReport:
+    """The pipeline's generate step with ``generate.enabled`` off: an empty output, so ``dvc repro`` has the
+    stage's out and ingest (which reads it only when enabled) is unchanged."""
+    report = GenerateReport(enabled=False, method=config.generate.method, teacher="none (generate.enabled: false)")
+    _write(Path(out or config.paths.generated), [], [], [], report)
+    return report
+
+
+def _write(out: Path, inputs: list[Path], kept: list[Any], dropped: list[Any], report: GenerateReport) -> None:
+    with atomic_dir(out, WRITER, inputs) as tmp:
+        with JsonlWriter(tmp / GENERATED) as writer:
+            writer.write_many(kept)
+        with JsonlWriter(tmp / DROPPED) as writer:
+            writer.write_many(dropped)
+        report.write(tmp / REPORT)
 
 
 def _self_instruct(run: _Run, rng: random.Random) -> None:

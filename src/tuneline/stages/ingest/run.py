@@ -16,7 +16,7 @@ from typing import Any
 import fsspec
 import xxhash
 
-from tuneline.config.schema import PiiRule, Source, TunelineConfig
+from tuneline.config.schema import GENERATED_RECORDS, PiiRule, Source, TunelineConfig
 from tuneline.engine import executor_for
 from tuneline.engine.blocks import line_ranges, reachable, read_bytes, remove_tree, write_bytes
 from tuneline.errors import TunelineError
@@ -45,7 +45,11 @@ class IngestRejected(IngestError, OutputRejected):
 
 
 def default_sources(config: TunelineConfig) -> list[Source]:
-    return list(config.data.sources) or [Source(uri=config.paths.raw)]
+    """data.sources (empty: paths.raw), and with generate.enabled the generate stage's records."""
+    sources = list(config.data.sources) or [Source(uri=config.paths.raw)]
+    if config.generate.enabled:
+        sources.append(Source(uri=str(Path(config.paths.generated) / GENERATED_RECORDS)))
+    return sources
 
 
 def record_id(uri: str, loc_kind: str, loc: int) -> str:
