@@ -29,6 +29,7 @@ from tests.serving_assets import (
     tuneline_serve,
     zeroed_copy,
 )
+from tuneline.config.schema import Source
 from tuneline.results import ExampleRow
 
 pytestmark = [pytest.mark.slow, needs_vllm]
@@ -152,6 +153,44 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
         assert max(diffs) <= 0.1, (key, diffs)  # stated tolerance: 0.1 of a 1-10 rating, on every example
     same = sum(a.pairwise.outcome == b.pairwise.outcome for a, b in zip(local_rows, remote_rows, strict=True))
     assert same >= len(local_rows) - 1, (same, len(local_rows))
+
+
+@pytest.mark.timeout(900)
+def test_vllm_is_a_teacher_for_all_three_generate_methods(served: Served, tmp_path: Path) -> None:
+    """self-instruct, distil and preference with the served base as teacher and judge (logprobs); quality is not
+    the point, the mechanics are: records kept carry provenance and ingest, a rerun pays for no call."""
+    from tests.conftest import read_jsonl
+    from tuneline.stages.generate import run_generate
+    from tuneline.stages.ingest.run import run_ingest
+
+    seeds = served.split_dir / "sft" / "train.jsonl"
+    common = (
+        f"generate.seeds={seeds}", f"generate.teacher.endpoint={served.url}", f"generate.teacher.served_model={BASE}",
+        f"eval.judge.endpoint={served.url}", "eval.judge.mode=logprobs",
+        "generate.n=4", "generate.max_new_tokens=48", f"paths.generate_cache={tmp_path / 'cache.sqlite'}",
+    )  # fmt: skip
+    runs = {
+        "self_instruct": ("generate.method=self_instruct", "generate.min_judge_score=1", "generate.max_similarity=0.9"),
+        "distil": ("generate.method=distil", "generate.samples=2", "generate.min_judge_score=1"),
+        "preference": ("generate.method=preference",),
+    }
+    for method, more in runs.items():
+        report = run_generate(_config(served, *common, *more), tmp_path / method)
+        assert report.failed == 0 and report.requests > 0 and report.prompt_tokens > 0, report
+        assert report.teacher == f"{served.url} ({BASE})"
+        kept = read_jsonl(tmp_path / method / "generated.jsonl")
+        assert len(kept) == report.kept and report.kept + sum(report.dropped.values()) >= 4, report
+        for record in kept:
+            assert record["meta"]["generated"]["method"] == method and record["meta"]["generated"]["seeds"]
+            if method != "preference":
+                assert record["meta"]["generated"]["judge_score"] >= 1.0
+        again = run_generate(_config(served, *common, *more), tmp_path / f"{method}-again")
+        assert again.cache_hits == again.requests == report.requests, "a rerun is answered from the cache"
+        assert read_jsonl(tmp_path / f"{method}-again" / "generated.jsonl") == kept
+    assert report.judged > 0, "the preference run asked the judge"
+    sources = [Source(uri=str(tmp_path / m / "generated.jsonl")) for m in runs]
+    ingested = run_ingest(_config(served), sources, tmp_path / "ingested")
+    assert ingested.quarantined == 0
 
 
 def _rows(out: Path) -> list[ExampleRow]:
