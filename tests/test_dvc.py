@@ -148,3 +148,37 @@ def test_dvc_repro_with_data_engine_ray_keeps_and_removes_the_same_records(first
     for path, data in before.items():
         assert (repo / path).read_bytes() == data, path
     assert (repo / "data/split/sft/train.jsonl").read_bytes() == before_split
+
+
+@pytest.mark.slow
+def test_dvc_repro_with_generate_enabled_feeds_the_teachers_records_through_ingest(first_repro) -> None:
+    """generate.enabled in params.yaml: `dvc repro split` runs the generate stage first (distil, with the fine-tune
+    the first repro trained as an in-process teacher: it writes the task's JSON), and its kept records reach the
+    split with their provenance; with generate off (the first repro) the stage wrote an empty output."""
+    repo, first = first_repro
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Running stage 'generate'" in first.stdout and (repo / "data/generated/generated.jsonl").read_text() == ""
+    before = json.loads((repo / "data/ingested/report.json").read_text())["sft"]
+    params = (repo / "params.yaml").read_text().replace("  engine: ray\n", "  engine: local\n")
+    for real, mine in (
+        ("generate:\n  enabled: false\n", "generate:\n  enabled: true\n"),
+        ("  method: self_instruct\n", "  method: distil\n"),
+        ("  n: 40\n", "  n: 6\n"),
+        ("  max_new_tokens: 128\n", "  max_new_tokens: 48\n"),
+        ("    model: builtin:smollm2-135m\n    api: chat\n", "    model: models/candidate\n    api: chat\n"),
+    ):
+        assert params.count(real) == 1, real
+        params = params.replace(real, mine)
+    (repo / "params.yaml").write_text(params)
+    run = dvc("repro", "split", cwd=repo)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Running stage 'generate'" in run.stdout and "Running stage 'ingest'" in run.stdout
+    report = json.loads((repo / "data/generated/report.json").read_text())
+    assert report["enabled"] and report["requests"] == 6 and report["failed"] == 0, report
+    assert report["kept"] + sum(report["dropped"].values()) == 6
+    assert report["kept"] >= 1, f"the fine-tune's JSON answers pass the structure filter: {report}"
+    assert json.loads((repo / "data/ingested/report.json").read_text())["sft"] == before + report["kept"]
+    split = [json.loads(line) for p in (repo / "data/split/sft").glob("*.jsonl") for line in p.open()]
+    removed = [json.loads(line) for line in (repo / "data/cleaned/removed.jsonl").open()]
+    traced = [r for r in split + removed if "generated" in json.dumps(r.get("meta", r))]
+    assert len(traced) >= report["kept"], "every generated record is in the split or removed by clean, traced"

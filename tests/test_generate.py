@@ -236,3 +236,23 @@ def test_the_in_process_teacher_samples_reproducibly(make_config, tmp_path) -> N
     assert again.completion_tokens == first.completion_tokens
     cached = run_generate(make_config(*overrides), tmp_path / "c", tmp_path / "a.sqlite")
     assert cached.cache_hits == 4 and cached.prompt_tokens == 0, "a second run pays for nothing"
+
+
+@pytest.mark.parametrize(
+    ("answer", "instruction"),
+    [
+        (
+            "Task 4: Send two lamps to Ana.\nShe needs them by Friday.",
+            "Send two lamps to Ana.\nShe needs them by Friday.",
+        ),
+        ("She wanted a bike.\nTask 2: Zara missed her sister.\nTask 3: more", "She wanted a bike."),  # listing on
+        ('"Ship a kite to Yara."\n\nHere is why: ...', "Ship a kite to Yara."),
+        ("OK", None),
+        ("", None),
+        ("word " * 300, None),
+    ],
+)
+def test_a_self_instruct_answer_yields_its_own_task_only(answer: str, instruction: str | None) -> None:
+    from tuneline.stages.generate.methods import parse_instruction
+
+    assert parse_instruction(answer) == instruction

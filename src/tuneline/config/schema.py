@@ -972,8 +972,8 @@ class TeacherConfig(Section):
     )
     model: str = Field(
         "builtin:smollm2-135m",
-        description="In-process teacher when endpoint is unset: a packaged built-in, a model directory, or a "
-        "cached hub id.",
+        description="In-process teacher when endpoint is unset: a packaged built-in, a model directory (a tuneline "
+        "model dir: its fine-tune), or a cached hub id.",
     )
     api: Literal["chat"] = Field("chat", description="The endpoint's API (chat completions).")
     token_env: str = Field(

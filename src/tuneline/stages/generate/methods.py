@@ -14,6 +14,7 @@ other and against the existing data.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -122,11 +123,16 @@ def self_instruct_messages(examples: list[str]) -> list[dict[str, str]]:
 _LEADING = re.compile(r"^\s*(?:(?:new\s+)?task\s*\d*\s*[:.)-]|instruction\s*:|\d+\s*[.)])\s*", re.IGNORECASE)
 
 
+_NEXT_TASK = re.compile(r"^\s*(?:new\s+)?task\s*\d+\s*[:.)-]", re.IGNORECASE)
+
+
 def parse_instruction(text: str) -> str | None:
-    """The new task of a self-instruct answer: its first paragraph, without a "Task N:" label or quotes; None when
-    nothing usable is left (empty, one word, or longer than 1,000 characters)."""
-    first = text.strip().split("\n\n")[0].strip()
-    first = _LEADING.sub("", first).strip().strip('"').strip()
+    """The new task of a self-instruct answer: its first paragraph up to a line that starts another "Task N:"
+    (a small teacher goes on listing), without its own label or quotes; None when nothing usable is left (empty,
+    one word, or longer than 1,000 characters)."""
+    lines = text.strip().split("\n\n")[0].strip().splitlines() or [""]
+    own = [lines[0], *itertools.takewhile(lambda line: not _NEXT_TASK.match(line), lines[1:])]
+    first = _LEADING.sub("", "\n".join(own).strip()).strip().strip('"').strip()
     if len(first.split()) < 2 or len(first) > 1000:
         return None
     return first

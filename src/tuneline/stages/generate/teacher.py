@@ -19,6 +19,7 @@ from tuneline.config import TunelineConfig
 from tuneline.inference.cache import CallCache, cache_key
 from tuneline.inference.client import Completion, Endpoint, EndpointError, run_all
 from tuneline.redact import redact_url
+from tuneline.results import MODEL_MANIFEST
 from tuneline.stages.generate.errors import GenerateError
 
 log = logging.getLogger("tuneline")
@@ -127,8 +128,13 @@ class Teacher:
         if self._local is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            from tuneline.models.trained import load_trained
+
             path = local_model_dir(self.config.generate.teacher.model, "generate.teacher.model")
-            self._local = (AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path))
+            if (path / MODEL_MANIFEST).is_file():  # a tuneline model dir: its fine-tune (base + adapter)
+                self._local = load_trained(path)
+            else:
+                self._local = (AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path))
         return self._local
 
 
