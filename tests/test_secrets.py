@@ -1,9 +1,9 @@
 """No credential leaks: a distinct canary in every credential tuneline reads, then every CLI path, then a search.
 
-The canaries sit in the environment (HF_TOKEN, the judge's and the candidate endpoint's own tokens,
+The canaries sit in the environment (HF_TOKEN, the judge's, the candidate endpoint's and the teacher's own tokens,
 GITHUB_TOKEN, KFP_TOKEN, AWS keys, a password in MLFLOW_TRACKING_URI) and in URLs (a signed URL's
 ``X-Amz-Signature``, ``user:password@`` of an http source). The chain runs for real as a user runs it:
-ingest over http from a local server that checks the signature and the password, clean, split, train,
+generate against a teacher endpoint, ingest over http from a local server that checks the signature and the password, clean, split, train,
 evaluate against TGI contract servers, register into a real MLflow server whose artifacts live in an
 S3 server (moto), registry show, promote --dry-run and a real promote to a bare git remote with GitHub
 played by a local contract server, pipeline compile and deploy export. Then no canary may appear in any
@@ -14,6 +14,7 @@ log, the git repositories' work trees), the S3 objects, the git history, or the 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ import pytest
 from tests.conftest import REPO, order_records, running_mlflow_server, write_jsonl
 from tests.test_evaluate import perfect_candidate, rule_judge
 from tests.test_promote import SLUG, FakeGitHub, git
-from tests.tgi_contract import TgiContractServer
+from tests.tgi_contract import TgiContractServer, chat_completion
 
 CANARIES = {
     name: f"cAnArY{name.replace('_', '')}{i:03d}zq"
@@ -36,6 +37,7 @@ CANARIES = {
             "hf_token",
             "judge_token",
             "candidate_token",
+            "teacher_token",
             "github_token",
             "kfp_token",
             "aws_key_id",
@@ -103,6 +105,10 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+def json_teacher(path: str, body: dict) -> tuple[int, dict]:
+    return 200, chat_completion(json.dumps({"name": "Ana", "item": "lamp", "qty": len(body["messages"])}))
+
+
 def bearers(server: TgiContractServer) -> set[str | None]:
     return {next((v for k, v in h.items() if k.lower() == "authorization"), None) for _, _, h in server.requests}
 
@@ -146,6 +152,7 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
             tmp_path / "mlflow", "--default-artifact-root", "s3://artifacts/mlflow", "--no-serve-artifacts", env=aws
         ) as mlflow_url,
         TgiContractServer(rule_judge) as judge,
+        TgiContractServer(json_teacher) as teacher,
     ):
         host = mlflow_url.removeprefix("http://")
         env = dict(
@@ -154,6 +161,7 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
             HF_TOKEN=CANARIES["hf_token"],
             TUNELINE_JUDGE_TOKEN=CANARIES["judge_token"],
             TUNELINE_CANDIDATE_TOKEN=CANARIES["candidate_token"],
+            TUNELINE_TEACHER_TOKEN=CANARIES["teacher_token"],
             GITHUB_TOKEN=CANARIES["github_token"],
             KFP_TOKEN=CANARIES["kfp_token"],
             MLFLOW_TRACKING_URI=f"http://tuneline:{CANARIES['mlflow_password']}@{host}",
@@ -179,6 +187,10 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
             return r
 
         try:
+            run(
+                "generate", "--set", f"generate.seeds={raw / 'orders.jsonl'}", "--set", "generate.method=distil",
+                "--set", "generate.n=3", "--set", f"generate.teacher.endpoint={teacher.url}",
+            )  # fmt: skip
             run(
                 "ingest",
                 f"{data.url}/signed/orders.jsonl?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential="
@@ -239,6 +251,7 @@ def test_no_canary_reaches_output_files_mlflow_git_or_the_pull_request(tmp_path:
 
         # each endpoint got its own token, and only it
         assert bearers(judge) == {f"Bearer {CANARIES['judge_token']}"}
+        assert bearers(teacher) == {f"Bearer {CANARIES['teacher_token']}"}
         assert bearers(candidate) == {f"Bearer {CANARIES['candidate_token']}"}
 
     # the registered version really went through the server and the object store
