@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests import browser
-from tests.conftest import REPO
+from tests.conftest import REPO, write_jsonl
+from tuneline.sample import order
 
 DVC = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
 
@@ -159,10 +161,14 @@ def test_dvc_repro_with_generate_enabled_feeds_the_teachers_records_through_inge
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Running stage 'generate'" in first.stdout and (repo / "data/generated/generated.jsonl").read_text() == ""
     before = json.loads((repo / "data/ingested/report.json").read_text())["sft"]
+    # new order requests, prompts only: the bundled conversations' own answers would come back as duplicates
+    rng = random.Random(7)
+    write_jsonl(repo / "prompts.jsonl", [{"prompt": order(rng)[0]} for _ in range(6)])
     params = (repo / "params.yaml").read_text().replace("  engine: ray\n", "  engine: local\n")
     for real, mine in (
         ("generate:\n  enabled: false\n", "generate:\n  enabled: true\n"),
         ("  method: self_instruct\n", "  method: distil\n"),
+        ("  seeds: data/raw/orders_messages.jsonl\n", "  seeds: prompts.jsonl\n"),
         ("  n: 40\n", "  n: 6\n"),
         ("  max_new_tokens: 128\n", "  max_new_tokens: 48\n"),
         ("    model: builtin:smollm2-135m\n    api: chat\n", "    model: models/candidate\n    api: chat\n"),
@@ -175,8 +181,9 @@ def test_dvc_repro_with_generate_enabled_feeds_the_teachers_records_through_inge
     assert "Running stage 'generate'" in run.stdout and "Running stage 'ingest'" in run.stdout
     report = json.loads((repo / "data/generated/report.json").read_text())
     assert report["enabled"] and report["requests"] == 6 and report["failed"] == 0, report
-    assert report["kept"] + sum(report["dropped"].values()) == 6
-    assert report["kept"] >= 1, f"the fine-tune's JSON answers pass the structure filter: {report}"
+    assert report["kept"] == 6 and report["dropped"] == {}, report
+    answers = [json.loads(line)["messages"][-1]["content"] for line in (repo / "data/generated/generated.jsonl").open()]
+    assert sum(a.lstrip().startswith("{") for a in answers) >= 4, f"the fine-tune answers in JSON: {answers}"
     assert json.loads((repo / "data/ingested/report.json").read_text())["sft"] == before + report["kept"]
     split = [json.loads(line) for p in (repo / "data/split/sft").glob("*.jsonl") for line in p.open()]
     removed = [json.loads(line) for line in (repo / "data/cleaned/removed.jsonl").open()]
