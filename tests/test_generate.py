@@ -238,6 +238,24 @@ def test_the_in_process_teacher_samples_reproducibly(make_config, tmp_path) -> N
     assert cached.cache_hits == 4 and cached.prompt_tokens == 0, "a second run pays for nothing"
 
 
+def test_self_instruct_and_preference_run_in_process_with_the_in_process_judge(make_config, tmp_path) -> None:
+    """All in this process: SmolLM2 writes instructions and answers, SmolLM2 in logprob mode judges them."""
+    write_jsonl(tmp_path / "seeds.jsonl", [{"prompt": order(random.Random(i))[0]} for i in range(4)])
+    common = (
+        f"generate.seeds={tmp_path / 'seeds.jsonl'}", "generate.n=2", "generate.max_new_tokens=24",
+        "generate.teacher.model=builtin:smollm2-135m", "eval.judge.model=builtin:smollm2-135m", "generate.max_similarity=1",
+    )  # fmt: skip
+    si = run_generate(make_config(*common, "generate.min_judge_score=1"), tmp_path / "si", tmp_path / "c.sqlite")
+    asked = si.requests - 2  # the two instruction requests, then one answer per instruction kept
+    assert si.failed == 0 and si.judged == asked and si.kept + sum(si.dropped.values()) == 2, si
+    assert all(r["meta"]["generated"]["judge_score"] >= 1 for r in read_jsonl(tmp_path / "si" / GENERATED))
+    pref = run_generate(make_config(*common, "generate.method=preference"), tmp_path / "p", tmp_path / "c.sqlite")
+    assert pref.requests == 4 and pref.failed == 0 and pref.kept + sum(pref.dropped.values()) == 2, pref
+    assert pref.judged == 2 * (2 - pref.dropped.get("identical_answers", 0)), "each pair judged in both orders"
+    for record in read_jsonl(tmp_path / "p" / GENERATED):
+        assert record["chosen"] != record["rejected"] and record["meta"]["generated"]["method"] == "preference"
+
+
 @pytest.mark.parametrize(
     ("answer", "instruction"),
     [
