@@ -128,6 +128,27 @@ def test_distil_and_preference(make_config, tmp_path) -> None:
         assert record["prompt"][0]["role"] == "system" and record["meta"]["generated"]["method"] == "preference"
 
 
+def test_the_judges_verdicts_as_unpaired_kto_records(make_config, tmp_path) -> None:
+    """generate.kto: preference's pairs come apart (chosen desirable, rejected not); a judged self-instruct answer
+    below min_judge_score is an undesirable example instead of a dropped one. They ingest as KTO records."""
+    from tuneline.config import ConfigError
+    from tuneline.stages.ingest.run import run_ingest
+
+    report, kept, _ = run(
+        make_config, tmp_path, "pref", "generate.method=preference", "generate.n=4", "generate.kto=true"
+    )
+    assert report.kept == 8 and [r["label"] for r in kept] == [True, False] * 4
+    assert all(json.loads(r["completion"]) for r in kept if r["label"]), "the judge prefers the JSON answer"
+    report, kept, _ = run(make_config, tmp_path, "si", "generate.min_judge_score=5", "generate.kto=true")
+    assert "low_judge_score" not in report.dropped and [r["label"] for r in kept] == [True, False]
+    assert kept[0]["meta"]["generated"]["judge_score"] > 8 > 4 > kept[1]["meta"]["generated"]["judge_score"]
+    sources = _sources([str(tmp_path / "pref" / GENERATED), str(tmp_path / "si" / GENERATED)])
+    ingested = run_ingest(make_config(f"paths.raw={tmp_path / 'none'}"), sources, tmp_path / "i")
+    assert ingested.kto == 10 and ingested.quarantined == 0
+    with pytest.raises(ConfigError, match="generate.kto: self_instruct and distil label answers by the judge"):
+        make_config("generate.kto=true")
+
+
 def test_generated_records_ingest_as_they_are(make_config, tmp_path) -> None:
     from tuneline.stages.ingest.run import run_ingest
 

@@ -159,11 +159,16 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
 def test_vllm_is_a_teacher_for_all_three_generate_methods(served: Served, tmp_path: Path) -> None:
     """self-instruct, distil and preference with the served base as teacher and judge (logprobs); quality is not
     the point, the mechanics are: records kept carry provenance and ingest, a rerun pays for no call."""
-    from tests.conftest import read_jsonl
+    import random
+
+    from tests.conftest import read_jsonl, write_jsonl
+    from tuneline.sample import order
     from tuneline.stages.generate import run_generate
     from tuneline.stages.ingest.run import run_ingest
 
-    seeds = served.split_dir / "sft" / "train.jsonl"
+    # new order requests, prompts only: the split's own answers are JSON the base cannot write (structure filter)
+    seeds = tmp_path / "prompts.jsonl"
+    write_jsonl(seeds, [{"prompt": order(random.Random(i))[0]} for i in range(6)])
     common = (
         f"generate.seeds={seeds}", f"generate.teacher.endpoint={served.url}", f"generate.teacher.served_model={BASE}",
         f"eval.judge.endpoint={served.url}", "eval.judge.mode=logprobs",
@@ -178,19 +183,21 @@ def test_vllm_is_a_teacher_for_all_three_generate_methods(served: Served, tmp_pa
         report = run_generate(_config(served, *common, *more), tmp_path / method)
         assert report.failed == 0 and report.requests > 0 and report.prompt_tokens > 0, report
         assert report.teacher == f"{served.url} ({BASE})"
-        kept = read_jsonl(tmp_path / method / "generated.jsonl")
-        assert len(kept) == report.kept and report.kept + sum(report.dropped.values()) >= 4, report
-        for record in kept:
+        records = read_jsonl(tmp_path / method / "generated.jsonl")
+        assert len(records) == report.kept and report.kept + sum(report.dropped.values()) >= 4, report
+        for record in records:
             assert record["meta"]["generated"]["method"] == method and record["meta"]["generated"]["seeds"]
             if method != "preference":
                 assert record["meta"]["generated"]["judge_score"] >= 1.0
         again = run_generate(_config(served, *common, *more), tmp_path / f"{method}-again")
         assert again.cache_hits == again.requests == report.requests, "a rerun is answered from the cache"
-        assert read_jsonl(tmp_path / f"{method}-again" / "generated.jsonl") == kept
+        assert read_jsonl(tmp_path / f"{method}-again" / "generated.jsonl") == records
     assert report.judged > 0, "the preference run asked the judge"
+    kept = {m: len(read_jsonl(tmp_path / m / "generated.jsonl")) for m in runs}
+    assert kept["distil"] >= 4, kept  # four prompts, two samples each: only equal samples are dropped
     sources = [Source(uri=str(tmp_path / m / "generated.jsonl")) for m in runs]
     ingested = run_ingest(_config(served), sources, tmp_path / "ingested")
-    assert ingested.quarantined == 0
+    assert ingested.quarantined == 0 and ingested.sft + ingested.preference == sum(kept.values())
 
 
 def _rows(out: Path) -> list[ExampleRow]:

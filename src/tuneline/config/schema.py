@@ -1032,8 +1032,22 @@ class GenerateConfig(Section):
     price_per_million_tokens: float | None = Field(
         None, ge=0.0, description="The teacher's price, for the report's cost (None: not reported)."
     )
+    kto: bool = Field(
+        False,
+        description="Write the judge's verdicts as unpaired KTO records (prompt, completion, label) instead: "
+        "preference's chosen and rejected answers apart; self_instruct and distil label each judged answer by "
+        "min_judge_score (required) rather than dropping the low ones.",
+    )
     seed: int = Field(0, description="Seed of every sampled choice and teacher call.")
     teacher: TeacherConfig = TeacherConfig()
+
+    @model_validator(mode="after")
+    def _kto_needs_a_verdict(self) -> GenerateConfig:
+        if self.kto and self.method != "preference" and self.min_judge_score is None:
+            raise ValueError(
+                "generate.kto: self_instruct and distil label answers by the judge; set generate.min_judge_score"
+            )
+        return self
 
 
 # ----------------------------------------------------------------------------- root

@@ -166,9 +166,12 @@ def _preference(run: _Run, rng: random.Random) -> None:
             run.drop("judge_tie", s.prompt, a, other=b)
             continue
         chosen, rejected = (a, b) if outcome == "win" else (b, a)
-        meta = run.provenance("preference", [s.id], temperatures=list(g.preference_temperatures))
+        meta = {"generated": run.provenance("preference", [s.id], temperatures=list(g.preference_temperatures))}
         prompt = _prompt(s.prompt, s.system)
-        run.kept.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "meta": {"generated": meta}})
+        if g.kto:  # the verdict as two unpaired examples: the chosen one desirable, the rejected one not
+            run.kept += [_kto(prompt, chosen, True, meta), _kto(prompt, rejected, False, meta)]
+        else:
+            run.kept.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "meta": meta})
 
 
 def _keep_answers(run: _Run, items: list[tuple[list[dict[str, str]], str | None, dict[str, Any]]]) -> None:
@@ -191,15 +194,24 @@ def _keep_answers(run: _Run, items: list[tuple[list[dict[str, str]], str | None,
     duplicates = mt.Duplicates(run.config.clean.near_dedup, [_pair(s.prompt, s.answer) for s in run.seeds])
     for (prompt, answer, provenance), score in zip(ready, scores, strict=True):
         question = prompt[-1]["content"]
-        if g.min_judge_score is not None and (score is None or score < g.min_judge_score):
+        good = g.min_judge_score is None or (score is not None and score >= g.min_judge_score)
+        if score is None and g.min_judge_score is not None:
+            run.drop("not_judged", question, answer)
+        elif not good and not g.kto:
             run.drop("low_judge_score", question, answer, judge_score=score)
         elif reason := duplicates.reason(_pair(question, answer)):
             run.drop(reason, question, answer)
         else:
             duplicates.add(_pair(question, answer))
-            meta = {**provenance, "judge_score": None if score is None else round(score, 3)}
-            messages = [*prompt, {"role": "assistant", "content": answer}]
-            run.kept.append({"messages": messages, "meta": {"generated": meta}})
+            meta = {"generated": {**provenance, "judge_score": None if score is None else round(score, 3)}}
+            if g.kto:  # judged below min_judge_score: an undesirable example rather than a dropped one
+                run.kept.append(_kto(prompt, answer, good, meta))
+            else:
+                run.kept.append({"messages": [*prompt, {"role": "assistant", "content": answer}], "meta": meta})
+
+
+def _kto(prompt: list[dict[str, str]], answer: str, label: bool, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": prompt, "completion": answer, "label": label, "meta": meta}
 
 
 def _prompt(text: str, system: str | None = None) -> list[dict[str, str]]:
