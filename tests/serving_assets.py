@@ -6,6 +6,7 @@ way a user starts it: the ``tuneline serve`` command, whose printed URL, names a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -114,6 +115,8 @@ def tuneline_serve(model_dir: Path, store: Path, *extra: str, timeout_s: float =
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        encoding="utf-8",
+        errors="replace",  # a stray byte must not end the reader (a full pipe would then stall the server)
         env={**os.environ, "COLUMNS": "400"},
         start_new_session=True,
     )
@@ -149,12 +152,18 @@ def tuneline_serve(model_dir: Path, store: Path, *extra: str, timeout_s: float =
         }
     finally:
         if proc.poll() is None:
+            import psutil
+
+            servers = psutil.Process(proc.pid).children(recursive=True)  # their own sessions: not in proc's group
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=120)  # vLLM and Open WebUI stop in seconds; a loaded machine takes longer
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            for child in servers:  # a failed stop must not leave servers running for the rest of the suite
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
 
 
 def chat(url: str, model: str, content: str, max_tokens: int = 48, timeout_s: float = 120) -> dict:

@@ -108,7 +108,7 @@ def test_served_answers_and_judge_equal_the_in_process_evaluation(served: Served
         # the benchmarks too: BFCL's questions through vLLM's tool parser, lm-eval through local-chat-completions
         "eval.benchmarks.bfcl.categories=[simple_python,irrelevance]", "eval.benchmarks.bfcl.n=2",
         "eval.benchmarks.lm_eval.tasks=[local_orders]", f"eval.benchmarks.lm_eval.include_path={tmp_path / 'tasks'}",
-        "eval.benchmarks.lm_eval.limit=3",
+        "eval.benchmarks.lm_eval.limit=3", "eval.benchmarks.lm_eval.max_gen_toks=48", "eval.tool_max_new_tokens=64",
     )  # fmt: skip
     local = run_evaluate(_config(served, *common), served.model_dir, split, tmp_path / "local")
     endpoint = _config(

@@ -731,7 +731,8 @@ def serve(
         try:
             code = server.wait()
         except KeyboardInterrupt:
-            console.print("stopping…")
+            stack.close()  # the servers first: nothing, not even a stalled terminal, may delay stopping them
+            console.print("stopped")
             return
         raise ServeError(f"vLLM exited with code {code}:\n{server.log_tail()}")
 
