@@ -15,7 +15,8 @@ from pathlib import Path
 from tuneline.io.atomic import atomic_dir
 from tuneline.models.builtin import build_builtin
 from tuneline.models.cache import cache_root, offline
-from tuneline.models.catalogue import is_builtin
+from tuneline.models.catalogue import builtin_name, is_builtin, is_packaged
+from tuneline.models.packaged import materialize
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://")
 
@@ -48,6 +49,26 @@ def resolve_base(base: str, builtin_dir: Path, texts: Callable[[], Iterable[str]
     if Path(base).is_dir():
         return str(Path(base).resolve())
     return base
+
+
+class NotLocal(LookupError):
+    """A model name that is no packaged built-in, directory or cached hub model; the message is why the hub
+    lookup failed (its error type), for the caller's message that names its config key."""
+
+
+def local_model_dir(name: str) -> Path:
+    """A directory for ``name`` without the network: a packaged built-in (converted once, cached), a directory,
+    or a model in the local hub cache; :class:`NotLocal` otherwise."""
+    if is_packaged(name):
+        return materialize(builtin_name(name))
+    if Path(name).is_dir():
+        return Path(name)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+        raise NotLocal(type(exc).__name__) from None
 
 
 def pretrained_kwargs(revision: str | None = None) -> dict:

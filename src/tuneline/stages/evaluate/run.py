@@ -26,9 +26,8 @@ from tuneline.inference.local_server import LocalServer
 from tuneline.io.atomic import atomic_dir, check_output, write_text_atomic
 from tuneline.io.jsonl import JsonlWriter, read_jsonl
 from tuneline.models.builtin import build_builtin
-from tuneline.models.catalogue import builtin_name, is_builtin, is_packaged
-from tuneline.models.packaged import materialize
-from tuneline.models.resolve import REMOTE_SCHEMES, fetch_remote
+from tuneline.models.catalogue import is_builtin, is_packaged
+from tuneline.models.resolve import REMOTE_SCHEMES, NotLocal, fetch_remote, local_model_dir
 from tuneline.models.trained import ModelDirError, read_manifest
 from tuneline.progress import stage_progress
 from tuneline.redact import redact_url
@@ -337,24 +336,18 @@ def _judge_model_dir(
 ) -> Path:
     """A local directory ``transformers serve`` can load for ``eval.judge.model``."""
     name = config.eval.judge.model
-    if is_packaged(name):
-        return materialize(builtin_name(name))  # the cached conversion, shared by every run
-    if is_builtin(name):
+    if is_builtin(name) and not is_packaged(name):
         if manifest.base == name and manifest.base_dir:
             return model_dir / manifest.base_dir  # the same built-in model, already built
         return build_builtin(name, split_texts(split_dir), work / "judge", seed=config.train.seed)
     if name.startswith(REMOTE_SCHEMES):
         return fetch_remote(name)
-    if Path(name).is_dir():
-        return Path(name)
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+        return local_model_dir(name)  # a packaged conversion (cached, shared by every run), a dir, the hub cache
+    except NotLocal as exc:
         raise EvaluateError(
             f"eval.judge.model {name!r} is neither built-in, a directory, nor in the local hub "
-            f"cache ({type(exc).__name__}); download it first or set eval.judge.endpoint"
+            f"cache ({exc}); download it first or set eval.judge.endpoint"
         ) from None
 
 

@@ -139,21 +139,15 @@ class Teacher:
 
 
 def local_model_dir(name: str, key: str) -> Path:
-    """A model directory for ``name``: a packaged built-in (converted once, cached), a directory, or a model in the
-    local hub cache; anything else fails naming ``key``."""
-    from tuneline.models.catalogue import builtin_name, is_packaged
-    from tuneline.models.packaged import materialize
+    """A model directory for ``name`` (:func:`tuneline.models.resolve.local_model_dir`); anything else fails
+    naming ``key``."""
+    from tuneline.models.resolve import NotLocal
+    from tuneline.models.resolve import local_model_dir as find
 
-    if is_packaged(name):
-        return materialize(builtin_name(name))
-    if Path(name).is_dir():
-        return Path(name)
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+        return find(name)
+    except NotLocal as exc:
         raise GenerateError(
             f"{key} {name!r} is neither a packaged built-in, a directory, nor in the local hub cache "
-            f"({type(exc).__name__}); download it first or use an endpoint"
+            f"({exc}); download it first or use an endpoint"
         ) from None
