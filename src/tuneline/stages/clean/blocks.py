@@ -77,7 +77,7 @@ def clean_block(task: CleanBlockTask) -> BlockCleaned:
 def _count_pii(out: BlockCleaned, chunk: Any, keep: int) -> None:
     out.normalized += chunk.normalized
     out.with_pii += len(chunk.pii)
-    for i, (counts, example) in chunk.pii.items():
+    for i, (counts, example) in sorted(chunk.pii.items()):  # record order: the first examples shown
         out.redactions.update(counts)
         for label in counts:
             shown = out.pii_examples.setdefault(f"pii.{label}", [])

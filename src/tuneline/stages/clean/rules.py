@@ -25,9 +25,11 @@ from tuneline.stages.clean.text import (
     map_texts,
     message_text,
     messages_of,
+    normalize_candidates,
     normalize_text,
     repetition_ratio,
 )
+from tuneline.textscan import TextScan
 
 
 @dataclass(slots=True)
@@ -61,19 +63,16 @@ class RecordCleaner:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
 
     def clean_many(self, lines: list[bytes], kind: Kind) -> CleanedChunk:
-        """Clean a chunk; near-dup signatures are computed for the whole chunk at once (much faster)."""
+        """Clean a chunk. Normalization and PII screen the chunk's texts at once (:mod:`tuneline.textscan`), and
+        near-dup signatures are computed for the whole chunk at once: per text, either cost more than the rules."""
         chunk = CleanedChunk()
-        texts: list[str] = []
-        cfg = self.cfg
-        for i, line in enumerate(lines):
-            rec = parse_canonical(line, i, kind)
-            msgs = list(messages_of(rec, kind))
-            chunk.ids.append(rec["id"])
-            if cfg.normalize.enabled:
-                chunk.normalized += self._normalize(msgs)
-            if self.redactor is not None:
-                self._redact(msgs, i, chunk)
-            removed = self._filter(rec, msgs)
+        recs = [parse_canonical(line, i, kind) for i, line in enumerate(lines)]
+        msgs = [list(messages_of(rec, kind)) for rec in recs]
+        chunk.ids = [rec["id"] for rec in recs]
+        self._clean_texts(msgs, chunk)
+        cfg, texts = self.cfg, []
+        for rec, ms in zip(recs, msgs, strict=True):
+            removed = self._filter(rec, ms)
             chunk.removed.append(removed)
             chunk.lines.append(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
             keep = removed is None
@@ -82,13 +81,50 @@ class RecordCleaner:
             )
             if keep and cfg.near_dedup.enabled:
                 chunk.near_rows.append(len(texts))
-                texts.append(" ".join(message_text(m) for m in msgs))
+                texts.append(" ".join(message_text(m) for m in ms))
             else:
                 chunk.near_rows.append(-1)
         if texts:
             nd = cfg.near_dedup
             chunk.sigs, chunk.bands = batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words)
         return chunk
+
+    def _clean_texts(self, msgs: list[list[dict[str, Any]]], chunk: CleanedChunk) -> None:
+        """Normalize, then redact, every text of the chunk, in place. Records whose messages hold only a content
+        are screened as one batch and only the texts a step may change go through it; the rest (reasoning, tool
+        calls) take the per-record path. Either way each text becomes redact(normalize(text))."""
+        plain = [all("reasoning_content" not in m and not m.get("tool_calls") for m in ms) for ms in msgs]
+        for i, ms in enumerate(msgs):
+            if not plain[i]:
+                if self.cfg.normalize.enabled:
+                    chunk.normalized += self._normalize(ms)
+                if self.redactor is not None:
+                    self._redact(ms, i, chunk)
+        owners = [(i, m) for i, ms in enumerate(msgs) if plain[i] for m in ms]
+        if owners:
+            scan = TextScan([m["content"] for _, m in owners])
+            changed = self._normalize_screened(scan, owners, chunk)
+            if self.redactor is not None:
+                for t in np.flatnonzero(self.redactor.candidates(scan) | changed).tolist():
+                    i, m = owners[t]
+                    self._redact([m], i, chunk)
+
+    def _normalize_screened(
+        self, scan: TextScan, owners: list[tuple[int, dict[str, Any]]], chunk: CleanedChunk
+    ) -> np.ndarray:
+        """Normalize the contents the screen passes; which texts changed (they are screened again for PII)."""
+        changed = np.zeros(len(owners), dtype=bool)
+        if not self.cfg.normalize.enabled:
+            return changed
+        form, normalized = self.cfg.normalize.form, set()
+        for t in np.flatnonzero(normalize_candidates(scan)).tolist():
+            i, m = owners[t]
+            new = normalize_text(m["content"], form)
+            if new != m["content"]:
+                m["content"], changed[t] = new, True
+                normalized.add(i)
+        chunk.normalized += len(normalized)
+        return changed
 
     def _normalize(self, msgs: list[dict[str, Any]]) -> bool:
         form = self.cfg.normalize.form
@@ -98,9 +134,10 @@ class RecordCleaner:
         return changed
 
     def _redact(self, msgs: list[dict[str, Any]], index: int, chunk: CleanedChunk) -> None:
+        """Redact ``msgs`` (of record ``index``) in place; add their counts, and the first example, to the
+        record's entry in ``chunk.pii`` (called once per record, or once per message in message order)."""
         assert self.redactor is not None
-        total: dict[str, int] = {}
-        example = ""
+        total, example = chunk.pii.get(index, ({}, ""))
         redact = self.redactor.redact
 
         def one(text: str) -> str:

@@ -7,7 +7,10 @@ import unicodedata
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from tuneline.records import Kind, message_text, messages_of
+from tuneline.textscan import TextScan, byte_class
 
 __all__ = ["canonical_text", "map_texts", "message_text", "messages_of", "normalize_text", "prompt_text"]
 
@@ -51,6 +54,16 @@ def normalize_text(text: str, form: str) -> str:
     return text.replace("\r\n", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
 
 
+# What normalize_text changes in ASCII text: the controls of _CONTROL that are ASCII, and "\r" (of "\r\n").
+_ASCII_CHANGED = byte_class(bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0x0D]))
+
+
+def normalize_candidates(scan: TextScan) -> np.ndarray:
+    """Which texts :func:`normalize_text` may change (any form): non-ASCII ones and those with the bytes above;
+    it returns every other text as it is."""
+    return scan.answer([scan.having(_ASCII_CHANGED)])
+
+
 def canonical_text(rec: dict[str, Any], kind: Kind) -> str:
     """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content."""
     msgs = messages_of(rec, kind)
@@ -74,10 +87,9 @@ def prompt_text(rec: dict[str, Any], kind: Kind) -> str:
     ) or canonical_text(rec, kind)
 
 
-def repetition_ratio(text: str, n: int = 3) -> float:
-    """Share of word n-grams that repeat an earlier one (Gopher-style repetition filter)."""
-    words = text.split()
-    if len(words) < n + 2:
+def repetition_ratio(text: str) -> float:
+    """Share of word 3-grams that repeat an earlier one (Gopher-style repetition filter)."""
+    w = text.split()
+    if len(w) < 5:
         return 0.0
-    total = len(words) - n + 1
-    return 1.0 - len(set(zip(*(words[i:] for i in range(n)), strict=False))) / total
+    return 1.0 - len(set(zip(w, w[1:], w[2:], strict=False))) / (len(w) - 2)

@@ -1,0 +1,82 @@
+"""Many texts as one byte array, so that a question about each text costs a few numpy operations per chunk.
+
+The clean stage asks, of every message of a chunk, "could a PII detector match here?" and "would normalization
+change this?". Asked text by text, even a C regex pays Python's per-call cost and scans the text once per
+question; asked of one array, the whole chunk is scanned once, in C, and the answer is a boolean per text.
+
+Contract: only ASCII texts are in the array (there a character is a byte, and ``\\d`` is ``[0-9]``); a non-ASCII
+text is answered True for every question, so that the caller takes its exact, per-text path. Answers may be
+True where the exact check would say no (a superset), never False where it would say yes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+#: Texts are joined with NUL: no question here matches across it (it is no digit, separator or marker byte).
+_JOIN = "\x00"
+
+
+def byte_class(chars: bytes) -> np.ndarray:
+    """A 256-entry lookup table: True for the bytes in ``chars``."""
+    table = np.zeros(256, dtype=bool)
+    table[list(chars)] = True
+    return table
+
+
+class TextScan:
+    """The ASCII texts of a list, joined; positions found in :attr:`data` map back to the text they are in."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.size = len(texts)
+        self.ascii = np.fromiter((t.isascii() for t in texts), dtype=bool, count=len(texts))
+        self.index = np.flatnonzero(self.ascii)  # position in ``texts`` of each joined text
+        joined = [texts[i] for i in self.index.tolist()]
+        self.raw = _JOIN.join(joined).encode("ascii")
+        self.data = np.frombuffer(self.raw, dtype=np.uint8)
+        lengths = np.fromiter((len(t) + 1 for t in joined), dtype=np.int64, count=len(joined))
+        self.starts = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(joined) else lengths
+
+    def answer(self, positions: Iterable[np.ndarray]) -> np.ndarray:
+        """One boolean per text: True for a non-ASCII text or one holding any of ``positions`` (into ``data``)."""
+        out = ~self.ascii
+        found = [p for p in positions if len(p)]
+        if found:
+            joined_text = np.searchsorted(self.starts, np.concatenate(found), side="right") - 1
+            out[self.index[joined_text]] = True
+        return out
+
+    def find_all(self, needle: bytes, haystack: bytes | None = None) -> np.ndarray:
+        """Every start of ``needle`` in the joined texts (or in ``haystack``, a same-length view of them)."""
+        raw = self.raw if haystack is None else haystack
+        hits, at = [], raw.find(needle)
+        while at >= 0:
+            hits.append(at)
+            at = raw.find(needle, at + 1)
+        return np.array(hits, dtype=np.int64)
+
+    def runs_of(self, member: np.ndarray, linker: np.ndarray, count: int, max_gap: int) -> np.ndarray:
+        """Starts of ``count`` member bytes in a row, each next one after at most ``max_gap`` linker bytes (the
+        regex ``M(?:L{0,max_gap}M){count-1}`` for byte classes M and L, M and L disjoint)."""
+        is_member = member[self.data]
+        at = np.flatnonzero(is_member)
+        if len(at) < count:
+            return at[:0]
+        foreign = np.cumsum(~(is_member | linker[self.data]), dtype=np.int64)  # bytes of neither class, so far
+        gap = at[1:] - at[:-1] - 1
+        linked = (gap <= max_gap) & (foreign[at[1:] - 1] == foreign[at[:-1]])
+        links = np.concatenate(([0], np.cumsum(linked, dtype=np.int64)))
+        need = count - 1
+        return at[: len(at) - need][links[need:] - links[:-need] == need]
+
+    def flanked(self, middle: bytes, side: np.ndarray) -> np.ndarray:
+        """Positions of the byte ``middle`` with a ``side`` byte right before and right after it."""
+        at = np.flatnonzero(self.data == middle[0])
+        at = at[(at > 0) & (at < len(self.data) - 1)]
+        return at[side[self.data[at - 1]] & side[self.data[at + 1]]]
+
+    def having(self, table: np.ndarray) -> np.ndarray:
+        """Positions of bytes of the class ``table``."""
+        return np.flatnonzero(table[self.data])
