@@ -209,3 +209,21 @@ def test_tool_calls_and_kto_records_through_ingest_clean_split(tmp_path: Path, m
     run_split(cfg, tmp_path / "cleaned", tmp_path / "split")
     labels = sorted(r["label"] for r in read_jsonl(split_path(tmp_path / "split", "kto", "train")))
     assert labels == [False, True]
+
+
+def test_the_repetition_bound_decides_as_the_full_ratio_does():
+    """repetition_above skips the 3-grams when the words alone bound the ratio; it must decide exactly as the
+    ratio itself, at every limit, also on texts made to sit right at the limits."""
+    import random
+
+    from tuneline.stages.clean.text import repetition_above, repetition_ratio
+
+    rng = random.Random(3)
+    texts = [" ".join(rng.choices("abcdefgh"[: rng.randint(1, 8)], k=rng.randint(0, 30))) for _ in range(3000)]
+    kept = 0
+    for text in texts:
+        for limit in (0.1, 0.25, 1 / 3, 0.5, 0.6, 0.75, 0.9, 1.0):
+            ratio = repetition_ratio(text)
+            assert repetition_above(text, limit) == (ratio if ratio > limit else None), (text, limit)
+            kept += ratio > limit
+    assert 0 < kept < len(texts) * 8

@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from tuneline.config.schema import PiiRule
-from tuneline.textscan import TextScan, byte_class
+from tuneline.textscan import Needles, TextScan, byte_class
 
 
 def luhn_ok(digits: str) -> bool:
@@ -84,6 +85,7 @@ _PHONE_FORM = re.compile(
 )
 
 
+@lru_cache(maxsize=1 << 16)  # a pure function, and libphonenumber is slow: the same numbers recur in a corpus
 def _valid_phone(candidate: str, region: str, by_form: bool = True) -> bool:
     """A phone number: one libphonenumber calls valid, or, written in phone form, one it calls possible for
     its region (the right length: numbers with unassigned area codes, common in synthetic data and assigned
@@ -239,8 +241,8 @@ DETECTORS: tuple[Detector, ...] = (
 
 # The pre-checks above, asked of a whole chunk at once (:meth:`Redactor.candidates`).
 _DIGIT, _HEX = byte_class(b"0123456789"), byte_class(b"0123456789abcdefABCDEF")
-_NUMBER_LINK = byte_class(b" .()/+-")
-_MARKERS = (b"@", b"PRIVATE KEY", *(m.encode() for _, markers in _SECRET_MARKERS for m in markers))
+_NUMBER_LINK, _AT = byte_class(b" .()/+-"), byte_class(b"@")
+_MARKERS = Needles((b"PRIVATE KEY", *(m.encode() for _, markers in _SECRET_MARKERS for m in markers)))
 
 
 def _screen(scan: TextScan) -> np.ndarray:
@@ -254,7 +256,8 @@ def _screen(scan: TextScan) -> np.ndarray:
             scan.flanked(b".", _DIGIT),
             scan.flanked(b":", _HEX),
             scan.find_all(b"aws_secret", lowered),
-            *(scan.find_all(marker) for marker in _MARKERS),
+            scan.having(_AT),
+            scan.find_any(_MARKERS),
         ]
     )
 

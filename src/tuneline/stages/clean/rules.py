@@ -27,7 +27,7 @@ from tuneline.stages.clean.text import (
     messages_of,
     normalize_candidates,
     normalize_text,
-    repetition_ratio,
+    repetition_above,
 )
 from tuneline.textscan import TextScan
 
@@ -190,8 +190,8 @@ class RecordCleaner:
             if high is not None and value > high:
                 return f"quality.{rule}", f"{value} {unit} > {high}"
         for i, m in enumerate(msgs):
-            ratio = repetition_ratio(m["content"])
-            if ratio > q.max_repetition:
+            ratio = repetition_above(m["content"], q.max_repetition)
+            if ratio is not None:
                 return "quality.repetition", f"message {i}: {ratio:.0%} repeated 3-grams > {q.max_repetition:.0%}"
         return None
 

@@ -93,3 +93,17 @@ def repetition_ratio(text: str) -> float:
     if len(w) < 5:
         return 0.0
     return 1.0 - len(set(zip(w, w[1:], w[2:], strict=False))) / (len(w) - 2)
+
+
+def repetition_above(text: str, limit: float) -> float | None:
+    """:func:`repetition_ratio` of ``text`` when it is above ``limit``, else None.
+
+    Most texts are ruled out by their words alone, without building the 3-grams: each distinct word but the
+    last two starts a distinct 3-gram, so ``1 - (distinct words - 2) / 3-grams`` bounds the ratio from above
+    (in floating point too: division and subtraction are monotone), and a bound at or below ``limit`` decides.
+    """
+    w = text.split()
+    if len(w) < 5 or 1.0 - (len(set(w)) - 2) / (len(w) - 2) <= limit:
+        return None
+    ratio = 1.0 - len(set(zip(w, w[1:], w[2:], strict=False))) / (len(w) - 2)
+    return ratio if ratio > limit else None
