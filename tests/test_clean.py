@@ -227,3 +227,16 @@ def test_the_repetition_bound_decides_as_the_full_ratio_does():
             assert repetition_above(text, limit) == (ratio if ratio > limit else None), (text, limit)
             kept += ratio > limit
     assert 0 < kept < len(texts) * 8
+
+
+def test_prompt_text_collapses_every_unicode_whitespace_as_a_regex_would():
+    """The leakage key splits on str's whitespace; it must equal collapsing re's \\s runs, for every code point."""
+    import re
+    import sys
+
+    from tuneline.stages.clean.text import prompt_text
+
+    spaces = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if re.fullmatch(r"\s", c))
+    content = f"{spaces}Ask{spaces[::-1]}ME  twice\u3000ok{spaces}"
+    rec = {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": "a"}]}
+    assert prompt_text(rec, "sft") == re.sub(r"\s+", " ", content).strip().casefold() == "ask me twice ok"

@@ -16,7 +16,6 @@ __all__ = ["canonical_text", "map_texts", "message_text", "messages_of", "normal
 
 # C0/C1 controls except \t \n \r, zero-width and bidi marks, line/paragraph separators, BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
-_SPACE = re.compile(r"\s+")
 
 
 def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
@@ -82,8 +81,9 @@ def prompt_text(rec: dict[str, Any], kind: Kind) -> str:
     every pair of records look alike.
     """
     msgs = rec["messages"][:-1] if kind == "sft" else rec["prompt"]
+    # " ".join(text.split()) is re.sub(r"\s+", " ", text).strip(): str.split and re's \s share one whitespace
     return "\x1e".join(
-        _SPACE.sub(" ", m["content"]).strip().casefold() for m in msgs if m["role"] in ("user", "tool")
+        " ".join(m["content"].split()).casefold() for m in msgs if m["role"] in ("user", "tool")
     ) or canonical_text(rec, kind)
 
 
