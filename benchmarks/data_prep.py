@@ -154,7 +154,7 @@ class PeakRss:
                     self.peak_worker = max(self.peak_worker, max(p.memory_full_info().pss for p in workers))
             except psutil.Error:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.1)  # each sample reads every process's smaps: more often slows what it measures
 
     def stop(self) -> int:
         self._stop.set()
@@ -232,6 +232,7 @@ def run_chain(work: Path, tag: str, sets: list[str], ray: bool = False) -> tuple
         src_dir = src if stage == "ingest" else f"{tag}-{src}"
         args = [stage, src_dir, "--out", f"{tag}-{out}", *flags]
         secs, tree = run_stage(args, work, pss=True, ray=ray)
+        print(f"  {tag} {stage}: {secs:.1f}s, peak PSS {tree / 2**20:,.0f} MiB", file=sys.stderr)
         total += secs
         peak = max(peak, tree)
         worker = max(worker, run_stage.last_worker)  # type: ignore[attr-defined]
@@ -375,7 +376,9 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="where to write data (default: a temp dir)")
     ap.add_argument("--scaling", action="store_true", help="the engine scaling table instead (see above)")
     ap.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")], default=[1_000_000, 2_000_000, 4_000_000])
-    ap.add_argument("--ray-workers", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2])
+    ap.add_argument(
+        "--ray-workers", type=lambda v: [int(x) for x in v.split(",") if x], default=[1, 2], help="'' for none"
+    )
     args = ap.parse_args()
     if args.scaling:
         scaling(args)

@@ -203,3 +203,23 @@ def test_per_turn_weights_survive_clean_and_split(make_config, tmp_path):
     out = [r for s in ("train", "val", "test") for r in read_jsonl(tmp_path / "s" / "sft" / f"{s}.jsonl")]
     assert len(out) == 40
     assert all([m.get("weight") for m in r["messages"]] == [None, 0, None, None] for r in out)
+
+
+@pytest.mark.parametrize("top", [2**64 - 1, 2**50, 5])  # spread out, one histogram bucket, nearly all ties
+def test_random_assignment_without_sorting_equals_the_stable_sort(make_config, top: int):
+    """assign_random finds each cut by a histogram; it must equal the stable sort by hash then the cuts, ties
+    (equal hashes) taken in input order, at every size, including the smallest."""
+    import numpy as np
+
+    from tuneline.stages.split.assign import assign_random
+
+    cfg = make_config().split
+    rng = np.random.default_rng(1)
+    for n in (0, 1, 2, 3, 10, 997, 20_000):
+        hashes = rng.integers(0, top, n, dtype=np.uint64, endpoint=True)
+        n_train = round(n * cfg.ratios.train)
+        n_val = round(n * (cfg.ratios.train + cfg.ratios.val)) - n_train
+        order = np.argsort(hashes, kind="stable")
+        expected = np.full(n, 2, dtype=np.uint8)
+        expected[order[:n_train]], expected[order[n_train : n_train + n_val]] = 0, 1
+        assert np.array_equal(assign_random(hashes, cfg), expected), n

@@ -46,7 +46,9 @@ def write_signatures(prefix: str, ranks: np.ndarray, sigs: np.ndarray) -> int:
 class BucketTask:
     slices: tuple[tuple[str, int, int], ...]  # (uri, first row, end row) per block
     exclude: np.ndarray | None = None  # sorted ranks to leave out (exact duplicates, before the near step)
-    mark: np.ndarray | None = None  # sorted ranks of the "reference" side (split: train); None = all
+    # a file of one byte per rank (all ranks), 0 for the "reference" side (split: train); None = no sides. A path,
+    # not the ranks themselves: every bucket task would otherwise carry an array that grows with the corpus
+    mark: str | None = None
 
 
 def _bucket_rows(task: BucketTask) -> np.ndarray:
@@ -63,7 +65,7 @@ def bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
     if task.mark is None:
         return unique_pairs(*star_edges(rows))
     # reference mode: each non-reference record is paired with the first reference record of its group
-    ref = np.isin(rows["rank"], task.mark)
+    ref = read_array(task.mark, np.uint8)[rows["rank"]] == 0
     refs, others = rows[ref], rows[~ref]
     if not len(refs) or not len(others):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -78,7 +80,7 @@ def bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bucket_tasks(
-    blocks: Sequence[KeyedBlock], name: str, exclude: np.ndarray | None = None, mark: np.ndarray | None = None
+    blocks: Sequence[KeyedBlock], name: str, exclude: np.ndarray | None = None, mark: str | None = None
 ) -> list[BucketTask]:
     n = len(blocks[0].offsets[name]) - 1 if blocks else 0
     return [
@@ -124,7 +126,9 @@ def _concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.
     return unique_pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
-def exact_groups(ex: Executor, blocks: Sequence[KeyedBlock], name: str = "ex", mark=None):
+def exact_groups(
+    ex: Executor, blocks: Sequence[KeyedBlock], name: str = "ex", mark: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(first, duplicate) rank pairs of records with equal exact keys."""
     return _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, mark=mark))))
 
@@ -135,7 +139,7 @@ def near_pairs(
     threshold: float,
     num_perm: int,
     exclude: np.ndarray | None = None,
-    mark: np.ndarray | None = None,
+    mark: str | None = None,
     name: str = "bd",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Verified near-duplicate pairs: candidates from shared band keys, kept when the signatures agree."""

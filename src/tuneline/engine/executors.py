@@ -13,10 +13,12 @@ import multiprocessing as mp
 import os
 import pickle
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from itertools import chain, islice
 from typing import Any, Protocol, TypeVar
 
 from tuneline.config.schema import RayConfig, TunelineConfig
@@ -36,7 +38,7 @@ class Executor(Protocol):
     name: str
     workers: int
 
-    def imap(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+    def imap(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """``fn`` over ``tasks``, results in task order."""
 
 
@@ -54,20 +56,33 @@ class LocalExecutor:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
 
-    def imap(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
-        if self.workers <= 1 or len(tasks) <= 1:
-            yield from map(fn, tasks)
+    def imap(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        """Tasks are taken from ``tasks`` as workers free up (two per worker in flight), so a generator of tasks
+        is never held whole, pickled, in the pool's queue."""
+        pending = iter(tasks)
+        head = list(islice(pending, 2))
+        if self.workers <= 1 or len(head) <= 1:
+            yield from map(fn, chain(head, pending))
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+        window: deque[Future[R]] = deque()
         try:
-            yield from self._pool.map(fn, tasks)
+            for task in chain(head, pending):
+                window.append(self._pool.submit(fn, task))
+                if len(window) >= 2 * self.workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
         except BrokenProcessPool:
             raise EngineError(
                 f"a worker process died while running {getattr(fn, '__name__', 'a task')} (killed, or out of "
                 "memory?): nothing was published; re-run, with fewer workers (clean.workers) or smaller blocks "
                 "(data.block_records) if memory is short"
             ) from None
+        finally:
+            for future in window:
+                future.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -118,12 +133,12 @@ class RayExecutor:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per map otherwise
         log.info("ray: %d CPUs in the cluster", self.workers)
 
-    def imap(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
-        if not tasks:
+    def imap(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        rows = [{"i": i, "task": pickle.dumps((fn, t), protocol=5)} for i, t in enumerate(tasks)]
+        if not rows:
             return
         import ray.data
 
-        rows = [{"i": i, "task": pickle.dumps((fn, t), protocol=5)} for i, t in enumerate(tasks)]
         with warnings.catch_warnings():
             # Ray Data has no named parameter for max_retries yet (2.60); its default, -1, retries forever
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
@@ -136,8 +151,8 @@ class RayExecutor:
                 raise EngineError(f"ray returned task {row['i']} where {expected} was due")
             expected += 1
             yield pickle.loads(row["result"])
-        if expected != len(tasks):
-            raise EngineError(f"ray returned {expected} of {len(tasks)} results")
+        if expected != len(rows):
+            raise EngineError(f"ray returned {expected} of {len(rows)} results")
 
     def close(self) -> None:
         if self._started:

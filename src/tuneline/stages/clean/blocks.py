@@ -158,11 +158,26 @@ def _index_of(block: Block, lines: list[bytes], ranks: list[int]) -> list[int]:
     return [index[r] for r in ranks]
 
 
-def record_ids(task: IdsTask) -> dict[int, str]:
-    """rank → record id for the asked ranks of one block."""
+@dataclass(frozen=True, slots=True)
+class FoundIds:
+    """The ids of the asked ranks, packed (no Python object per record crosses to the driver)."""
+
+    ranks: np.ndarray
+    blob: bytes  # the ids' UTF-8 bytes end to end
+    lengths: np.ndarray  # bytes of each
+
+
+def record_ids(task: IdsTask) -> FoundIds:
+    """The record ids of the asked ranks of one block."""
     lines = _cleaned_lines(task.prefix)
     ranks = [int(r) for r in task.ranks]
-    return {r: line_id(lines[i]) for r, i in zip(ranks, _index_of(task.block, lines, ranks), strict=True)}
+    ids = [line_id(lines[i]).encode() for i in _index_of(task.block, lines, ranks)]
+    return FoundIds(task.ranks, b"".join(ids), np.array([len(i) for i in ids], dtype=np.int64))
+
+
+#: A dedup removal's rule (``WriteTask.rules`` holds indices into this) and the detail it writes.
+DEDUP_RULES = ("exact_dedup", "near_dedup")
+_DETAILS = ("same text as {}", "near duplicate of {}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +185,18 @@ class WriteTask:
     block: Block
     prefix: str
     kind: str
-    decisions: dict[int, tuple[str, str]]  # rank → (rule, detail) for the block's dedup removals
+    ranks: np.ndarray  # sorted ranks of the block's dedup removals
+    rules: np.ndarray  # per removal, an index into DEDUP_RULES
+    first_ids: list[str]  # per removal, the id of the record kept in its place
     examples_per_rule: int
+
+    def decisions(self, positions: list[int]) -> dict[int, tuple[str, str]]:
+        """Position in the block → (rule, detail), for the removals at ``positions`` (in ``ranks`` order)."""
+        rules = self.rules.tolist()
+        return {
+            pos: (DEDUP_RULES[r], _DETAILS[r].format(fid))
+            for pos, r, fid in zip(positions, rules, self.first_ids, strict=True)
+        }
 
 
 @dataclass(slots=True)
@@ -185,8 +210,7 @@ def write_block(task: WriteTask) -> BlockWritten:
     """``<prefix>.kept`` and ``<prefix>.removed``: the block's records, in input order, by the decisions."""
     lines = _cleaned_lines(task.prefix)
     filtered = {pos: (rule, detail) for pos, rule, detail in orjson.loads(read_bytes(f"{task.prefix}.filtered"))}
-    ranks = list(task.decisions)
-    by_pos = dict(zip(_index_of(task.block, lines, ranks), task.decisions.values(), strict=True))
+    by_pos = task.decisions(_index_of(task.block, lines, task.ranks.tolist()))
     kept, removed = [], []
     out = BlockWritten()
     for pos, line in enumerate(lines):

@@ -217,37 +217,84 @@ def _clean_kind(
         done += blk.lines
         progress.update(task, advance=blk.lines, rate=f"{rate.per_second(done):,.0f} rec/s")
     keyed = [c.keyed for c in cleaned]
-
-    # exact duplicates first; the near step sees only what they left
-    decided: dict[int, tuple[str, int]] = {}
-    if cfg.exact_dedup.enabled:
-        first, dup = exact_groups(ex, keyed)
-        for r, f in zip(dup.tolist(), first.tolist(), strict=True):
-            decided[r] = ("exact_dedup", f)
-    if nd.enabled:
-        exclude = np.array(sorted(decided), dtype=np.int64)
-        a, b = near_pairs(ex, keyed, nd.threshold, nd.num_perm, exclude=exclude)
-        member, root_rank = components(a, b)
-        for r, f in zip(member.tolist(), root_rank.tolist(), strict=True):
-            decided[r] = ("near_dedup", f)
-
-    wanted = np.array(sorted({f for _, f in decided.values()}), dtype=np.int64)
-    ids: dict[int, str] = {}
-    id_tasks = [IdsTask(blocks[bi], prefixes[bi], wanted[sel]) for bi, sel in by_block(wanted, keyed)]
-    for found in ex.imap(record_ids, id_tasks):
-        ids.update(found)
-    details = {"exact_dedup": "same text as {}", "near_dedup": "near duplicate of {}"}
-    per_block: list[dict[int, tuple[str, str]]] = [{} for _ in blocks]
-    ranks = np.array(sorted(decided), dtype=np.int64)
-    for bi, sel in by_block(ranks, keyed):
-        for r in ranks[sel].tolist():
-            rule, f = decided[r]
-            per_block[bi][r] = (rule, details[rule].format(ids[f]))
-    writes = [
-        WriteTask(b, p, kind, per_block[i], cfg.examples_per_rule)
-        for i, (b, p) in enumerate(zip(blocks, prefixes, strict=True))
-    ]
+    removed = _dedup_decisions(ex, keyed, cfg)
+    first_ids = _first_ids(ex, blocks, prefixes, keyed, removed.first)
+    writes = (
+        WriteTask(blocks[bi], prefixes[bi], kind, *removed.block(sel), first_ids.block(sel), cfg.examples_per_rule)
+        for bi, sel in _per_block(removed.rank, keyed)
+    )
     return _KindWritten(cleaned, list(ex.imap(write_block, writes)), prefixes)
+
+
+@dataclass(frozen=True)
+class _Removals:
+    """The dedup removals of one kind, as arrays sorted by rank: what the driver remembers per record."""
+
+    rank: np.ndarray  # int64
+    rule: np.ndarray  # uint8, an index into DEDUP_RULES
+    first: np.ndarray  # int64: the rank of the record it duplicates (the one kept)
+
+    def block(self, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.rank[sel], self.rule[sel]
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """Record ids of some ranks, packed: sorted ranks, the ids' UTF-8 bytes end to end and where each starts."""
+
+    ranks: np.ndarray
+    blob: bytes
+    starts: np.ndarray  # len(ranks) + 1 offsets into blob
+    of: np.ndarray  # per removal, the index into ``ranks`` of its first record
+
+    def block(self, sel: np.ndarray) -> list[str]:
+        """The first record's id of each removal ``sel`` selects (one block's: bounded by the block size)."""
+        at = self.of[sel].tolist()
+        return [self.blob[self.starts[i] : self.starts[i + 1]].decode() for i in at]
+
+
+def _dedup_decisions(ex: Executor, keyed: list[Any], cfg: Any) -> _Removals:
+    """Exact duplicates first; the near step sees only what they left. Arrays throughout: no Python object
+    per duplicate in the driver, whatever the corpus size."""
+    empty = np.zeros(0, np.int64)
+    exact_first, exact_dup = exact_groups(ex, keyed) if cfg.exact_dedup.enabled else (empty, empty)
+    near_dup, near_first = empty, empty
+    if cfg.near_dedup.enabled:
+        nd = cfg.near_dedup
+        a, b = near_pairs(ex, keyed, nd.threshold, nd.num_perm, exclude=np.unique(exact_dup))
+        near_dup, near_first = components(a, b)
+    rank = np.concatenate([exact_dup, near_dup]).astype(np.int64)
+    first = np.concatenate([exact_first, near_first]).astype(np.int64)
+    rule = np.concatenate([np.zeros(len(exact_dup), np.uint8), np.ones(len(near_dup), np.uint8)])
+    order = np.argsort(rank, kind="stable")
+    rank, first, rule = rank[order], first[order], rule[order]
+    last = np.ones(len(rank), dtype=bool)  # a rank decided twice keeps its later (near) decision
+    last[:-1] = rank[1:] != rank[:-1]
+    return _Removals(rank[last], rule[last], first[last])
+
+
+def _first_ids(ex: Executor, blocks: list[Block], prefixes: list[str], keyed: list[Any], first: np.ndarray) -> _Ids:
+    """The ids of the records the removals keep instead (their details name them), read by block tasks."""
+    wanted = np.unique(first)
+    tasks = [IdsTask(blocks[bi], prefixes[bi], wanted[sel]) for bi, sel in by_block(wanted, keyed)]
+    ranks, blobs, lengths = [], [], []
+    for found in ex.imap(record_ids, tasks):
+        ranks.append(found.ranks)
+        blobs.append(found.blob)
+        lengths.append(found.lengths)
+    starts = np.zeros(len(wanted) + 1, dtype=np.int64)
+    if lengths:
+        np.cumsum(np.concatenate(lengths), out=starts[1:])
+    got = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
+    assert np.array_equal(got, wanted), "record_ids answered other ranks than asked"
+    return _Ids(wanted, b"".join(blobs), starts, np.searchsorted(wanted, first))
+
+
+def _per_block(ranks: np.ndarray, keyed: list[Any]) -> Any:
+    """(block index, indices into ``ranks``) for every block, those without removals too (all are written)."""
+    found = dict(by_block(ranks, keyed))
+    for bi in range(len(keyed)):
+        yield bi, found.get(bi, np.zeros(0, np.int64))
 
 
 def _merge_examples(into: dict[str, list[Any]], found: dict[str, list[Any]], keep: int) -> None:

@@ -48,19 +48,54 @@ def _cut(order: list[int], ratios: tuple[float, float, float], assignment: list[
 def assign_random(hashes: np.ndarray, cfg: SplitConfig) -> np.ndarray:
     """The ``random`` strategy from the records' ``rank(seed, id)`` hashes alone: 1 byte per record.
 
-    The same assignment as :func:`assign` (a stable sort by hash, then the ratio cuts), without a Python object
-    per record.
+    The same assignment as :func:`assign` (a stable sort by hash, then the ratio cuts), without sorting: each cut
+    is the k-th smallest hash, found by a histogram (:func:`_kth`), and the records equal to it are taken in input
+    order, as the stable sort would. Beside the hashes, memory is a chunk and the histogram, whatever N is.
     """
     r = cfg.ratios
     n = len(hashes)
     n_train = round(n * r.train)
     n_val = round(n * (r.train + r.val)) - n_train
-    out = np.empty(n, dtype=np.uint8)
-    order = np.argsort(hashes, kind="stable")
-    out[order[:n_train]] = 0
-    out[order[n_train : n_train + n_val]] = 1
-    out[order[n_train + n_val :]] = 2
+    out = np.full(n, 2, dtype=np.uint8)
+    _mark_first(hashes, n_train + n_val, out, 1)
+    _mark_first(hashes, n_train, out, 0)
     return out
+
+
+_CHUNK = 1 << 20
+_TOP = np.uint64(48)  # the histogram's buckets: the top 16 bits of a hash
+
+
+def _kth(hashes: np.ndarray, k: int) -> tuple[int, int]:
+    """(t, m): t is the k-th smallest hash (1-based); the first k in (hash, position) order are those below t
+    and the first m equal to it."""
+    counts = np.zeros(1 << 16, dtype=np.int64)
+    for lo in range(0, len(hashes), _CHUNK):
+        counts += np.bincount((hashes[lo : lo + _CHUNK] >> _TOP).astype(np.int64), minlength=1 << 16)
+    upto = np.cumsum(counts)
+    bucket = int(np.searchsorted(upto, k))
+    below = int(upto[bucket - 1]) if bucket else 0
+    inside = [c[(c >> _TOP) == bucket] for c in (hashes[lo : lo + _CHUNK] for lo in range(0, len(hashes), _CHUNK))]
+    values = np.sort(np.concatenate(inside))
+    t = values[k - below - 1]
+    return int(t), k - below - int(np.searchsorted(values, t, side="left"))
+
+
+def _mark_first(hashes: np.ndarray, k: int, out: np.ndarray, value: int) -> None:
+    """``out[i] = value`` for the first ``k`` records in (hash, position) order."""
+    if k <= 0:
+        return
+    if k >= len(hashes):
+        out[:] = value
+        return
+    t, ties = _kth(hashes, k)
+    cut = np.uint64(t)
+    for lo in range(0, len(hashes), _CHUNK):
+        chunk, part = hashes[lo : lo + _CHUNK], out[lo : lo + _CHUNK]
+        part[chunk < cut] = value
+        equal = np.flatnonzero(chunk == cut)[:ties]
+        part[equal] = value
+        ties -= len(equal)
 
 
 def _timestamp(value: Any) -> float | None:

@@ -15,7 +15,7 @@ from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
+from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree, write_array
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import JsonlWriter, bad_input, line_id
@@ -75,8 +75,9 @@ def _assignment(
     results, _ = _keys(config, ex, kind, path, field, root)
     keyed = [r.keyed for r in results]
     if cfg.strategy == "random":
-        hashes = [r.hashes for r in results]
-        return assign_random(np.concatenate(hashes) if hashes else np.zeros(0, np.uint64), cfg), keyed
+        hashes = np.concatenate([r.hashes for r in results]) if results else np.zeros(0, np.uint64)
+        del results  # each block's hashes: the concatenation is the one copy kept
+        return assign_random(hashes, cfg), keyed
     keys = [(i, v) for r in results for i, v in zip(r.ids or [], r.values or [], strict=True)]
     missing = sum(1 for _, v in keys if v is None)
     if missing and cfg.strategy in ("stratified", "temporal"):
@@ -85,7 +86,7 @@ def _assignment(
 
 
 def _leaks(
-    config: TunelineConfig, ex: Executor, keyed: list[KeyedBlock], assignment: np.ndarray
+    config: TunelineConfig, ex: Executor, keyed: list[KeyedBlock], assignment: np.ndarray, root: str
 ) -> dict[int, tuple[str, int]]:
     """``{rank: (match, train rank)}`` for val/test records whose prompt is in train, exactly or nearly.
 
@@ -93,7 +94,8 @@ def _leaks(
     built in input order would; exact matches are taken first, the near step sees only the rest.
     """
     cfg = config.split.leakage
-    train = np.flatnonzero(assignment == 0).astype(np.int64)
+    train = f"{root}assignment.u8"  # the bucket tasks read which ranks are train (0) from scratch
+    write_array(train, assignment)
     leaks: dict[int, tuple[str, int]] = {}
     first, other = exact_groups(ex, keyed, name="px", mark=train)
     for o, f in zip(other.tolist(), first.tolist(), strict=True):
@@ -190,7 +192,7 @@ def _split_kind(
     """Assign one kind's records to splits, find their leaks, and write them (dropping leaks under ``remove``)."""
     try:
         assignment, keyed = _assignment(config, ex, kind, path, field, root)
-        leaks = _leaks(config, ex, keyed, assignment) if config.split.leakage.check else {}
+        leaks = _leaks(config, ex, keyed, assignment, root) if config.split.leakage.check else {}
     finally:
         remove_tree(root)
     del keyed
