@@ -59,6 +59,11 @@ def _ipv4_ok(m: re.Match[str]) -> bool:
     return all(int(p) <= 255 and (p == "0" or not p.startswith("0")) for p in m.group(0).split("."))
 
 
+# What a text must show for a detector to match in it, a bit each (Redactor.candidates finds them per chunk).
+SECRET, EMAIL, IBAN, CARD, SSN, IP, PHONE = (1 << i for i in range(7))
+ALL_SHAPES = (1 << 7) - 1
+
+
 @dataclass(frozen=True)
 class Detector:
     name: str  # config switch and report key
@@ -67,6 +72,7 @@ class Detector:
     precheck: Callable[[str], object]
     validate: Callable[[re.Match[str]], bool] | None = None
     find: Callable[[str, str], list[tuple[int, int]]] | None = None  # (text, region) -> spans
+    shape: int = 0  # the bit of the shape a text must show for the detector to match (see _shapes)
 
 
 # Broad candidates (C regex), then libphonenumber decides: the full PhoneNumberMatcher scans every text in
@@ -175,15 +181,21 @@ DETECTORS: tuple[Detector, ...] = (
         "[PRIVATE_KEY]",
         re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z]+ )?PRIVATE KEY-----"),
         lambda t: "PRIVATE KEY" in t,
+        shape=SECRET,
     ),
     Detector(
         "secrets",
         "[AWS_SECRET_KEY]",
         re.compile(r"(?i)(?<=aws_secret_access_key)(\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])"),
         lambda t: "aws_secret" in t.lower(),
+        shape=SECRET,
     ),
     Detector(
-        "secrets", "[AWS_ACCESS_KEY]", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"), _has_secret_marker
+        "secrets",
+        "[AWS_ACCESS_KEY]",
+        re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
+        _has_secret_marker,
+        shape=SECRET,
     ),
     Detector(
         "secrets",
@@ -196,6 +208,7 @@ DETECTORS: tuple[Detector, ...] = (
             r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
         ),
         _has_secret_marker,
+        shape=SECRET,
     ),
     Detector(
         "email",
@@ -204,6 +217,7 @@ DETECTORS: tuple[Detector, ...] = (
             r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}\b"
         ),
         lambda t: "@" in t,
+        shape=EMAIL,
     ),
     Detector(
         "iban",
@@ -211,6 +225,7 @@ DETECTORS: tuple[Detector, ...] = (
         re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
         _has_long_number,
         lambda m: iban_ok(m.group(0)),
+        shape=IBAN,
     ),
     Detector(
         "credit_card",
@@ -218,12 +233,14 @@ DETECTORS: tuple[Detector, ...] = (
         re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w-]|\.\d)"),
         _has_long_number,
         _card_ok,
+        shape=CARD,
     ),
     Detector(
         "ssn",
         "[SSN]",
         re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
         _has_long_number,
+        shape=SSN,
     ),
     Detector(
         "ip_address",
@@ -234,8 +251,9 @@ DETECTORS: tuple[Detector, ...] = (
         ),
         _has_ip_shape,
         lambda m: ":" in m.group(0) or _ipv4_ok(m),
+        shape=IP,
     ),
-    Detector("phone", "[PHONE]", None, _has_long_number, find=_phone_spans),
+    Detector("phone", "[PHONE]", None, _has_long_number, find=_phone_spans, shape=PHONE),
 )
 
 
@@ -245,21 +263,32 @@ _NUMBER_LINK, _AT = byte_class(b" .()/+-"), byte_class(b"@")
 _MARKERS = Needles((b"PRIVATE KEY", *(m.encode() for _, markers in _SECRET_MARKERS for m in markers)))
 
 
-def _screen(scan: TextScan) -> np.ndarray:
-    """True for each text some pre-check above may accept (:mod:`tuneline.textscan`'s contract: never False
-    where one would say True). A long number is the same test as ``_has_long_number``; an IP shape is looser
-    (a digit, a dot and a digit; or a hex digit, a colon and a hex digit)."""
+_UPPER = byte_class(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_CARD_LINK, _SSN_LINK = byte_class(b" -"), byte_class(b"-")
+
+
+def _shapes(scan: TextScan) -> np.ndarray:
+    """Per text, the bits of the shapes it shows (:mod:`tuneline.textscan`'s contract: a bit may be set where
+    its detector finds nothing, never clear where it would find something). Each shape is what its detector's
+    regex cannot match without: 13 digits apart by at most one space or dash for a card (and an ISBN-13, so the
+    shield runs only then), 9 digits apart by at most one dash for an SSN, two capitals and two digits for an
+    IBAN; a phone needs the pre-check ``_has_long_number``, the secrets their markers, an email an "@", an IP
+    address a digit, a dot and a digit (or a hex digit, a colon and a hex digit). A placeholder has no digit
+    and is bracketed, so what one detector replaces never makes a shape for a later one."""
     lowered = scan.raw.lower()  # ASCII only: "aws_secret" in text.lower() is this on ASCII text
-    return scan.answer(
-        [
-            scan.runs_of(_DIGIT, _NUMBER_LINK, 7, 2),
-            scan.flanked(b".", _DIGIT),
-            scan.flanked(b":", _HEX),
-            scan.find_all(b"aws_secret", lowered),
-            scan.having(_AT),
-            scan.find_any(_MARKERS),
-        ]
-    )
+    found = {
+        SECRET: [scan.find_all(b"aws_secret", lowered), scan.find_any(_MARKERS)],
+        EMAIL: [scan.having(_AT)],
+        IBAN: [scan.sequence((_UPPER, _UPPER, _DIGIT, _DIGIT))],
+        CARD: [scan.runs_of(_DIGIT, _CARD_LINK, 13, 1)],
+        SSN: [scan.runs_of(_DIGIT, _SSN_LINK, 9, 1)],
+        IP: [scan.flanked(b".", _DIGIT), scan.flanked(b":", _HEX)],
+        PHONE: [scan.runs_of(_DIGIT, _NUMBER_LINK, 7, 2)],
+    }
+    out = np.zeros(scan.size, dtype=np.uint8)
+    for bit, positions in found.items():
+        out[scan.answer(positions)] |= bit
+    return out
 
 
 class Redactor:
@@ -271,20 +300,23 @@ class Redactor:
         self.ner = _PresidioNames() if rule.names else None
 
     def candidates(self, scan: TextScan) -> np.ndarray:
-        """Which texts of ``scan`` :meth:`redact` may change: it leaves every other one as it is, with no counts.
-        One vectorized pass over a chunk, where a pre-check per text and detector cost more than the detectors
-        on the few texts that hold PII."""
+        """Per text of ``scan``, the shapes :meth:`redact` needs to look for (pass them as ``shapes``); 0 where
+        it would leave the text as it is, with no counts. One vectorized pass over a chunk, where a pre-check per
+        text and detector cost more than the detectors on the few texts that hold PII."""
         if self.ner is not None:
-            return np.ones(scan.size, dtype=bool)
-        return _screen(scan)
+            return np.full(scan.size, ALL_SHAPES, dtype=np.uint8)
+        return _shapes(scan)
 
-    def redact(self, text: str) -> tuple[str, dict[str, int]]:
+    def redact(self, text: str, shapes: int = ALL_SHAPES) -> tuple[str, dict[str, int]]:
+        """``text`` redacted, and the count per placeholder; only detectors whose shape is in ``shapes`` run."""
         counts: dict[str, int] = {}
         prechecked: dict[Callable[[str], object], bool] = {}
         shielded: list[str] = []
-        if _has_long_number(text):
+        if shapes & CARD and _has_long_number(text):
             text, shielded = _shield_isbns(text)
         for det in self.detectors:
+            if not det.shape & shapes:
+                continue
             ok = prechecked.get(det.precheck)
             if ok is None:
                 ok = prechecked[det.precheck] = bool(det.precheck(text))

@@ -79,6 +79,14 @@ class TextScan:
         need = count - 1
         return at[: len(at) - need][links[need:] - links[:-need] == need]
 
+    def sequence(self, classes: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Starts of a byte of ``classes[0]`` followed by one of ``classes[1]``, and so on."""
+        span = len(classes) - 1
+        at = np.flatnonzero(classes[0][self.data[: max(0, len(self.data) - span)]])
+        for k, table in enumerate(classes[1:], start=1):
+            at = at[table[self.data[at + k]]]
+        return at
+
     def flanked(self, middle: bytes, side: np.ndarray) -> np.ndarray:
         """Positions of the byte ``middle`` with a ``side`` byte right before and right after it."""
         at = np.flatnonzero(self.data == middle[0])

@@ -45,7 +45,8 @@ def write_signatures(prefix: str, ranks: np.ndarray, sigs: np.ndarray) -> int:
 @dataclass(frozen=True, slots=True)
 class BucketTask:
     slices: tuple[tuple[str, int, int], ...]  # (uri, first row, end row) per block
-    exclude: np.ndarray | None = None  # sorted ranks to leave out (exact duplicates, before the near step)
+    # a file of sorted int64 ranks to leave out (exact duplicates, before the near step): a path, as ``mark``
+    exclude: str | None = None
     # a file of one byte per rank (all ranks), 0 for the "reference" side (split: train); None = no sides. A path,
     # not the ranks themselves: every bucket task would otherwise carry an array that grows with the corpus
     mark: str | None = None
@@ -54,8 +55,8 @@ class BucketTask:
 def _bucket_rows(task: BucketTask) -> np.ndarray:
     parts = [read_array(uri, ROW, lo, hi) for uri, lo, hi in task.slices if hi > lo]
     rows = np.concatenate(parts) if parts else np.zeros(0, dtype=ROW)
-    if task.exclude is not None and len(task.exclude) and len(rows):
-        rows = rows[~np.isin(rows["rank"], task.exclude, assume_unique=False)]
+    if task.exclude is not None and len(rows):
+        rows = rows[~np.isin(rows["rank"], read_array(task.exclude, np.int64))]
     return rows
 
 
@@ -80,7 +81,7 @@ def bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bucket_tasks(
-    blocks: Sequence[KeyedBlock], name: str, exclude: np.ndarray | None = None, mark: str | None = None
+    blocks: Sequence[KeyedBlock], name: str, exclude: str | None = None, mark: str | None = None
 ) -> list[BucketTask]:
     n = len(blocks[0].offsets[name]) - 1 if blocks else 0
     return [
@@ -143,7 +144,11 @@ def near_pairs(
     name: str = "bd",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Verified near-duplicate pairs: candidates from shared band keys, kept when the signatures agree."""
-    a, b = _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, exclude, mark))))
+    excluded = None
+    if exclude is not None and len(exclude) and blocks:
+        excluded = f"{blocks[0].prefix}.{name}.exclude"  # beside the first block's scratch files, removed with them
+        write_array(excluded, np.sort(exclude).astype(np.int64))
+    a, b = _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, excluded, mark))))
     layout = tuple((blk.prefix, blk.first_rank, blk.end_rank) for blk in blocks)
     tasks = [
         VerifyTask(a[i : i + VERIFY_PAIRS], b[i : i + VERIFY_PAIRS], threshold, num_perm, layout)

@@ -18,7 +18,7 @@ import xxhash
 from tuneline.config.schema import CleanConfig
 from tuneline.dedup import batch_near_keys
 from tuneline.io.jsonl import parse_canonical
-from tuneline.pii import Redactor
+from tuneline.pii import ALL_SHAPES, Redactor
 from tuneline.records import Kind
 from tuneline.stages.clean.text import (
     canonical_text,
@@ -105,9 +105,11 @@ class RecordCleaner:
             scan = TextScan([m["content"] for _, m in owners])
             changed = self._normalize_screened(scan, owners, chunk)
             if self.redactor is not None:
-                for t in np.flatnonzero(self.redactor.candidates(scan) | changed).tolist():
+                shapes = self.redactor.candidates(scan)
+                shapes[changed] = ALL_SHAPES  # normalization changed these: what the screen saw is not them
+                for t in np.flatnonzero(shapes).tolist():
                     i, m = owners[t]
-                    self._redact([m], i, chunk)
+                    self._redact([m], i, chunk, int(shapes[t]))
 
     def _normalize_screened(
         self, scan: TextScan, owners: list[tuple[int, dict[str, Any]]], chunk: CleanedChunk
@@ -133,7 +135,7 @@ class RecordCleaner:
             changed |= map_texts(m, lambda text: normalize_text(text, form))
         return changed
 
-    def _redact(self, msgs: list[dict[str, Any]], index: int, chunk: CleanedChunk) -> None:
+    def _redact(self, msgs: list[dict[str, Any]], index: int, chunk: CleanedChunk, shapes: int = ALL_SHAPES) -> None:
         """Redact ``msgs`` (of record ``index``) in place; add their counts, and the first example, to the
         record's entry in ``chunk.pii`` (called once per record, or once per message in message order)."""
         assert self.redactor is not None
@@ -142,7 +144,7 @@ class RecordCleaner:
 
         def one(text: str) -> str:
             nonlocal example
-            new, counts = redact(text)
+            new, counts = redact(text, shapes)
             if counts:
                 for k, v in counts.items():
                     total[k] = total.get(k, 0) + v
