@@ -135,15 +135,31 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     return hashes[order].astype(np.uint32), docs[order]
 
 
+_SLICE_GRAMS = 1 << 14  # grams per permutation step: (num_perm, grams) uint32 stays a few MiB
+
+
 def batch_signatures(texts: list[str], num_perm: int, n: int) -> np.ndarray:
-    """MinHash signatures, shape (len(texts), num_perm): datasketch's affine32 scheme over ``batch_shingles``."""
+    """MinHash signatures, shape (len(texts), num_perm): datasketch's affine32 scheme over ``batch_shingles``.
+
+    The permuted hashes of all grams of a chunk would take num_perm x grams x 4 bytes (20 MiB for 1,024 chat
+    records at 64 permutations); they are made for a slice of documents at a time instead."""
     hashes, docs = batch_shingles(texts, n)
-    a, b = permutations(num_perm)
-    with np.errstate(over="ignore"):
-        # (num_perm, grams): the per-document min then runs along contiguous memory
-        phv = a.reshape(-1, 1) * _fmix(hashes, 32).reshape(1, -1) + b.reshape(-1, 1)
-    first = np.searchsorted(docs, np.arange(len(texts)))
-    return np.ascontiguousarray(np.minimum.reduceat(phv, first, axis=1).T).astype(_DTYPE, copy=False)
+    a, b = (p.reshape(-1, 1) for p in permutations(num_perm))
+    mixed = _fmix(hashes, 32).reshape(1, -1)
+    first = np.searchsorted(docs, np.arange(len(texts)))  # every document has at least one gram
+    ends = np.append(first[1:], len(hashes))
+    out = np.empty((len(texts), num_perm), dtype=_DTYPE)
+    lo = 0
+    while lo < len(texts):
+        hi = max(lo + 1, int(np.searchsorted(ends, first[lo] + _SLICE_GRAMS, side="right")))
+        g0, g1 = int(first[lo]), int(ends[hi - 1])
+        with np.errstate(over="ignore"):
+            # (num_perm, grams): the per-document min then runs along contiguous memory
+            phv = np.multiply(a, mixed[:, g0:g1])
+            phv += b
+        out[lo:hi] = np.minimum.reduceat(phv, first[lo:hi] - g0, axis=1).T
+        lo = hi
+    return out
 
 
 _BAND_MUL = np.uint64(0xFF51AFD7ED558CCD)

@@ -7,7 +7,7 @@ MinHash signatures of its records (``<prefix>.sig``, row i = rank ``<prefix>.sr`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,17 +121,37 @@ def verify_pairs(task: VerifyTask) -> np.ndarray:
     return similar(_signatures(task, task.a), _signatures(task, task.b), task.threshold)
 
 
-def _concat(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return unique_pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+_MERGE_AT = 1 << 20  # pairs gathered before they are merged into the unique ones found so far
+_LOW = np.int64(0xFFFFFFFF)
+
+
+def _concat(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The unique pairs of all ``parts`` (one per bucket task), ordered by (a, b), merged as they arrive.
+
+    A pair sharing several band keys comes from several buckets: kept whole, the driver's memory would grow
+    with every bucket of a large corpus. Each pair is packed into one int64 (ranks stay below 2**32) and the
+    packed keys are merged every million pairs, so the driver holds the unique pairs and one batch at most.
+    """
+    merged, batch, size = np.zeros(0, np.int64), [], 0
+    for a, b in parts:
+        if not len(a):
+            continue
+        if max(int(a.max()), int(b.max())) > _LOW:
+            raise ValueError("ranks of 2**32 records or more cannot be packed")
+        batch.append((a.astype(np.int64) << 32) | b.astype(np.int64))
+        size += len(a)
+        if size >= _MERGE_AT:
+            merged, batch, size = np.unique(np.concatenate([merged, *batch])), [], 0
+    if batch:
+        merged = np.unique(np.concatenate([merged, *batch]))
+    return merged >> 32, merged & _LOW
 
 
 def exact_groups(
     ex: Executor, blocks: Sequence[KeyedBlock], name: str = "ex", mark: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(first, duplicate) rank pairs of records with equal exact keys."""
-    return _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, mark=mark))))
+    return _concat(ex.imap(bucket_pairs, bucket_tasks(blocks, name, mark=mark)))
 
 
 def near_pairs(
@@ -148,7 +168,7 @@ def near_pairs(
     if exclude is not None and len(exclude) and blocks:
         excluded = f"{blocks[0].prefix}.{name}.exclude"  # beside the first block's scratch files, removed with them
         write_array(excluded, np.sort(exclude).astype(np.int64))
-    a, b = _concat(list(ex.imap(bucket_pairs, bucket_tasks(blocks, name, excluded, mark))))
+    a, b = _concat(ex.imap(bucket_pairs, bucket_tasks(blocks, name, excluded, mark)))
     layout = tuple((blk.prefix, blk.first_rank, blk.end_rank) for blk in blocks)
     tasks = [
         VerifyTask(a[i : i + VERIFY_PAIRS], b[i : i + VERIFY_PAIRS], threshold, num_perm, layout)
