@@ -5,7 +5,8 @@
 
 The second form is the engine scaling table: the local engine and Ray (a local Ray with 1 and 2 CPUs, started
 once with `ray start --head` and joined by each stage through data.ray.address, as stages join a cluster) side by
-side on the same corpora, with the removal counts of each (they must be equal: the run stops if they are not).
+side on the same corpora, with the removal counts of each (they must be equal: the run stops if they are not), and the naive
+baseline below on the first --baseline-n records of the smallest corpus.
 Memory is PSS, summed over every process (with Ray: its GCS, raylet and workers too), and of the largest worker.
 
 Generates N records (~500 characters each) with known shares of exact duplicates, near
@@ -267,6 +268,8 @@ def scaling(args: argparse.Namespace) -> None:
                 raise SystemExit(f"{name} removed {removed}, the local engine {removed_ref}: the engines disagree")
             rows.append((name, n, workers, secs, peak, worker, removed))
             print(f"{name} at {n:,}: {secs:.1f}s", file=sys.stderr)
+        if n == args.sizes[0] and args.baseline_n:
+            rows.append(baseline_row(work, args.baseline_n))
         shutil.rmtree(work)
     print(f"\nEngine scaling ({os.cpu_count()} cores, python {sys.version.split()[0]}): ingest → clean → split\n")
     print(
@@ -281,9 +284,25 @@ def scaling(args: argparse.Namespace) -> None:
             f"| {peak / 2**20:,.0f} "
             f"| {', '.join(f'{k} {v:,}' for k, v in sorted(removed.items()))} |"
         )
+    print(
+        "\nThe baseline runs on the first records of the smallest corpus (--baseline-n), in one process; its "
+        "removals count records, not the same rules (its near step keeps the first of each LSH match, unverified)."
+    )
     ray_rows = [r for r in rows if r[0].startswith("ray")]
     if ray_rows:
         extrapolate(max(ray_rows, key=lambda r: (r[1], r[2])))
+
+
+def baseline_row(work: Path, n: int) -> tuple:
+    """The naive baseline on the corpus's first ``n`` records, as a row of the scaling table (one process)."""
+    sub = work / "raw_baseline.jsonl"
+    with open(work / "raw" / "chats.jsonl") as src, open(sub, "w") as dst:
+        for line, _ in zip(src, range(n), strict=False):
+            dst.write(line)
+    secs, peak = run_baseline(sub, work / "baseline_out", pss=True)
+    removed = json.loads((work / "baseline_out" / "removed.json").read_text())
+    print(f"naive baseline at {n:,}: {secs:.1f}s", file=sys.stderr)
+    return ("naive baseline (pandas + re + datasketch, in memory)", n, 1, secs, peak, peak, removed)
 
 
 def extrapolate(row: tuple) -> None:
@@ -335,7 +354,9 @@ def baseline(path: Path, out: Path) -> None:
 
     df["messages"] = df["messages"].apply(clean)
     df["text"] = df["messages"].apply(lambda ms: "\n".join(m["content"] for m in ms).lower())
+    before = len(df)
     df = df.drop_duplicates("text")
+    exact = before - len(df)
     lsh = MinHashLSH(threshold=0.8, num_perm=64)
     keep = []
     for i, text in enumerate(df["text"]):
@@ -348,6 +369,7 @@ def baseline(path: Path, out: Path) -> None:
         else:
             lsh.insert(str(i), m)
             keep.append(True)
+    removed = {"exact_dedup": exact, "near_dedup": keep.count(False)}
     df = df[keep].drop(columns=["text"])
     df = df.sample(frac=1.0, random_state=42)
     n = len(df)
@@ -355,9 +377,10 @@ def baseline(path: Path, out: Path) -> None:
     df.iloc[: int(n * 0.8)].to_json(out / "train.jsonl", orient="records", lines=True)
     df.iloc[int(n * 0.8) : int(n * 0.9)].to_json(out / "val.jsonl", orient="records", lines=True)
     df.iloc[int(n * 0.9) :].to_json(out / "test.jsonl", orient="records", lines=True)
+    (out / "removed.json").write_text(json.dumps(removed))
 
 
-def run_baseline(path: Path, out: Path) -> tuple[float, int]:
+def run_baseline(path: Path, out: Path, pss: bool = False) -> tuple[float, int]:
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import data_prep; "
         f"data_prep.baseline(__import__('pathlib').Path({str(path)!r}), __import__('pathlib').Path({str(out)!r}))"
@@ -369,7 +392,7 @@ def run_baseline(path: Path, out: Path) -> tuple[float, int]:
     peak = meter.stop()
     if proc.returncode:
         raise SystemExit("baseline failed")
-    return time.perf_counter() - start, peak
+    return time.perf_counter() - start, meter.peak_pss if pss else peak
 
 
 def main() -> None:
