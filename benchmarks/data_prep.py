@@ -5,8 +5,8 @@
 
 The second form is the engine scaling table: the local engine and Ray (a local Ray with 1 and 2 CPUs, started
 once with `ray start --head` and joined by each stage through data.ray.address, as stages join a cluster) side by
-side on the same corpora, with the removal counts of each (they must be equal: the run stops if they are not), and the naive
-baseline below on the first --baseline-n records of the smallest corpus.
+side on the same corpora, with the removal counts of each (they must be equal: the run stops if they are not),
+and the naive baseline below on the first --baseline-n records of the smallest corpus.
 Memory is PSS, summed over every process (with Ray: its GCS, raylet and workers too), and of the largest worker.
 
 Generates N records (~500 characters each) with known shares of exact duplicates, near
