@@ -6,6 +6,6 @@ results in its driver. Which engine ran a block changes nothing in what it retur
 remove the same records.
 """
 
-from tuneline.engine.executors import Executor, executor_for
+from tuneline.engine.executors import Executor, executor_for, release_freed_memory
 
-__all__ = ["Executor", "executor_for"]
+__all__ = ["Executor", "executor_for", "release_freed_memory"]

@@ -8,6 +8,8 @@ order. The functions are idempotent (their scratch outputs are written whole, se
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -17,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import chain, islice
 from typing import Any, Protocol, TypeVar
 
@@ -65,6 +67,9 @@ class LocalExecutor:
             yield from map(fn, chain(head, pending))
             return
         if self._pool is None:
+            # the driver's objects so far (its imports, mostly) go to the GC's permanent generation: a collection
+            # would otherwise write to every one of them and copy the pages it shares with the forked workers
+            gc.freeze()
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
         window: deque[Future[R]] = deque()
         try:
@@ -157,6 +162,15 @@ class RayExecutor:
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    A driver's large, short-lived arrays (the pairs of a dedup step) come from the heap, whose top glibc keeps
+    after they are freed: the process would stay as large as its largest step, and larger with the corpus."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import numpy as np
 from tuneline.clusters import bucket_bits, components
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
-from tuneline.engine import Executor, executor_for
+from tuneline.engine import Executor, executor_for, release_freed_memory
 from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import by_block, exact_groups, near_pairs
 from tuneline.errors import TunelineError
@@ -218,6 +218,7 @@ def _clean_kind(
         progress.update(task, advance=blk.lines, rate=f"{rate.per_second(done):,.0f} rec/s")
     keyed = [c.keyed for c in cleaned]
     removed = _dedup_decisions(ex, keyed, cfg)
+    release_freed_memory()  # the steps' pairs are gone; only the removals' arrays stay
     first_ids = _first_ids(ex, blocks, prefixes, keyed, removed.first)
     writes = (
         WriteTask(blocks[bi], prefixes[bi], kind, *removed.block(sel), first_ids.block(sel), cfg.examples_per_rule)
