@@ -284,10 +284,11 @@ def scaling(args: argparse.Namespace) -> None:
             f"| {peak / 2**20:,.0f} "
             f"| {', '.join(f'{k} {v:,}' for k, v in sorted(removed.items()))} |"
         )
-    print(
-        "\nThe baseline runs on the first records of the smallest corpus (--baseline-n), in one process; its "
-        "removals count records, not the same rules (its near step keeps the first of each LSH match, unverified)."
-    )
+    if any(r[0].startswith("naive") for r in rows):
+        print(
+            "\nThe baseline runs on the first records of the smallest corpus (--baseline-n), in one process; its "
+            "removals count records, not the same rules (its near step keeps the first of each LSH match, unverified)."
+        )
     ray_rows = [r for r in rows if r[0].startswith("ray")]
     if ray_rows:
         extrapolate(max(ray_rows, key=lambda r: (r[1], r[2])))
