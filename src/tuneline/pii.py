@@ -8,7 +8,8 @@ ones of ``clean.pii.phone_region``). That is what lets look-alikes (versions, da
 numbers, hyper-parameters such as ``lr=3e-4``) survive. Book numbers are shielded first: a
 valid ISBN-13 (978/979, ISBN check digit) is never taken for a card, even when it also
 passes the Luhn check, nor for a phone number.
-Cheap substring pre-checks skip regexes that cannot match, which keeps the stage fast.
+Cheap pre-checks skip regexes that cannot match, which keeps the stage fast: per text (``Detector.precheck``),
+and before that per chunk (:meth:`Redactor.candidates`: one numpy pass tells which detectors each text needs).
 """
 
 from __future__ import annotations

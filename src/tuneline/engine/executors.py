@@ -92,6 +92,7 @@ class LocalExecutor:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            gc.unfreeze()  # a process that runs on (tests, a notebook) gets its objects collected again
 
 
 def _run_pickled(row: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,11 @@ import fsspec
 import numpy as np
 
 from tuneline.clusters import bucket_bits, components
-from tuneline.config.schema import TunelineConfig
+from tuneline.config.schema import CleanConfig, TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for, release_freed_memory
 from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
-from tuneline.engine.cluster_tasks import by_block, exact_groups, near_pairs
+from tuneline.engine.cluster_tasks import KeyedBlock, by_block, exact_groups, near_pairs
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import bad_input
@@ -254,7 +255,7 @@ class _Ids:
         return [self.blob[self.starts[i] : self.starts[i + 1]].decode() for i in at]
 
 
-def _dedup_decisions(ex: Executor, keyed: list[Any], cfg: Any) -> _Removals:
+def _dedup_decisions(ex: Executor, keyed: list[KeyedBlock], cfg: CleanConfig) -> _Removals:
     """Exact duplicates first; the near step sees only what they left. Arrays throughout: no Python object
     per duplicate in the driver, whatever the corpus size."""
     empty = np.zeros(0, np.int64)
@@ -274,7 +275,9 @@ def _dedup_decisions(ex: Executor, keyed: list[Any], cfg: Any) -> _Removals:
     return _Removals(rank[last], rule[last], first[last])
 
 
-def _first_ids(ex: Executor, blocks: list[Block], prefixes: list[str], keyed: list[Any], first: np.ndarray) -> _Ids:
+def _first_ids(
+    ex: Executor, blocks: list[Block], prefixes: list[str], keyed: list[KeyedBlock], first: np.ndarray
+) -> _Ids:
     """The ids of the records the removals keep instead (their details name them), read by block tasks."""
     wanted = np.unique(first)
     tasks = [IdsTask(blocks[bi], prefixes[bi], wanted[sel]) for bi, sel in by_block(wanted, keyed)]
@@ -291,7 +294,7 @@ def _first_ids(ex: Executor, blocks: list[Block], prefixes: list[str], keyed: li
     return _Ids(wanted, b"".join(blobs), starts, np.searchsorted(wanted, first))
 
 
-def _per_block(ranks: np.ndarray, keyed: list[Any]) -> Any:
+def _per_block(ranks: np.ndarray, keyed: list[KeyedBlock]) -> Iterator[tuple[int, np.ndarray]]:
     """(block index, indices into ``ranks``) for every block, those without removals too (all are written)."""
     found = dict(by_block(ranks, keyed))
     for bi in range(len(keyed)):
