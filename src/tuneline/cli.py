@@ -728,6 +728,7 @@ def serve(
         url = stack.enter_context(server)
         chat_url = stack.enter_context(ChatPage(cfg, url)) if chat else None
         stdout.print(ready_message(url, target, chat_url))
+        _stop_on_signals()
         try:
             code = server.wait()
         except KeyboardInterrupt:
@@ -735,6 +736,20 @@ def serve(
             console.print("stopped")
             return
         raise ServeError(f"vLLM exited with code {code}:\n{server.log_tail()}")
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM both stop the servers (the ``except KeyboardInterrupt`` above). Without this, `kill`
+    (systemd, a container stop) would end this process and leave vLLM and Open WebUI running in their own
+    sessions, and a serve started from a non-interactive shell's background (which ignores SIGINT) could not be
+    stopped by SIGINT at all."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 adapters_app = typer.Typer(help="Adapters on a running vLLM server: list, swap in a new version, publish.")
