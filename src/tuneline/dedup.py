@@ -29,14 +29,13 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
+from tuneline.textscan import ByteClass
+
 _SEED = 1
 _WEIGHTS = (0.3, 0.7)  # (false positive, false negative) weights for the band/row optimizer
 _DTYPE = np.uint32  # datasketch's affine32 scheme
 
-_WORD_BYTE = np.zeros(256, dtype=bool)
-for _c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_":
-    _WORD_BYTE[_c] = True
-_WORD_BYTE[0x80:] = True
+_WORD_BYTE = ByteClass(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_" + bytes(range(0x80, 0x100)))
 _P = np.uint64(0x100000001B3)  # odd, hence invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
@@ -98,11 +97,12 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     fewer than n words yields one hash of all its words (a document with none, a constant).
     """
     encoded = [segment(t).casefold().encode("utf-8") for t in texts]
-    data = np.frombuffer(b"\x00".join(encoded), dtype=np.uint8)  # NUL is no word byte: words never span documents
+    raw = b"\x00".join(encoded)  # NUL is no word byte: words never span documents
+    data = np.frombuffer(raw, dtype=np.uint8)
     doc_start = np.zeros(len(encoded), dtype=np.int64)
     if len(encoded) > 1:
         np.cumsum([len(e) + 1 for e in encoded[:-1]], out=doc_start[1:])
-    edges = np.diff(np.concatenate(([0], _WORD_BYTE[data].view(np.int8), [0])))
+    edges = np.diff(np.concatenate(([0], _WORD_BYTE.mask(raw).view(np.int8), [0])))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     word_doc = np.searchsorted(doc_start, starts, side="right") - 1
     pw, inv = _powers(len(data) + 1)
