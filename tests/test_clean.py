@@ -240,3 +240,28 @@ def test_prompt_text_collapses_every_unicode_whitespace_as_a_regex_would():
     content = f"{spaces}Ask{spaces[::-1]}ME  twice\u3000ok{spaces}"
     rec = {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": "a"}]}
     assert prompt_text(rec, "sft") == re.sub(r"\s+", " ", content).strip().casefold() == "ask me twice ok"
+
+
+def test_the_exact_key_folds_the_split_words_as_it_folds_the_text():
+    """folded_text folds the joined words of the content instead of splitting the folded text again: equal only
+    if casefold maps no character to or from whitespace and is idempotent, which is checked here for every code
+    point; then on hostile text, and on messages with reasoning and tool calls (which take the full text)."""
+    import random
+    import sys
+
+    from tuneline.stages.clean.text import folded_text, message_text
+
+    for c in map(chr, range(sys.maxunicode + 1)):
+        folded = c.casefold()
+        assert (folded == c) if c.isspace() else not any(f.isspace() for f in folded), hex(ord(c))
+        assert folded.casefold() == folded, hex(ord(c))
+    rng = random.Random(5)
+    alphabet = "aZß\u0130\u03a3\u03c2 \t\n\x1c\x1f\u00a0\u2028\u3000\ufb03Ǆ"
+    messages = [{"role": "user", "content": "".join(rng.choices(alphabet, k=rng.randint(0, 20)))} for _ in range(2000)]
+    messages += [
+        {"role": "assistant", "content": "Ok  ", "reasoning_content": "Think \u00a0 HARD"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"q": "A  B"}}}]},
+    ]
+    for m in messages:
+        reference = " ".join(message_text(m).casefold().split())
+        assert folded_text(m, m["content"].split()) == folded_text(m) == reference, m

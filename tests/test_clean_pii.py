@@ -147,3 +147,15 @@ def test_the_chunk_screen_runs_every_detector_that_would_match():
     assert sum(redacted) > len(PII_CASES) * 5 and 0 < (shapes == 0).sum() < len(texts)
     assert len({int(s) for s in shapes}) > 8, "the screen must tell detectors apart, not pass all or nothing"
     assert 0 < to_normalize.sum() < len(texts)
+
+
+def test_phone_candidates_are_the_patterns_matches():
+    """_phone_candidates tries the candidate pattern only where one can start; it must yield exactly the
+    matches of finditer, look-behinds included, on random text of digits, separators and letters."""
+    from tuneline.pii import _PHONE_CANDIDATE, _phone_candidates
+
+    rng = random.Random(11)
+    alphabet = "0123456789 +().-/ab_\u0663x\n"
+    for _ in range(20000):
+        text = "".join(rng.choices(alphabet, k=rng.randint(0, 40)))
+        assert [m.span() for m in _phone_candidates(text)] == [m.span() for m in _PHONE_CANDIDATE.finditer(text)]

@@ -39,7 +39,6 @@ _WORD_BYTE = ByteClass(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS
 _P = np.uint64(0x100000001B3)  # odd, hence invertible modulo 2**64
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
-_ZERO = np.zeros(1, dtype=np.uint64)
 _powers_cache: dict[str, np.ndarray] = {}
 
 
@@ -102,12 +101,17 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     doc_start = np.zeros(len(encoded), dtype=np.int64)
     if len(encoded) > 1:
         np.cumsum([len(e) + 1 for e in encoded[:-1]], out=doc_start[1:])
-    edges = np.diff(np.concatenate(([0], _WORD_BYTE.mask(raw).view(np.int8), [0])))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    word_doc = np.searchsorted(doc_start, starts, side="right") - 1
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], _WORD_BYTE.mask(raw).view(np.int8), [0]))))
+    starts, ends = edges[0::2], edges[1::2]  # a word opens, then closes
+    # documents are in order: the few document starts placed among the many word starts give each word's own
+    per_doc = np.diff(np.append(np.searchsorted(starts, doc_start), len(starts)))
+    word_doc = np.repeat(np.arange(len(encoded), dtype=np.int64), per_doc)
     pw, inv = _powers(len(data) + 1)
     with np.errstate(over="ignore"):
-        prefix = np.concatenate((_ZERO, np.cumsum(data.astype(np.uint64) * pw[: len(data)])))
+        prefix = np.empty(len(data) + 1, dtype=np.uint64)  # one pass to fill, one to sum: no widened copy
+        prefix[0] = 0
+        np.multiply(data, pw[: len(data)], out=prefix[1:])
+        np.cumsum(prefix[1:], out=prefix[1:])
         words = (prefix[ends] - prefix[starts]) * inv[starts] + (ends - starts).astype(np.uint64)
         counts = np.bincount(word_doc, minlength=len(texts))
         gram_hash, gram_doc = [], []
@@ -131,8 +135,10 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
         hashes = np.concatenate(gram_hash) if gram_hash else np.zeros(0, dtype=np.uint64)
         docs = np.concatenate(gram_doc) if gram_doc else np.zeros(0, dtype=np.int64)
         hashes ^= hashes >> np.uint64(32)
-    order = np.argsort(docs, kind="stable")
-    return hashes[order].astype(np.uint32), docs[order]
+    if len(docs) > 1 and bool((docs[1:] < docs[:-1]).any()):  # only short documents' grams come out of order
+        order = np.argsort(docs, kind="stable")
+        hashes, docs = hashes[order], docs[order]
+    return hashes.astype(np.uint32), docs
 
 
 _SLICE_GRAMS = 1 << 14  # grams per permutation step: (num_perm, grams) uint32 stays a few MiB

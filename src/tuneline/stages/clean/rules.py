@@ -22,12 +22,14 @@ from tuneline.pii import ALL_SHAPES, Redactor
 from tuneline.records import Kind
 from tuneline.stages.clean.text import (
     canonical_text,
+    folded_text,
+    has_extras,
     map_texts,
     message_text,
     messages_of,
     normalize_candidates,
     normalize_text,
-    repetition_above,
+    words_repetition_above,
 )
 from tuneline.textscan import TextScan
 
@@ -72,14 +74,20 @@ class RecordCleaner:
         self._clean_texts(msgs, chunk)
         cfg, texts = self.cfg, []
         for rec, ms in zip(recs, msgs, strict=True):
-            removed = self._filter(rec, ms)
+            words = [m["content"].split() for m in ms]  # split once: the filters and the exact key read them
+            removed = self._filter(rec, ms, words)
             chunk.removed.append(removed)
             chunk.lines.append(orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
-            keep = removed is None
-            chunk.exact.append(
-                xxhash.xxh3_64_intdigest(canonical_text(rec, kind).encode()) if keep and cfg.exact_dedup.enabled else 0
-            )
-            if keep and cfg.near_dedup.enabled:
+            if removed is not None:
+                chunk.exact.append(0)
+                chunk.near_rows.append(-1)
+                continue
+            if cfg.exact_dedup.enabled:
+                folded = [folded_text(m, w) for m, w in zip(ms, words, strict=True)]
+                chunk.exact.append(xxhash.xxh3_64_intdigest(canonical_text(rec, kind, folded).encode()))
+            else:
+                chunk.exact.append(0)
+            if cfg.near_dedup.enabled:
                 chunk.near_rows.append(len(texts))
                 texts.append(" ".join(message_text(m) for m in ms))
             else:
@@ -156,10 +164,13 @@ class RecordCleaner:
         if total:
             chunk.pii[index] = (total, example)
 
-    def _filter(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
-        """The first rule the record breaks, as (rule, detail), or None to keep it."""
+    def _filter(
+        self, rec: dict[str, Any], msgs: list[dict[str, str]], words: list[list[str]]
+    ) -> tuple[str, str] | None:
+        """The first rule the record breaks, as (rule, detail), or None to keep it (``words``: each message's
+        ``content.split()``)."""
         if self.cfg.quality.enabled:
-            broken = self._quality(rec, msgs)
+            broken = self._quality(rec, msgs, words)
             if broken:
                 return broken
         if self.tokenizer is not None:
@@ -170,29 +181,34 @@ class RecordCleaner:
                 return "token_length", f"{n} tokens > {limit}"
         return None
 
-    def _quality(self, rec: dict[str, Any], msgs: list[dict[str, str]]) -> tuple[str, str] | None:
+    def _quality(
+        self, rec: dict[str, Any], msgs: list[dict[str, str]], words: list[list[str]]
+    ) -> tuple[str, str] | None:
+        """The first quality bound the record breaks, in this order: an empty message, characters, turns,
+        repetition. A content is empty when it has no words (``str.strip`` and ``str.split`` share one
+        whitespace)."""
         q = self.cfg.quality
-        if any(not m["content"].strip() and not m.get("tool_calls") for m in msgs):
-            return "quality.empty_after_cleaning", "a message is empty after normalization"
-        chars = sum(len(message_text(m)) for m in msgs)
+        chars = 0
+        for m, w in zip(msgs, words, strict=True):
+            if not w and not m.get("tool_calls"):
+                return "quality.empty_after_cleaning", "a message is empty after normalization"
+            chars += len(message_text(m)) if has_extras(m) else len(m["content"])
+        if chars < q.min_chars:
+            return "quality.min_chars", f"{chars} characters < {q.min_chars}"
+        if chars > q.max_chars:
+            return "quality.max_chars", f"{chars} characters > {q.max_chars}"
         # turns of one conversation: a preference record's is its prompt and one answer
         turns = (
             len(rec["messages"])
             if "messages" in rec
             else len(rec["prompt"]) + len(rec.get("chosen") or rec["completion"])
         )
-        for rule, value, low, high, unit in (
-            ("min_chars", chars, q.min_chars, None, "characters"),
-            ("max_chars", chars, None, q.max_chars, "characters"),
-            ("min_turns", turns, q.min_turns, None, "turns"),
-            ("max_turns", turns, None, q.max_turns, "turns"),
-        ):
-            if low is not None and value < low:
-                return f"quality.{rule}", f"{value} {unit} < {low}"
-            if high is not None and value > high:
-                return f"quality.{rule}", f"{value} {unit} > {high}"
-        for i, m in enumerate(msgs):
-            ratio = repetition_above(m["content"], q.max_repetition)
+        if turns < q.min_turns:
+            return "quality.min_turns", f"{turns} turns < {q.min_turns}"
+        if turns > q.max_turns:
+            return "quality.max_turns", f"{turns} turns > {q.max_turns}"
+        for i, w in enumerate(words):
+            ratio = words_repetition_above(w, q.max_repetition)
             if ratio is not None:
                 return "quality.repetition", f"message {i}: {ratio:.0%} repeated 3-grams > {q.max_repetition:.0%}"
         return None

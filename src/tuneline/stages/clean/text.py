@@ -63,13 +63,31 @@ def normalize_candidates(scan: TextScan) -> np.ndarray:
     return scan.answer([scan.having(_ASCII_CHANGED)])
 
 
-def canonical_text(rec: dict[str, Any], kind: Kind) -> str:
-    """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content."""
-    msgs = messages_of(rec, kind)
+def has_extras(m: dict[str, Any]) -> bool:
+    """Whether the message holds more than its content (reasoning, tool calls): then its text is not just it."""
+    return bool(m.get("reasoning_content") or m.get("tool_calls"))
+
+
+def folded_text(m: dict[str, Any], words: list[str] | None = None) -> str:
+    """``" ".join(message_text(m).casefold().split())``: the message's text as exact dedup compares it.
+
+    ``words`` (``m["content"].split()``, when the caller has them) saves splitting the content again: casefold
+    maps no character to or from whitespace and is idempotent (tests/test_clean.py checks every code point),
+    so folding the joined words is folding, then splitting, the text."""
+    if words is None or has_extras(m):
+        return " ".join(message_text(m).casefold().split())
+    return " ".join(words).casefold()
+
+
+def canonical_text(rec: dict[str, Any], kind: Kind, folded: list[str] | None = None) -> str:
+    """What 'the same record' means for exact dedup: roles + case-folded, space-collapsed content (``folded``:
+    :func:`folded_text` of each message, when the caller has them)."""
+    msgs = list(messages_of(rec, kind))
+    folded = folded if folded is not None else [folded_text(m) for m in msgs]
     # a context-only turn (weight 0) makes another training example than the same turn trained
     body = "\x1e".join(
-        m["role"] + ("\x1d" if m.get("weight") == 0 else "") + "\x1f" + " ".join(message_text(m).casefold().split())
-        for m in msgs
+        m["role"] + ("\x1d\x1f" if m.get("weight") == 0 else "\x1f") + text
+        for m, text in zip(msgs, folded, strict=True)
     )
     return body + ("\x1e" + str(rec["label"]) if kind == "kto" else "")
 
@@ -96,13 +114,17 @@ def repetition_ratio(text: str) -> float:
 
 
 def repetition_above(text: str, limit: float) -> float | None:
-    """:func:`repetition_ratio` of ``text`` when it is above ``limit``, else None.
+    """:func:`repetition_ratio` of ``text`` when it is above ``limit``, else None."""
+    return words_repetition_above(text.split(), limit)
+
+
+def words_repetition_above(w: list[str], limit: float) -> float | None:
+    """:func:`repetition_above` of the text whose ``str.split()`` is ``w``.
 
     Most texts are ruled out by their words alone, without building the 3-grams: each distinct word but the
     last two starts a distinct 3-gram, so ``1 - (distinct words - 2) / 3-grams`` bounds the ratio from above
     (in floating point too: division and subtraction are monotone), and a bound at or below ``limit`` decides.
     """
-    w = text.split()
     if len(w) < 5 or 1.0 - (len(set(w)) - 2) / (len(w) - 2) <= limit:
         return None
     ratio = 1.0 - len(set(zip(w, w[1:], w[2:], strict=False))) / (len(w) - 2)
