@@ -121,6 +121,61 @@ def read_bytes(uri: str, start: int | None = None, end: int | None = None) -> by
     return fs.cat_file(path, start=start, end=end)
 
 
+def line_offsets(data: bytes) -> np.ndarray:
+    """Where each line of ``data`` starts, and at the end ``len(data)``: line i is ``data[o[i]:o[i + 1]]``,
+    with its newline (the last line may lack one). Found in C; no Python object per line."""
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n")) + 1
+    if not len(ends) or ends[-1] != len(data):
+        ends = np.append(ends, len(data)) if len(data) else ends
+    return np.concatenate(([0], ends)).astype(np.int64)
+
+
+def append_file(out: BinaryIO, uri: str, spans: np.ndarray | None = None) -> None:
+    """Append the scratch file ``uri`` to the open output ``out``: all of it, or its byte ``spans`` (rows of
+    ``[start, end)``, in order).
+
+    A local file is copied by the kernel (``os.copy_file_range``): stages' outputs are hundreds of MiB that
+    would otherwise be read into Python and written out again by the driver alone. Elsewhere (an object
+    store, a file system without it), the bytes are read and written."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    local = fs.protocol in ("file", "local") or "file" in fs.protocol
+    if spans is None:
+        spans = np.array([[0, fs.size(path)]], dtype=np.int64)
+    out.flush()
+    if local and _copy_local(out, path, spans):
+        return
+    with fs.open(path, "rb") as src:
+        for start, end in spans.tolist():
+            src.seek(start)
+            while start < end and (chunk := src.read(min(_READ, end - start))):
+                out.write(chunk)
+                start += len(chunk)
+
+
+def _copy_local(out: BinaryIO, path: str, spans: np.ndarray) -> bool:
+    """``spans`` of ``path`` copied to ``out`` by the kernel; False (nothing written) where it cannot."""
+    if not hasattr(os, "copy_file_range"):  # Linux only
+        return False
+    dst = out.fileno()
+    src = os.open(path, os.O_RDONLY)
+    try:
+        for i, (start, end) in enumerate(spans.tolist()):
+            while start < end:
+                try:
+                    n = os.copy_file_range(src, dst, end - start, start)
+                except OSError:
+                    if i == 0 and start == spans[0, 0]:
+                        return False  # not supported here: the caller copies it all
+                    raise
+                if n == 0:
+                    raise OSError(f"{path} ended at byte {start}, before {end}")
+                start += n
+    finally:
+        os.close(src)
+    out.seek(0, os.SEEK_END)  # the buffered writer's idea of its position follows the file's
+    return True
+
+
 def write_array(uri: str, array: np.ndarray) -> None:
     write_bytes(uri, np.ascontiguousarray(array).tobytes())
 

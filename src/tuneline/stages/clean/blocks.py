@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from tuneline.config.schema import CleanConfig
-from tuneline.engine.blocks import Block, read_bytes, split_lines, write_bytes
+from tuneline.engine.blocks import Block, line_offsets, read_bytes, write_bytes
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
 from tuneline.io.jsonl import BadRecord, dumps, line_id
 from tuneline.records import Kind
@@ -142,14 +142,10 @@ class IdsTask:
     ranks: np.ndarray  # sorted ranks whose record ids are wanted
 
 
-def _cleaned_lines(prefix: str) -> list[bytes]:
-    return split_lines(read_bytes(f"{prefix}.jsonl"))
-
-
-def _index_of(block: Block, lines: list[bytes], ranks: list[int]) -> list[int]:
-    """Index among the block's cleaned lines of each rank (they differ from rank order only where the input
-    had blank lines, which ingest never writes)."""
-    if len(lines) == block.lines:
+def _index_of(block: Block, lines: int, ranks: list[int]) -> list[int]:
+    """Index among the block's ``lines`` cleaned lines of each rank (they differ from rank order only where the
+    input had blank lines, which ingest never writes)."""
+    if lines == block.lines:
         return [r - block.first_rank for r in ranks]
     index: dict[int, int] = {}
     for lineno, line in block.read():
@@ -169,9 +165,10 @@ class FoundIds:
 
 def record_ids(task: IdsTask) -> FoundIds:
     """The record ids of the asked ranks of one block."""
-    lines = _cleaned_lines(task.prefix)
+    data = read_bytes(f"{task.prefix}.jsonl")
+    offsets = line_offsets(data)
     ranks = [int(r) for r in task.ranks]
-    ids = [line_id(lines[i]).encode() for i in _index_of(task.block, lines, ranks)]
+    ids = [line_id(data[offsets[i] : offsets[i + 1]]).encode() for i in _index_of(task.block, len(offsets) - 1, ranks)]
     return FoundIds(task.ranks, b"".join(ids), np.array([len(i) for i in ids], dtype=np.int64))
 
 
@@ -202,23 +199,27 @@ class WriteTask:
 @dataclass(slots=True)
 class BlockWritten:
     kept: int = 0
+    kept_spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # in <prefix>.jsonl
     removed: Counter = field(default_factory=Counter)
     examples: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 def write_block(task: WriteTask) -> BlockWritten:
-    """``<prefix>.kept`` and ``<prefix>.removed``: the block's records, in input order, by the decisions."""
-    lines = _cleaned_lines(task.prefix)
+    """``<prefix>.removed``: the block's removed records, in input order, each with its rule; and where its kept
+    records lie in ``<prefix>.jsonl`` (byte spans of runs of kept lines), which the driver appends to the
+    output as they are. Python touches only the removed lines."""
+    data = read_bytes(f"{task.prefix}.jsonl")
+    offsets = line_offsets(data)
+    lines = len(offsets) - 1
     filtered = {pos: (rule, detail) for pos, rule, detail in orjson.loads(read_bytes(f"{task.prefix}.filtered"))}
     by_pos = task.decisions(_index_of(task.block, lines, task.ranks.tolist()))
-    kept, removed = [], []
     out = BlockWritten()
-    for pos, line in enumerate(lines):
-        reason = filtered.get(pos) or by_pos.get(pos)
-        if reason is None:
-            kept.append(line)
-            continue
-        rule, detail = reason
+    gone = np.zeros(lines, dtype=bool)
+    gone[sorted(filtered.keys() | by_pos.keys())] = True
+    removed = []
+    for pos in np.flatnonzero(gone).tolist():
+        rule, detail = filtered.get(pos) or by_pos[pos]
+        line = data[offsets[pos] : offsets[pos + 1]]
         rid = line_id(line)
         head = dumps({"rule": rule, "detail": detail, "kind": task.kind, "id": rid})
         removed.append(head[:-2] + b',"record":' + line.rstrip(b"\n") + b"}\n")
@@ -227,7 +228,13 @@ def write_block(task: WriteTask) -> BlockWritten:
             shown = out.examples.setdefault(rule, [])
             if len(shown) < task.examples_per_rule:
                 shown.append({"id": rid, "detail": detail})
-    out.kept = len(kept)
-    write_bytes(f"{task.prefix}.kept", b"".join(kept))
+    out.kept = lines - len(removed)
+    out.kept_spans = _runs(~gone, offsets)
     write_bytes(f"{task.prefix}.removed", b"".join(removed))
     return out
+
+
+def _runs(keep: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Byte spans ``[start, end)`` of the maximal runs of lines ``keep`` marks."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.view(np.int8), [0]))))
+    return np.stack((offsets[edges[0::2]], offsets[edges[1::2]]), axis=1)

@@ -15,7 +15,7 @@ from tuneline.clusters import bucket_bits, components
 from tuneline.config.schema import CleanConfig, TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for, release_freed_memory
-from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree
+from tuneline.engine.blocks import Block, append_file, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import KeyedBlock, by_block, exact_groups, near_pairs
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
@@ -25,6 +25,7 @@ from tuneline.records import KINDS
 from tuneline.results import DATA_REPORT, CleanReport
 from tuneline.stages.clean.blocks import (
     BlockCleaned,
+    BlockWritten,
     CleanBlockTask,
     IdsTask,
     WriteTask,
@@ -88,9 +89,9 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
                         args = (config, ex, kind, present[kind], blocks, root, tok, progress, task, tally.rate)
                         written = _clean_kind(*args)
                         tally.add(kind, written)
-                        for prefix in written.prefixes:
-                            _append(kept_fh, f"{prefix}.kept")
-                            _append(removed_fh, f"{prefix}.removed")
+                        for prefix, result in zip(written.prefixes, written.results, strict=True):
+                            append_file(kept_fh, f"{prefix}.jsonl", result.kept_spans)
+                            append_file(removed_fh, f"{prefix}.removed")
         finally:
             remove_tree(root)
         report = tally.report(config, ex)
@@ -181,7 +182,7 @@ class _Tally:
 @dataclass
 class _KindWritten:
     cleaned: list[BlockCleaned]
-    results: list[Any]
+    results: list[BlockWritten]
     prefixes: list[str]
 
 
@@ -305,9 +306,3 @@ def _merge_examples(into: dict[str, list[Any]], found: dict[str, list[Any]], kee
     for rule, shown in found.items():
         have = into.setdefault(rule, [])
         have.extend(shown[: max(0, keep - len(have))])
-
-
-def _append(fh: Any, uri: str) -> None:
-    with fsspec.open(uri, "rb") as src:
-        while chunk := src.read(1 << 22):
-            fh.write(chunk)

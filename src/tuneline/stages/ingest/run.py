@@ -18,7 +18,7 @@ import xxhash
 
 from tuneline.config.schema import GENERATED_RECORDS, PiiRule, Source, TunelineConfig
 from tuneline.engine import executor_for
-from tuneline.engine.blocks import line_ranges, reachable, read_bytes, remove_tree, write_bytes
+from tuneline.engine.blocks import append_file, line_ranges, reachable, remove_tree, write_bytes
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import dumps
@@ -331,9 +331,8 @@ def _ingest_parts(
             for part, result in zip(batch, results, strict=True):
                 tally.add(part.uri, result)
             for name, fh in handles.items():
-                data = read_bytes(f"{prefix}.{name}")
-                fh.write(data)
-                tally.written[name] += data.count(b"\n")
+                append_file(fh, f"{prefix}.{name}")
+                tally.written[name] += sum(r.counts["quarantined" if name == "quarantine" else name] for r in results)
             kept = sum(tally.written[k] for k in KINDS)
             progress.update(
                 task, advance=sum(r.counts["total"] for r in results), rate=f"{tally.rate.per_second(kept):,.0f} rec/s"

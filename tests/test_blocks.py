@@ -1,0 +1,52 @@
+"""Scratch-file helpers of the engine: line offsets, and appending a file or byte spans of it to an output."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+
+from tuneline.engine import blocks
+from tuneline.engine.blocks import append_file, line_offsets
+
+
+@pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"\n\n", b"one\ntwo\n\nthree", "é\r\n€\n".encode()])
+def test_line_offsets_cut_where_split_lines_does(data: bytes):
+    offsets = line_offsets(data)
+    assert [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)] == blocks.split_lines(data)
+
+
+def _spans(rng: random.Random, size: int) -> np.ndarray:
+    cuts = sorted(rng.sample(range(size + 1), 10))
+    return np.array([cuts[i : i + 2] for i in range(0, len(cuts), 2)], dtype=np.int64)
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["copy_file_range", "read-and-write"])
+def test_append_file_copies_exactly_the_spans_after_what_was_written(tmp_path: Path, monkeypatch, kernel: bool):
+    """The kernel's copy and the fallback (another file system, or no copy_file_range) write the same bytes,
+    after what the output held, and buffered writes after it land after it."""
+    if not kernel:
+        monkeypatch.delattr(blocks.os, "copy_file_range", raising=False)
+    rng = random.Random(7)
+    src = tmp_path / "part.jsonl"
+    data = rng.randbytes(3 * (1 << 22) + 17)  # over the read chunk: the fallback loops
+    src.write_bytes(data)
+    spans = _spans(rng, len(data))
+    with open(tmp_path / "out", "wb") as out:
+        out.write(b"head")
+        append_file(out, str(src), spans)
+        append_file(out, str(src))
+        out.write(b"tail")
+    expected = b"head" + b"".join(data[a:b] for a, b in spans.tolist()) + data + b"tail"
+    assert (tmp_path / "out").read_bytes() == expected
+
+
+def test_append_file_reads_spans_from_an_object_store(tmp_path: Path):
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/scratch/part", b"0123456789" * 5)
+    with open(tmp_path / "out", "wb") as out:
+        append_file(out, "memory://scratch/part", np.array([[0, 3], [10, 12], [49, 50]]))
+    assert (tmp_path / "out").read_bytes() == b"012019"
