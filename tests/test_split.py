@@ -62,6 +62,7 @@ def test_random_split_ratios_and_determinism(tmp_path: Path, make_config):
     assert {r["id"] for r in a["test"]} != {r["id"] for r in c["test"]}
     ids = [r["id"] for s in SPLITS for r in a[s]]
     assert sorted(ids) == sorted(f"r{i}" for i in range(200))  # nothing lost, nothing doubled
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(".")) == [".tuneline-output.json"]
 
 
 def test_stratified_keeps_each_category_in_proportion(tmp_path: Path, make_config):

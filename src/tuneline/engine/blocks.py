@@ -37,10 +37,13 @@ class Block:
 
     def read(self) -> Iterator[tuple[int, bytes]]:
         """(line number, line) for every line of the block, blank ones included."""
+        yield from enumerate(split_lines(self.read_bytes()), start=self.first_line)
+
+    def read_bytes(self) -> bytes:
+        """The block's bytes, as in the file."""
         with fsspec.open(self.path, "rb") as fh:
             fh.seek(self.start)
-            data = fh.read(self.end - self.start)
-        yield from enumerate(split_lines(data), start=self.first_line)
+            return fh.read(self.end - self.start)
 
 
 def split_lines(data: bytes) -> list[bytes]:

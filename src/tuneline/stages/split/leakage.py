@@ -17,12 +17,12 @@ import xxhash
 
 from tuneline.config.schema import LeakageConfig
 from tuneline.dedup import batch_near_keys
-from tuneline.engine.blocks import Block
+from tuneline.engine.blocks import Block, line_offsets, write_bytes
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
-from tuneline.io.jsonl import BadRecord, parse_canonical
+from tuneline.io.jsonl import BadRecord, line_id, parse_canonical
 from tuneline.records import Kind
 from tuneline.stages.clean.text import prompt_text
-from tuneline.stages.split.assign import field_value, rank
+from tuneline.stages.split.assign import SPLITS, SplitError, field_value, rank
 
 NUM_PERM, _SHINGLE = 64, 3
 CHUNK = 4096
@@ -93,3 +93,31 @@ def split_block(task: SplitTask) -> SplitKeyed:
     signed = write_signatures(task.prefix, r, sig)
     keyed = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
     return SplitKeyed(keyed, h, ids, values)
+
+
+#: In :attr:`SplitWriteTask.splits`, a record the leakage audit removes.
+DROPPED = 255
+
+
+@dataclass(frozen=True, slots=True)
+class SplitWriteTask:
+    block: Block
+    prefix: str  # scratch: <prefix>.<split> for each split
+    splits: np.ndarray  # uint8 per record of the block: an index into SPLITS, or DROPPED
+    wanted: np.ndarray  # positions in the block of the records whose ids the leakage log names
+
+
+def write_split_block(task: SplitWriteTask) -> list[str]:
+    """Write the block's records to ``<prefix>.<split>`` for each split, in input order; the ids of ``wanted``.
+
+    The block was read once before (:func:`split_block`), which refused blank lines: line i is record i."""
+    data = task.block.read_bytes()
+    if data and not data.endswith(b"\n"):  # the file's last line: every split file's lines end in a newline
+        data += b"\n"
+    offsets = line_offsets(data)
+    if len(offsets) - 1 != len(task.splits):
+        raise SplitError(f"{task.block.path} changed while it was being split: re-run `tuneline split`")
+    for s, name in enumerate(SPLITS):
+        chosen = np.flatnonzero(task.splits == s).tolist()
+        write_bytes(f"{task.prefix}.{name}", b"".join([data[offsets[i] : offsets[i + 1]] for i in chosen]))
+    return [line_id(data[offsets[i] : offsets[i + 1]]) for i in task.wanted.tolist()]

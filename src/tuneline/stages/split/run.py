@@ -15,18 +15,25 @@ from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import Block, plan_blocks, reachable, remove_tree, write_array
+from tuneline.engine.blocks import Block, append_file, plan_blocks, reachable, remove_tree, write_array
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
-from tuneline.io.jsonl import JsonlWriter, bad_input, line_id
+from tuneline.io.jsonl import JsonlWriter, bad_input
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS, Kind
 from tuneline.results import DATA_REPORT, Leakage, SplitReport
 from tuneline.stages.split.assign import SPLITS, SplitError, assign, assign_random
-from tuneline.stages.split.leakage import NUM_PERM, SplitKeyed, SplitTask, split_block
+from tuneline.stages.split.leakage import (
+    DROPPED,
+    NUM_PERM,
+    SplitKeyed,
+    SplitTask,
+    SplitWriteTask,
+    split_block,
+    write_split_block,
+)
 
 LEAKAGE_FILE, REPORT_FILE = "leakage.jsonl", DATA_REPORT
-CHUNK = 1024
 SCRATCH = ".blocks"
 
 
@@ -37,10 +44,6 @@ class SplitRejected(SplitError, OutputRejected):
 def split_path(root: str | Path, kind: str, split: str) -> Path:
     """Where a split file lives; later stages use this instead of restating the layout."""
     return Path(root) / kind / f"{split}.jsonl"
-
-
-def _nl(line: bytes) -> bytes:
-    return line if line.endswith(b"\n") else line + b"\n"
 
 
 def _keys(
@@ -69,20 +72,21 @@ def _keys(
 
 def _assignment(
     config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str
-) -> tuple[np.ndarray, list[KeyedBlock]]:
-    """Each record's split (an index into ``SPLITS``) in input order, and the leakage keys of its blocks."""
+) -> tuple[np.ndarray, list[KeyedBlock], list[Block]]:
+    """Each record's split (an index into ``SPLITS``) in input order, the leakage keys of its blocks, and the
+    blocks."""
     cfg = config.split
-    results, _ = _keys(config, ex, kind, path, field, root)
+    results, blocks = _keys(config, ex, kind, path, field, root)
     keyed = [r.keyed for r in results]
     if cfg.strategy == "random":
         hashes = np.concatenate([r.hashes for r in results]) if results else np.zeros(0, np.uint64)
         del results  # each block's hashes: the concatenation is the one copy kept
-        return assign_random(hashes, cfg), keyed
+        return assign_random(hashes, cfg), keyed, blocks
     keys = [(i, v) for r in results for i, v in zip(r.ids or [], r.values or [], strict=True)]
     missing = sum(1 for _, v in keys if v is None)
     if missing and cfg.strategy in ("stratified", "temporal"):
         raise SplitError(f"split.field {field!r} is missing in {missing} of {len(keys)} {kind} records")
-    return np.array(assign(keys, cfg), dtype=np.uint8), keyed
+    return np.array(assign(keys, cfg), dtype=np.uint8), keyed, blocks
 
 
 def _leaks(
@@ -128,16 +132,13 @@ def run_split(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
     ):
         for kind in KINDS:
             (tmp / kind).mkdir()
-            writers = {s: JsonlWriter(split_path(tmp, kind, s)) for s in SPLITS}
-            try:
+            with _SplitFiles(tmp, kind) as files:
                 if kind in inputs:
                     root = f"{scratch.rstrip('/') if scratch else reachable(tmp / SCRATCH)}/{kind}/"
-                    _split_kind(config, ex, kind, inputs[kind], field, root, writers, leaks, progress)
-            finally:
-                for w in writers.values():
-                    w.close()
-            counts[kind] = {s: writers[s].count for s in SPLITS}
+                    _split_kind(config, ex, kind, inputs[kind], field, root, files, leaks, progress)
+            counts[kind] = dict(files.counts)
             log.info("split %s: %s", kind, ", ".join(f"{s}={n}" for s, n in counts[kind].items()))
+        remove_tree(reachable(tmp / SCRATCH))  # each kind's scratch is gone: its empty parent goes too
         report = SplitReport(
             strategy=cfg.strategy, field=field, seed=cfg.seed, ratios=cfg.ratios.model_dump(), counts=counts,
             leakage=leaks.report(cfg.leakage.check), seconds=round(rate.elapsed(), 3),
@@ -185,38 +186,68 @@ class _LeakLog:
         )
 
 
+class _SplitFiles:
+    """One kind's open split files, and how many records each got."""
+
+    def __init__(self, root: Path, kind: str) -> None:
+        self.handles = {s: open(split_path(root, kind, s), "wb") for s in SPLITS}  # noqa: SIM115 - closed below
+        self.counts = dict.fromkeys(SPLITS, 0)
+
+    def __enter__(self) -> _SplitFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fh in self.handles.values():
+            fh.close()
+
+
 def _split_kind(
     config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str,
-    writers: dict[str, JsonlWriter], leak_log: _LeakLog, progress: Any,
+    files: _SplitFiles, leak_log: _LeakLog, progress: Any,
 ) -> None:  # fmt: skip
     """Assign one kind's records to splits, find their leaks, and write them (dropping leaks under ``remove``)."""
     try:
-        assignment, keyed = _assignment(config, ex, kind, path, field, root)
+        assignment, keyed, blocks = _assignment(config, ex, kind, path, field, root)
         leaks = _leaks(config, ex, keyed, assignment, root) if config.split.leakage.check else {}
+        del keyed
+        ids = _write(
+            ex, kind, blocks, assignment, leaks, config.split.leakage.action == "remove", root, files, progress
+        )
     finally:
         remove_tree(root)
-    del keyed
-    n = len(assignment)
-    task = progress.add_task(kind, total=n, rate="")
-    drop = set(leaks) if config.split.leakage.action == "remove" else set()
-    wanted = set(leaks) | {t for _, t in leaks.values()}
-    ids: dict[int, str] = {}
-    with fsspec.open(path, "rb") as fh:
-        ordinal = 0
-        for line in fh:
-            if not line.strip():
-                continue
-            if ordinal in wanted:
-                ids[ordinal] = line_id(line)
-            if ordinal not in drop:
-                writers[SPLITS[assignment[ordinal]]].write_raw(_nl(line))
-            ordinal += 1
-            if ordinal % CHUNK == 0:
-                progress.update(task, completed=ordinal)
-    progress.update(task, completed=n)
     for ordinal, (match, train_rank) in sorted(leaks.items()):
         split = SPLITS[assignment[ordinal]]
         leak_log.add(
             {"kind": kind, "split": split, "id": ids[ordinal], "match": match, "train_id": ids[train_rank],
              "action": leak_log.action}
         )  # fmt: skip
+
+
+def _write(
+    ex: Executor, kind: Kind, blocks: list[Block], assignment: np.ndarray, leaks: dict[int, tuple[str, int]],
+    drop: bool, root: str, files: _SplitFiles, progress: Any,
+) -> dict[int, str]:  # fmt: skip
+    """Block tasks write each block's records per split to scratch; the driver appends them in block order
+    (by the kernel: :func:`~tuneline.engine.blocks.append_file`). The ids of the leaks and their train
+    matches, by rank."""
+    splits = assignment.astype(np.uint8)
+    if drop and leaks:
+        splits[np.fromiter(leaks, dtype=np.int64, count=len(leaks))] = DROPPED
+    wanted = np.array(sorted(set(leaks) | {t for _, t in leaks.values()}), dtype=np.int64)
+    cuts = np.searchsorted(wanted, [b.first_rank for b in blocks] + [len(splits)])
+    tasks = (
+        SplitWriteTask(b, f"{root}w{b.index:06d}", splits[b.first_rank : b.first_rank + b.lines],
+                       wanted[cuts[i] : cuts[i + 1]] - b.first_rank)
+        for i, b in enumerate(blocks)
+    )  # fmt: skip
+    task = progress.add_task(kind, total=len(splits), rate="")
+    ids: dict[int, str] = {}
+    for i, found in enumerate(ex.imap(write_split_block, tasks)):
+        b = blocks[i]
+        for s in SPLITS:
+            append_file(files.handles[s], f"{root}w{b.index:06d}.{s}")
+        ids.update(zip(wanted[cuts[i] : cuts[i + 1]].tolist(), found, strict=True))
+        progress.update(task, advance=b.lines)
+    for s, count in zip(SPLITS, np.bincount(splits, minlength=DROPPED + 1)[: len(SPLITS)].tolist(), strict=True):
+        files.counts[s] = count
+    return ids
