@@ -159,3 +159,28 @@ def test_phone_candidates_are_the_patterns_matches():
     for _ in range(20000):
         text = "".join(rng.choices(alphabet, k=rng.randint(0, 40)))
         assert [m.span() for m in _phone_candidates(text)] == [m.span() for m in _PHONE_CANDIDATE.finditer(text)]
+
+
+def test_detectors_tried_from_their_first_possible_start_replace_what_sub_replaces():
+    """A detector with ``first`` is tried from there, not from the start of the text; each must replace exactly
+    what ``pattern.sub`` over the whole text does, on hostile noise with PII cases embedded, and long local parts
+    of emails (up to 64 characters before the "@")."""
+    from tuneline.pii import DETECTORS
+
+    rng = random.Random(13)
+    noise = _hostile_texts(2000, seed=3)
+    texts = [*noise, *(f"{rng.choice(noise)}{text}{rng.choice(noise)}" for text, _, _ in PII_CASES * 5)]
+    texts += [f"x{'a' * n}@example.com b{'9' * n}" for n in range(0, 70, 3)]
+    hinted = [d for d in DETECTORS if d.first is not None]
+    assert {d.name for d in hinted} >= {"email", "ssn", "credit_card", "iban"}
+    changed = 0
+    for det in hinted:
+        for text in texts:
+
+            def reference(m, det=det):
+                return m.group(0) if det.validate is not None and not det.validate(m) else det.label
+
+            expected = det.pattern.sub(reference, text)
+            assert REDACT._apply(det, text)[0] == expected, (det.name, text)
+            changed += expected != text
+    assert changed > 50

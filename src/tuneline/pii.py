@@ -74,6 +74,9 @@ class Detector:
     validate: Callable[[re.Match[str]], bool] | None = None
     find: Callable[[str, str], list[tuple[int, int]]] | None = None  # (text, region) -> spans
     shape: int = 0  # the bit of the shape a text must show for the detector to match (see _shapes)
+    # where in a text the first match can start, at the earliest: the pattern is tried from there (its
+    # look-behinds still see the text before); a pattern led by a look-behind is otherwise tried at every character
+    first: Callable[[str], int] | None = None
 
 
 # Broad candidates (C regex), then libphonenumber decides: the full PhoneNumberMatcher scans every text in
@@ -172,6 +175,21 @@ _SHIELDED = re.compile(_SHIELD_OPEN + r"(\d+)" + _SHIELD_CLOSE)
 # Pre-checks run in C (one regex search) and skip detectors that cannot match: most text has no secrets.
 # Cards, phones, SSNs and IBANs all hold 7+ digits with at most short separators between them.
 _has_long_number = re.compile(r"\d(?:[ .()/+-]{0,2}\d){6}").search
+_ANY_DIGIT = re.compile(r"\d")
+
+
+def _first_digit(text: str, back: int = 0) -> int:
+    """Where a match led by ``back`` characters before a digit can start, at the earliest."""
+    m = _ANY_DIGIT.search(text)
+    return max(0, m.start() - back) if m else len(text)
+
+
+def _before_first_at(text: str) -> int:
+    """An email's local part is at most 64 characters before its "@"."""
+    at = text.find("@")
+    return max(0, at - 64) if at >= 0 else len(text)
+
+
 # Token prefixes, grouped by a character each group needs, so typical text is ruled out by 3-4 substring scans
 # (which run in C; a regex alternation over all prefixes was 3x slower).
 _SECRET_MARKERS = (
@@ -238,6 +256,7 @@ DETECTORS: tuple[Detector, ...] = (
         ),
         lambda t: "@" in t,
         shape=EMAIL,
+        first=_before_first_at,
     ),
     Detector(
         "iban",
@@ -246,6 +265,7 @@ DETECTORS: tuple[Detector, ...] = (
         _has_long_number,
         lambda m: iban_ok(m.group(0)),
         shape=IBAN,
+        first=lambda t: _first_digit(t, back=2),
     ),
     Detector(
         "credit_card",
@@ -254,6 +274,7 @@ DETECTORS: tuple[Detector, ...] = (
         _has_long_number,
         _card_ok,
         shape=CARD,
+        first=_first_digit,
     ),
     Detector(
         "ssn",
@@ -261,6 +282,7 @@ DETECTORS: tuple[Detector, ...] = (
         re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"),
         _has_long_number,
         shape=SSN,
+        first=_first_digit,
     ),
     Detector(
         "ip_address",
@@ -371,7 +393,15 @@ class Redactor:
             prefix = m.group(1) if det.label == "[AWS_SECRET_KEY]" else ""
             return prefix + det.label
 
-        return det.pattern.sub(sub, text), hits
+        # pattern.sub, from the first place a match can start (no pattern here matches the empty string)
+        pieces, last = [], 0
+        for m in det.pattern.finditer(text, det.first(text) if det.first is not None else 0):
+            pieces += [text[last : m.start()], sub(m)]
+            last = m.end()
+        if not pieces:
+            return text, 0
+        pieces.append(text[last:])
+        return "".join(pieces), hits
 
 
 def _replace_spans(text: str, spans: list[tuple[int, int]], label: str) -> str:
