@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 #: (stage, phase, module, attribute): the function whose exclusive time is the phase's (``Class.method`` for a
-#: method), and the stage that owns it; a shared one (parse) is counted in whichever stage calls it.
+#: method), and the stage that owns it; a shared one (parse, append) is counted in whichever stage calls it.
 PHASES = [
     ("ingest", "read lines + parse JSON + loop", "tuneline.stages.ingest.run", "ingest_part"),
     ("ingest", "detect format + canonicalize", "tuneline.stages.ingest.run", "canonicalize"),
@@ -52,14 +52,17 @@ PHASES = [
     ("clean", "quality filters", "tuneline.stages.clean.rules", "RecordCleaner._quality"),
     ("clean", "token filter", "tuneline.stages.clean.rules", "RecordCleaner._filter"),
     ("clean", "exact key", "tuneline.stages.clean.rules", "canonical_text"),
+    ("clean", "exact key", "tuneline.stages.clean.rules", "folded_text"),
     ("clean", "MinHash + band keys", "tuneline.stages.clean.rules", "batch_near_keys"),
     ("clean", "scratch keys write", "tuneline.stages.clean.blocks", "_BlockKeys.write"),
     ("clean", "bucket grouping", "tuneline.engine.cluster_tasks", "bucket_pairs"),
     ("clean", "verification", "tuneline.engine.cluster_tasks", "verify_pairs"),
     ("clean", "components", "tuneline.stages.clean.run", "components"),
     ("clean", "record ids", "tuneline.stages.clean.run", "record_ids"),
-    ("clean", "write", "tuneline.stages.clean.run", "write_block"),
+    ("clean", "write (removed records; kept ones as byte spans)", "tuneline.stages.clean.run", "write_block"),
+    ("clean", "append outputs (kernel copy)", "tuneline.engine.blocks", "append_file"),
     ("split", "parse + hash + leakage keys (block tasks)", "tuneline.stages.split.run", "split_block"),
+    ("split", "write splits (block tasks)", "tuneline.stages.split.run", "write_split_block"),
 ]
 
 
