@@ -265,3 +265,33 @@ def test_the_exact_key_folds_the_split_words_as_it_folds_the_text():
     for m in messages:
         reference = " ".join(message_text(m).casefold().split())
         assert folded_text(m, m["content"].split()) == folded_text(m) == reference, m
+
+
+def test_unchanged_records_keep_their_line_and_changed_ones_are_written_anew(tmp_path: Path, make_config):
+    """clean writes an unchanged record's input line as it is (orjson reads back what it wrote, byte for byte)
+    and serializes again only the records a rule changed: the same output as serializing every record. An input
+    written by another tool keeps its own formatting for unchanged records; parsed, the output is the same."""
+    import json
+
+    import orjson
+
+    topics = ["weather", "invoices", "gardening", "chess", "sailing"]
+    recs = [
+        dict(chat(f"How do I start with {t}? Asking for {i} friends.", f"Begin with {t} basics, step {i}."),
+            id=f"s{i}", source="t", meta={"n": 1.5e-7, "é": "ü\u2028"})
+        for i, t in enumerate(topics)
+    ]  # fmt: skip
+    recs[2]["messages"][0]["content"] += " Mail me at someone@example.com"
+    outs = {}
+    for name, dump in (("orjson", lambda r: orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)),
+                       ("json", lambda r: (json.dumps(r, ensure_ascii=False) + "\n").encode())):  # fmt: skip
+        src = tmp_path / name
+        src.mkdir()
+        lines = [dump(r) for r in recs]
+        (src / "sft.jsonl").write_bytes(b"".join(lines))
+        run_clean(make_config(), src, tmp_path / f"{name}-out")
+        out = (tmp_path / f"{name}-out" / "sft.jsonl").read_bytes().splitlines(keepends=True)
+        assert [out[i] for i in (0, 1, 3, 4)] == [lines[i] for i in (0, 1, 3, 4)], name
+        assert b"[EMAIL]" in out[2] and out[2] == orjson.dumps(orjson.loads(out[2]), option=orjson.OPT_APPEND_NEWLINE)
+        outs[name] = [orjson.loads(line) for line in out]
+    assert outs["orjson"] == outs["json"] and len(outs["json"]) == 5

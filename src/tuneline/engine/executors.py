@@ -71,7 +71,9 @@ class LocalExecutor:
             # the driver's objects so far (its imports, mostly) go to the GC's permanent generation: a collection
             # would otherwise write to every one of them and copy the pages it shares with the forked workers
             gc.freeze()
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("fork"), initializer=reuse_freed_memory
+            )
         window: deque[Future[R]] = deque()
         try:
             for task in chain(head, pending):
@@ -202,9 +204,9 @@ def reuse_freed_memory() -> None:
     A stage allocates and frees a block's worth of records over and over. By default glibc returns the heap's
     top whenever 128 KiB of it are free and maps every buffer over 128 KiB afresh, and each page of either
     faults in again on its next use: ingesting 1M records took ~600k page faults and 3 s of system time on two
-    cores, 0.7 s of its wall time (``benchmarks/data_prep.py``). Peak memory does not change: what is kept is
-    what the next block reuses, and :func:`release_freed_memory` still trims on purpose. Settings made here
-    are inherited by the workers forked afterwards."""
+    cores, 0.7 s of its wall time (``benchmarks/data_prep.py``). A worker's peak does not change: what it keeps
+    is what its next block reuses. Only workers run with it (the local executor's initializer): a driver's large
+    arrays are made once per step, and returned at once they keep its peak flat in the corpus size."""
     with suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 32 * _MIB)  # glibc's largest: a block's buffers come from the heap
@@ -216,7 +218,6 @@ def reuse_freed_memory() -> None:
 def executor_for(config: TunelineConfig, workers: int | None = None) -> Iterator[Executor]:
     """The executor ``data.engine`` names; ``workers`` (local only) defaults to ``clean.workers``."""
     ex: LocalExecutor | RayExecutor
-    reuse_freed_memory()
     if config.data.engine == "ray":
         ex = RayExecutor(config.data.ray)
     else:

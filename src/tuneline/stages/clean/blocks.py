@@ -58,7 +58,9 @@ def clean_block(task: CleanBlockTask) -> BlockCleaned:
     cleaner = cleaner_for(cfg, task.tokenizer)
     out = BlockCleaned(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0))
     numbered = [(lineno, line) for lineno, line in blk.read() if line.strip()]
-    lines, linenos = [line for _, line in numbered], [lineno for lineno, _ in numbered]
+    lines = [line for _, line in numbered]
+    linenos = np.array([lineno for lineno, _ in numbered], dtype=np.int64)
+    ranks = linenos + (blk.first_rank - blk.first_line)  # each line's rank
     acc = _BlockKeys()
     for start in range(0, len(lines), CHUNK):
         try:
@@ -67,8 +69,7 @@ def clean_block(task: CleanBlockTask) -> BlockCleaned:
             out.error = f"{linenos[start + exc.index]}: {exc.detail}"
             return out
         _count_pii(out, chunk, cfg.examples_per_rule)
-        ranks = [blk.first_rank + linenos[start + i] - blk.first_line for i in range(len(chunk.removed))]
-        acc.add(out, chunk, start, ranks, cfg.examples_per_rule)
+        acc.add(out, chunk, start, ranks[start : start + len(chunk.removed)], cfg.examples_per_rule)
     out.records = len(lines)
     out.keyed = acc.write(task, cfg.near_dedup.num_perm)
     return out
@@ -87,18 +88,18 @@ def _count_pii(out: BlockCleaned, chunk: Any, keep: int) -> None:
 
 @dataclass
 class _BlockKeys:
-    """What a block's chunks leave for the dedup steps: kept lines, filter decisions, exact and near keys."""
+    """What a block's chunks leave for the dedup steps: kept lines, filter decisions, exact and near keys (numpy
+    arrays per chunk, concatenated once per block)."""
 
     cleaned: list[bytes] = field(default_factory=list)
     filtered: list[tuple[int, str, str]] = field(default_factory=list)  # (position in block, rule, detail)
-    ex_keys: list[int] = field(default_factory=list)
-    ex_ranks: list[int] = field(default_factory=list)
-    near_ranks: list[int] = field(default_factory=list)
+    ex_keys: list[np.ndarray] = field(default_factory=list)
+    ex_ranks: list[np.ndarray] = field(default_factory=list)
+    near_ranks: list[np.ndarray] = field(default_factory=list)
     sigs: list[np.ndarray] = field(default_factory=list)
     bands: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, out: BlockCleaned, chunk: Any, start: int, ranks: list[int], keep: int) -> None:
-        near_rows = []
+    def add(self, out: BlockCleaned, chunk: Any, start: int, ranks: np.ndarray, keep: int) -> None:
         for i, removed in enumerate(chunk.removed):
             if removed is not None:
                 rule, detail = removed
@@ -107,32 +108,34 @@ class _BlockKeys:
                 shown = out.filter_examples.setdefault(rule, [])
                 if len(shown) < keep:
                     shown.append({"id": chunk.ids[i], "detail": detail})
-                continue
-            if chunk.exact[i]:
-                self.ex_keys.append(chunk.exact[i])
-                self.ex_ranks.append(ranks[i])
-            if chunk.near_rows[i] >= 0:
-                self.near_ranks.append(ranks[i])
-                near_rows.append(chunk.near_rows[i])
         self.cleaned.extend(chunk.lines)
-        if near_rows:
+        exact = np.array(chunk.exact, dtype=np.uint64)  # 0: removed, or exact dedup off
+        self.ex_keys.append(exact[exact != 0])
+        self.ex_ranks.append(ranks[exact != 0])
+        rows = np.array(chunk.near_rows, dtype=np.int64)  # -1: removed, or near dedup off
+        if (rows >= 0).any():
             assert chunk.sigs is not None and chunk.bands is not None
-            self.sigs.append(chunk.sigs[near_rows])
-            self.bands.append(chunk.bands[near_rows])
+            self.near_ranks.append(ranks[rows >= 0])
+            self.sigs.append(chunk.sigs[rows[rows >= 0]])
+            self.bands.append(chunk.bands[rows[rows >= 0]])
 
     def write(self, task: CleanBlockTask, num_perm: int) -> KeyedBlock:
         blk, prefix = task.block, task.prefix
         write_bytes(f"{prefix}.jsonl", b"".join(self.cleaned))
         write_bytes(f"{prefix}.filtered", orjson.dumps(self.filtered))
-        keys = np.array(self.ex_keys, dtype=np.uint64)
-        offsets = {"ex": write_keys(prefix, "ex", keys, np.array(self.ex_ranks, np.int64), task.exact_bits)}
-        ranks = np.array(self.near_ranks, dtype=np.int64)
+        keys, ex_ranks = _joined(self.ex_keys, np.uint64), _joined(self.ex_ranks, np.int64)
+        offsets = {"ex": write_keys(prefix, "ex", keys, ex_ranks, task.exact_bits)}
+        ranks = _joined(self.near_ranks, np.int64)
         sig = np.concatenate(self.sigs) if self.sigs else np.zeros((0, num_perm), dtype=np.uint32)
         band = np.concatenate(self.bands) if self.bands else np.zeros((0, 1), dtype=np.uint64)
         band_ranks = np.repeat(ranks, band.shape[1]) if len(ranks) else ranks
         offsets["bd"] = write_keys(prefix, "bd", band.reshape(-1), band_ranks, task.band_bits)
         signed = write_signatures(prefix, ranks, sig)
         return KeyedBlock(prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
+
+
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
 @dataclass(frozen=True, slots=True)
