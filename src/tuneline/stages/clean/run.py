@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import numpy as np
@@ -87,11 +87,7 @@ def run_clean(config: TunelineConfig, src: str | Path, out: str | Path, scratch:
                         blocks = plan_blocks([present[kind]], config.data.block_records)
                         task = progress.add_task(kind, total=sum(b.lines for b in blocks), rate="")
                         args = (config, ex, kind, present[kind], blocks, root, tok, progress, task, tally.rate)
-                        written = _clean_kind(*args)
-                        tally.add(kind, written)
-                        for prefix, result in zip(written.prefixes, written.results, strict=True):
-                            append_file(kept_fh, f"{prefix}.jsonl", result.kept_spans)
-                            append_file(removed_fh, f"{prefix}.removed")
+                        tally.add(kind, _clean_kind(*args, outputs=(kept_fh, removed_fh)))
         finally:
             remove_tree(root)
         report = tally.report(config, ex)
@@ -183,7 +179,6 @@ class _Tally:
 class _KindWritten:
     cleaned: list[BlockCleaned]
     results: list[BlockWritten]
-    prefixes: list[str]
 
 
 def _clean_kind(
@@ -197,8 +192,10 @@ def _clean_kind(
     progress: Any,
     task: Any,
     rate: Rate,
+    outputs: tuple[BinaryIO, BinaryIO],
 ) -> _KindWritten:
-    """The four dedup steps of :mod:`tuneline.clusters` over one kind's blocks, then the write of each block."""
+    """The four dedup steps of :mod:`tuneline.clusters` over one kind's blocks, then the write of each block,
+    appended to ``outputs`` (kept records, removed records) in block order."""
     cfg = config.clean
     nd = cfg.near_dedup
     total = sum(b.lines for b in blocks)
@@ -226,7 +223,15 @@ def _clean_kind(
         WriteTask(blocks[bi], prefixes[bi], kind, *removed.block(sel), first_ids.block(sel), cfg.examples_per_rule)
         for bi, sel in _per_block(removed.rank, keyed)
     )
-    return _KindWritten(cleaned, list(ex.imap(write_block, writes)), prefixes)
+    kept_fh, removed_fh = outputs
+    results = []
+    for bi, result in enumerate(ex.imap(write_block, writes)):  # every block, in order
+        # appended as each block's write returns: its spans need not be kept, and the copy overlaps the writes
+        append_file(kept_fh, f"{prefixes[bi]}.jsonl", result.kept_spans)
+        append_file(removed_fh, f"{prefixes[bi]}.removed")
+        result.kept_spans = result.kept_spans[:0]
+        results.append(result)
+    return _KindWritten(cleaned, results)
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,9 @@ def split_path(root: str | Path, kind: str, split: str) -> Path:
 
 def _keys(
     config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str
-) -> tuple[list[SplitKeyed], list[Block]]:
-    """One pass of block tasks over ``path``: the split hashes (and field values) and the leakage keys."""
+) -> tuple[list[SplitKeyed], np.ndarray, list[Block]]:
+    """One pass of block tasks over ``path``: the split hashes of all records (one array), and per block its
+    field values and leakage keys."""
     cfg = config.split
     blocks = plan_blocks([path], config.data.block_records)
     n = sum(b.lines for b in blocks)
@@ -59,15 +60,18 @@ def _keys(
         SplitTask(b, kind, f"{root}{b.index:06d}", cfg.seed, field, leak, bucket_bits(n), bucket_bits(n * bands))
         for b in blocks
     ]
-    results = []
+    results, hashes, done = [], np.empty(n, dtype=np.uint64), 0
     for res in ex.imap(split_block, tasks):
         if res.error:
             line, _, detail = res.error.partition(": ")
             raise SplitError(bad_input(path, int(line), detail, "clean"))
+        hashes[done : done + len(res.hashes)] = res.hashes  # one array in all: a block's goes as it arrives
+        done += len(res.hashes)
+        res.hashes = hashes[:0]
         results.append(res)
-    if sum(len(r.hashes) for r in results) != n:
+    if done != n:  # a block's records are its non-blank lines
         raise SplitError(f"{path} has blank lines: it is not as `tuneline clean` wrote it (re-run `tuneline clean`)")
-    return results, blocks
+    return results, hashes, blocks
 
 
 def _assignment(
@@ -76,11 +80,9 @@ def _assignment(
     """Each record's split (an index into ``SPLITS``) in input order, the leakage keys of its blocks, and the
     blocks."""
     cfg = config.split
-    results, blocks = _keys(config, ex, kind, path, field, root)
+    results, hashes, blocks = _keys(config, ex, kind, path, field, root)
     keyed = [r.keyed for r in results]
     if cfg.strategy == "random":
-        hashes = np.concatenate([r.hashes for r in results]) if results else np.zeros(0, np.uint64)
-        del results  # each block's hashes: the concatenation is the one copy kept
         return assign_random(hashes, cfg), keyed, blocks
     keys = [(i, v) for r in results for i, v in zip(r.ids or [], r.values or [], strict=True)]
     missing = sum(1 for _, v in keys if v is None)
