@@ -54,9 +54,10 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, keep_freed_memory: bool = False) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._init = reuse_freed_memory if keep_freed_memory else None
 
     def imap(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Tasks are taken from ``tasks`` as workers free up (two per worker in flight), so a generator of tasks
@@ -71,9 +72,7 @@ class LocalExecutor:
             # the driver's objects so far (its imports, mostly) go to the GC's permanent generation: a collection
             # would otherwise write to every one of them and copy the pages it shares with the forked workers
             gc.freeze()
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=mp.get_context("fork"), initializer=reuse_freed_memory
-            )
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=self._init)
         window: deque[Future[R]] = deque()
         try:
             for task in chain(head, pending):
@@ -204,9 +203,10 @@ def reuse_freed_memory() -> None:
     A stage allocates and frees a block's worth of records over and over. By default glibc returns the heap's
     top whenever 128 KiB of it are free and maps every buffer over 128 KiB afresh, and each page of either
     faults in again on its next use: ingesting 1M records took ~600k page faults and 3 s of system time on two
-    cores, 0.7 s of its wall time (``benchmarks/data_prep.py``). A worker's peak does not change: what it keeps
-    is what its next block reuses. Only workers run with it (the local executor's initializer): a driver's large
-    arrays are made once per step, and returned at once they keep its peak flat in the corpus size."""
+    cores, 0.7 s of its wall time (``benchmarks/data_prep.py``). Only ingest's workers run with it (the local
+    executor's initializer, ``keep_freed_memory``): in clean's and split's it saved no time, and their workers,
+    keeping the larger arrays of the dedup steps, made the stage's peak grow with the corpus (clean at 1M / 2M:
+    298 / 320 MiB with it, 285 / 297 without); a driver's arrays are returned at once for the same reason."""
     with suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 32 * _MIB)  # glibc's largest: a block's buffers come from the heap
@@ -215,13 +215,16 @@ def reuse_freed_memory() -> None:
 
 
 @contextmanager
-def executor_for(config: TunelineConfig, workers: int | None = None) -> Iterator[Executor]:
-    """The executor ``data.engine`` names; ``workers`` (local only) defaults to ``clean.workers``."""
+def executor_for(
+    config: TunelineConfig, workers: int | None = None, keep_freed_memory: bool = False
+) -> Iterator[Executor]:
+    """The executor ``data.engine`` names; ``workers`` (local only) defaults to ``clean.workers``;
+    ``keep_freed_memory``: local workers run with :func:`reuse_freed_memory`."""
     ex: LocalExecutor | RayExecutor
     if config.data.engine == "ray":
         ex = RayExecutor(config.data.ray)
     else:
-        ex = LocalExecutor(config.clean.workers if workers is None else workers)
+        ex = LocalExecutor(config.clean.workers if workers is None else workers, keep_freed_memory)
     try:
         yield ex
     finally:
