@@ -14,7 +14,7 @@ import numpy as np
 
 from tuneline.clusters import ROW, partition, similar, star_edges, unique_pairs
 from tuneline.engine.blocks import read_array, read_rows, write_array
-from tuneline.engine.executors import Executor
+from tuneline.engine.executors import Executor, release_freed_memory
 
 VERIFY_PAIRS = 1 << 16
 
@@ -61,7 +61,18 @@ def _bucket_rows(task: BucketTask) -> np.ndarray:
 
 
 def bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of one bucket: (first rank of a key group, another rank of it)."""
+    """Candidate pairs of one bucket: (first rank of a key group, another rank of it).
+
+    A bucket task's arrays are the largest a worker makes, and few: they go back to the system when it ends
+    (a worker otherwise keeps freed memory for its next block:
+    :func:`~tuneline.engine.executors.reuse_freed_memory`)."""
+    try:
+        return _bucket_pairs(task)
+    finally:
+        release_freed_memory()
+
+
+def _bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
     rows = _bucket_rows(task)
     if task.mark is None:
         return unique_pairs(*star_edges(rows))
@@ -117,8 +128,11 @@ def _signatures(task: VerifyTask, ranks: np.ndarray) -> np.ndarray:
 
 
 def verify_pairs(task: VerifyTask) -> np.ndarray:
-    """Which candidate pairs are near duplicates by their signatures."""
-    return similar(_signatures(task, task.a), _signatures(task, task.b), task.threshold)
+    """Which candidate pairs are near duplicates by their signatures (memory handed back as bucket tasks do)."""
+    try:
+        return similar(_signatures(task, task.a), _signatures(task, task.b), task.threshold)
+    finally:
+        release_freed_memory()
 
 
 _MERGE_AT = 1 << 20  # pairs gathered before they are merged into the unique ones found so far

@@ -54,10 +54,9 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, workers: int, keep_freed_memory: bool = False) -> None:
+    def __init__(self, workers: int) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
-        self._init = reuse_freed_memory if keep_freed_memory else None
 
     def imap(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Tasks are taken from ``tasks`` as workers free up (two per worker in flight), so a generator of tasks
@@ -203,10 +202,10 @@ def reuse_freed_memory() -> None:
     A stage allocates and frees a block's worth of records over and over. By default glibc returns the heap's
     top whenever 128 KiB of it are free and maps every buffer over 128 KiB afresh, and each page of either
     faults in again on its next use: ingesting 1M records took ~600k page faults and 3 s of system time on two
-    cores, 0.7 s of its wall time (``benchmarks/data_prep.py``). Only ingest's workers run with it (the local
-    executor's initializer, ``keep_freed_memory``): in clean's and split's it saved no time, and their workers,
-    keeping the larger arrays of the dedup steps, made the stage's peak grow with the corpus (clean at 1M / 2M:
-    298 / 320 MiB with it, 285 / 297 without); a driver's arrays are returned at once for the same reason."""
+    cores, 0.7 s of its wall time (``benchmarks/data_prep.py``). Local workers run with it (the pool's
+    initializer), the driver does not. The few large tasks of the dedup steps hand their memory back when they
+    end (:func:`release_freed_memory`): kept, a worker's largest bucket stayed with it, and the stage's peak grew
+    with the corpus (clean at 1M / 2M: 298 / 320 MiB)."""
     with suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, 32 * _MIB)  # glibc's largest: a block's buffers come from the heap
@@ -215,16 +214,13 @@ def reuse_freed_memory() -> None:
 
 
 @contextmanager
-def executor_for(
-    config: TunelineConfig, workers: int | None = None, keep_freed_memory: bool = False
-) -> Iterator[Executor]:
-    """The executor ``data.engine`` names; ``workers`` (local only) defaults to ``clean.workers``;
-    ``keep_freed_memory``: local workers run with :func:`reuse_freed_memory`."""
+def executor_for(config: TunelineConfig, workers: int | None = None) -> Iterator[Executor]:
+    """The executor ``data.engine`` names; ``workers`` (local only) defaults to ``clean.workers``."""
     ex: LocalExecutor | RayExecutor
     if config.data.engine == "ray":
         ex = RayExecutor(config.data.ray)
     else:
-        ex = LocalExecutor(config.clean.workers if workers is None else workers, keep_freed_memory)
+        ex = LocalExecutor(config.clean.workers if workers is None else workers)
     try:
         yield ex
     finally:

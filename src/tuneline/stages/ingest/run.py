@@ -241,7 +241,7 @@ def run_ingest(config: TunelineConfig, sources: list[Source] | None, out: str | 
     files, skipped = _resolve_sources(sources, config)
     out = Path(out)
     with (
-        executor_for(config, keep_freed_memory=True) as ex,  # its workers churn a block's buffers per task
+        executor_for(config) as ex,
         atomic_dir(out, WRITER, _local_inputs(sources, files)) as tmp,
         stage_progress("ingest") as progress,
     ):
