@@ -71,7 +71,9 @@ class LocalExecutor:
             # the driver's objects so far (its imports, mostly) go to the GC's permanent generation: a collection
             # would otherwise write to every one of them and copy the pages it shares with the forked workers
             gc.freeze()
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=self._init)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("fork"), initializer=reuse_freed_memory
+            )
         window: deque[Future[R]] = deque()
         try:
             for task in chain(head, pending):
