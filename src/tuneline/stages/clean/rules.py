@@ -53,7 +53,7 @@ class CleanedChunk:
 def _serialized(rec: dict[str, Any], line: bytes, changed: bool) -> bytes:
     """The record's output line: its input line when no rule changed it and the line is as ingest writes lines
     (orjson, one per line; orjson reads back what it wrote and writes it again byte for byte), else written
-    anew. Most records pass unchanged; serializing each again was a tenth of the clean stage's Python."""
+    anew. Most records pass unchanged, and serializing each again cost about 1 µs per record."""
     if not changed and line.endswith(b"}\n"):
         return line
     return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
