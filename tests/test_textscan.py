@@ -17,9 +17,9 @@ import pytest
 
 from tuneline.engine.cluster_tasks import _concat
 from tuneline.engine.executors import LocalExecutor
-from tuneline.textscan import Needles, TextScan, byte_class
+from tuneline.textscan import ByteClass, Needles, TextScan
 
-_DIGIT = byte_class(b"0123456789")
+_DIGIT = ByteClass(b"0123456789")
 
 
 def _texts(alphabet: list[str], n: int, seed: int) -> list[str]:
@@ -37,7 +37,7 @@ def test_runs_of_digits_are_the_regex_runs(count: int, gap: int, links: str):
     scan = TextScan(texts)
     pattern = re.compile("[0-9](?:[" + re.escape(links) + "]{0," + str(gap) + "}[0-9]){" + str(count - 1) + "}")
     expected = {i for i, t in enumerate(texts) if t.isascii() and pattern.search(t)}
-    assert _owners(scan, scan.runs_of(_DIGIT, byte_class(links.encode()), count, gap)) == expected
+    assert _owners(scan, scan.runs_of(_DIGIT, ByteClass(links.encode()), count, gap)) == expected
     assert 0 < len(expected) < len(texts)
 
 
@@ -55,7 +55,7 @@ def test_needles_are_found_where_bytes_find_finds_them():
 def test_sequences_and_flanks():
     texts = _texts(["A", "B", "1", "2", ".", ":", "f", " "], 3000, 9)
     scan = TextScan(texts)
-    upper = byte_class(b"AB")
+    upper = ByteClass(b"AB")
     assert _owners(scan, scan.sequence((upper, upper, _DIGIT, _DIGIT))) == {
         i for i, t in enumerate(texts) if re.search(r"[AB]{2}[0-9]{2}", t)
     }

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from tuneline.config.schema import PiiRule
-from tuneline.textscan import Needles, TextScan, byte_class
+from tuneline.textscan import ByteClass, Needles, TextScan
 
 
 def luhn_ok(digits: str) -> bool:
@@ -300,13 +300,13 @@ DETECTORS: tuple[Detector, ...] = (
 
 
 # The pre-checks above, asked of a whole chunk at once (:meth:`Redactor.candidates`).
-_DIGIT, _HEX = byte_class(b"0123456789"), byte_class(b"0123456789abcdefABCDEF")
-_NUMBER_LINK, _AT = byte_class(b" .()/+-"), byte_class(b"@")
+_DIGIT, _HEX = ByteClass(b"0123456789"), ByteClass(b"0123456789abcdefABCDEF")
+_NUMBER_LINK, _AT = ByteClass(b" .()/+-"), ByteClass(b"@")
 _MARKERS = Needles((b"PRIVATE KEY", *(m.encode() for _, markers in _SECRET_MARKERS for m in markers)))
 
 
-_UPPER = byte_class(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_CARD_LINK, _SSN_LINK = byte_class(b" -"), byte_class(b"-")
+_UPPER = ByteClass(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_CARD_LINK, _SSN_LINK = ByteClass(b" -"), ByteClass(b"-")
 
 
 def _shapes(scan: TextScan) -> np.ndarray:

@@ -39,10 +39,6 @@ class ByteClass:
         return np.frombuffer(raw.translate(self.translation), dtype=bool)
 
 
-def byte_class(chars: bytes) -> ByteClass:
-    return ByteClass(chars)
-
-
 class TextScan:
     """The ASCII texts of a list, joined; positions found in :attr:`data` map back to the text they are in."""
 
@@ -121,7 +117,8 @@ class TextScan:
 
 class Needles:
     """Byte strings of three bytes or more, searched at once: their first byte through a byte class, the first
-    two through a table lookup at those positions, the third through a set, and only the few positions left by a comparison each. One pass instead
+    two through a table lookup at those positions, the third through a set, and only the few positions left by a
+    comparison each. One pass instead
     of one ``bytes.find`` per needle, each a scan of the whole chunk."""
 
     def __init__(self, needles: Iterable[bytes]) -> None:
@@ -138,6 +135,7 @@ class Needles:
             return np.zeros(0, dtype=np.int64)
         at = np.flatnonzero(self.first.mask(raw[:-2]))
         pairs = (data[at].astype(np.uint32) << 8) | data[at + 1]
-        at = at[self.pairs[pairs]]
-        at = at[np.isin((pairs[self.pairs[pairs]] << 8) | data[at + 2], self.triples)]
+        paired = self.pairs[pairs]
+        at, pairs = at[paired], pairs[paired]
+        at = at[np.isin((pairs << 8) | data[at + 2], self.triples)]
         return np.array([p for p in at.tolist() if any(raw.startswith(n, p) for n in self.needles)], dtype=np.int64)

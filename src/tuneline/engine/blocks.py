@@ -128,9 +128,8 @@ def line_offsets(data: bytes) -> np.ndarray:
     """Where each line of ``data`` starts, and at the end ``len(data)``: line i is ``data[o[i]:o[i + 1]]``,
     with its newline (the last line may lack one). Found in C; no Python object per line."""
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n")) + 1
-    if not len(ends) or ends[-1] != len(data):
-        ends = np.append(ends, len(data)) if len(data) else ends
-    return np.concatenate(([0], ends)).astype(np.int64)
+    last = [len(data)] if data and not data.endswith(b"\n") else []
+    return np.concatenate(([0], ends, last)).astype(np.int64)
 
 
 def append_file(out: BinaryIO, uri: str, spans: np.ndarray | None = None) -> None:

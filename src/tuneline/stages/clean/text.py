@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tuneline.records import Kind, message_text, messages_of
-from tuneline.textscan import TextScan, byte_class
+from tuneline.textscan import ByteClass, TextScan
 
 __all__ = ["canonical_text", "map_texts", "message_text", "messages_of", "normalize_text", "prompt_text"]
 
@@ -54,7 +54,7 @@ def normalize_text(text: str, form: str) -> str:
 
 
 # What normalize_text changes in ASCII text: the controls of _CONTROL that are ASCII, and "\r" (of "\r\n").
-_ASCII_CHANGED = byte_class(bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0x0D]))
+_ASCII_CHANGED = ByteClass(bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0x0D]))
 
 
 def normalize_candidates(scan: TextScan) -> np.ndarray:
