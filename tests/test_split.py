@@ -224,3 +224,6 @@ def test_random_assignment_without_sorting_equals_the_stable_sort(make_config, t
         expected = np.full(n, 2, dtype=np.uint8)
         expected[order[:n_train]], expected[order[n_train : n_train + n_val]] = 0, 1
         assert np.array_equal(assign_random(hashes, cfg), expected), n
+        # as the split stage gives them: chunk by chunk (its blocks), the ties running across chunk ends
+        cuts = np.sort(rng.integers(0, n + 1, 5))
+        assert np.array_equal(assign_random(lambda: np.split(hashes, cuts), cfg), expected), n

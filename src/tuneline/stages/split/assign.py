@@ -8,6 +8,7 @@ existing ones more than the ratios require.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -45,20 +46,40 @@ def _cut(order: list[int], ratios: tuple[float, float, float], assignment: list[
         assignment[idx] = 0 if pos < n_train else 1 if pos < n_train + n_val else 2
 
 
-def assign_random(hashes: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+#: The hashes of the records, in input order, as consecutive chunks; called once per pass (three passes).
+HashChunks = Callable[[], Iterable[np.ndarray]]
+
+
+def assign_random(hashes: np.ndarray | HashChunks, cfg: SplitConfig) -> np.ndarray:
     """The ``random`` strategy from the records' ``rank(seed, id)`` hashes alone: 1 byte per record.
 
     The same assignment as :func:`assign` (a stable sort by hash, then the ratio cuts), without sorting: each cut
-    is the k-th smallest hash, found by a histogram (:func:`_kth`), and the records equal to it are taken in input
-    order, as the stable sort would. Beside the hashes, memory is a chunk and the histogram, whatever N is.
+    is the k-th smallest hash, found by a histogram (:func:`_cuts`), and the records equal to it are taken in
+    input order, as the stable sort would. ``hashes`` is an array or, so that the caller need not hold them, a
+    function giving them chunk by chunk (the split stage reads its block tasks' scratch files). Beside the
+    result, memory is a chunk and the histogram, whatever N is.
     """
+    chunks = _chunked(hashes) if isinstance(hashes, np.ndarray) else hashes
+    counts = np.zeros(1 << 16, dtype=np.int64)  # the histogram: how many hashes in each bucket
+    for chunk in chunks():
+        counts += np.bincount((chunk >> _TOP).astype(np.int64), minlength=1 << 16)
+    n = int(counts.sum())
     r = cfg.ratios
-    n = len(hashes)
     n_train = round(n * r.train)
     n_val = round(n * (r.train + r.val)) - n_train
+    cuts = _cuts(chunks, counts, (n_train + n_val, n_train))  # val first: train's cut overrides it where both take
     out = np.full(n, 2, dtype=np.uint8)
-    _mark_first(hashes, n_train + n_val, out, 1)
-    _mark_first(hashes, n_train, out, 0)
+    ties = [m for _, m in cuts]
+    lo = 0
+    for chunk in chunks():
+        part = out[lo : lo + len(chunk)]
+        for j, (value, (t, _)) in enumerate(zip((1, 0), cuts, strict=True)):
+            cut = np.uint64(t)
+            part[chunk < cut] = value
+            equal = np.flatnonzero(chunk == cut)[: ties[j]]
+            part[equal] = value
+            ties[j] -= len(equal)
+        lo += len(chunk)
     return out
 
 
@@ -66,36 +87,32 @@ _CHUNK = 1 << 20
 _TOP = np.uint64(48)  # the histogram's buckets: the top 16 bits of a hash
 
 
-def _kth(hashes: np.ndarray, k: int) -> tuple[int, int]:
-    """(t, m): t is the k-th smallest hash (1-based); the first k in (hash, position) order are those below t
-    and the first m equal to it."""
-    counts = np.zeros(1 << 16, dtype=np.int64)
-    for lo in range(0, len(hashes), _CHUNK):
-        counts += np.bincount((hashes[lo : lo + _CHUNK] >> _TOP).astype(np.int64), minlength=1 << 16)
+def _chunked(hashes: np.ndarray) -> HashChunks:
+    return lambda: (hashes[lo : lo + _CHUNK] for lo in range(0, len(hashes), _CHUNK))
+
+
+def _cuts(chunks: HashChunks, counts: np.ndarray, ks: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Per k, (t, m): the first k records in (hash, position) order are those below t and the first m equal to t
+    (k <= 0: none; k >= n: all). ``counts`` is the histogram of the hashes; one pass gathers the values of the
+    buckets that hold a k-th smallest."""
     upto = np.cumsum(counts)
-    bucket = int(np.searchsorted(upto, k))
-    below = int(upto[bucket - 1]) if bucket else 0
-    inside = [c[(c >> _TOP) == bucket] for c in (hashes[lo : lo + _CHUNK] for lo in range(0, len(hashes), _CHUNK))]
-    values = np.sort(np.concatenate(inside))
-    t = values[k - below - 1]
-    return int(t), k - below - int(np.searchsorted(values, t, side="left"))
-
-
-def _mark_first(hashes: np.ndarray, k: int, out: np.ndarray, value: int) -> None:
-    """``out[i] = value`` for the first ``k`` records in (hash, position) order."""
-    if k <= 0:
-        return
-    if k >= len(hashes):
-        out[:] = value
-        return
-    t, ties = _kth(hashes, k)
-    cut = np.uint64(t)
-    for lo in range(0, len(hashes), _CHUNK):
-        chunk, part = hashes[lo : lo + _CHUNK], out[lo : lo + _CHUNK]
-        part[chunk < cut] = value
-        equal = np.flatnonzero(chunk == cut)[:ties]
-        part[equal] = value
-        ties -= len(equal)
+    n = int(upto[-1])
+    inside = [k for k in ks if 0 < k < n]
+    buckets = {k: int(np.searchsorted(upto, k)) for k in inside}
+    wanted = np.array(sorted(set(buckets.values())), dtype=np.uint64)
+    found = [c[np.isin(c >> _TOP, wanted)] for c in chunks()] if inside else []
+    values = np.sort(np.concatenate(found)) if found else np.zeros(0, np.uint64)
+    cuts = []
+    for k in ks:
+        if k <= 0 or k >= n:
+            cuts.append((0, 0) if k <= 0 else (2**64 - 1, n))
+            continue
+        bucket = buckets[k]
+        below = int(upto[bucket - 1]) if bucket else 0
+        mine = values[(values >> _TOP) == bucket]
+        t = mine[k - below - 1]
+        cuts.append((int(t), k - below - int(np.searchsorted(mine, t, side="left"))))
+    return cuts
 
 
 def _timestamp(value: Any) -> float | None:

@@ -1,10 +1,10 @@
 """Prompt-level leakage between train and val/test: exact and MinHash near duplicates, staged over blocks.
 
 :func:`split_block` is the block task of the split stage: it hashes each record's id (the split's order) and
-writes its prompt keys (an exact hash, LSH band keys) as bucketed ``(key, rank)`` rows and its signatures, as the clean stage's dedup does. The split driver then
-pairs every val/test record with the first train record (lowest rank) sharing a key
-(:func:`tuneline.engine.cluster_tasks.bucket_pairs` in reference mode) and verifies near pairs by their
-signatures; memory stays one bucket at a time.
+writes to scratch those hashes, its prompt keys (an exact hash, LSH band keys) as bucketed ``(key, rank)`` rows,
+and its signatures, as the clean stage's dedup does. The split driver then pairs every val/test record with the
+first train record (lowest rank) sharing a key (:func:`tuneline.engine.cluster_tasks.bucket_pairs` in reference
+mode) and verifies near pairs by their signatures; memory stays one bucket at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import xxhash
 
 from tuneline.config.schema import LeakageConfig
 from tuneline.dedup import batch_near_keys
-from tuneline.engine.blocks import Block, line_offsets, write_bytes
+from tuneline.engine.blocks import Block, line_offsets, write_array, write_bytes
 from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatures
 from tuneline.io.jsonl import BadRecord, line_id, parse_canonical
 from tuneline.records import Kind
@@ -42,11 +42,12 @@ class SplitTask:
 
 @dataclass(slots=True)
 class SplitKeyed:
-    """Per record of a block: the hash of (seed, id) that orders the split, and, where the strategy needs them,
-    the id and the field's value; plus the prompt keys written for the leakage audit."""
+    """What a block task found: its records, and, where the strategy needs them, each one's id and field value;
+    the prompt keys written for the leakage audit. Each record's hash of (seed, id), which orders the random
+    split, is in scratch (``<prefix>.h``), not here: the driver reads them back in passes and never holds them."""
 
     keyed: KeyedBlock
-    hashes: np.ndarray
+    records: int
     ids: list[str] | None = None
     values: list[Any] | None = None
     error: str | None = None  # "line N: what is wrong"
@@ -66,7 +67,7 @@ def split_block(task: SplitTask) -> SplitKeyed:
             rec = parse_canonical(line, 0, task.kind)
         except BadRecord as exc:
             empty = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank, {}, 0)
-            return SplitKeyed(empty, np.zeros(0, np.uint64), error=f"{lineno}: {exc.detail}")
+            return SplitKeyed(empty, 0, error=f"{lineno}: {exc.detail}")
         hashes.append(rank(task.seed, rec["id"]))
         if ids is not None and values is not None:
             ids.append(rec["id"])
@@ -74,9 +75,10 @@ def split_block(task: SplitTask) -> SplitKeyed:
         if task.leakage is not None:
             texts.append(prompt_text(rec, task.kind))
         ranks.append(blk.first_rank + lineno - blk.first_line)
-    h = np.array(hashes, dtype=np.uint64)
+    write_array(f"{task.prefix}.h", np.array(hashes, dtype=np.uint64))
     if task.leakage is None:
-        return SplitKeyed(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0), h, ids, values)
+        keyed = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0)
+        return SplitKeyed(keyed, len(hashes), ids, values)
     sigs, bands = [], []
     for i in range(0, len(texts), CHUNK):
         s, b = batch_near_keys(texts[i : i + CHUNK], task.leakage.threshold, NUM_PERM, _SHINGLE)
@@ -92,7 +94,7 @@ def split_block(task: SplitTask) -> SplitKeyed:
     }
     signed = write_signatures(task.prefix, r, sig)
     keyed = KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, offsets, signed)
-    return SplitKeyed(keyed, h, ids, values)
+    return SplitKeyed(keyed, len(hashes), ids, values)
 
 
 #: In :attr:`SplitWriteTask.splits`, a record the leakage audit removes.

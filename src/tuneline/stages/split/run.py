@@ -15,14 +15,14 @@ from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import Block, append_file, plan_blocks, reachable, remove_tree, write_array
+from tuneline.engine.blocks import Block, append_file, plan_blocks, reachable, read_array, remove_tree, write_array
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import JsonlWriter, bad_input
 from tuneline.progress import Rate, log, stage_progress
 from tuneline.records import KINDS, Kind
 from tuneline.results import DATA_REPORT, Leakage, SplitReport
-from tuneline.stages.split.assign import SPLITS, SplitError, assign, assign_random
+from tuneline.stages.split.assign import SPLITS, HashChunks, SplitError, assign, assign_random
 from tuneline.stages.split.leakage import (
     DROPPED,
     NUM_PERM,
@@ -48,9 +48,9 @@ def split_path(root: str | Path, kind: str, split: str) -> Path:
 
 def _keys(
     config: TunelineConfig, ex: Executor, kind: Kind, path: str, field: str | None, root: str
-) -> tuple[list[SplitKeyed], np.ndarray, list[Block]]:
-    """One pass of block tasks over ``path``: the split hashes of all records (one array), and per block its
-    field values and leakage keys."""
+) -> tuple[list[SplitKeyed], HashChunks, list[Block]]:
+    """One pass of block tasks over ``path``: per block its field values and leakage keys, and the records'
+    split hashes as the chunks the block tasks wrote to scratch (read again on demand, never all held)."""
     cfg = config.split
     blocks = plan_blocks([path], config.data.block_records)
     n = sum(b.lines for b in blocks)
@@ -60,18 +60,15 @@ def _keys(
         SplitTask(b, kind, f"{root}{b.index:06d}", cfg.seed, field, leak, bucket_bits(n), bucket_bits(n * bands))
         for b in blocks
     ]
-    results, hashes, done = [], np.empty(n, dtype=np.uint64), 0
+    results = []
     for res in ex.imap(split_block, tasks):
         if res.error:
             line, _, detail = res.error.partition(": ")
             raise SplitError(bad_input(path, int(line), detail, "clean"))
-        hashes[done : done + len(res.hashes)] = res.hashes  # one array in all: a block's goes as it arrives
-        done += len(res.hashes)
-        res.hashes = hashes[:0]
         results.append(res)
-    if done != n:  # a block's records are its non-blank lines
+    if sum(r.records for r in results) != n:  # a block's records are its non-blank lines
         raise SplitError(f"{path} has blank lines: it is not as `tuneline clean` wrote it (re-run `tuneline clean`)")
-    return results, hashes, blocks
+    return results, lambda: (read_array(f"{t.prefix}.h", np.uint64) for t in tasks), blocks
 
 
 def _assignment(
