@@ -226,4 +226,5 @@ def test_random_assignment_without_sorting_equals_the_stable_sort(make_config, t
         assert np.array_equal(assign_random(hashes, cfg), expected), n
         # as the split stage gives them: chunk by chunk (its blocks), the ties running across chunk ends
         cuts = np.sort(rng.integers(0, n + 1, 5))
-        assert np.array_equal(assign_random(lambda: np.split(hashes, cuts), cfg), expected), n
+        chunks = np.split(hashes, cuts)
+        assert np.array_equal(assign_random(lambda c=chunks: iter(c), cfg), expected), n
