@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneline.clusters import ROW, bucket_bits, components, partition, similar, star_edges
+from tuneline.clusters import BUCKET_ROWS, ROW, bucket_bits, components, partition, similar, star_edges
 
 
 def _rows(keys: list[int], ranks: list[int]) -> np.ndarray:
@@ -51,9 +51,20 @@ def test_partition_puts_every_row_in_the_bucket_of_its_key_top_bits():
 
 
 def test_bucket_bits_grow_with_the_input_so_a_bucket_stays_bounded():
-    assert bucket_bits(10) == bucket_bits(1 << 20)
+    assert bucket_bits(10) == bucket_bits(BUCKET_ROWS)
     for rows in (1 << 24, 1 << 28):
-        assert rows / (1 << bucket_bits(rows)) <= 1 << 20
+        assert rows / (1 << bucket_bits(rows)) <= BUCKET_ROWS
+
+
+def test_bucket_membership_by_binary_search_equals_isin():
+    """Bucket tasks leave out the excluded ranks by binary search in the sorted set, not np.isin."""
+    from tuneline.engine.cluster_tasks import _members
+
+    rng = np.random.default_rng(3)
+    for n, m in ((0, 0), (5, 0), (0, 5), (1, 1), (1000, 300), (50_000, 40_000)):
+        values = rng.integers(-2, 2 * n + 3, n)
+        excluded = np.unique(rng.integers(0, 2 * n + 3, m))
+        assert np.array_equal(_members(values, excluded), np.isin(values, excluded)), (n, m)
 
 
 def test_similar_counts_equal_positions():

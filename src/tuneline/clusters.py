@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 ROW = np.dtype([("key", "<u8"), ("rank", "<i8")])
-BUCKET_ROWS = 1 << 20  # ~16 MiB of rows per bucket task
+BUCKET_ROWS = 1 << 19  # ~8 MiB of rows per bucket task
 MIN_BUCKET_BITS = 4
 
 

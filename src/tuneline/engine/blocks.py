@@ -120,8 +120,15 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 
 def read_bytes(uri: str, start: int | None = None, end: int | None = None) -> bytes:
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs.cat_file(path, start=start, end=end)
+    """Bytes ``[start, end)`` of ``uri`` (a local path is read by the OS directly: the dedup steps make tens of
+    thousands of small ranged reads, and fsspec's ~100 µs per call was 40% of their time at 4M records)."""
+    if "://" in uri or uri.startswith("hf:"):
+        fs, path = fsspec.core.url_to_fs(uri)
+        return fs.cat_file(path, start=start, end=end)
+    with open(uri, "rb", buffering=0) as fh:
+        if start:
+            fh.seek(start)
+        return fh.read() if end is None else fh.read(max(0, end - (start or 0)))
 
 
 def line_offsets(data: bytes) -> np.ndarray:

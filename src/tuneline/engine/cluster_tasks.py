@@ -16,7 +16,7 @@ from tuneline.clusters import ROW, partition, similar, star_edges, unique_pairs
 from tuneline.engine.blocks import read_array, read_rows, write_array
 from tuneline.engine.executors import Executor, release_freed_memory
 
-VERIFY_PAIRS = 1 << 16
+VERIFY_PAIRS = 1 << 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,17 @@ def _bucket_rows(task: BucketTask) -> np.ndarray:
     parts = [read_array(uri, ROW, lo, hi) for uri, lo, hi in task.slices if hi > lo]
     rows = np.concatenate(parts) if parts else np.zeros(0, dtype=ROW)
     if task.exclude is not None and len(rows):
-        rows = rows[~np.isin(rows["rank"], read_array(task.exclude, np.int64))]
+        rows = rows[~_members(rows["rank"], read_array(task.exclude, np.int64))]
     return rows
+
+
+def _members(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` for a sorted set, by binary search: ``isin`` sorts the set again in every
+    bucket task, and the set (the exact duplicates) grows with the corpus while a bucket does not."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[pos] == values
 
 
 def bucket_pairs(task: BucketTask) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +144,7 @@ def verify_pairs(task: VerifyTask) -> np.ndarray:
         release_freed_memory()
 
 
-_MERGE_AT = 1 << 20  # pairs gathered before they are merged into the unique ones found so far
+_MERGE_AT = 1 << 17  # pairs gathered before they are merged into the unique ones found so far (1 MiB)
 _LOW = np.int64(0xFFFFFFFF)
 
 
@@ -144,7 +153,7 @@ def _concat(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray,
 
     A pair sharing several band keys comes from several buckets: kept whole, the driver's memory would grow
     with every bucket of a large corpus. Each pair is packed into one int64 (ranks stay below 2**32) and the
-    packed keys are merged every million pairs, so the driver holds the unique pairs and one batch at most.
+    packed keys are merged every 131,072 pairs, so the driver holds the unique pairs and one batch at most.
     """
     merged, batch, size = np.zeros(0, np.int64), [], 0
     for a, b in parts:

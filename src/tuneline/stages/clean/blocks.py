@@ -180,22 +180,26 @@ DEDUP_RULES = ("exact_dedup", "near_dedup")
 _DETAILS = ("same text as {}", "near duplicate of {}")
 
 
+def write_decisions(prefix: str, ranks: np.ndarray, rules: np.ndarray, first_ids: list[str]) -> None:
+    """The dedup removals of one block (sorted ranks, their rules as indices into ``DEDUP_RULES``, the id of the
+    record each duplicates) to scratch, ``<prefix>.decided``: the driver holds none while the blocks are written."""
+    write_bytes(f"{prefix}.decided", orjson.dumps([ranks.tolist(), rules.tolist(), first_ids]))
+
+
 @dataclass(frozen=True, slots=True)
 class WriteTask:
     block: Block
     prefix: str
     kind: str
-    ranks: np.ndarray  # sorted ranks of the block's dedup removals
-    rules: np.ndarray  # per removal, an index into DEDUP_RULES
-    first_ids: list[str]  # per removal, the id of the record kept in its place
     examples_per_rule: int
 
-    def decisions(self, positions: list[int]) -> dict[int, tuple[str, str]]:
-        """Position in the block → (rule, detail), for the removals at ``positions`` (in ``ranks`` order)."""
-        rules = self.rules.tolist()
+    def decisions(self, lines: int) -> dict[int, tuple[str, str]]:
+        """Position in the block → (rule, detail), for the block's dedup removals (:func:`write_decisions`)."""
+        ranks, rules, first_ids = orjson.loads(read_bytes(f"{self.prefix}.decided"))
+        positions = _index_of(self.block, lines, ranks)
         return {
             pos: (DEDUP_RULES[r], _DETAILS[r].format(fid))
-            for pos, r, fid in zip(positions, rules, self.first_ids, strict=True)
+            for pos, r, fid in zip(positions, rules, first_ids, strict=True)
         }
 
 
@@ -215,7 +219,7 @@ def write_block(task: WriteTask) -> BlockWritten:
     offsets = line_offsets(data)
     lines = len(offsets) - 1
     filtered = {pos: (rule, detail) for pos, rule, detail in orjson.loads(read_bytes(f"{task.prefix}.filtered"))}
-    by_pos = task.decisions(_index_of(task.block, lines, task.ranks.tolist()))
+    by_pos = task.decisions(lines)
     out = BlockWritten()
     gone = np.zeros(lines, dtype=bool)
     gone[sorted(filtered.keys() | by_pos.keys())] = True

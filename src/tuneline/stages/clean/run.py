@@ -32,6 +32,7 @@ from tuneline.stages.clean.blocks import (
     clean_block,
     record_ids,
     write_block,
+    write_decisions,
 )
 
 REMOVED_FILE, REPORT_FILE = "removed.jsonl", DATA_REPORT
@@ -219,10 +220,11 @@ def _clean_kind(
     removed = _dedup_decisions(ex, keyed, cfg)
     release_freed_memory()  # the steps' pairs are gone; only the removals' arrays stay
     first_ids = _first_ids(ex, blocks, prefixes, keyed, removed.first)
-    writes = (
-        WriteTask(blocks[bi], prefixes[bi], kind, *removed.block(sel), first_ids.block(sel), cfg.examples_per_rule)
-        for bi, sel in _per_block(removed.rank, keyed)
-    )
+    for bi, sel in _per_block(removed.rank, keyed):
+        write_decisions(prefixes[bi], *removed.block(sel), first_ids.block(sel))
+    del removed, first_ids
+    release_freed_memory()  # the removals are in scratch: the driver writes the blocks holding none of them
+    writes = (WriteTask(b, p, kind, cfg.examples_per_rule) for b, p in zip(blocks, prefixes, strict=True))
     kept_fh, removed_fh = outputs
     results = []
     for bi, result in enumerate(ex.imap(write_block, writes)):  # every block, in order
