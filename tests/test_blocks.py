@@ -19,6 +19,29 @@ def test_line_offsets_cut_where_split_lines_does(data: bytes):
     assert [data[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)] == blocks.split_lines(data)
 
 
+@pytest.mark.parametrize("read", [3, 16, 1 << 22])  # chunks shorter than a line, a few lines, the whole file
+def test_line_ranges_cut_every_n_lines_wherever_the_read_chunks_end(monkeypatch, read: int):
+    """Each range is ``per`` whole lines (the last one the rest, with or without a final newline), whatever
+    the size of the chunks the file is read in."""
+    import io
+
+    monkeypatch.setattr(blocks, "_READ", read)
+    rng = random.Random(read)
+    for n in (0, 1, 2, 5, 37, 200):
+        lines = [b"x" * rng.randrange(0, 9) + b"\n" for _ in range(n)]
+        for tail in (b"", b"no newline"):
+            data = b"".join(lines) + tail
+            for per in (1, 2, 3, 7, 64):
+                ranges = blocks.line_ranges(io.BytesIO(data), per)
+                assert b"".join(data[a:b] for a, b, _, _ in ranges) == data
+                expected = blocks.split_lines(data)
+                got = [blocks.split_lines(data[a:b]) for a, b, _, _ in ranges]
+                assert [len(g) for g in got] == [k for _, _, _, k in ranges]
+                assert [x for g in got for x in g] == expected
+                assert all(k == per for _, _, _, k in ranges[:-1]) and all(0 < k <= per for *_, k in ranges)
+                assert [f for _, _, f, _ in ranges] == [1 + i * per for i in range(len(ranges))]
+
+
 def _spans(rng: random.Random, size: int) -> np.ndarray:
     cuts = sorted(rng.sample(range(size + 1), 10))
     return np.array([cuts[i : i + 2] for i in range(0, len(cuts), 2)], dtype=np.int64)

@@ -60,27 +60,30 @@ def split_lines(data: bytes) -> list[bytes]:
 def line_ranges(fh: BinaryIO, lines_per_range: int) -> list[tuple[int, int, int, int]]:
     """(start byte, end byte, first line, lines) of consecutive ranges of ``lines_per_range`` lines of ``fh``.
 
-    One sequential read at disk speed, counting newlines; nothing is parsed. The final line may lack its
-    newline; an empty file has no range.
+    One sequential read at disk speed, counting newlines in C (``bytes.count``); only a chunk where a range ends
+    is searched for its newlines (numpy). Nothing is parsed. The final line may lack its newline; an empty file
+    has no range. Every stage plans its blocks so before any worker starts: a per-line Python loop here took
+    0.5 s of the driver's time per million lines.
     """
     ranges: list[tuple[int, int, int, int]] = []
-    start = pos = pending = 0
+    start = pos = pending = 0  # pending: lines of the open range read so far
     first = 1
     last = b""
-    while chunk := fh.read(_READ):
-        last = chunk[-1:]
-        i = 0
-        while True:
-            need = lines_per_range - pending
-            if chunk.count(b"\n", i) < need:
-                pending += chunk.count(b"\n", i)
-                break
-            for _ in range(need):
-                i = chunk.index(b"\n", i) + 1
-            ranges.append((start, pos + i, first, lines_per_range))
-            first += lines_per_range
-            start, pending = pos + i, 0
-        pos += len(chunk)
+    buf = bytearray(_READ)  # one buffer, filled again and again: a new one per read faulted in every page
+    while size := fh.readinto(buf):
+        last = buf[size - 1 : size]
+        count = buf.count(b"\n", 0, size)
+        ends = range(lines_per_range - pending - 1, count, lines_per_range)  # which of its newlines end a range
+        if ends:
+            newlines = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8, count=size) == ord("\n"))
+            for k in ends:
+                end = pos + int(newlines[k]) + 1
+                ranges.append((start, end, first, lines_per_range))
+                start, first = end, first + lines_per_range
+            pending = count - 1 - ends[-1]
+        else:
+            pending += count
+        pos += size
     if pos > start:
         ranges.append((start, pos, first, pending + (last != b"\n")))
     return ranges
