@@ -18,6 +18,7 @@ from typing import Any
 
 import fsspec
 import orjson
+from fsspec.implementations.local import LocalFileOpener
 
 from tuneline.stages.ingest.sources import ResolvedFile
 
@@ -122,7 +123,10 @@ def _bounded_lines(fh: Any, limit: int, end: float = float("inf")) -> Iterator[b
 
 def _line_reader(fh: Any) -> Any:
     """``fh`` when its ``readline`` takes a size limit, else a buffer over it that does (fsspec's remote files and
-    zstandard's reader have no size-limited ``readline`` of their own)."""
+    zstandard's reader have no size-limited ``readline`` of their own). A local file is read through the file
+    fsspec opened: its wrapper's ``readline`` cost 0.5 µs a line, a third of reading a line."""
+    if isinstance(fh, LocalFileOpener):
+        fh = fh.f
     try:
         fh.readline(0)
         return fh
@@ -152,7 +156,7 @@ def read_jsonl(f: ResolvedFile, max_bytes: int = 32 * 1024 * 1024) -> Iterator[R
             if line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
         line = line.rstrip(b"\r\n")
-        if not line.strip():
+        if not line or line.isspace():  # blank (bytes.isspace and bytes.strip share one whitespace; no copy)
             continue
         try:
             maybe_big = len(line) - len(line.translate(None, _DIGITS)) >= 20 and _LONG_DIGITS.search(line)
