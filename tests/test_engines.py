@@ -125,7 +125,7 @@ def _kill_one_worker_mid_stage(scratch_glob: tuple[Path, str], killed: list[int]
         if any(root.glob(pattern)):  # a block is written: the stage is under way
             for proc in psutil.process_iter(["pid", "cmdline"]):
                 title = " ".join(proc.info["cmdline"] or [])
-                if "ray::" in title and "_run_pickled" in title:
+                if "ray::" in title and "run_task" in title:
                     proc.kill()
                     killed.append(proc.info["pid"])
                     return

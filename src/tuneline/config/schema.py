@@ -149,7 +149,7 @@ class RayClusterConfig(Section):
 
 
 class RayConfig(Section):
-    """How the data stages run with ``data.engine: ray`` (Ray Data over the same stage logic as ``local``)."""
+    """How the data stages run with ``data.engine: ray`` (Ray tasks over the same stage logic as ``local``)."""
 
     address: str | None = Field(
         None,
@@ -169,7 +169,7 @@ class DataConfig(Section):
     engine: Literal["local", "ray"] = Field(
         "local",
         description="What runs ingest, clean and split: 'local' (worker processes on this machine) or 'ray' "
-        "(Ray Data; on Kubernetes a KubeRay RayJob). Both keep and remove exactly the same records.",
+        "(Ray tasks; on Kubernetes a KubeRay RayJob). Both keep and remove exactly the same records.",
     )
     block_records: int = Field(
         16384,

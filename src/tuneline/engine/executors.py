@@ -13,8 +13,6 @@ import gc
 import logging
 import multiprocessing as mp
 import os
-import pickle
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -114,14 +112,11 @@ def run_task(fn: Callable[[T], R], task: T) -> R:
         gc.enable()
 
 
-def _run_pickled(row: dict[str, Any]) -> dict[str, Any]:
-    fn, arg = pickle.loads(row["task"])
-    return {"i": row["i"], "result": pickle.dumps(run_task(fn, arg), protocol=5)}
-
-
 class RayExecutor:
-    """A Ray Data pipeline per map: one row per task, one Ray task per row, order preserved.
+    """Each task a Ray task (one CPU), two per CPU of the cluster in flight, results in task order.
 
+    Plain Ray tasks, not a Ray Data pipeline per map: Ray Data's streaming executor, and results carried in its
+    Arrow blocks, cost a stage on 2 CPUs about 10 s at 1M records (``benchmarks/data_prep.py``).
     ``max_retries`` is Ray's: a task whose worker process or node died is re-run; an exception raised by the
     function itself is an error of the data or the config and fails the stage at once.
     """
@@ -149,35 +144,37 @@ class RayExecutor:
                 raise EngineError(f"data.ray.address={address!r}: cannot join the Ray cluster ({exc})") from None
             self._started = True
         self.workers = int(ray.cluster_resources().get("CPU", 1))
-        self.max_retries = cfg.max_retries
-        import ray.data
-
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
-        ctx.enable_progress_bars = False  # tuneline's own progress bars count records, not Ray datasets
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per map otherwise
+        self._run = ray.remote(run_task).options(num_cpus=1, max_retries=cfg.max_retries, retry_exceptions=False)
         log.info("ray: %d CPUs in the cluster", self.workers)
 
     def imap(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
-        rows = [{"i": i, "task": pickle.dumps((fn, t), protocol=5)} for i, t in enumerate(tasks)]
-        if not rows:
-            return
-        import ray.data
+        window: deque[Any] = deque()
+        try:
+            for task in tasks:
+                window.append(self._run.remote(fn, task))
+                if len(window) >= 2 * self.workers:
+                    yield self._get(window.popleft())
+            while window:
+                yield self._get(window.popleft())
+        finally:
+            for ref in window:
+                with suppress(Exception):
+                    self._ray.cancel(ref)
 
-        with warnings.catch_warnings():
-            # Ray Data has no named parameter for max_retries yet (2.60); its default, -1, retries forever
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(
-                _run_pickled, num_cpus=1, max_retries=self.max_retries, retry_exceptions=False
-            )
-        expected = 0
-        for row in ds.iter_rows():
-            if row["i"] != expected:  # preserve_order is on: anything else is a bug, not a race to hide
-                raise EngineError(f"ray returned task {row['i']} where {expected} was due")
-            expected += 1
-            yield pickle.loads(row["result"])
-        if expected != len(rows):
-            raise EngineError(f"ray returned {expected} of {len(rows)} results")
+    def _get(self, ref: Any) -> Any:
+        from ray.exceptions import RayTaskError, WorkerCrashedError
+
+        try:
+            return self._ray.get(ref)
+        except RayTaskError as exc:  # the function raised: its own error, not Ray's wrapping of it
+            if isinstance(exc.cause, TunelineError):
+                raise exc.cause from None
+            raise
+        except WorkerCrashedError:
+            raise EngineError(
+                "a Ray worker died more often than data.ray.max_retries allows (killed, or out of memory?): "
+                "nothing was published; re-run, with smaller blocks (data.block_records) if memory is short"
+            ) from None
 
     def close(self) -> None:
         if self._started:

@@ -2,7 +2,7 @@
 
 The step stages its input and the resolved config under ``data.ray.cluster.stage_uri``/<run id>/<step>,
 creates a RayJob whose head runs ``python -m tuneline.launch.remote <step> <stage URI>`` (the same stage
-function, on Ray Data, reading its input from the stage URI so every worker reaches it), follows it to the
+function, as Ray tasks, reading its input from the stage URI so every worker reaches it), follows it to the
 end and fetches the output into its artifact. A retried step finds the RayJob its earlier attempt created, by
 name: it follows a running or finished one and replaces a failed one, as the multi-node train step does with
 its TrainJob. The manifest is a plain dict, validated in tests against the pinned KubeRay CRD.
