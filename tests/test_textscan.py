@@ -17,7 +17,7 @@ import pytest
 
 from tuneline.engine.cluster_tasks import _concat
 from tuneline.engine.executors import LocalExecutor
-from tuneline.textscan import ByteClass, Needles, TextScan
+from tuneline.textscan import ByteClass, Needles, TextScan, runs
 
 _DIGIT = ByteClass(b"0123456789")
 
@@ -39,6 +39,17 @@ def test_runs_of_digits_are_the_regex_runs(count: int, gap: int, links: str):
     expected = {i for i, t in enumerate(texts) if t.isascii() and pattern.search(t)}
     assert _owners(scan, scan.runs_of(_DIGIT, ByteClass(links.encode()), count, gap)) == expected
     assert 0 < len(expected) < len(texts)
+
+
+def test_runs_are_the_maximal_runs_of_true():
+    rng = random.Random(5)
+    for size in (0, 1, 2, 3, 17, 1000):
+        for density in (0.0, 0.3, 0.9, 1.0):
+            mask = np.array([rng.random() < density for _ in range(size)], dtype=bool)
+            starts, ends = runs(mask)
+            text = "".join("x" if v else "." for v in mask.tolist())
+            expected = [(m.start(), m.end()) for m in re.finditer("x+", text)]
+            assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == expected
 
 
 def test_needles_are_found_where_bytes_find_finds_them():

@@ -29,7 +29,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from datasketch.minhash import _fmix
 
-from tuneline.textscan import ByteClass
+from tuneline.textscan import ByteClass, runs
 
 _SEED = 1
 _WEIGHTS = (0.3, 0.7)  # (false positive, false negative) weights for the band/row optimizer
@@ -101,18 +101,22 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     doc_start = np.zeros(len(encoded), dtype=np.int64)
     if len(encoded) > 1:
         np.cumsum([len(e) + 1 for e in encoded[:-1]], out=doc_start[1:])
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], _WORD_BYTE.mask(raw).view(np.int8), [0]))))
-    starts, ends = edges[0::2], edges[1::2]  # a word opens, then closes
+    starts, ends = runs(_WORD_BYTE.mask(raw))  # where each word opens and closes
     # documents are in order: the few document starts placed among the many word starts give each word's own
     per_doc = np.diff(np.append(np.searchsorted(starts, doc_start), len(starts)))
     word_doc = np.repeat(np.arange(len(encoded), dtype=np.int64), per_doc)
     pw, inv = _powers(len(data) + 1)
     with np.errstate(over="ignore"):
-        prefix = np.empty(len(data) + 1, dtype=np.uint64)  # one pass to fill, one to sum: no widened copy
-        prefix[0] = 0
-        np.multiply(data, pw[: len(data)], out=prefix[1:])
-        np.cumsum(prefix[1:], out=prefix[1:])
-        words = (prefix[ends] - prefix[starts]) * inv[starts] + (ends - starts).astype(np.uint64)
+        # a word's hash is the sum of its bytes times P**(offset in the word): the bytes are weighted by P**i
+        # at once and summed per word by one reduceat over [start, end) and the gaps between (dropped), then
+        # shifted back by P**-start (the last end may be the array's end: one more, zero, element)
+        weighted = np.empty(len(data) + 1, dtype=np.uint64)
+        weighted[-1] = 0
+        np.multiply(data, pw[: len(data)], out=weighted[:-1])
+        edges = np.empty(2 * len(starts), dtype=np.int64)
+        edges[0::2], edges[1::2] = starts, ends
+        sums = np.add.reduceat(weighted, edges)[0::2] if len(edges) else np.zeros(0, dtype=np.uint64)
+        words = sums * inv[starts] + (ends - starts).astype(np.uint64)
         counts = np.bincount(word_doc, minlength=len(texts))
         gram_hash, gram_doc = [], []
         if len(words) >= n:

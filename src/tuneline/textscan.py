@@ -39,6 +39,17 @@ class ByteClass:
         return np.frombuffer(raw.translate(self.translation), dtype=bool)
 
 
+def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the maximal runs of True in a boolean array start and end (``[start, end)``), in order.
+
+    Edges are found by comparing neighbours of a padded copy as booleans: ``np.diff`` over the mask widened to
+    int64 (what concatenating it with ``[0]`` does) cost four times as much, 2.5 µs per chat record in MinHash."""
+    padded = np.zeros(len(mask) + 2, dtype=bool)
+    padded[1:-1] = mask
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[0::2], edges[1::2]
+
+
 class TextScan:
     """The ASCII texts of a list, joined; positions found in :attr:`data` map back to the text they are in."""
 

@@ -22,6 +22,7 @@ from tuneline.engine.cluster_tasks import KeyedBlock, write_keys, write_signatur
 from tuneline.io.jsonl import BadRecord, dumps, line_id
 from tuneline.records import Kind
 from tuneline.stages.clean.rules import cleaner_for
+from tuneline.textscan import runs
 
 CHUNK = 1024
 
@@ -243,5 +244,5 @@ def write_block(task: WriteTask) -> BlockWritten:
 
 def _runs(keep: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Byte spans ``[start, end)`` of the maximal runs of lines ``keep`` marks."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], keep.view(np.int8), [0]))))
-    return np.stack((offsets[edges[0::2]], offsets[edges[1::2]]), axis=1)
+    starts, ends = runs(keep)
+    return np.stack((offsets[starts], offsets[ends]), axis=1)
