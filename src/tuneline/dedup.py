@@ -86,6 +86,23 @@ def segment(text: str) -> str:
     return _UNSPACED.sub(r" \1 ", text)
 
 
+def _word_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Each word's polynomial hash: the sum of its bytes times P**(offset in the word), plus its length.
+
+    The bytes are weighted by P**i at once and summed per word by one reduceat over [start, end) and the gaps
+    between (dropped), then shifted back by P**-start (the last end may be the array's end: one more, zero,
+    element)."""
+    pw, inv = _powers(len(data) + 1)
+    with np.errstate(over="ignore"):
+        weighted = np.empty(len(data) + 1, dtype=np.uint64)
+        weighted[-1] = 0
+        np.multiply(data, pw[: len(data)], out=weighted[:-1])
+        edges = np.empty(2 * len(starts), dtype=np.int64)
+        edges[0::2], edges[1::2] = starts, ends
+        sums = np.add.reduceat(weighted, edges)[0::2] if len(edges) else np.zeros(0, dtype=np.uint64)
+        return sums * inv[starts] + (ends - starts).astype(np.uint64)
+
+
 def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """32-bit hashes of every document's word n-grams, and the document index of each.
 
@@ -105,18 +122,8 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     # documents are in order: the few document starts placed among the many word starts give each word's own
     per_doc = np.diff(np.append(np.searchsorted(starts, doc_start), len(starts)))
     word_doc = np.repeat(np.arange(len(encoded), dtype=np.int64), per_doc)
-    pw, inv = _powers(len(data) + 1)
+    words = _word_hashes(data, starts, ends)
     with np.errstate(over="ignore"):
-        # a word's hash is the sum of its bytes times P**(offset in the word): the bytes are weighted by P**i
-        # at once and summed per word by one reduceat over [start, end) and the gaps between (dropped), then
-        # shifted back by P**-start (the last end may be the array's end: one more, zero, element)
-        weighted = np.empty(len(data) + 1, dtype=np.uint64)
-        weighted[-1] = 0
-        np.multiply(data, pw[: len(data)], out=weighted[:-1])
-        edges = np.empty(2 * len(starts), dtype=np.int64)
-        edges[0::2], edges[1::2] = starts, ends
-        sums = np.add.reduceat(weighted, edges)[0::2] if len(edges) else np.zeros(0, dtype=np.uint64)
-        words = sums * inv[starts] + (ends - starts).astype(np.uint64)
         counts = np.bincount(word_doc, minlength=len(texts))
         gram_hash, gram_doc = [], []
         if len(words) >= n:
