@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from tuneline.dedup import batch_near_keys, batch_shingles, batch_signatures, permutations
+from tuneline.dedup import _P, _WORD_BYTE, _word_hashes, batch_near_keys, batch_shingles, batch_signatures, permutations
+from tuneline.textscan import runs
 
 TEXTS = [
     "Hello, world! hello world",
@@ -30,6 +31,21 @@ def test_batch_signatures_equal_datasketch_minhash(num_perm: int):
         m = MinHash(num_perm=num_perm, hashfunc=int, permutations=permutations(num_perm), scheme="affine32")
         m.update_batch(hashes[docs == i].tolist())
         assert np.array_equal(m.hashvalues, sigs[i])
+
+
+def test_word_hashes_are_the_polynomial_of_each_word():
+    """Each word's hash is sum(byte * P**offset) + length modulo 2**64, words at the array's very start and end
+    included (the reduceat that computes it runs to the array's end)."""
+    rng = random.Random(11)
+    for _ in range(200):
+        raw = bytes(rng.choice(b"ab_9 .\x00\xc3\xa9") for _ in range(rng.randrange(0, 40)))
+        starts, ends = runs(_WORD_BYTE.mask(raw))
+        got = _word_hashes(np.frombuffer(raw, dtype=np.uint8), starts, ends).tolist()
+        expected = [
+            (sum(b * pow(int(_P), k, 2**64) for k, b in enumerate(raw[s:e])) + e - s) % 2**64
+            for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        assert got == expected
 
 
 def test_shingles_ignore_case_and_punctuation_and_respect_documents():
