@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import fsspec
@@ -11,6 +12,25 @@ import pytest
 
 from tuneline.engine import blocks
 from tuneline.engine.blocks import append_file, line_offsets
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"a",
+        b"a\n",
+        b"\n\n",
+        b"one\ntwo\n\nthree",
+        "é\r\n€\n".encode(),
+        b"a\rb\n\x0bc\x1c\r",
+        b"\r",
+        b"a\x0bb\x1cc\n\x85d",
+    ],
+)
+def test_split_lines_cuts_at_newlines_only(data: bytes):
+    """A line ends at "\n" and nowhere else (a lone "\r", "\x0b" or "\x1c" is inside a line), with its newline."""
+    assert blocks.split_lines(data) == re.findall(rb"[^\n]*\n|[^\n]+$", data)
 
 
 @pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"\n\n", b"one\ntwo\n\nthree", "é\r\n€\n".encode()])

@@ -20,6 +20,9 @@ TEXTS = [
     "the quick brown fox jumps over the lazy dog",
     "Ünïcödé wörds — here too",
     "tab\tseparated\nlines and  spaces",
+    # longer than one permutation step (4,096 grams), between short ones: the step's buffer grows for it
+    " ".join(f"w{i % 5000}" for i in range(9000)),
+    "after the long one",
 ]
 
 

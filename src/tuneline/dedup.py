@@ -152,7 +152,9 @@ def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     return hashes.astype(np.uint32), docs
 
 
-_SLICE_GRAMS = 1 << 14  # grams per permutation step: (num_perm, grams) uint32 stays a few MiB
+# grams per permutation step: (num_perm, grams) uint32 is 1 MiB at 64 permutations and stays in L2 (a chat record's
+# signature: 7.3 µs with 16k grams a step, 6.5 with 4k; fewer grams pay numpy's per-call cost too often)
+_SLICE_GRAMS = 1 << 12
 
 
 def batch_signatures(texts: list[str], num_perm: int, n: int) -> np.ndarray:
@@ -166,13 +168,16 @@ def batch_signatures(texts: list[str], num_perm: int, n: int) -> np.ndarray:
     first = np.searchsorted(docs, np.arange(len(texts)))  # every document has at least one gram
     ends = np.append(first[1:], len(hashes))
     out = np.empty((len(texts), num_perm), dtype=_DTYPE)
+    buf = np.empty((num_perm, 0), dtype=_DTYPE)  # one buffer for every slice (grown for a longer document)
     lo = 0
     while lo < len(texts):
         hi = max(lo + 1, int(np.searchsorted(ends, first[lo] + _SLICE_GRAMS, side="right")))
         g0, g1 = int(first[lo]), int(ends[hi - 1])
+        if g1 - g0 > buf.shape[1]:
+            buf = np.empty((num_perm, max(g1 - g0, min(_SLICE_GRAMS, len(hashes)))), dtype=_DTYPE)
         with np.errstate(over="ignore"):
             # (num_perm, grams): the per-document min then runs along contiguous memory
-            phv = np.multiply(a, mixed[:, g0:g1])
+            phv = np.multiply(a, mixed[:, g0:g1], out=buf[:, : g1 - g0])
             phv += b
         out[lo:hi] = np.minimum.reduceat(phv, first[lo:hi] - g0, axis=1).T
         lo = hi

@@ -58,7 +58,7 @@ def clean_block(task: CleanBlockTask) -> BlockCleaned:
     blk, cfg = task.block, task.config
     cleaner = cleaner_for(cfg, task.tokenizer)
     out = BlockCleaned(KeyedBlock(task.prefix, blk.first_rank, blk.first_rank + blk.lines, {}, 0))
-    numbered = [(lineno, line) for lineno, line in blk.read() if line.strip()]
+    numbered = [(lineno, line) for lineno, line in blk.read() if line and not line.isspace()]
     lines = [line for _, line in numbered]
     linenos = np.array([lineno for lineno, _ in numbered], dtype=np.int64)
     ranks = linenos + (blk.first_rank - blk.first_line)  # each line's rank

@@ -61,7 +61,7 @@ def split_block(task: SplitTask) -> SplitKeyed:
     ids: list[str] | None = [] if task.field else None
     values: list[Any] | None = [] if task.field else None
     for lineno, line in blk.read():
-        if not line.strip():
+        if not line or line.isspace():  # blank (no copy, as strip would make)
             continue
         try:
             rec = parse_canonical(line, 0, task.kind)
