@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from tuneline.dedup import _P, _WORD_BYTE, _word_hashes, batch_near_keys, batch_shingles, batch_signatures, permutations
+from tuneline.dedup import _P, _WORD_BYTE, batch_near_keys, batch_shingles, batch_signatures, permutations, word_hashes
 from tuneline.textscan import runs
 
 TEXTS = [
@@ -43,7 +43,7 @@ def test_word_hashes_are_the_polynomial_of_each_word():
     for _ in range(200):
         raw = bytes(rng.choice(b"ab_9 .\x00\xc3\xa9") for _ in range(rng.randrange(0, 40)))
         starts, ends = runs(_WORD_BYTE.mask(raw))
-        got = _word_hashes(np.frombuffer(raw, dtype=np.uint8), starts, ends).tolist()
+        got = word_hashes(np.frombuffer(raw, dtype=np.uint8), starts, ends).tolist()
         expected = [
             (sum(b * pow(int(_P), k, 2**64) for k, b in enumerate(raw[s:e])) + e - s) % 2**64
             for s, e in zip(starts.tolist(), ends.tolist(), strict=True)

@@ -86,7 +86,7 @@ def segment(text: str) -> str:
     return _UNSPACED.sub(r" \1 ", text)
 
 
-def _word_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def word_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Each word's polynomial hash: the sum of its bytes times P**(offset in the word), plus its length.
 
     The bytes are weighted by P**i at once and summed per word by one reduceat over [start, end) and the gaps
@@ -103,28 +103,42 @@ def _word_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
         return sums * inv[starts] + (ends - starts).astype(np.uint64)
 
 
-def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit hashes of every document's word n-grams, and the document index of each.
-
-    Words of unspaced scripts are single characters (``segment``), so their n-grams are character n-grams.
-
-    Each word gets a polynomial hash from prefix sums over the concatenated UTF-8 bytes; n
-    consecutive words of the same document are mixed into one n-gram hash. A document with
-    fewer than n words yields one hash of all its words (a document with none, a constant).
-    """
+def encode_documents(texts: list[str]) -> tuple[bytes, np.ndarray]:
+    """The documents as shingles see them, end to end: segmented (``segment``), case-folded UTF-8, each followed by
+    a NUL (no word byte: words never span documents); and where each starts."""
     encoded = [segment(t).casefold().encode("utf-8") for t in texts]
-    raw = b"\x00".join(encoded)  # NUL is no word byte: words never span documents
-    data = np.frombuffer(raw, dtype=np.uint8)
     doc_start = np.zeros(len(encoded), dtype=np.int64)
     if len(encoded) > 1:
         np.cumsum([len(e) + 1 for e in encoded[:-1]], out=doc_start[1:])
+    return b"\x00".join(encoded), doc_start
+
+
+def batch_shingles(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of every document's word n-grams, and the document index of each (:func:`shingles` of
+    :func:`encode_documents`)."""
+    return shingles(*encode_documents(texts), n)
+
+
+def shingles(raw: bytes, doc_start: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit hashes of every document's word n-grams, and the document index of each.
+
+    ``raw`` holds the documents end to end, already case-folded and segmented (:func:`encode_documents`, or
+    ASCII text lowered, which is the same bytes), each starting at ``doc_start`` and running to the next one's
+    start; a byte between documents must be no word byte. Words of unspaced scripts are single characters, so
+    their n-grams are character n-grams.
+
+    Each word gets a polynomial hash from prefix sums over the bytes; n consecutive words of the same document
+    are mixed into one n-gram hash. A document with fewer than n words yields one hash of all its words (a
+    document with none, a constant).
+    """
+    data = np.frombuffer(raw, dtype=np.uint8)
     starts, ends = runs(_WORD_BYTE.mask(raw))  # where each word opens and closes
     # documents are in order: the few document starts placed among the many word starts give each word's own
     per_doc = np.diff(np.append(np.searchsorted(starts, doc_start), len(starts)))
-    word_doc = np.repeat(np.arange(len(encoded), dtype=np.int64), per_doc)
-    words = _word_hashes(data, starts, ends)
+    word_doc = np.repeat(np.arange(len(doc_start), dtype=np.int64), per_doc)
+    words = word_hashes(data, starts, ends)
     with np.errstate(over="ignore"):
-        counts = np.bincount(word_doc, minlength=len(texts))
+        counts = np.bincount(word_doc, minlength=len(doc_start))
         gram_hash, gram_doc = [], []
         if len(words) >= n:
             m = len(words) - n + 1
@@ -158,19 +172,25 @@ _SLICE_GRAMS = 1 << 12
 
 
 def batch_signatures(texts: list[str], num_perm: int, n: int) -> np.ndarray:
-    """MinHash signatures, shape (len(texts), num_perm): datasketch's affine32 scheme over ``batch_shingles``.
+    """MinHash signatures, shape (len(texts), num_perm): datasketch's affine32 scheme over ``batch_shingles``."""
+    return signatures(*encode_documents(texts), num_perm, n)
+
+
+def signatures(raw: bytes, doc_start: np.ndarray, num_perm: int, n: int) -> np.ndarray:
+    """MinHash signatures of the documents of ``raw`` (as :func:`shingles` takes them), one row per document.
 
     The permuted hashes of all grams of a chunk would take num_perm x grams x 4 bytes (20 MiB for 1,024 chat
     records at 64 permutations); they are made for a slice of documents at a time instead."""
-    hashes, docs = batch_shingles(texts, n)
+    hashes, docs = shingles(raw, doc_start, n)
+    count = len(doc_start)
     a, b = (p.reshape(-1, 1) for p in permutations(num_perm))
     mixed = _fmix(hashes, 32).reshape(1, -1)
-    first = np.searchsorted(docs, np.arange(len(texts)))  # every document has at least one gram
+    first = np.searchsorted(docs, np.arange(count))  # every document has at least one gram
     ends = np.append(first[1:], len(hashes))
-    out = np.empty((len(texts), num_perm), dtype=_DTYPE)
+    out = np.empty((count, num_perm), dtype=_DTYPE)
     buf = np.empty((num_perm, 0), dtype=_DTYPE)  # one buffer for every slice (grown for a longer document)
     lo = 0
-    while lo < len(texts):
+    while lo < count:
         hi = max(lo + 1, int(np.searchsorted(ends, first[lo] + _SLICE_GRAMS, side="right")))
         g0, g1 = int(first[lo]), int(ends[hi - 1])
         if g1 - g0 > buf.shape[1]:
@@ -205,5 +225,14 @@ def batch_near_keys(
     texts: list[str], threshold: float, num_perm: int, shingle_words: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signatures (n, num_perm) uint32 and band keys (n, bands) uint64 for a chunk of texts."""
-    sigs = batch_signatures(texts, num_perm, shingle_words) if texts else np.zeros((0, num_perm), dtype=_DTYPE)
+    return near_keys(*encode_documents(texts), threshold, num_perm, shingle_words)
+
+
+def near_keys(
+    raw: bytes, doc_start: np.ndarray, threshold: float, num_perm: int, shingle_words: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`batch_near_keys` of documents given end to end (as :func:`shingles` takes them)."""
+    if not len(doc_start):
+        return np.zeros((0, num_perm), dtype=_DTYPE), band_keys(np.zeros((0, num_perm), dtype=_DTYPE), threshold)
+    sigs = signatures(raw, doc_start, num_perm, shingle_words)
     return sigs, band_keys(sigs, threshold)

@@ -16,7 +16,7 @@ import orjson
 import xxhash
 
 from tuneline.config.schema import CleanConfig
-from tuneline.dedup import batch_near_keys
+from tuneline.dedup import batch_near_keys, near_keys
 from tuneline.io.jsonl import parse_canonical
 from tuneline.pii import ALL_SHAPES, Redactor
 from tuneline.records import Kind
@@ -29,8 +29,10 @@ from tuneline.stages.clean.text import (
     messages_of,
     normalize_candidates,
     normalize_text,
+    turns_of,
     words_repetition_above,
 )
+from tuneline.stages.clean.words import PlainRecords
 from tuneline.textscan import TextScan
 
 
@@ -45,7 +47,7 @@ class CleanedChunk:
     normalized: int = 0
     changed: set[int] = field(default_factory=set)  # records whose text normalization or redaction changed
     exact: list[int] = field(default_factory=list)  # 0 when exact dedup is off or the record was removed
-    near_rows: list[int] = field(default_factory=list)  # row in sigs/bands per record, -1 when none
+    near_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row in sigs/bands, or -1
     sigs: np.ndarray | None = None
     bands: np.ndarray | None = None  # (rows, bands) uint64 LSH band keys
 
@@ -68,6 +70,7 @@ class RecordCleaner:
     def __init__(self, config: CleanConfig, tokenizer_path: str | None = None) -> None:
         self.cfg = config
         self.redactor = Redactor(config.pii) if config.pii.enabled else None
+        self.fast = True  # plain ASCII records through PlainRecords (tests turn it off to compare)
         self.tokenizer = None
         if config.token_length.enabled and tokenizer_path:
             from transformers import AutoTokenizer
@@ -75,42 +78,76 @@ class RecordCleaner:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
 
     def clean_many(self, lines: list[bytes], kind: Kind) -> CleanedChunk:
-        """Clean a chunk. Normalization and PII screen the chunk's texts at once (:mod:`tuneline.textscan`), and
-        near-dup signatures are computed for the whole chunk at once: per text, either cost more than the rules."""
+        """Clean a chunk. Normalization and PII screen the chunk's texts at once (:mod:`tuneline.textscan`), the
+        words of its plain ASCII records are found at once (:mod:`tuneline.stages.clean.words`: they pass the
+        quality filters, get their exact keys and MinHash from arrays) and near-dup signatures are computed for
+        the whole chunk at once: per text, each cost more than the rules. The other records take the per-record
+        path; both give the same results (tests/test_clean.py compares them)."""
         chunk = CleanedChunk()
         recs = [parse_canonical(line, i, kind) for i, line in enumerate(lines)]
         msgs = [list(messages_of(rec, kind)) for rec in recs]
         chunk.ids = [rec["id"] for rec in recs]
-        self._clean_texts(msgs, chunk)
-        cfg, texts = self.cfg, []
+        plain = self._clean_texts(msgs, chunk)
+        fast = PlainRecords.of(msgs, plain) if self.fast else None
+        passed = fast.passed(recs, kind, self.cfg.quality) if fast is not None else None
+        folded = fast.words.folded() if fast is not None and self.cfg.exact_dedup.enabled else None
+        cfg, texts, near_fast, near_slow = self.cfg, [], [], []
         for i, (rec, ms) in enumerate(zip(recs, msgs, strict=True)):
-            words = [m["content"].split() for m in ms]  # split once: the filters and the exact key read them
-            removed = self._filter(rec, ms, words)
+            f = fast.row[i] if fast is not None else -1
+            if f >= 0 and passed[f]:
+                removed = self._tokens(ms)
+            else:  # the per-record path: split once, the filters and the exact key read the words
+                words = [m["content"].split() for m in ms]
+                removed = self._filter(rec, ms, words)
             chunk.removed.append(removed)
             chunk.lines.append(_serialized(rec, lines[i], i in chunk.changed))
             if removed is not None:
                 chunk.exact.append(0)
-                chunk.near_rows.append(-1)
                 continue
-            if cfg.exact_dedup.enabled:
-                folded = [folded_text(m, w) for m, w in zip(ms, words, strict=True)]
-                chunk.exact.append(xxhash.xxh3_64_intdigest(canonical_text(rec, kind, folded).encode()))
-            else:
+            if not cfg.exact_dedup.enabled:
                 chunk.exact.append(0)
-            if cfg.near_dedup.enabled:
-                chunk.near_rows.append(len(texts))
-                texts.append(" ".join(message_text(m) for m in ms))
+            elif f >= 0:
+                chunk.exact.append(xxhash.xxh3_64_intdigest(fast.canonical(f, rec, ms, kind, folded)))
             else:
-                chunk.near_rows.append(-1)
-        if texts:
-            nd = cfg.near_dedup
-            chunk.sigs, chunk.bands = batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words)
+                fold = [folded_text(m, w) for m, w in zip(ms, words, strict=True)]
+                chunk.exact.append(xxhash.xxh3_64_intdigest(canonical_text(rec, kind, fold).encode()))
+            if cfg.near_dedup.enabled and f >= 0:
+                near_fast.append(i)
+            elif cfg.near_dedup.enabled:
+                near_slow.append(i)
+                texts.append(" ".join(message_text(m) for m in ms))
+        self._near_keys(chunk, fast, near_fast, near_slow, texts)
         return chunk
 
-    def _clean_texts(self, msgs: list[list[dict[str, Any]]], chunk: CleanedChunk) -> None:
+    def _near_keys(
+        self,
+        chunk: CleanedChunk,
+        fast: PlainRecords | None,
+        near_fast: list[int],
+        near_slow: list[int],
+        texts: list[str],
+    ) -> None:
+        """Signatures and band keys of the kept records, the fast ones' first; ``chunk.near_rows`` says whose."""
+        chunk.near_rows = np.full(len(chunk.removed), -1, dtype=np.int64)
+        if not near_fast and not near_slow:
+            return
+        nd = self.cfg.near_dedup
+        parts = []
+        if near_fast:
+            assert fast is not None
+            raw, doc_start = fast.documents(fast.row[near_fast].tolist())
+            parts.append(near_keys(raw, doc_start, nd.threshold, nd.num_perm, nd.shingle_words))
+        if near_slow:
+            parts.append(batch_near_keys(texts, nd.threshold, nd.num_perm, nd.shingle_words))
+        chunk.near_rows[near_fast + near_slow] = np.arange(len(near_fast) + len(near_slow))
+        chunk.sigs = np.concatenate([p[0] for p in parts])
+        chunk.bands = np.concatenate([p[1] for p in parts])
+
+    def _clean_texts(self, msgs: list[list[dict[str, Any]]], chunk: CleanedChunk) -> list[bool]:
         """Normalize, then redact, every text of the chunk, in place. Records whose messages hold only a content
-        are screened as one batch and only the texts a step may change go through it; the rest (reasoning, tool
-        calls) take the per-record path. Either way each text becomes redact(normalize(text))."""
+        (plain ones: which, is returned) are screened as one batch and only the texts a step may change go
+        through it; the rest (reasoning, tool calls) take the per-record path. Either way each text becomes
+        redact(normalize(text))."""
         plain = [all("reasoning_content" not in m and not m.get("tool_calls") for m in ms) for ms in msgs]
         for i, ms in enumerate(msgs):
             if not plain[i]:
@@ -129,6 +166,7 @@ class RecordCleaner:
                 for t in np.flatnonzero(shapes).tolist():
                     i, m = owners[t]
                     self._redact([m], i, chunk, int(shapes[t]))
+        return plain
 
     def _normalize_screened(
         self, scan: TextScan, owners: list[tuple[int, dict[str, Any]]], chunk: CleanedChunk
@@ -186,12 +224,17 @@ class RecordCleaner:
             broken = self._quality(rec, msgs, words)
             if broken:
                 return broken
-        if self.tokenizer is not None:
-            texts = [message_text(m) for m in msgs]
-            n = sum(len(ids) + 4 for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"])
-            limit = self.cfg.token_length.max_tokens
-            if n > limit:
-                return "token_length", f"{n} tokens > {limit}"
+        return self._tokens(msgs)
+
+    def _tokens(self, msgs: list[dict[str, str]]) -> tuple[str, str] | None:
+        """The token-length rule, when a tokenizer is set: (rule, detail) when the record is too long."""
+        if self.tokenizer is None:
+            return None
+        texts = [message_text(m) for m in msgs]
+        n = sum(len(ids) + 4 for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+        limit = self.cfg.token_length.max_tokens
+        if n > limit:
+            return "token_length", f"{n} tokens > {limit}"
         return None
 
     def _quality(
@@ -210,12 +253,7 @@ class RecordCleaner:
             return "quality.min_chars", f"{chars} characters < {q.min_chars}"
         if chars > q.max_chars:
             return "quality.max_chars", f"{chars} characters > {q.max_chars}"
-        # turns of one conversation: a preference record's is its prompt and one answer
-        turns = (
-            len(rec["messages"])
-            if "messages" in rec
-            else len(rec["prompt"]) + len(rec.get("chosen") or rec["completion"])
-        )
+        turns = turns_of(rec)
         if turns < q.min_turns:
             return "quality.min_turns", f"{turns} turns < {q.min_turns}"
         if turns > q.max_turns:

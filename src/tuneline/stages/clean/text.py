@@ -12,7 +12,16 @@ import numpy as np
 from tuneline.records import Kind, message_text, messages_of
 from tuneline.textscan import ByteClass, TextScan
 
-__all__ = ["canonical_text", "map_texts", "message_text", "messages_of", "normalize_text", "prompt_text"]
+__all__ = [
+    "canonical_text",
+    "key_prefix",
+    "key_suffix",
+    "map_texts",
+    "message_text",
+    "messages_of",
+    "normalize_text",
+    "prompt_text",
+]
 
 # C0/C1 controls except \t \n \r, zero-width and bidi marks, line/paragraph separators, BOM.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -84,12 +93,26 @@ def canonical_text(rec: dict[str, Any], kind: Kind, folded: list[str] | None = N
     :func:`folded_text` of each message, when the caller has them)."""
     msgs = list(messages_of(rec, kind))
     folded = folded if folded is not None else [folded_text(m) for m in msgs]
-    # a context-only turn (weight 0) makes another training example than the same turn trained
-    body = "\x1e".join(
-        m["role"] + ("\x1d\x1f" if m.get("weight") == 0 else "\x1f") + text
-        for m, text in zip(msgs, folded, strict=True)
-    )
-    return body + ("\x1e" + str(rec["label"]) if kind == "kto" else "")
+    body = "\x1e".join(key_prefix(m) + text for m, text in zip(msgs, folded, strict=True))
+    return body + key_suffix(rec, kind)
+
+
+def key_prefix(m: dict[str, Any]) -> str:
+    """What stands before a message's folded text in :func:`canonical_text`: its role, and whether it is trained
+    (a context-only turn, weight 0, makes another training example than the same turn trained)."""
+    return m["role"] + ("\x1d\x1f" if m.get("weight") == 0 else "\x1f")
+
+
+def key_suffix(rec: dict[str, Any], kind: Kind) -> str:
+    """What ends :func:`canonical_text`: a kto record's label (the same text liked and disliked is two records)."""
+    return "\x1e" + str(rec["label"]) if kind == "kto" else ""
+
+
+def turns_of(rec: dict[str, Any]) -> int:
+    """The turns of one conversation: a preference record's is its prompt and one answer."""
+    if "messages" in rec:
+        return len(rec["messages"])
+    return len(rec["prompt"]) + len(rec.get("chosen") or rec["completion"])
 
 
 def prompt_text(rec: dict[str, Any], kind: Kind) -> str:
