@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from tuneline.dedup import _P, _WORD_BYTE, batch_near_keys, batch_shingles, batch_signatures, permutations, word_hashes
+from tuneline.dedup import (
+    _P,
+    _WEIGHTS,
+    _WORD_BYTE,
+    batch_near_keys,
+    batch_shingles,
+    batch_signatures,
+    lsh_params,
+    permutations,
+    word_hashes,
+)
 from tuneline.textscan import runs
 
 TEXTS = [
@@ -34,6 +44,38 @@ def test_batch_signatures_equal_datasketch_minhash(num_perm: int):
         m = MinHash(num_perm=num_perm, hashfunc=int, permutations=permutations(num_perm), scheme="affine32")
         m.update_batch(hashes[docs == i].tolist())
         assert np.array_equal(m.hashvalues, sigs[i])
+
+
+@pytest.mark.parametrize("num_perm", [1, 16, 64, 128, 256])
+def test_permutations_are_datasketchs(num_perm: int):
+    ours = permutations(num_perm)
+    theirs = MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations
+    assert all(p.dtype == np.uint32 for p in ours)
+    assert np.array_equal(np.array(ours), theirs)
+
+
+def test_lsh_params_are_datasketchs_optimum():
+    """The band/row split equals datasketch's optimizer's (scipy quadrature) on a grid of thresholds and sizes."""
+    from datasketch.lsh import _optimal_param
+
+    for num_perm in (2, 16, 64, 128):
+        for threshold in np.round(np.arange(0.05, 1.0, 0.05), 2).tolist():
+            assert lsh_params(threshold, num_perm) == _optimal_param(threshold, num_perm, *_WEIGHTS), (
+                threshold,
+                num_perm,
+            )
+
+
+def test_the_data_stages_do_not_import_scipy():
+    """datasketch imports scipy (0.27 s per stage process); the stages make what they used of it themselves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tuneline.cli, tuneline.stages.ingest.run, tuneline.stages.clean.run, tuneline.stages.split.run;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'datasketch'}))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
 def test_word_hashes_are_the_polynomial_of_each_word():

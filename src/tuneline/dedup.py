@@ -1,8 +1,9 @@
 """Near-duplicate detection: MinHash signatures (datasketch's scheme) + a compact, verified LSH band index.
 
 Signatures follow datasketch's ``affine32`` MinHash scheme with datasketch's own permutations
-(``MinHash(num_perm, seed=1).permutations``) and ``_fmix`` pre-mix, and the band/row split comes
-from datasketch's optimizer. Two things are ours, both for scale (measured in benchmarks/):
+(``MinHash(num_perm, seed=1).permutations``) and MurmurHash3 pre-mix, and the band/row split is
+datasketch's optimizer's; each is made here and compared with datasketch's in tests/test_dedup.py
+(datasketch itself is a test dependency: importing it imports scipy). Two things are ours, both for scale (measured in benchmarks/):
 
 * ``batch_signatures`` computes the signatures of a whole chunk of documents in a few numpy
   operations. ``MinHash.update_batch`` works one document per call, and at a million records
@@ -25,9 +26,6 @@ import re
 from functools import lru_cache
 
 import numpy as np
-from datasketch import MinHash
-from datasketch.lsh import _optimal_param
-from datasketch.minhash import _fmix
 
 from tuneline.textscan import ByteClass, runs
 
@@ -44,14 +42,38 @@ _powers_cache: dict[str, np.ndarray] = {}
 
 @lru_cache(maxsize=8)
 def permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's permutations for ``num_perm`` (affine32 scheme, seed 1)."""
-    return MinHash(num_perm=num_perm, seed=_SEED, scheme="affine32").permutations
+    """datasketch's permutations for ``num_perm`` (``MinHash(num_perm, seed=1, scheme="affine32").permutations``):
+    ``a`` odd, then ``b``, drawn from ``RandomState(1)`` (tests/test_dedup.py compares them with datasketch's).
+    Made here, not imported: importing datasketch imports scipy, a quarter of a second of every data stage."""
+    gen = np.random.RandomState(_SEED)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    return a, gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+
+
+def fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, the affine32 scheme's pre-mix (a bijection on uint32; wrapping products)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
 
 
 @lru_cache(maxsize=32)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) for ``threshold`` from datasketch's optimizer."""
-    return _optimal_param(threshold, num_perm, *_WEIGHTS)
+    """(bands, rows) for ``threshold``: datasketch's optimizer (the first (b, r), b then r ascending, with b·r ≤
+    num_perm, of least weighted false positive and false negative probability), its two integrals of the banding
+    curve by Gauss-Legendre quadrature: the curve is a polynomial of degree b·r, which num_perm/2 + 1 nodes
+    integrate exactly (tests/test_dedup.py checks the choice equals datasketch's, which integrates with scipy)."""
+    x, w = np.polynomial.legendre.leggauss(num_perm // 2 + 1)
+    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
+    b, r = (np.array(column, dtype=np.float64).reshape(-1, 1) for column in zip(*pairs, strict=True))
+    below = threshold / 2 * (x + 1)  # the nodes on [0, threshold], then on [threshold, 1]
+    above = threshold + (1 - threshold) / 2 * (x + 1)
+    false_positive = (1 - (1 - below**r) ** b) @ w * (threshold / 2)
+    false_negative = (1 - (1 - (1 - above**r) ** b)) @ w * ((1 - threshold) / 2)
+    error = false_positive * _WEIGHTS[0] + false_negative * _WEIGHTS[1]
+    return pairs[int(np.argmin(error))]
 
 
 def _cumpow(base: np.uint64, size: int) -> np.ndarray:
@@ -184,7 +206,7 @@ def signatures(raw: bytes, doc_start: np.ndarray, num_perm: int, n: int) -> np.n
     hashes, docs = shingles(raw, doc_start, n)
     count = len(doc_start)
     a, b = (p.reshape(-1, 1) for p in permutations(num_perm))
-    mixed = _fmix(hashes, 32).reshape(1, -1)
+    mixed = fmix32(hashes).reshape(1, -1)
     first = np.searchsorted(docs, np.arange(count))  # every document has at least one gram
     ends = np.append(first[1:], len(hashes))
     out = np.empty((count, num_perm), dtype=_DTYPE)

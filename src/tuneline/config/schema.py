@@ -220,7 +220,9 @@ class ToggleRule(Section):
 
 
 class NearDedupRule(Section):
-    enabled: bool = Field(True, description="Drop near duplicates found by MinHash LSH (datasketch).")
+    enabled: bool = Field(
+        True, description="Drop near duplicates found by MinHash LSH (datasketch's signature scheme)."
+    )
     threshold: float = Field(0.8, gt=0.0, lt=1.0, description="Estimated Jaccard similarity that counts as duplicate.")
     num_perm: int = Field(64, ge=16, le=512, description="MinHash permutations (accuracy vs. speed).")
     shingle_words: int = Field(3, ge=1, le=10, description="Words per shingle.")
