@@ -44,9 +44,11 @@ class ChunkWords:
         self.data = np.frombuffer(self.raw, dtype=np.uint8)
         self.in_word = ~SPACE.mask(self.raw)
         self.word_start, self.word_end = runs(self.in_word)
-        # texts are in order and the newline between two is whitespace: no word spans two texts
-        self.word_text = np.searchsorted(self.start, self.word_start, side="right") - 1
-        self.words = np.bincount(self.word_text, minlength=len(texts))  # len(text.split())
+        # texts are in order and the newline between two is whitespace: no word spans two texts, and a text's
+        # words are those from the first word at or after its start to the next text's first
+        first_word = np.searchsorted(self.word_start, self.start)
+        self.words = np.diff(np.append(first_word, len(self.word_start)))  # len(text.split())
+        self.word_text = np.repeat(np.arange(len(texts)), self.words)
 
     def chars(self) -> np.ndarray:
         """``len(text)`` of each."""
@@ -81,11 +83,13 @@ class ChunkWords:
         not in it: two words that differ only there share a key, which only makes a text look more repetitive).
         Loaded 8 bytes at a time, it costs a sixth of hashing every byte (:func:`tuneline.dedup.word_hashes`)."""
         start, end = self.word_start, self.word_end
-        window = np.lib.stride_tricks.sliding_window_view(np.frombuffer(self.raw + bytes(8), dtype=np.uint8), 8)
+        padded = self.raw + bytes(8)
+        # the 8 bytes from every offset, as a little-endian uint64 (overlapping, unaligned: a view, no copy)
+        at = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
         length = end - start
         mask = _LOW_BYTES[np.minimum(length, 8)]  # the word's own bytes of the first 8 (and of the last 8)
-        head = window[start].view("<u8").ravel() & mask
-        tail = window[np.maximum(end - 8, start)].view("<u8").ravel() & mask
+        head = at[start] & mask
+        tail = at[np.maximum(end - 8, start)] & mask
         with np.errstate(over="ignore"):
             return head * _MIX[0] + tail * _MIX[1] + length.astype(np.uint64) * _MIX[2]
 
