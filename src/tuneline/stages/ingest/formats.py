@@ -391,9 +391,10 @@ def _check_weights(kind: str, body: dict[str, Any]) -> None:
     """Per-turn weights: an SFT record must train at least one assistant turn; a preference or KTO answer is the
     target by definition, so a weight of 0 there is refused, and weights in a prompt (always context) are dropped."""
     if kind == "sft":
-        if not any(m["role"] == "assistant" and m.get("weight", 1) for m in body["messages"]):
-            raise RecordError("no_trained_turn", "every assistant turn has weight 0: nothing would be trained on")
-        return
+        for m in body["messages"]:  # a loop, not any() over a generator: this runs for every record
+            if m["role"] == "assistant" and m.get("weight", 1):
+                return
+        raise RecordError("no_trained_turn", "every assistant turn has weight 0: nothing would be trained on")
     for m in body["prompt"]:
         m.pop("weight", None)
     for field in ("chosen", "rejected", "completion"):

@@ -282,7 +282,12 @@ def message_list(raw: Any, field: str, **kw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
         what = "empty" if isinstance(raw, list) else f"a {type(raw).__name__}"
         raise RecordError("missing_messages", f"'{field}' must be a non-empty list of messages, got {what}")
-    msgs = [message(m, f"{field}[{i}]", **kw) for i, m in enumerate(raw)]
+    if any(kw.values()):
+        msgs = [message(m, f"{field}[{i}]", **kw) for i, m in enumerate(raw)]
+    else:  # plain turns without a location string each; the others as message makes them, in order
+        msgs = [_plain_turn(m) if type(m) is dict and len(m) == 2 else None for m in raw]
+        if None in msgs:
+            msgs = [p or message(m, f"{field}[{i}]") for i, (p, m) in enumerate(zip(msgs, raw, strict=True))]
     if any(m["role"] == "tool" for m in msgs):
         _name_tool_results(msgs)
     return msgs
