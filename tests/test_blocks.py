@@ -93,3 +93,19 @@ def test_append_file_reads_spans_from_an_object_store(tmp_path: Path):
     with open(tmp_path / "out", "wb") as out:
         append_file(out, "memory://scratch/part", np.array([[0, 3], [10, 12], [49, 50]]))
     assert (tmp_path / "out").read_bytes() == b"012019"
+
+
+def test_discard_removes_local_scratch_files_and_leaves_the_rest(tmp_path):
+    """Dropped local files are gone when the block ends; a missing one or an object store URI raises nothing
+    (remove_tree takes what is left), and a file not dropped stays."""
+    from tuneline.engine.blocks import Discard
+
+    files = [tmp_path / f"b{i}.jsonl" for i in range(20)]
+    for f in files:
+        f.write_bytes(b"x" * 1000)
+    with Discard() as done:
+        for f in files[:-1]:
+            done.drop(str(f))
+        done.drop(str(tmp_path / "never-written"))
+        done.drop("s3://bucket/scratch/b0.jsonl")
+    assert [f.exists() for f in files] == [False] * 19 + [True]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -224,3 +225,26 @@ def remove_tree(uri: str) -> None:
     fs, path = fsspec.core.url_to_fs(uri)
     if fs.exists(path):
         fs.rm(path, recursive=True)
+
+
+class Discard:
+    """Local scratch files the driver is done with, removed by a thread while it goes on.
+
+    Unlinking a large file waits on the file system more than it computes (0.34 s wall, 0.07 s CPU for 700 MiB
+    in 186 files here): at the end of a stage that wait was the driver's alone. Removed as each block's files are
+    appended, it overlaps the appends of the next ones. Files elsewhere (object stores) are left to
+    :func:`remove_tree`. Leaving the ``with`` block waits for every removal."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tuneline-discard")
+
+    def __enter__(self) -> Discard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+    def drop(self, uri: str) -> None:
+        """Remove ``uri`` soon (a failure leaves it to :func:`remove_tree`, which removes the whole scratch)."""
+        if "://" not in uri and not uri.startswith("hf:"):
+            self._pool.submit(os.unlink, uri)

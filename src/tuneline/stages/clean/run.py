@@ -15,7 +15,7 @@ from tuneline.clusters import bucket_bits, components
 from tuneline.config.schema import CleanConfig, TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for, release_freed_memory
-from tuneline.engine.blocks import Block, append_file, plan_blocks, reachable, remove_tree
+from tuneline.engine.blocks import Block, Discard, append_file, plan_blocks, reachable, remove_tree
 from tuneline.engine.cluster_tasks import KeyedBlock, by_block, exact_groups, near_pairs
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
@@ -227,12 +227,15 @@ def _clean_kind(
     writes = (WriteTask(b, p, kind, cfg.examples_per_rule) for b, p in zip(blocks, prefixes, strict=True))
     kept_fh, removed_fh = outputs
     results = []
-    for bi, result in enumerate(ex.imap(write_block, writes)):  # every block, in order
-        # appended as each block's write returns: its spans need not be kept, and the copy overlaps the writes
-        append_file(kept_fh, f"{prefixes[bi]}.jsonl", result.kept_spans)
-        append_file(removed_fh, f"{prefixes[bi]}.removed")
-        result.kept_spans = result.kept_spans[:0]
-        results.append(result)
+    with Discard() as done:
+        for bi, result in enumerate(ex.imap(write_block, writes)):  # every block, in order
+            # appended as each block's write returns: its spans need not be kept, and the copy overlaps the writes
+            append_file(kept_fh, f"{prefixes[bi]}.jsonl", result.kept_spans)
+            append_file(removed_fh, f"{prefixes[bi]}.removed")
+            done.drop(f"{prefixes[bi]}.jsonl")
+            done.drop(f"{prefixes[bi]}.removed")
+            result.kept_spans = result.kept_spans[:0]
+            results.append(result)
     return _KindWritten(cleaned, results)
 
 

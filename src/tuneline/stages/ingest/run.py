@@ -11,14 +11,14 @@ import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import xxhash
 
 from tuneline.config.schema import GENERATED_RECORDS, PiiRule, Source, TunelineConfig
-from tuneline.engine import executor_for
-from tuneline.engine.blocks import append_file, line_ranges, reachable, remove_tree, write_bytes
+from tuneline.engine import Executor, executor_for
+from tuneline.engine.blocks import Discard, append_file, line_ranges, reachable, remove_tree, write_bytes
 from tuneline.errors import TunelineError
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import dumps
@@ -327,22 +327,32 @@ def _ingest_parts(
         tasks = [
             PartTask(p, pre, d.raw_preview_chars, d.max_record_bytes) for p, pre in zip(parts, prefixes, strict=True)
         ]
-        for batch, prefix, results in zip(parts, prefixes, ex.imap(ingest_part, tasks), strict=True):
-            for part, result in zip(batch, results, strict=True):
-                tally.add(part.uri, result)
-            for name, fh in handles.items():
-                append_file(fh, f"{prefix}.{name}")
-                tally.written[name] += sum(r.counts["quarantined" if name == "quarantine" else name] for r in results)
-            kept = sum(tally.written[k] for k in KINDS)
-            progress.update(
-                task, advance=sum(r.counts["total"] for r in results), rate=f"{tally.rate.per_second(kept):,.0f} rec/s"
-            )
+        with Discard() as done:
+            _append_parts(ex, tasks, parts, tally, handles, done, progress, task)
     finally:
         for fh in handles.values():
             fh.close()
         remove_tree(root)
     _log_sources(tally.by_source)
     return tally
+
+
+def _append_parts(
+    ex: Executor, tasks: list[PartTask], parts: list[list[ResolvedFile]], tally: _Tally,
+    handles: dict[str, BinaryIO], done: Discard, progress: Any, task: Any,
+) -> None:  # fmt: skip
+    """Run the part tasks; append each one's files to the outputs as it returns, in source order."""
+    for batch, pt, results in zip(parts, tasks, ex.imap(ingest_part, tasks), strict=True):
+        for part, result in zip(batch, results, strict=True):
+            tally.add(part.uri, result)
+        for name, fh in handles.items():
+            append_file(fh, f"{pt.prefix}.{name}")
+            done.drop(f"{pt.prefix}.{name}")
+            tally.written[name] += sum(r.counts["quarantined" if name == "quarantine" else name] for r in results)
+        kept = sum(tally.written[k] for k in KINDS)
+        progress.update(
+            task, advance=sum(r.counts["total"] for r in results), rate=f"{tally.rate.per_second(kept):,.0f} rec/s"
+        )
 
 
 def _refuse_untrustworthy(report: IngestReport, config: TunelineConfig, out: Path) -> None:

@@ -15,7 +15,16 @@ from tuneline.clusters import bucket_bits
 from tuneline.config.schema import TunelineConfig
 from tuneline.dedup import lsh_params
 from tuneline.engine import Executor, executor_for
-from tuneline.engine.blocks import Block, append_file, plan_blocks, reachable, read_array, remove_tree, write_array
+from tuneline.engine.blocks import (
+    Block,
+    Discard,
+    append_file,
+    plan_blocks,
+    reachable,
+    read_array,
+    remove_tree,
+    write_array,
+)
 from tuneline.engine.cluster_tasks import KeyedBlock, exact_groups, near_pairs
 from tuneline.io.atomic import OutputRejected, atomic_dir, failed_path
 from tuneline.io.jsonl import JsonlWriter, bad_input
@@ -241,12 +250,14 @@ def _write(
     )  # fmt: skip
     task = progress.add_task(kind, total=len(splits), rate="")
     ids: dict[int, str] = {}
-    for i, found in enumerate(ex.imap(write_split_block, tasks)):
-        b = blocks[i]
-        for s in SPLITS:
-            append_file(files.handles[s], f"{root}w{b.index:06d}.{s}")
-        ids.update(zip(wanted[cuts[i] : cuts[i + 1]].tolist(), found, strict=True))
-        progress.update(task, advance=b.lines)
+    with Discard() as done:
+        for i, found in enumerate(ex.imap(write_split_block, tasks)):
+            b = blocks[i]
+            for s in SPLITS:
+                append_file(files.handles[s], f"{root}w{b.index:06d}.{s}")
+                done.drop(f"{root}w{b.index:06d}.{s}")
+            ids.update(zip(wanted[cuts[i] : cuts[i + 1]].tolist(), found, strict=True))
+            progress.update(task, advance=b.lines)
     for s, count in zip(SPLITS, np.bincount(splits, minlength=DROPPED + 1)[: len(SPLITS)].tolist(), strict=True):
         files.counts[s] = count
     return ids
