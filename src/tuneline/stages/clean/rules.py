@@ -82,18 +82,19 @@ class RecordCleaner:
         words of its plain ASCII records are found at once (:mod:`tuneline.stages.clean.words`: they pass the
         quality filters, get their exact keys and MinHash from arrays) and near-dup signatures are computed for
         the whole chunk at once: per text, each cost more than the rules. The other records take the per-record
-        path; both give the same results (tests/test_clean.py compares them)."""
+        path; both give the same results (tests/test_clean_words.py compares them)."""
         chunk = CleanedChunk()
         recs = [parse_canonical(line, i, kind) for i, line in enumerate(lines)]
         msgs = [list(messages_of(rec, kind)) for rec in recs]
         chunk.ids = [rec["id"] for rec in recs]
         plain = self._clean_texts(msgs, chunk)
         fast = PlainRecords.of(msgs, plain) if self.fast else None
-        passed = fast.passed(recs, kind, self.cfg.quality) if fast is not None else None
+        rows, passed = fast.row.tolist() if fast else [-1] * len(recs), []
+        if fast is not None:
+            passed = fast.passed(recs, kind, self.cfg.quality).tolist()
         folded = fast.words.folded() if fast is not None and self.cfg.exact_dedup.enabled else None
         cfg, texts, near_fast, near_slow = self.cfg, [], [], []
-        for i, (rec, ms) in enumerate(zip(recs, msgs, strict=True)):
-            f = fast.row[i] if fast is not None else -1
+        for i, (rec, ms, f) in enumerate(zip(recs, msgs, rows, strict=True)):
             if f >= 0 and passed[f]:
                 removed = self._tokens(ms)
             else:  # the per-record path: split once, the filters and the exact key read the words

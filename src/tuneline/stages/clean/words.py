@@ -118,6 +118,7 @@ class PlainRecords:
     def __init__(self, row: np.ndarray, first: np.ndarray, texts: list[str]) -> None:
         self.row, self.first, self.words = row, first, ChunkWords(texts)
         self._first = first.tolist()
+        self._prefixes: dict[tuple[str, bool], bytes] = {}  # key_prefix of each (role, context only), encoded
 
     @classmethod
     def of(cls, msgs: list[list[dict[str, Any]]], plain: list[bool]) -> PlainRecords | None:
@@ -153,9 +154,15 @@ class PlainRecords:
     def canonical(self, f: int, rec: dict[str, Any], msgs: list[dict[str, Any]], kind: Kind, folded: Folded) -> bytes:
         """:func:`~tuneline.stages.clean.text.canonical_text` of record ``f`` of them, UTF-8."""
         raw, starts, ends = folded
-        t = self._first[f]
-        body = b"\x1e".join(key_prefix(m).encode() + raw[starts[t + j] : ends[t + j]] for j, m in enumerate(msgs))
-        return body + key_suffix(rec, kind).encode()
+        t, prefixes = self._first[f], self._prefixes
+        parts = []
+        for j, m in enumerate(msgs):
+            key = (m["role"], m.get("weight") == 0)
+            prefix = prefixes.get(key)
+            if prefix is None:
+                prefix = prefixes[key] = key_prefix(m).encode()
+            parts.append(prefix + raw[starts[t + j] : ends[t + j]])
+        return b"\x1e".join(parts) + key_suffix(rec, kind).encode()
 
     def documents(self, rows: list[int]) -> tuple[bytes, np.ndarray]:
         """The records ``rows`` (ascending) as near-dup documents (:func:`tuneline.dedup.shingles`): the chunk's
