@@ -49,11 +49,17 @@ PHASES = [
         "tuneline.stages.clean.rules",
         "RecordCleaner._redact",
     ),
+    ("clean", "words of a chunk's plain records (one array)", "tuneline.stages.clean.words", "PlainRecords.of"),
+    ("clean", "quality filters", "tuneline.stages.clean.words", "PlainRecords.passed"),
     ("clean", "quality filters", "tuneline.stages.clean.rules", "RecordCleaner._quality"),
     ("clean", "token filter", "tuneline.stages.clean.rules", "RecordCleaner._filter"),
+    ("clean", "token filter", "tuneline.stages.clean.rules", "RecordCleaner._tokens"),
     ("clean", "exact key", "tuneline.stages.clean.rules", "canonical_text"),
     ("clean", "exact key", "tuneline.stages.clean.rules", "folded_text"),
+    ("clean", "exact key", "tuneline.stages.clean.words", "ChunkWords.folded"),
+    ("clean", "exact key", "tuneline.stages.clean.words", "PlainRecords.canonical"),
     ("clean", "MinHash + band keys", "tuneline.stages.clean.rules", "batch_near_keys"),
+    ("clean", "MinHash + band keys", "tuneline.stages.clean.rules", "near_keys"),
     ("clean", "scratch keys write", "tuneline.stages.clean.blocks", "_BlockKeys.write"),
     ("clean", "bucket grouping", "tuneline.engine.cluster_tasks", "bucket_pairs"),
     ("clean", "verification", "tuneline.engine.cluster_tasks", "verify_pairs"),
@@ -102,9 +108,12 @@ def install(timers: Timers) -> list[str]:
 
     missing = []
     for stage, phase, module_name, attr in PHASES:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:  # an older commit, measured for the table's "before" columns
+            module = None
         owner_name, _, name = attr.rpartition(".")
-        owner = getattr(module, owner_name) if owner_name else module
+        owner = getattr(module, owner_name, None) if owner_name else module
         original = getattr(owner, name, None)
         if original is None:
             missing.append(f"{stage}/{phase} ({module_name}.{attr})")

@@ -73,3 +73,19 @@ def test_similar_counts_equal_positions():
     b[0, :2] = 1  # 8 of 10 agree
     b[1, :3] = 1  # 7 of 10
     assert similar(a, b, 0.8).tolist() == [True, False]
+
+
+def test_bucket_tasks_are_made_as_the_executor_takes_them():
+    """A bucket task names a slice of every block: all of them at once are buckets x blocks slices, both growing
+    with the corpus (14 MiB of tasks at 4M records), so they are made one at a time."""
+    from collections.abc import Iterator
+
+    from tuneline.engine.cluster_tasks import KeyedBlock, bucket_tasks
+
+    offsets = {"bd": np.array([0, 2, 5, 5], dtype=np.int64)}
+    blocks = [KeyedBlock(f"/scratch/{i:06d}", 10 * i, 10 * i + 10, offsets, 5) for i in range(3)]
+    tasks = bucket_tasks(blocks, "bd")
+    assert isinstance(tasks, Iterator)
+    first = next(tasks)
+    assert first.slices == tuple((f"/scratch/{i:06d}.bd", 0, 2) for i in range(3))
+    assert [t.slices[0][1:] for t in tasks] == [(2, 5), (5, 5)]

@@ -89,9 +89,9 @@ class RecordCleaner:
         chunk.ids = [rec["id"] for rec in recs]
         plain = self._clean_texts(msgs, chunk)
         fast = PlainRecords.of(msgs, plain) if self.fast else None
-        rows, passed = fast.row.tolist() if fast else [-1] * len(recs), []
+        rows, passed = [-1] * len(recs), []  # record i's row among the plain ones; whether it passes quality
         if fast is not None:
-            passed = fast.passed(recs, kind, self.cfg.quality).tolist()
+            rows, passed = fast.row.tolist(), fast.passed(recs, kind, self.cfg.quality).tolist()
         folded = fast.words.folded() if fast is not None and self.cfg.exact_dedup.enabled else None
         cfg, texts, near_fast, near_slow = self.cfg, [], [], []
         for i, (rec, ms, f) in enumerate(zip(recs, msgs, rows, strict=True)):
@@ -128,7 +128,8 @@ class RecordCleaner:
         near_slow: list[int],
         texts: list[str],
     ) -> None:
-        """Signatures and band keys of the kept records, the fast ones' first; ``chunk.near_rows`` says whose."""
+        """Signatures and band keys of the kept records (those of plain records first); ``chunk.near_rows`` says
+        which row is whose."""
         chunk.near_rows = np.full(len(chunk.removed), -1, dtype=np.int64)
         if not near_fast and not near_slow:
             return
