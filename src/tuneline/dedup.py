@@ -3,7 +3,8 @@
 Signatures follow datasketch's ``affine32`` MinHash scheme with datasketch's own permutations
 (``MinHash(num_perm, seed=1).permutations``) and MurmurHash3 pre-mix, and the band/row split is
 datasketch's optimizer's; each is made here and compared with datasketch's in tests/test_dedup.py
-(datasketch itself is a test dependency: importing it imports scipy). Two things are ours, both for scale (measured in benchmarks/):
+(datasketch itself is a test dependency: importing it imports scipy). Two things are ours, both for
+scale (measured in benchmarks/):
 
 * ``batch_signatures`` computes the signatures of a whole chunk of documents in a few numpy
   operations. ``MinHash.update_batch`` works one document per call, and at a million records

@@ -104,7 +104,7 @@ def bucket_tasks(
     blocks: Sequence[KeyedBlock], name: str, exclude: str | None = None, mark: str | None = None
 ) -> Iterator[BucketTask]:
     """One task per bucket, made as the executor takes them: a task names a slice of every block, so all of
-    them at once would be buckets x blocks slices, both of which grow with the corpus (12 MiB at 4M records)."""
+    them at once would be buckets x blocks slices, both of which grow with the corpus (14 MiB at 4M records)."""
     n = len(blocks[0].offsets[name]) - 1 if blocks else 0
     for p in range(n):
         slices = tuple((f"{b.prefix}.{name}", int(b.offsets[name][p]), int(b.offsets[name][p + 1])) for b in blocks)
