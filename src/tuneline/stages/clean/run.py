@@ -230,10 +230,11 @@ def _clean_kind(
     with Discard() as done:
         for bi, result in enumerate(ex.imap(write_block, writes)):  # every block, in order
             # appended as each block's write returns: its spans need not be kept, and the copy overlaps the writes
-            append_file(kept_fh, f"{prefixes[bi]}.jsonl", result.kept_spans)
-            append_file(removed_fh, f"{prefixes[bi]}.removed")
-            done.drop(f"{prefixes[bi]}.jsonl")
-            done.drop(f"{prefixes[bi]}.removed")
+            kept_part, removed_part = f"{prefixes[bi]}.jsonl", f"{prefixes[bi]}.removed"
+            append_file(kept_fh, kept_part, result.kept_spans)
+            append_file(removed_fh, removed_part)
+            done.drop(kept_part)
+            done.drop(removed_part)
             result.kept_spans = result.kept_spans[:0]
             results.append(result)
     return _KindWritten(cleaned, results)

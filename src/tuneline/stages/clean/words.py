@@ -42,7 +42,6 @@ class ChunkWords:
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
         self.end = np.cumsum(lengths + 1) - 1
         self.start = self.end - lengths
-        self.data = np.frombuffer(self.raw, dtype=np.uint8)
         self.in_word = ~SPACE.mask(self.raw)
         self.word_start, self.word_end = runs(self.in_word)
         # texts are in order and the newline between two is whitespace: no word spans two texts, and a text's

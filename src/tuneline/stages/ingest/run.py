@@ -346,8 +346,9 @@ def _append_parts(
         for part, result in zip(batch, results, strict=True):
             tally.add(part.uri, result)
         for name, fh in handles.items():
-            append_file(fh, f"{pt.prefix}.{name}")
-            done.drop(f"{pt.prefix}.{name}")
+            part = f"{pt.prefix}.{name}"
+            append_file(fh, part)
+            done.drop(part)
             tally.written[name] += sum(r.counts["quarantined" if name == "quarantine" else name] for r in results)
         kept = sum(tally.written[k] for k in KINDS)
         progress.update(

@@ -254,8 +254,9 @@ def _write(
         for i, found in enumerate(ex.imap(write_split_block, tasks)):
             b = blocks[i]
             for s in SPLITS:
-                append_file(files.handles[s], f"{root}w{b.index:06d}.{s}")
-                done.drop(f"{root}w{b.index:06d}.{s}")
+                part = f"{root}w{b.index:06d}.{s}"
+                append_file(files.handles[s], part)
+                done.drop(part)
             ids.update(zip(wanted[cuts[i] : cuts[i + 1]].tolist(), found, strict=True))
             progress.update(task, advance=b.lines)
     for s, count in zip(SPLITS, np.bincount(splits, minlength=DROPPED + 1)[: len(SPLITS)].tolist(), strict=True):
